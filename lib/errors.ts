@@ -1,0 +1,22 @@
+/**
+ * Errors thrown by adamp. Every error has a stable `code` so callers (and tests in other
+ * realms, where `instanceof` fails) can tell them apart.
+ */
+export type AdampErrorCode =
+  | 'ERR_ADAMP_INVALID_ARGUMENT' // a hyperparameter, param, grad or state is malformed
+  | 'ERR_ADAMP_BACKEND_UNAVAILABLE' // the requested backend cannot run here
+  | 'ERR_ADAMP_STEP_IN_FLIGHT' // an async step of this optimizer has not finished
+  | 'ERR_ADAMP_DISPOSED'; // the optimizer was disposed
+
+export class AdampError extends Error {
+  readonly code: AdampErrorCode;
+  constructor(code: AdampErrorCode, message: string) {
+    super(message);
+    this.name = 'AdampError';
+    this.code = code;
+  }
+}
+
+export function invalid(message: string): AdampError {
+  return new AdampError('ERR_ADAMP_INVALID_ARGUMENT', message);
+}

@@ -1,0 +1,20 @@
+/**
+ * adamp: AdamP and SGDP for Node.js.
+ *
+ * ```ts
+ * import { AdamP, SGDP } from 'adamp';
+ * const opt = new AdamP(params, { lr: 1e-3, weightDecay: 1e-2 });
+ * opt.step();
+ * ```
+ */
+export { AdamP } from './adamp';
+export { SGDP } from './sgdp';
+export { Optimizer } from './optimizer';
+export { AdampError } from './errors';
+export type { AdampErrorCode } from './errors';
+export { backends } from './backends/select';
+export type { BackendReport } from './backends/select';
+export type {
+  AdamPOptions, AdamPParamState, BackendName, OptimizerConfig, Param, ParamGroup, ParamGroupInput,
+  ParamStepInfo, Projection, SGDPOptions, SGDPParamState, StateDict,
+} from './types';
