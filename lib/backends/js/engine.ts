@@ -5,7 +5,8 @@
  *   pass 1 updates the moments and accumulates, per output channel, g.p, g.g, p.p and p.u in
  *          double precision (u = the update before projection);
  *   decide  the channel view, then the layer view (sums of the same four), float32 compare;
- *   pass 2 recomputes u, removes its radial component where the test fired, and applies
+ *   pass 2 removes the radial component of u where the test fired (AdamP keeps u from pass 1
+ *          in a scratch array; SGDP's d is the buffer or cheap to recompute), and applies
  *          weight decay and the step.
  * Tensors that are never projected (ndim <= 1) take a single pass.
  *
@@ -49,9 +50,15 @@ class SumsScratch implements Sums {
 export class JsEngine implements Engine {
   readonly name = 'js' as const;
   private readonly sums = new SumsScratch();
+  /** AdamP's update u of the tensor in flight, kept from pass 1 so pass 2 need not recompute sqrt and divisions. */
+  private u = new Float32Array(0);
 
   stepAdamP(slots: readonly Slot[], hp: AdamPScalars, info: Float64Array): void {
-    for (let k = 0; k < slots.length; k++) adampTensor(slots[k], hp, info, k * INFO_STRIDE, this.sums);
+    for (let k = 0; k < slots.length; k++) {
+      const s = slots[k];
+      if (s.eligible && this.u.length < s.p.length) this.u = new Float32Array(s.p.length);
+      adampTensor(s, hp, info, k * INFO_STRIDE, this.sums, this.u);
+    }
   }
 
   stepSGDP(slots: readonly Slot[], hp: SGDPScalars, info: Float64Array): void {
@@ -59,7 +66,7 @@ export class JsEngine implements Engine {
   }
 }
 
-function adampTensor(s: Slot, hp: AdamPScalars, info: Float64Array, o: number, scratch: SumsScratch): void {
+function adampTensor(s: Slot, hp: AdamPScalars, info: Float64Array, o: number, scratch: SumsScratch, us: Float32Array): void {
   const { p, g, m, v } = s;
   const n = p.length;
   const b1 = f(hp.beta1), omb1 = f(1 - hp.beta1);
@@ -112,6 +119,7 @@ function adampTensor(s: Slot, hp: AdamPScalars, info: Float64Array, o: number, s
         v[i] = vi;
         const den = f(f(f(Math.sqrt(vi)) / sqrtBc2) + eps);
         const u = nesterov ? f(f(f(b1 * mi) + f(omb1 * gi)) / den) : f(mi / den);
+        us[i] = u;
         const pi = p[i];
         sgp += gi * pi;
         sgg += gi * gi;
@@ -131,7 +139,7 @@ function adampTensor(s: Slot, hp: AdamPScalars, info: Float64Array, o: number, s
   const projected = info[o + Info.decision] === Decision.channel || info[o + Info.decision] === Decision.layer;
   const { div, scale } = sums;
 
-  // Pass 2: recompute u, project, decay, step.
+  // Pass 2: project u, decay, step.
   let after = 0, delta = 0;
   i = 0;
   for (let a = 0; a < outer; a++) {
@@ -140,9 +148,7 @@ function adampTensor(s: Slot, hp: AdamPScalars, info: Float64Array, o: number, s
       const sc = projected ? scale[c] : 0;
       let sAfter = 0, sDelta = 0;
       for (let j = 0; j < inner; j++, i++) {
-        const mi = m[i];
-        const den = f(f(f(Math.sqrt(v[i])) / sqrtBc2) + eps);
-        let u = nesterov ? f(f(f(b1 * mi) + f(omb1 * g[i])) / den) : f(mi / den);
+        let u = us[i];
         const p0 = p[i];
         if (projected) u = f(u - f(f(p0 / den2) * sc));
         const pd = decay ? f(p0 * wdf) : p0;
