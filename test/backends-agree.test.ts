@@ -63,8 +63,8 @@ describe.each(others)('backend %s agrees with js', (backend) => {
         const sa = oa.stateDict().state, sb = ob.stateDict().state;
         for (const key of Object.keys(sa)) {
           for (const [name, arr] of Object.entries(sa[Number(key)] as object)) {
-            if (arr instanceof Float32Array) close((sb[Number(key)] as Record<string, Float32Array>)[name], arr, `seed ${seed} step ${t} state ${key}.${name}`);
-            else expect((sb[Number(key)] as Record<string, unknown>)[name]).toBe(arr);
+            if (arr instanceof Float32Array) close((sb[Number(key)] as unknown as Record<string, Float32Array>)[name], arr, `seed ${seed} step ${t} state ${key}.${name}`);
+            else expect((sb[Number(key)] as unknown as Record<string, unknown>)[name]).toBe(arr);
           }
         }
       }
