@@ -37,7 +37,8 @@ function setGrads(r: () => number, ps: Param[]): void {
   }
 }
 
-describe.each(others)('backend %s agrees with js', (backend) => {
+describe.each(others.length ? others : ['none'])('backend %s agrees with js', (backend) => {
+  if (backend === 'none') return;
   test.each(['adamp', 'sgdp'])('%s on 60 random models x 4 steps', (kind) => {
     for (let seed = 1; seed <= 60; seed++) {
       const r = rng(seed * 7919 + (kind === 'adamp' ? 0 : 1));
