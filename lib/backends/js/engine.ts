@@ -73,7 +73,10 @@ function adampTensor(s: Slot, hp: AdamPScalars, info: Float64Array, o: number, s
   const b2 = f(hp.beta2), omb2 = f(1 - hp.beta2);
   const bc1 = 1 - Math.pow(hp.beta1, s.step);
   const bc2 = 1 - Math.pow(hp.beta2, s.step);
-  const sqrtBc2 = f(Math.sqrt(bc2));
+  // note: float32 division by a constant equals one double multiplication by its double
+  // reciprocal, then rounding (the double error is far below float32's rounding boundaries;
+  // checked on 2e7 random pairs), so the division sqrt(v) / sqrt(bc2) costs a multiply here.
+  const rSqrtBc2 = 1 / f(Math.sqrt(bc2));
   const eps = f(hp.eps);
   const negStep = f(-(hp.lr / bc1));
   const nesterov = hp.nesterov;
@@ -89,7 +92,7 @@ function adampTensor(s: Slot, hp: AdamPScalars, info: Float64Array, o: number, s
       const vi = f(f(v[i] * b2) + f(omb2 * gi) * gi);
       m[i] = mi;
       v[i] = vi;
-      const den = f(f(f(Math.sqrt(vi)) / sqrtBc2) + eps);
+      const den = f(f(f(Math.sqrt(vi)) * rSqrtBc2) + eps);
       const u = nesterov ? f(f(f(b1 * mi) + f(omb1 * gi)) / den) : f(mi / den);
       const p0 = p[i];
       const pd = decay ? f(p0 * wdf) : p0;
@@ -117,7 +120,7 @@ function adampTensor(s: Slot, hp: AdamPScalars, info: Float64Array, o: number, s
         const vi = f(f(v[i] * b2) + f(omb2 * gi) * gi);
         m[i] = mi;
         v[i] = vi;
-        const den = f(f(f(Math.sqrt(vi)) / sqrtBc2) + eps);
+        const den = f(f(f(Math.sqrt(vi)) * rSqrtBc2) + eps);
         const u = nesterov ? f(f(f(b1 * mi) + f(omb1 * gi)) / den) : f(mi / den);
         us[i] = u;
         const pi = p[i];
