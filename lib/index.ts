@@ -18,3 +18,10 @@ export type {
   AdamPOptions, AdamPParamState, BackendName, OptimizerConfig, Param, ParamGroup, ParamGroupInput,
   ParamStepInfo, Projection, SGDPOptions, SGDPParamState, StateDict,
 } from './types';
+export {
+  saveCheckpoint, saveCheckpointSync, loadCheckpoint, loadCheckpointSync, serializeCheckpoint, deserializeCheckpoint,
+  CHECKPOINT_FORMAT,
+} from './checkpoint';
+export type { CheckpointInfo, CheckpointOptimizer, LoadCheckpointOptions, SaveCheckpointOptions } from './checkpoint';
+export { paramsFromStore, groupsFromStore, storeParam } from './store';
+export type { StoredTensor, TensorStore, TensorSelector, StoreParamsOptions, StoreGroup } from './store';
