@@ -1,0 +1,159 @@
+// Eight float lanes, two ways: VecAvx2 (one __m256, only where the TU is compiled with -mavx2
+// -mfma) and VecPortable (eight plain floats). Both provide the primitives of adamp/math.h
+// (f_add, f_sub, f_mul, f_div, f_sqrt, f_fma), so the kernels instantiate the same math on
+// either, and both accumulate the per-lane double sums with the same operations in the same
+// order: the two paths give bit-identical results.
+//
+// Include this only from inside a TU-specific namespace (see kernels.h): the types and
+// functions must not be shared between the AVX2 TU and the portable TU.
+#ifndef ADAMP_CPU_SIMD_H_BODY
+#define ADAMP_CPU_SIMD_H_BODY
+#endif
+
+#if defined(ADAMP_SIMD_AVX2)
+
+struct Vec {
+  __m256 x;
+  Vec() = default;
+  explicit Vec(float s) : x(_mm256_set1_ps(s)) {}
+  explicit Vec(__m256 v) : x(v) {}
+  static Vec load(const float* p) { return Vec(_mm256_loadu_ps(p)); }
+  void store(float* p) const { _mm256_storeu_ps(p, x); }
+};
+
+static inline __m256i tail_mask(int n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+/** Lanes [0, n) from p, the others 0; reads nothing past p[n-1]. */
+static inline Vec load_partial(const float* p, int n) { return Vec(_mm256_maskload_ps(p, tail_mask(n))); }
+static inline void store_partial(float* p, Vec v, int n) { _mm256_maskstore_ps(p, tail_mask(n), v.x); }
+/** Lanes >= n set to +0. */
+static inline Vec keep_lanes(Vec v, int n) { return Vec(_mm256_and_ps(v.x, _mm256_castsi256_ps(tail_mask(n)))); }
+
+static inline Vec f_add(Vec a, Vec b) { return Vec(_mm256_add_ps(a.x, b.x)); }
+static inline Vec f_sub(Vec a, Vec b) { return Vec(_mm256_sub_ps(a.x, b.x)); }
+static inline Vec f_mul(Vec a, Vec b) { return Vec(_mm256_mul_ps(a.x, b.x)); }
+static inline Vec f_div(Vec a, Vec b) { return Vec(_mm256_div_ps(a.x, b.x)); }
+static inline Vec f_sqrt(Vec a) { return Vec(_mm256_sqrt_ps(a.x)); }
+static inline Vec f_fma(Vec a, Vec b, Vec c) { return Vec(_mm256_fmadd_ps(a.x, b.x, c.x)); }
+
+/** Eight double accumulators, lane k for element k mod 8. */
+struct DAcc {
+  __m256d lo, hi;
+  DAcc() : lo(_mm256_setzero_pd()), hi(_mm256_setzero_pd()) {}
+};
+/**
+ * acc += a*b per lane. note: the product of two floats is exact in double, so the fused form
+ * rounds exactly like the portable `acc + a*b`; the results stay bit-identical.
+ */
+static inline void acc_prod(DAcc& acc, Vec a, Vec b) {
+  const __m256d alo = _mm256_cvtps_pd(_mm256_castps256_ps128(a.x)), ahi = _mm256_cvtps_pd(_mm256_extractf128_ps(a.x, 1));
+  const __m256d blo = _mm256_cvtps_pd(_mm256_castps256_ps128(b.x)), bhi = _mm256_cvtps_pd(_mm256_extractf128_ps(b.x, 1));
+  acc.lo = _mm256_fmadd_pd(alo, blo, acc.lo);
+  acc.hi = _mm256_fmadd_pd(ahi, bhi, acc.hi);
+}
+/** acc += (a-b)^2 per lane, in double (subtract, square, add: three roundings). */
+static inline void acc_diff_sq(DAcc& acc, Vec a, Vec b) {
+  const __m256d dlo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a.x)), _mm256_cvtps_pd(_mm256_castps256_ps128(b.x)));
+  const __m256d dhi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(a.x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(b.x, 1)));
+  acc.lo = _mm256_add_pd(acc.lo, _mm256_mul_pd(dlo, dlo));
+  acc.hi = _mm256_add_pd(acc.hi, _mm256_mul_pd(dhi, dhi));
+}
+static inline void acc_lanes(const DAcc& acc, double out[8]) {
+  _mm256_storeu_pd(out, acc.lo);
+  _mm256_storeu_pd(out + 4, acc.hi);
+}
+/** dst[k] += a[k]*b[k] for eight consecutive doubles. */
+static inline void add_prod_to(double* dst, Vec a, Vec b) {
+  DAcc t;
+  t.lo = _mm256_loadu_pd(dst);
+  t.hi = _mm256_loadu_pd(dst + 4);
+  acc_prod(t, a, b);
+  _mm256_storeu_pd(dst, t.lo);
+  _mm256_storeu_pd(dst + 4, t.hi);
+}
+
+#else  // portable
+
+struct Vec {
+  float x[8];
+  Vec() = default;
+  explicit Vec(float s) {
+    for (int k = 0; k < 8; ++k) x[k] = s;
+  }
+  static Vec load(const float* p) {
+    Vec v;
+    for (int k = 0; k < 8; ++k) v.x[k] = p[k];
+    return v;
+  }
+  void store(float* p) const {
+    for (int k = 0; k < 8; ++k) p[k] = x[k];
+  }
+};
+
+static inline Vec load_partial(const float* p, int n) {
+  Vec v;
+  for (int k = 0; k < 8; ++k) v.x[k] = k < n ? p[k] : 0.0f;
+  return v;
+}
+static inline void store_partial(float* p, Vec v, int n) {
+  for (int k = 0; k < n; ++k) p[k] = v.x[k];
+}
+static inline Vec keep_lanes(Vec v, int n) {
+  for (int k = n; k < 8; ++k) v.x[k] = 0.0f;
+  return v;
+}
+
+#define ADAMP_VEC_OP2(name, expr)             \
+  static inline Vec name(Vec a, Vec b) {      \
+    Vec r;                                    \
+    for (int k = 0; k < 8; ++k) r.x[k] = expr; \
+    return r;                                 \
+  }
+ADAMP_VEC_OP2(f_add, a.x[k] + b.x[k])
+ADAMP_VEC_OP2(f_sub, a.x[k] - b.x[k])
+ADAMP_VEC_OP2(f_mul, a.x[k] * b.x[k])
+ADAMP_VEC_OP2(f_div, a.x[k] / b.x[k])
+#undef ADAMP_VEC_OP2
+static inline Vec f_sqrt(Vec a) {
+  Vec r;
+  for (int k = 0; k < 8; ++k) r.x[k] = sqrtf(a.x[k]);
+  return r;
+}
+static inline Vec f_fma(Vec a, Vec b, Vec c) {
+  Vec r;
+  for (int k = 0; k < 8; ++k) r.x[k] = fmaf(a.x[k], b.x[k], c.x[k]);
+  return r;
+}
+
+struct DAcc {
+  double l[8];
+  DAcc() {
+    for (int k = 0; k < 8; ++k) l[k] = 0.0;
+  }
+};
+static inline void acc_prod(DAcc& acc, Vec a, Vec b) {
+  for (int k = 0; k < 8; ++k) acc.l[k] = acc.l[k] + (double)a.x[k] * (double)b.x[k];
+}
+static inline void acc_diff_sq(DAcc& acc, Vec a, Vec b) {
+  for (int k = 0; k < 8; ++k) {
+    const double d = (double)a.x[k] - (double)b.x[k];
+    acc.l[k] = acc.l[k] + d * d;
+  }
+}
+static inline void acc_lanes(const DAcc& acc, double out[8]) {
+  for (int k = 0; k < 8; ++k) out[k] = acc.l[k];
+}
+static inline void add_prod_to(double* dst, Vec a, Vec b) {
+  for (int k = 0; k < 8; ++k) dst[k] = dst[k] + (double)a.x[k] * (double)b.x[k];
+}
+
+#endif
+
+/** The eight lanes summed in a fixed tree order. */
+static inline double acc_sum(const DAcc& acc) {
+  double l[8];
+  acc_lanes(acc, l);
+  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}

@@ -1,0 +1,495 @@
+// Scheduling of a step: tensors are split into tasks whose boundaries depend only on the
+// tensor's shape, tasks run on the pool in any order, and every partial result is folded in
+// task order afterwards. That is what makes the results identical for every thread count.
+//
+// Per eligible tensor: pass 1 (moments + per-channel sums; AdamP also stores u) -> decide ->
+// pass 2 (apply from the stored u; tensors over kStoreU elements recompute it bit-identically).
+// Tensors are processed in waves of about kWave elements: pass 1 of a wave, its decisions, then
+// pass 2 of the wave, so a wave's data is still in the last-level cache for pass 2 and small
+// tensors share one dispatch.
+#include "step.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include "adamp/math.h"
+#include "kernel_table.h"
+#include "thread_pool.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define ADAMP_X86 1
+#endif
+
+namespace adamp {
+namespace cpu {
+
+namespace {
+
+constexpr int64_t kBlock = 32768;   // target elements per task
+#ifndef ADAMP_WAVE_ELEMS
+#define ADAMP_WAVE_ELEMS (1 << 20)
+#endif
+constexpr int64_t kWave = ADAMP_WAVE_ELEMS;  // target elements per wave
+constexpr int kMaxThreads = 256;
+// AdamP stores u between the passes for tensors up to this size (the scratch is at most
+// max(kWave, kStoreU) floats, reused across steps); larger tensors recompute u in pass 2.
+constexpr int64_t kStoreU = int64_t(1) << 22;
+
+// ------------------------------------------------------------------------------------------------
+// Kernel selection.
+
+bool detect_avx2() {
+#if defined(ADAMP_X86) && defined(ADAMP_HAVE_AVX2_TU)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+std::atomic<int>& simd_state() {
+  static std::atomic<int> state([] {
+    if (!detect_avx2()) return (int)Simd::Portable;
+    const char* env = getenv("ADAMP_SIMD");
+    if (env != nullptr && strcmp(env, "portable") == 0) return (int)Simd::Portable;
+    return (int)Simd::Avx2;
+  }());
+  return state;
+}
+
+const KernelTable& kernels() {
+#if defined(ADAMP_HAVE_AVX2_TU)
+  if (simd_state().load(std::memory_order_relaxed) == (int)Simd::Avx2) return *avx2_kernels();
+#endif
+  return portable_kernels();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Plans.
+
+enum class Layout {
+  OnePass,  // not eligible: blocks of kBlock elements, one pass
+  Pieces,   // outer == 1 and rows longer than kBlock: task = one piece of one row
+  Rows,     // inner > 1: task = a run of channels, each over all its `outer` rows in order
+  Lanes,    // inner == 1: task = a run of channels (a multiple of 8), vectorised across channels
+};
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up8(int64_t a) { return (a + 7) & ~int64_t(7); }
+
+struct Plan {
+  const TensorSlot* s = nullptr;
+  double* info = nullptr;
+  Layout layout = Layout::OnePass;
+  int64_t tasks = 0;
+  int64_t piece_len = 0, pieces_per_row = 0;  // Pieces
+  int64_t channels_per_task = 0;              // Rows, Lanes
+
+  std::vector<ChannelSums> sums;    // per channel
+  std::vector<ChannelSums> pieces;  // Pieces: per (channel, piece)
+  std::vector<double> lane_acc;     // Lanes: 4 x padded channels
+  std::vector<Norms> partials;      // per task
+  AdamPScalarsF asf{};  // AdamP: this tensor's float constants (its step count)
+  float* u = nullptr;    // AdamP: where pass 1 stores u for pass 2 (null: pass 2 recomputes it)
+  DecisionResult decision;
+  float wdf = 1.0f;
+  std::vector<float> div, scale;  // per channel (Lanes: padded with 1 / 0)
+
+  void init(const TensorSlot& slot, double* info_rec) {
+    s = &slot;
+    info = info_rec;
+    const int64_t n = slot.numel;
+    if (!slot.eligible) {
+      layout = Layout::OnePass;
+      tasks = ceil_div(n, kBlock);
+    } else if (slot.inner == 1) {
+      layout = Layout::Lanes;
+      const int64_t per = std::max<int64_t>(64, (kBlock / std::max<int64_t>(slot.outer, 1)) & ~int64_t(7));
+      channels_per_task = std::min(per, round_up8(slot.channels));
+      tasks = slot.channels == 0 ? 0 : ceil_div(slot.channels, channels_per_task);
+      lane_acc.assign(4 * round_up8(slot.channels), 0.0);
+    } else if (slot.outer == 1 && slot.inner > kBlock) {
+      layout = Layout::Pieces;
+      piece_len = kBlock;
+      pieces_per_row = ceil_div(slot.inner, kBlock);
+      tasks = slot.channels * pieces_per_row;
+      pieces.resize((size_t)tasks);
+    } else {
+      layout = Layout::Rows;
+      const int64_t row_block = std::max<int64_t>(1, slot.outer * slot.inner);
+      channels_per_task = std::max<int64_t>(1, kBlock / row_block);
+      tasks = slot.channels == 0 ? 0 : ceil_div(slot.channels, channels_per_task);
+    }
+    if (slot.eligible) {
+      ChannelSums zero;
+      sums_zero(zero);
+      sums.assign((size_t)slot.channels, zero);
+    }
+    partials.assign((size_t)tasks, Norms{0.0, 0.0, 0.0});
+  }
+
+  int64_t row_offset(int64_t a, int64_t c) const { return (a * s->channels + c) * s->inner; }
+  int64_t pad_channels() const { return round_up8(s->channels); }
+  LaneSums lane_sums(int64_t c0) {
+    const int64_t stride = pad_channels();
+    double* base = lane_acc.data();
+    return LaneSums{base + c0, base + stride + c0, base + 2 * stride + c0, base + 3 * stride + c0};
+  }
+};
+
+// Sequences of (plan, task) to hand to the pool.
+struct TaskRef {
+  int32_t plan;
+  int64_t task;
+};
+
+// ------------------------------------------------------------------------------------------------
+// The per-optimizer parts, as small policy structs so one scheduler serves AdamP and SGDP.
+
+struct AdamPOps {
+  static constexpr bool kStoresU = true;
+  const KernelTable& k;
+  const AdamPHyper& hp;
+
+  void prepare(Plan& pl) const { pl.asf = make_adamp_scalars(hp.lr, hp.beta1, hp.beta2, hp.eps, pl.s->step, hp.nesterov); }
+  float wdf(double ratio) const { return adamp_wd_factor(hp.lr, hp.weight_decay, ratio); }
+  double delta() const { return hp.delta; }
+  double wd_ratio() const { return hp.wd_ratio; }
+  double eps() const { return hp.eps; }
+
+  Norms one_pass(const Plan& pl, int64_t off, int64_t n, float wdf) const {
+    return k.adamp_one_pass(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, wdf);
+  }
+  ChannelSums pass1_row(const Plan& pl, int64_t off, int64_t n) const {
+    return k.adamp_pass1_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf,
+                             pl.u ? pl.u + off : nullptr);
+  }
+  void pass1_lanes(const Plan& pl, int64_t off, int64_t n, LaneSums acc) const {
+    k.adamp_pass1_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, acc,
+                        pl.u ? pl.u + off : nullptr);
+  }
+  Norms pass2_row(const Plan& pl, int64_t off, int64_t n, int projected, ProjCoef c, float wdf) const {
+    if (pl.u) return k.adamp_apply_u_row(pl.s->p + off, pl.u + off, n, pl.asf.neg_step, projected, c, wdf);
+    return k.adamp_pass2_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, projected, c, wdf);
+  }
+  Norms pass2_lanes(const Plan& pl, int64_t off, int64_t n, int projected, LaneCoefs c, float wdf) const {
+    if (pl.u) return k.adamp_apply_u_lanes(pl.s->p + off, pl.u + off, n, pl.asf.neg_step, projected, c, wdf);
+    return k.adamp_pass2_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, projected, c, wdf);
+  }
+};
+
+struct SGDPOps {
+  static constexpr bool kStoresU = false;
+  const KernelTable& k;
+  SGDPScalarsF sf;
+  const SGDPHyper& hp;
+
+  float wdf(double ratio) const { return sgdp_wd_factor(hp.lr, hp.weight_decay, ratio, hp.momentum); }
+  void prepare(Plan&) const {}
+  double delta() const { return hp.delta; }
+  double wd_ratio() const { return hp.wd_ratio; }
+  double eps() const { return hp.eps; }
+
+  Norms one_pass(const Plan& pl, int64_t off, int64_t n, float wdf) const {
+    return k.sgdp_one_pass(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf, wdf);
+  }
+  ChannelSums pass1_row(const Plan& pl, int64_t off, int64_t n) const {
+    return k.sgdp_pass1_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf);
+  }
+  void pass1_lanes(const Plan& pl, int64_t off, int64_t n, LaneSums acc) const {
+    k.sgdp_pass1_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf, acc);
+  }
+  Norms pass2_row(const Plan& pl, int64_t off, int64_t n, int projected, ProjCoef c, float wdf) const {
+    return k.sgdp_pass2_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf, projected, c, wdf);
+  }
+  Norms pass2_lanes(const Plan& pl, int64_t off, int64_t n, int projected, LaneCoefs c, float wdf) const {
+    return k.sgdp_pass2_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf, projected, c, wdf);
+  }
+};
+
+void norms_add(Norms& acc, const Norms& x) {
+  acc.before += x.before;
+  acc.after += x.after;
+  acc.delta += x.delta;
+}
+
+template <class Ops>
+void run_pass1(const Ops& ops, Plan& plan, int64_t t) {
+  const TensorSlot& s = *plan.s;
+  switch (plan.layout) {
+    case Layout::OnePass: {
+      const int64_t off = t * kBlock;
+      plan.partials[(size_t)t] = ops.one_pass(plan, off, std::min(kBlock, s.numel - off), ops.wdf(1.0));
+      break;
+    }
+    case Layout::Pieces: {
+      const int64_t c = t / plan.pieces_per_row, k = t % plan.pieces_per_row;
+      const int64_t start = k * plan.piece_len;
+      plan.pieces[(size_t)t] = ops.pass1_row(plan, c * s.inner + start, std::min(plan.piece_len, s.inner - start));
+      break;
+    }
+    case Layout::Rows: {
+      const int64_t c0 = t * plan.channels_per_task, c1 = std::min(s.channels, c0 + plan.channels_per_task);
+      for (int64_t c = c0; c < c1; ++c) {
+        ChannelSums acc;
+        sums_zero(acc);
+        for (int64_t a = 0; a < s.outer; ++a) sums_add(acc, ops.pass1_row(plan, plan.row_offset(a, c), s.inner));
+        plan.sums[(size_t)c] = acc;
+      }
+      break;
+    }
+    case Layout::Lanes: {
+      const int64_t c0 = t * plan.channels_per_task, n = std::min(s.channels, c0 + plan.channels_per_task) - c0;
+      const LaneSums acc = plan.lane_sums(c0);
+      for (int64_t a = 0; a < s.outer; ++a) ops.pass1_lanes(plan, a * s.channels + c0, n, acc);
+      for (int64_t k = 0; k < n; ++k) {
+        ChannelSums& out = plan.sums[(size_t)(c0 + k)];
+        out.gp = acc.gp[k];
+        out.gg = acc.gg[k];
+        out.pp = acc.pp[k];
+        out.pu = acc.pu[k];
+      }
+      break;
+    }
+  }
+}
+
+template <class Ops>
+void decide_plan(const Ops& ops, Plan& plan) {
+  const TensorSlot& s = *plan.s;
+  if (plan.layout == Layout::Pieces) {
+    for (int64_t c = 0; c < s.channels; ++c) {
+      ChannelSums acc;
+      sums_zero(acc);
+      for (int64_t k = 0; k < plan.pieces_per_row; ++k) sums_add(acc, plan.pieces[(size_t)(c * plan.pieces_per_row + k)]);
+      plan.sums[(size_t)c] = acc;
+    }
+  }
+  plan.decision = decide(plan.sums.data(), s.channels, s.numel, ops.delta(), ops.wd_ratio(), ops.eps());
+  plan.wdf = ops.wdf(plan.decision.ratio);
+  const int64_t n = plan.layout == Layout::Lanes ? plan.pad_channels() : s.channels;
+  plan.div.assign((size_t)n, 1.0f);
+  plan.scale.assign((size_t)n, 0.0f);
+  if (is_projected(plan.decision.code)) {
+    const float epsf = (float)ops.eps();
+    for (int64_t c = 0; c < s.channels; ++c) {
+      const ProjCoef k = proj_coef_for(plan.decision, plan.sums.data(), c, epsf);
+      plan.div[(size_t)c] = k.div;
+      plan.scale[(size_t)c] = k.scale;
+    }
+  }
+}
+
+template <class Ops>
+void run_pass2(const Ops& ops, Plan& plan, int64_t t) {
+  const TensorSlot& s = *plan.s;
+  const int projected = is_projected(plan.decision.code) ? 1 : 0;
+  Norms acc{0.0, 0.0, 0.0};
+  switch (plan.layout) {
+    case Layout::OnePass:
+      return;
+    case Layout::Pieces: {
+      const int64_t c = t / plan.pieces_per_row, k = t % plan.pieces_per_row;
+      const int64_t start = k * plan.piece_len;
+      const ProjCoef coef{plan.div[(size_t)c], plan.scale[(size_t)c]};
+      acc = ops.pass2_row(plan, c * s.inner + start, std::min(plan.piece_len, s.inner - start), projected, coef, plan.wdf);
+      break;
+    }
+    case Layout::Rows: {
+      const int64_t c0 = t * plan.channels_per_task, c1 = std::min(s.channels, c0 + plan.channels_per_task);
+      for (int64_t c = c0; c < c1; ++c) {
+        const ProjCoef coef{plan.div[(size_t)c], plan.scale[(size_t)c]};
+        for (int64_t a = 0; a < s.outer; ++a)
+          norms_add(acc, ops.pass2_row(plan, plan.row_offset(a, c), s.inner, projected, coef, plan.wdf));
+      }
+      break;
+    }
+    case Layout::Lanes: {
+      const int64_t c0 = t * plan.channels_per_task, n = std::min(s.channels, c0 + plan.channels_per_task) - c0;
+      const LaneCoefs coef{plan.div.data() + c0, plan.scale.data() + c0};
+      for (int64_t a = 0; a < s.outer; ++a)
+        norms_add(acc, ops.pass2_lanes(plan, a * s.channels + c0, n, projected, coef, plan.wdf));
+      break;
+    }
+  }
+  plan.partials[(size_t)t] = acc;
+}
+
+template <class Ops>
+void finish_plan(Plan& plan) {
+  Norms total{0.0, 0.0, 0.0};
+  for (const Norms& x : plan.partials) norms_add(total, x);
+  if (plan.layout == Layout::OnePass)
+    write_info_not_eligible(plan.info, total.before, total.after, total.delta);
+  else
+    write_info(plan.info, plan.decision, total.after, total.delta);
+}
+
+/** Reusable float scratch (AdamP's stored u), shared by concurrent steps. */
+class ScratchPool {
+ public:
+  std::vector<float> acquire(size_t n) {
+    std::vector<float> v;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        v = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (v.size() < n) v.resize(n);
+    return v;
+  }
+  void release(std::vector<float>&& v) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.size() < 2) free_.push_back(std::move(v));
+  }
+  static ScratchPool& shared() {
+    static ScratchPool* pool = new ScratchPool();  // leaked on purpose, like the thread pool
+    return *pool;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::vector<float>> free_;
+};
+
+template <class Ops>
+void run_step(const Ops& ops, const TensorSlot* slots, size_t count, double* info, int threads) {
+  threads = clamp_threads(threads);
+  ThreadPool& pool = ThreadPool::shared();
+  std::vector<Plan> plans(count);
+  for (size_t j = 0; j < count; ++j) {
+    plans[j].init(slots[j], info + j * kInfoStride);
+    ops.prepare(plans[j]);
+  }
+
+  std::vector<TaskRef> refs;
+  std::vector<float> scratch;
+  size_t j0 = 0;
+  while (j0 < count) {
+    // One wave: consecutive tensors up to about kWave elements (at least one tensor).
+    size_t j1 = j0;
+    int64_t elems = 0;
+    while (j1 < count && (j1 == j0 || elems + slots[j1].numel <= kWave)) elems += slots[j1++].numel;
+
+    if (Ops::kStoresU) {
+      int64_t need = 0;
+      for (size_t j = j0; j < j1; ++j)
+        if (plans[j].layout != Layout::OnePass && slots[j].numel <= kStoreU) need += slots[j].numel;
+      if (need > 0 && scratch.size() < (size_t)need) {
+        if (scratch.empty()) scratch = ScratchPool::shared().acquire((size_t)need);
+        if (scratch.size() < (size_t)need) scratch.resize((size_t)need);
+      }
+      int64_t at = 0;
+      for (size_t j = j0; j < j1; ++j) {
+        plans[j].u = nullptr;
+        if (plans[j].layout != Layout::OnePass && slots[j].numel <= kStoreU && slots[j].numel > 0) {
+          plans[j].u = scratch.data() + at;
+          at += slots[j].numel;
+        }
+      }
+    }
+
+    refs.clear();
+    for (size_t j = j0; j < j1; ++j)
+      for (int64_t t = 0; t < plans[j].tasks; ++t) refs.push_back(TaskRef{(int32_t)j, t});
+    pool.run(threads, (int64_t)refs.size(), [&](int64_t i) { run_pass1(ops, plans[(size_t)refs[(size_t)i].plan], refs[(size_t)i].task); });
+
+    // Pass 2 walks the wave backwards: what pass 1 touched last is the likeliest still in cache.
+    // (The order of execution never changes a result: partials are folded in task order.)
+    refs.clear();
+    for (size_t j = j0; j < j1; ++j)
+      if (plans[j].layout != Layout::OnePass) decide_plan(ops, plans[j]);
+    for (size_t j = j1; j-- > j0;) {
+      if (plans[j].layout == Layout::OnePass) continue;
+      for (int64_t t = plans[j].tasks; t-- > 0;) refs.push_back(TaskRef{(int32_t)j, t});
+    }
+    pool.run(threads, (int64_t)refs.size(), [&](int64_t i) { run_pass2(ops, plans[(size_t)refs[(size_t)i].plan], refs[(size_t)i].task); });
+
+    for (size_t j = j0; j < j1; ++j) finish_plan<Ops>(plans[j]);
+    j0 = j1;
+  }
+  if (!scratch.empty()) ScratchPool::shared().release(std::move(scratch));
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+
+void adamp_step(const TensorSlot* slots, size_t count, const AdamPHyper& hp, double* info, int threads) {
+  const AdamPOps ops{kernels(), hp};
+  run_step(ops, slots, count, info, threads);
+}
+
+void sgdp_step(const TensorSlot* slots, size_t count, const SGDPHyper& hp, double* info, int threads) {
+  const SGDPOps ops{kernels(), make_sgdp_scalars(hp.lr, hp.momentum, hp.dampening, hp.nesterov), hp};
+  run_step(ops, slots, count, info, threads);
+}
+
+namespace {
+// The floors: pure element-wise, blocks of kBlock elements across all tensors.
+template <class Fn>
+void run_blocks(const TensorSlot* slots, size_t count, int threads, const Fn& fn) {
+  std::vector<TaskRef> refs;
+  for (size_t j = 0; j < count; ++j)
+    for (int64_t t = 0; t < ceil_div(slots[j].numel, kBlock); ++t) refs.push_back(TaskRef{(int32_t)j, t});
+  ThreadPool::shared().run(clamp_threads(threads), (int64_t)refs.size(), [&](int64_t i) {
+    const TensorSlot& s = slots[refs[(size_t)i].plan];
+    const int64_t off = refs[(size_t)i].task * kBlock;
+    fn(s, off, std::min(kBlock, s.numel - off));
+  });
+}
+}  // namespace
+
+void adam_step(const TensorSlot* slots, size_t count, const AdamHyper& hp, int threads) {
+  const KernelTable& k = kernels();
+  const float wdf = adamp_wd_factor(hp.lr, hp.weight_decay, 1.0);
+  run_blocks(slots, count, threads, [&](const TensorSlot& s, int64_t off, int64_t n) {
+    const AdamPScalarsF sf = make_adamp_scalars(hp.lr, hp.beta1, hp.beta2, hp.eps, s.step, false);
+    k.adam_floor(s.p + off, s.g + off, s.m + off, s.v + off, n, sf, wdf);
+  });
+}
+
+void sgd_step(const TensorSlot* slots, size_t count, const SGDHyper& hp, int threads) {
+  const KernelTable& k = kernels();
+  SGDScalarsF sf;
+  sf.mom = (float)hp.momentum;
+  sf.omd = (float)(1.0 - hp.dampening);
+  sf.neg_lr = (float)(-hp.lr);
+  sf.wd = (float)hp.weight_decay;
+  sf.nesterov = hp.nesterov ? 1 : 0;
+  run_blocks(slots, count, threads, [&](const TensorSlot& s, int64_t off, int64_t n) {
+    k.sgd_floor(s.p + off, s.g + off, s.m + off, n, sf);
+  });
+}
+
+bool avx2_available() {
+  static const bool ok = detect_avx2();
+  return ok;
+}
+
+Simd simd() { return (Simd)simd_state().load(std::memory_order_relaxed); }
+
+Simd set_simd(Simd want) {
+  const Simd got = (want == Simd::Avx2 && !avx2_available()) ? Simd::Portable : want;
+  simd_state().store((int)got, std::memory_order_relaxed);
+  return got;
+}
+
+const char* simd_name(Simd s) { return s == Simd::Avx2 ? "avx2" : "portable"; }
+
+int default_threads() { return hardware_threads(); }
+
+int clamp_threads(int threads) {
+  if (threads <= 0) return default_threads();
+  return threads > kMaxThreads ? kMaxThreads : threads;
+}
+
+}  // namespace cpu
+}  // namespace adamp

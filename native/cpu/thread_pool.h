@@ -1,0 +1,60 @@
+// A persistent pool of worker threads for the CPU core.
+//
+// run(threads, tasks, fn) calls fn(t) once for every task t in [0, tasks) on up to `threads`
+// threads (the caller is one of them) and returns when all are done. Which thread runs which
+// task is not fixed; the core makes every result independent of that (each task writes only its
+// own outputs, and partials are combined in task order afterwards).
+#ifndef ADAMP_CPU_THREAD_POOL_H
+#define ADAMP_CPU_THREAD_POOL_H
+
+#include <stdint.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace adamp {
+namespace cpu {
+
+class ThreadPool {
+ public:
+  ThreadPool() = default;
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  /** Runs every task; `fn` must not throw. One run at a time: a concurrent caller runs its tasks alone. */
+  void run(int threads, int64_t tasks, const std::function<void(int64_t)>& fn);
+
+  /** The process-wide pool. */
+  static ThreadPool& shared();
+
+ private:
+  void worker_main(int index);
+  void grow(int workers);  // with mu_ held
+  void drain();
+
+  std::mutex run_mu_;  // one run at a time
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  std::vector<std::thread> workers_;
+  bool stop_ = false;
+  uint64_t generation_ = 0;
+  int active_workers_ = 0;  // workers taking part in the current run
+  int pending_ = 0;         // workers of the current run not finished yet
+  const std::function<void(int64_t)>* fn_ = nullptr;
+  int64_t tasks_ = 0;
+  std::atomic<int64_t> next_{0};
+};
+
+/** std::thread::hardware_concurrency(), at least 1. */
+int hardware_threads();
+
+}  // namespace cpu
+}  // namespace adamp
+
+#endif  // ADAMP_CPU_THREAD_POOL_H
