@@ -1,0 +1,68 @@
+/**
+ * The typed contract of the addon's CUDA exports (native/cuda/napi_exports.cc), present only in
+ * CUDA builds of the addon. Keep in step with the C++ side.
+ */
+import type { Addon } from '../../binding/types';
+
+/** An opaque context: device copies of an optimizer's tensors, one CUDA stream. */
+export type CudaHandle = { readonly __cudaContext: unique symbol };
+
+/** What the CUDA runtime says about this machine. */
+export interface CudaStatus {
+  /** A device of compute capability >= 7.5 is usable. */
+  available: boolean;
+  /** Why not, for a person (empty when available). */
+  reason: string;
+  /** cudaGetDeviceCount's error code: 0, 35 = driver missing or too old, 100 = no device. */
+  code: number;
+  deviceCount: number;
+  /** CUDA versions as encoded by the runtime (13000 = 13.0); driver 0 when there is none. */
+  runtimeVersion: number;
+  driverVersion: number;
+  devices: Array<{ name: string; computeCapability: string; totalMemory: number }>;
+}
+
+/** Scheduling knobs of a context (0 / omitted = default); results do not depend on them beyond rounding of sums. */
+export interface CudaConfig {
+  chunk?: number;
+  group?: number;
+  lag?: number;
+  blocksPerSm?: number;
+  device?: number;
+}
+
+/** Buffer selectors of cudaUpload / cudaDownload. */
+export const CudaBuffer = { p: 0, g: 1, m: 2, v: 3 } as const;
+
+export interface CudaAddon {
+  cudaStatus(): CudaStatus;
+  cudaCreate(kind: 'adamp' | 'sgdp', config?: CudaConfig): CudaHandle;
+  cudaAddTensor(h: CudaHandle, numel: number, outer: number, channels: number, inner: number, eligible: boolean): number;
+  cudaUpload(h: CudaHandle, id: number, which: number, data: Float32Array): void;
+  /** Waits for the context's queued work, then copies. */
+  cudaDownload(h: CudaHandle, id: number, which: number, out: Float32Array): void;
+  /** AdamP: the steps a tensor has completed (the next step uses completedSteps + 1). */
+  cudaSetStep(h: CudaHandle, id: number, completedSteps: number): void;
+  /** Queued on the device; returns without waiting. */
+  cudaStepAdamP(h: CudaHandle, ids: Int32Array, hp: {
+    lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; delta: number; wdRatio: number; nesterov: boolean;
+  }): void;
+  cudaStepSGDP(h: CudaHandle, ids: Int32Array, hp: {
+    lr: number; momentum: number; dampening: number; weightDecay: number; eps: number; delta: number; wdRatio: number; nesterov: boolean;
+  }): void;
+  /** The info records of the last step of `ids` (8 doubles each, see engine.ts `Info`); waits. */
+  cudaInfo(h: CudaHandle, ids: Int32Array, out: Float64Array): void;
+  cudaSync(h: CudaHandle): void;
+  cudaDestroy(h: CudaHandle): void;
+}
+
+export const CUDA_FUNCTIONS = [
+  'cudaStatus', 'cudaCreate', 'cudaAddTensor', 'cudaUpload', 'cudaDownload', 'cudaSetStep', 'cudaStepAdamP',
+  'cudaStepSGDP', 'cudaInfo', 'cudaSync', 'cudaDestroy',
+] as const satisfies readonly (keyof CudaAddon)[];
+
+/** Whether this addon was built with the CUDA engine. */
+export function hasCuda(addon: Addon): addon is Addon & CudaAddon {
+  const a = addon as unknown as Record<string, unknown>;
+  return CUDA_FUNCTIONS.every((k) => typeof a[k] === 'function');
+}

@@ -1,0 +1,46 @@
+/**
+ * Registers the CUDA backend with the backend selection (import for the side effect).
+ * Available when the addon loads, was built with the CUDA engine, and the runtime finds a device.
+ */
+import { loadAddon } from '../../binding/load';
+import { registerProvider, type BackendReport, type EngineProvider } from '../select';
+import { hasCuda } from './binding';
+import { CudaEngine } from './engine';
+
+export { CudaEngine } from './engine';
+export type { CudaEngineOptions } from './engine';
+export { hasCuda } from './binding';
+export type { CudaAddon, CudaConfig, CudaStatus } from './binding';
+
+export const cudaProvider: EngineProvider = {
+  report(): BackendReport {
+    const r = loadAddon();
+    if ('errors' in r) {
+      return { name: 'cuda', available: false, reason: `the native addon could not be loaded: ${r.errors.join('; ')}` };
+    }
+    if (!hasCuda(r.addon)) {
+      return {
+        name: 'cuda', available: false,
+        reason: 'this build of the addon has no CUDA engine (built without nvcc, or with ADAMP_WITH_CUDA=OFF); ' +
+          'rebuild with the CUDA toolkit installed: npx cmake-js rebuild --CDADAMP_WITH_CUDA=ON',
+        details: { path: r.path },
+      };
+    }
+    const st = r.addon.cudaStatus();
+    const versions = { runtime: st.runtimeVersion, driver: st.driverVersion, cudaError: st.code };
+    if (!st.available) return { name: 'cuda', available: false, reason: st.reason, details: { path: r.path, ...versions } };
+    const d = st.devices[0];
+    return {
+      name: 'cuda', available: true,
+      reason: `fused CUDA kernels on ${d.name} (compute capability ${d.computeCapability})`,
+      details: { path: r.path, devices: st.devices, ...versions },
+    };
+  },
+  create(options) {
+    const r = loadAddon();
+    if ('errors' in r || !hasCuda(r.addon)) throw new Error('the CUDA backend is not available: ' + cudaProvider.report().reason);
+    return new CudaEngine(r.addon, { kind: options.kind });
+  },
+};
+
+registerProvider('cuda', () => cudaProvider);

@@ -1,0 +1,108 @@
+// Launch plumbing of the CUDA step: what the host packs into kernel arguments and what lives
+// in device memory per tensor. Kept apart from the arithmetic (step_kernel.cuh) as apex keeps
+// multi_tensor_apply apart from its functors.
+//
+// One launch steps up to kMaxTensors tensors. Its work is a list of items (a few thousand
+// elements each) in a fixed order: pass 1 of every tensor of a group, then pass 2 of the group
+// `lag` groups earlier (see adamp_cuda.cu), so that pass 2 of a tensor runs while its data is
+// still in L2. Blocks take items from a queue in that order; a pass-2 item waits (spins) until
+// its tensor's decision exists, which only items taken earlier produce, so the wait always ends.
+#ifndef ADAMP_CUDA_LAUNCH_CUH
+#define ADAMP_CUDA_LAUNCH_CUH
+
+#include <stdint.h>
+
+#include "adamp/math.h"
+
+namespace adamp_cuda {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxTensors = 128;  // ResNet-50 (161) and GPT-2 small (148) take two launches
+constexpr int kMaxEntries = 2 * kMaxTensors;
+
+/** How a tensor's items are laid out. */
+enum Mode : int32_t {
+  kModeSingle = 0,   // not eligible: one pass over flat chunks
+  kModeSegment = 1,  // eligible, inner >= 32: items are whole rows (segments of `inner` elements) or pieces of one
+  kModeColumn = 2,   // eligible, inner < 32: items are tiles of the (outer) x (channels*inner) matrix
+};
+
+/** The hyperparameters of the group being stepped, in device memory (a graph replays with new values). */
+struct Hyper {
+  double lr, beta1, beta2, eps, weight_decay, delta, wd_ratio, momentum, dampening;
+  int nesterov;
+};
+
+/** Per-tensor state in device memory; survives across steps. */
+struct TensorState {
+  double step;              // AdamP: completed steps (incremented on the device)
+  adamp::AdamPScalarsF as;  // this step's float constants (written by prep_kernel)
+  adamp::SGDPScalarsF ss;
+  float wdf1;             // weight-decay factor without projection (ratio 1), by prep_kernel
+  adamp::ProjCoef layer;  // the one coefficient pair when the layer view fired
+  double pp_total;        // ||p||^2 before the step (eligible tensors)
+  float wdf;              // weight-decay factor of this step
+  int decision;           // adamp::DecisionCode
+  float ch_max, ch_thr, l_cos, l_thr;
+  unsigned p1_done;  // pass-1 items finished this step (reset by the last one)
+  unsigned p2_done;  // pass-2 items finished this step (reset by the last one)
+  int ready;         // 1 between the decision and the end of pass 2
+  int pad;
+};
+
+/** One tensor of a launch (kernel argument). */
+struct TensorArgs {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  TensorState* st;
+  adamp::ChannelSums* part;   // pass-1 partial sums, one per piece slot
+  adamp::ChannelSums* chsum;  // folded per-channel sums (decider scratch)
+  adamp::ProjCoef* coef;      // per-channel projection coefficients
+  double* info_part;          // 3 doubles per final-pass item: ||p||^2 before, after, ||dp||^2
+  int64_t numel, outer, channels, inner;
+  int64_t n_items;
+  int64_t chunk;  // single mode: elements per item
+  // segment mode: either `spi` whole segments per item (nps == 1) or `nps` items per segment
+  // (spi == 1), each a piece of `plen` elements.
+  int64_t spi, nps, plen;
+  // column mode: the matrix is `outer` rows x `width` columns; an item is `rows_per_item` rows x
+  // `tw` columns, processed by `rp` row lanes of `tw` threads.
+  int64_t width, rows_per_item, nct;
+  int32_t tw, rp;
+  int32_t team_log2;  // segment mode: log2(warps per piece)
+  int32_t mode;
+  int32_t vec;  // p, g, m, v all 16-byte aligned: 128-bit accesses for whole groups of 4
+  int32_t pad;
+};
+
+/** Everything one launch needs, passed by value (a __grid_constant__ kernel parameter). */
+struct LaunchArgs {
+  TensorArgs t[kMaxTensors];
+  int32_t entry_end[kMaxEntries];  // inclusive-scan of item counts
+  uint8_t entry_tensor[kMaxEntries];
+  uint8_t entry_pass[kMaxEntries];  // 0 = pass 1 (or the single pass), 1 = pass 2
+  int32_t n_entries;
+  int32_t total_items;
+  int32_t n_tensors;
+  const Hyper* hp;
+  unsigned* queue;  // [0] next item, [1] blocks finished; both reset by the last block
+};
+
+static_assert(sizeof(LaunchArgs) < 32000, "kernel parameters are limited to 32764 bytes");
+
+/** Slots of pass-1 partial sums a tensor needs. */
+inline int64_t partial_slots(const TensorArgs& t) {
+  if (t.mode == kModeSegment) return t.outer * t.channels * t.nps;
+  if (t.mode == kModeColumn) {
+    const int64_t nrb = (t.outer + t.rows_per_item - 1) / t.rows_per_item;
+    return nrb * (t.channels + t.nct);
+  }
+  return 0;
+}
+
+}  // namespace adamp_cuda
+
+#endif  // ADAMP_CUDA_LAUNCH_CUH
