@@ -7,6 +7,10 @@
  * opt.step();
  * ```
  */
+// The native backends register themselves with the backend selection when imported.
+import './backends/native';
+import './backends/cuda';
+
 export { AdamP } from './adamp';
 export { SGDP } from './sgdp';
 export { Optimizer } from './optimizer';

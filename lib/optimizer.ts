@@ -159,7 +159,11 @@ export abstract class Optimizer<O extends object, S, H> {
 
   /** Per-param diagnostics of the last step, in order over all groups (empty before the first step). */
   get lastStepInfo(): readonly ParamStepInfo[] {
-    if (this.lastInfo === null) this.lastInfo = this.materializeInfo();
+    if (this.lastInfo === null) {
+      this.assertIdle();
+      this.engine.flushInfo?.();
+      this.lastInfo = this.materializeInfo();
+    }
     return this.lastInfo;
   }
 

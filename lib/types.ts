@@ -112,7 +112,7 @@ export interface ParamStepInfo {
   wdRatio: number | null;
   /** ||p|| after the step (`null` for `no_grad`). */
   weightNorm: number | null;
-  /** ||p_after - p_before|| of the update as computed, before float32 rounding of p (`null` for `no_grad`). */
+  /** ||p_after - p_before|| (`null` for `no_grad`). */
   updateNorm: number | null;
   /** The effective step size ||dp|| / ||p_before|| (`null` for `no_grad`; `Infinity` when p was zero and moved). */
   effectiveStepSize: number | null;

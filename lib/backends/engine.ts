@@ -93,6 +93,8 @@ export interface Engine {
   stepAsync?(jobs: readonly AsyncJob[]): Promise<void>;
   /** Optional: called before the facade reads params or state (engines that keep copies elsewhere write them back). */
   flush?(): void;
+  /** Optional: called before the facade reads the info records of the last step (engines that compute them elsewhere fill them in). */
+  flushInfo?(): void;
   /** Optional: the facade replaced state on the host (`loadStateDict`); drop copies held elsewhere. */
   invalidate?(): void;
   /** Optional: release resources held for this optimizer. */
