@@ -456,35 +456,10 @@ __device__ __forceinline__ adamp::ChannelSums fold_channel(const TensorArgs& T, 
 }
 
 /**
- * adamp::decide() after its loop over channels: the same tests on the block-reduced maximum and
- * totals (the serial loop would take milliseconds for an embedding's 50k channels).
+ * The decision of one tensor: the block reduces max |cos| and the totals over channels in
+ * parallel (adamp::decide's serial loop would take milliseconds for an embedding's 50k
+ * channels), then adamp::decide_reduced applies the same tests as on the CPU.
  */
-__device__ __forceinline__ adamp::DecisionResult decide_reduced(double max_cos, const adamp::ChannelSums& totals,
-                                                                int64_t channels, int64_t numel, double delta,
-                                                                double wd_ratio, double eps) {
-  adamp::DecisionResult r;
-  r.totals = totals;
-  r.channel_max_cos = (float)max_cos;
-  r.channel_threshold = adamp::threshold_f32(delta, (double)(numel / channels));
-  r.layer_cos = NAN;
-  r.layer_threshold = NAN;
-  if (r.channel_max_cos < r.channel_threshold) {
-    r.code = adamp::kDecisionChannel;
-    r.ratio = wd_ratio;
-    return r;
-  }
-  r.layer_cos = (float)adamp::abs_cos(totals.gp, totals.gg, totals.pp, adamp::cos_eps(eps));
-  r.layer_threshold = adamp::threshold_f32(delta, (double)numel);
-  if (r.layer_cos < r.layer_threshold) {
-    r.code = adamp::kDecisionLayer;
-    r.ratio = wd_ratio;
-    return r;
-  }
-  r.code = adamp::kDecisionNone;
-  r.ratio = 1.0;
-  return r;
-}
-
 template <int O>
 __device__ void decide_tensor(const TensorArgs& T, BlockCtx& b, adamp::ChannelSums* red) {
   __shared__ double s_max[kWarps];
@@ -514,7 +489,7 @@ __device__ void decide_tensor(const TensorArgs& T, BlockCtx& b, adamp::ChannelSu
       adamp::sums_add(t, red[w]);
       m = max_nan(m, s_max[w]);
     }
-    const adamp::DecisionResult r = decide_reduced(m, t, T.channels, T.numel, b.h.delta, b.h.wd_ratio, b.h.eps);
+    const adamp::DecisionResult r = adamp::decide_reduced(m, t, T.channels, T.numel, b.h.delta, b.h.wd_ratio, b.h.eps);
     TensorState* st = T.st;
     st->decision = r.code;
     st->ch_max = r.channel_max_cos;

@@ -287,21 +287,16 @@ struct DecisionResult {
 };
 
 /**
- * The projection decision of one tensor from its per-channel sums (SPEC.md s4): the channel
+ * The decision once the channels are reduced: `max_cos` = max over channels of |cos| (NaN
+ * sticky) and `totals` = the four sums added over channels (the layer view's sums). The channel
  * view first (all rows below the float32 threshold, strict <, so NaN never projects), then the
- * layer view from the summed sums; the first that fires wins.
+ * layer view; the first that fires wins (SPEC.md s4). The CUDA kernels reduce in parallel and
+ * call this directly; `decide()` below is the sequential reduction.
  */
-ADAMP_HD static inline DecisionResult decide(const ChannelSums* sums, int64_t channels, int64_t numel, double delta,
-                                      double wd_ratio, double eps) {
+ADAMP_HD static inline DecisionResult decide_reduced(double max_cos, const ChannelSums& totals, int64_t channels,
+                                                     int64_t numel, double delta, double wd_ratio, double eps) {
   DecisionResult r;
-  const double e = cos_eps(eps);
-  double max_cos = 0.0;
-  sums_zero(r.totals);
-  for (int64_t c = 0; c < channels; ++c) {
-    const double cs = abs_cos(sums[c].gp, sums[c].gg, sums[c].pp, e);
-    if (!(cs <= max_cos)) max_cos = (max_cos != max_cos) ? max_cos : cs;  // NaN is sticky, as torch's max
-    sums_add(r.totals, sums[c]);
-  }
+  r.totals = totals;
   r.channel_max_cos = (float)max_cos;
   r.channel_threshold = threshold_f32(delta, channels > 0 ? (double)(numel / channels) : (double)NAN);
   r.layer_cos = NAN;
@@ -311,7 +306,7 @@ ADAMP_HD static inline DecisionResult decide(const ChannelSums* sums, int64_t ch
     r.ratio = wd_ratio;
     return r;
   }
-  r.layer_cos = (float)abs_cos(r.totals.gp, r.totals.gg, r.totals.pp, e);
+  r.layer_cos = (float)abs_cos(totals.gp, totals.gg, totals.pp, cos_eps(eps));
   r.layer_threshold = threshold_f32(delta, (double)numel);
   if (r.layer_cos < r.layer_threshold) {
     r.code = kDecisionLayer;
@@ -321,6 +316,21 @@ ADAMP_HD static inline DecisionResult decide(const ChannelSums* sums, int64_t ch
   r.code = kDecisionNone;
   r.ratio = 1.0;
   return r;
+}
+
+/** The projection decision of one tensor from its per-channel sums, reduced in channel order. */
+ADAMP_HD static inline DecisionResult decide(const ChannelSums* sums, int64_t channels, int64_t numel, double delta,
+                                             double wd_ratio, double eps) {
+  const double e = cos_eps(eps);
+  double max_cos = 0.0;
+  ChannelSums totals;
+  sums_zero(totals);
+  for (int64_t c = 0; c < channels; ++c) {
+    const double cs = abs_cos(sums[c].gp, sums[c].gg, sums[c].pp, e);
+    if (!(cs <= max_cos)) max_cos = (max_cos != max_cos) ? max_cos : cs;  // NaN is sticky, as torch's max
+    sums_add(totals, sums[c]);
+  }
+  return decide_reduced(max_cos, totals, channels, numel, delta, wd_ratio, eps);
 }
 
 ADAMP_HD static inline bool is_projected(int code) { return code == kDecisionChannel || code == kDecisionLayer; }
