@@ -7,7 +7,7 @@ import { invalid } from './errors';
 import type { AdamPScalars } from './backends/engine';
 import { Optimizer, type Algorithm } from './optimizer';
 import { pick, rejectUnknown } from './options';
-import { bool, describe, finite, inUnitInterval, nonNegative } from './validate';
+import { bool, describe, inUnitInterval, nonNegative } from './validate';
 import type { AdamPOptions, AdamPParamState, OptimizerConfig, Param, ParamGroupInput } from './types';
 
 const DEFAULTS: Required<AdamPOptions> = {
