@@ -19,97 +19,11 @@ import sys
 
 try:
     import torch
-    import torch.nn.functional as F
 except ImportError as e:  # pragma: no cover - reported, not hidden
     print(f"SKIP: PyTorch is not installed ({e})", file=sys.stderr)
     sys.exit(77)
 
-
-class EagerAdamP(torch.optim.Optimizer):
-    """AdamP as the official code computes it (SPEC.md s2 and s4), one tensor at a time."""
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, delta=0.1, wd_ratio=0.1, nesterov=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, delta=delta, wd_ratio=wd_ratio,
-                                      nesterov=nesterov))
-
-    @staticmethod
-    def _channel_view(x):
-        return x.view(x.size(0), -1)
-
-    @staticmethod
-    def _layer_view(x):
-        return x.view(1, -1)
-
-    def _projection(self, p, grad, perturb, delta, wd_ratio, eps):
-        expand = [-1] + [1] * (len(p.shape) - 1)
-        for view in (self._channel_view, self._layer_view):
-            cos = F.cosine_similarity(view(grad), view(p.data), dim=1, eps=eps).abs_()
-            if cos.max() < delta / math.sqrt(view(p.data).size(1)):  # a host sync, as in the official code
-                p_n = p.data / view(p.data).norm(dim=1).view(expand).add_(eps)
-                perturb -= p_n * view(p_n * perturb).sum(dim=1).view(expand)
-                return perturb, wd_ratio
-        return perturb, 1
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            beta1, beta2 = group['betas']
-            for p in group['params']:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                state = self.state[p]
-                if not state:
-                    state['step'] = 0
-                    state['exp_avg'] = torch.zeros_like(p)
-                    state['exp_avg_sq'] = torch.zeros_like(p)
-                m, v = state['exp_avg'], state['exp_avg_sq']
-                state['step'] += 1
-                bc1 = 1 - beta1 ** state['step']
-                bc2 = 1 - beta2 ** state['step']
-                m.mul_(beta1).add_(grad, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (v.sqrt() / math.sqrt(bc2)).add_(group['eps'])
-                step_size = group['lr'] / bc1
-                if group['nesterov']:
-                    perturb = (beta1 * m + (1 - beta1) * grad) / denom
-                else:
-                    perturb = m / denom
-                ratio = 1
-                if len(p.shape) > 1:
-                    perturb, ratio = self._projection(p, grad, perturb, group['delta'], group['wd_ratio'], group['eps'])
-                if group['weight_decay'] > 0:
-                    p.mul_(1 - group['lr'] * group['weight_decay'] * ratio)
-                p.add_(perturb, alpha=-step_size)
-
-
-class EagerSGDP(EagerAdamP):
-    """SGDP as the official code computes it (SPEC.md s3): without Nesterov the update aliases the buffer."""
-
-    def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, eps=1e-8, delta=0.1, wd_ratio=0.1):
-        torch.optim.Optimizer.__init__(self, params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                                          nesterov=nesterov, eps=eps, delta=delta, wd_ratio=wd_ratio))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            mom, damp = group['momentum'], group['dampening']
-            for p in group['params']:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                state = self.state[p]
-                if not state:
-                    state['momentum'] = torch.zeros_like(p)
-                buf = state['momentum']
-                buf.mul_(mom).add_(grad, alpha=1 - damp)
-                d_p = grad + mom * buf if group['nesterov'] else buf
-                ratio = 1
-                if len(p.shape) > 1:
-                    d_p, ratio = self._projection(p, grad, d_p, group['delta'], group['wd_ratio'], group['eps'])
-                if group['weight_decay'] > 0:
-                    p.mul_(1 - group['lr'] * group['weight_decay'] * ratio / (1 - mom))
-                p.add_(d_p, alpha=-group['lr'])
+from official_torch import OfficialAdamP, OfficialSGDP  # noqa: E402  (this script's folder)
 
 
 def make_params(shapes, device):
@@ -185,8 +99,8 @@ def main():
             ('adam_fused', lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True), args.iters),
             ('adamw_fused', lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, fused=True), args.iters),
             ('sgd_foreach', lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, foreach=True), args.iters),
-            ('adamp_eager', lambda ps: EagerAdamP(ps, lr=1e-3, weight_decay=0.01), args.eager_iters),
-            ('sgdp_eager', lambda ps: EagerSGDP(ps, lr=0.1, momentum=0.9, weight_decay=1e-4), args.eager_iters),
+            ('adamp_eager', lambda ps: OfficialAdamP(ps, lr=1e-3, weight_decay=0.01), args.eager_iters),
+            ('sgdp_eager', lambda ps: OfficialSGDP(ps, lr=0.1, momentum=0.9, weight_decay=1e-4), args.eager_iters),
         ]
         for key, make, iters in runs:
             ps = make_params(shapes, dev)

@@ -8,6 +8,7 @@ import { AdamP, SGDP, registerOptimizers, type NamedTensor } from '../lib/tfjs';
 import { AdamP as CoreAdamP, SGDP as CoreSGDP } from '../lib/index';
 import type { Param } from '../lib/types';
 import { availableBackends } from './helpers/backends';
+import { rng } from './helpers/random';
 
 /** adamp/tfjs runs on the CPU backends (tfjs tensors are read into host arrays). */
 const CPU_BACKENDS = availableBackends().filter((b): b is 'js' | 'native' => b === 'js' || b === 'native');
@@ -19,18 +20,6 @@ beforeAll(async () => {
   tf.tensor([0]).dispose();
   warn.mockRestore();
 });
-
-/** A deterministic PRNG (mulberry32) so every run sees the same numbers. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randn(n: number, r: () => number, scale = 1): Float32Array {
   const out = new Float32Array(n);
