@@ -8,7 +8,7 @@ import type { AdamPScalars } from './backends/engine';
 import { Optimizer, type Algorithm } from './optimizer';
 import { pick, rejectUnknown } from './options';
 import { bool, describe, inUnitInterval, nonNegative } from './validate';
-import type { AdamPOptions, AdamPParamState, OptimizerConfig, Param, ParamGroupInput } from './types';
+import type { AdamPOptions, AdamPParamState, AnyParam, OptimizerConfig, Param, ParamGroupInput } from './types';
 
 const DEFAULTS: Required<AdamPOptions> = {
   lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false,
@@ -43,6 +43,7 @@ const algorithm: Algorithm<AdamPOptions, AdamPParamState, AdamPScalars> = {
   slotArrays: (s) => ({ m: s.expAvg, v: s.expAvgSq, step: s.step + 1 }),
   commit: (s) => { s.step += 1; },
   copyState: (s) => ({ step: s.step, expAvg: s.expAvg.slice(), expAvgSq: s.expAvgSq.slice() }),
+  stateWith: (s, m, v) => ({ step: s.step, expAvg: m, expAvgSq: v }),
   readState(raw, numel, where) {
     if (raw === null || typeof raw !== 'object') throw invalid(`${where} must be an object { step, expAvg, expAvgSq }, got ${describe(raw)}`);
     const r = raw as Record<string, unknown>;
@@ -68,13 +69,15 @@ export function stateArray(x: unknown, numel: number, where: string): Float32Arr
  * opt.step();
  * ```
  */
-export class AdamP extends Optimizer<AdamPOptions, AdamPParamState, AdamPScalars> {
+export class AdamP<P extends AnyParam = Param> extends Optimizer<AdamPOptions, AdamPParamState, AdamPScalars, P> {
   /**
    * @param params the params to optimize, or param groups `{ params, ...overrides }`.
    * @param options hyperparameters (defaults: lr 1e-3, betas [0.9, 0.999], eps 1e-8, weightDecay 0, delta 0.1, wdRatio 0.1, nesterov false).
    * @param config backend selection (`{ backend: 'auto' | 'js' | 'native' | 'cuda', threads }`).
    */
-  constructor(params: readonly Param[] | readonly ParamGroupInput<AdamPOptions>[], options: AdamPOptions = {}, config?: OptimizerConfig) {
+  constructor(params: readonly P[], options?: AdamPOptions, config?: OptimizerConfig);
+  constructor(params: readonly ParamGroupInput<AdamPOptions, P>[], options?: AdamPOptions, config?: OptimizerConfig);
+  constructor(params: readonly P[] | readonly ParamGroupInput<AdamPOptions, P>[], options: AdamPOptions = {}, config?: OptimizerConfig) {
     super(algorithm, params, options, config);
   }
 }

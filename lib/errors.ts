@@ -6,7 +6,9 @@ export type AdampErrorCode =
   | 'ERR_ADAMP_INVALID_ARGUMENT' // a hyperparameter, param, grad or state is malformed
   | 'ERR_ADAMP_BACKEND_UNAVAILABLE' // the requested backend cannot run here
   | 'ERR_ADAMP_STEP_IN_FLIGHT' // an async step of this optimizer has not finished
-  | 'ERR_ADAMP_DISPOSED'; // the optimizer was disposed
+  | 'ERR_ADAMP_DISPOSED' // the optimizer or device tensor was disposed
+  | 'ERR_ADAMP_CUDA' // a CUDA call failed (thrown by the addon; `cudaError` holds the code)
+  | 'ERR_ADAMP_CUDA_OOM'; // the GPU is out of memory (thrown by the addon, with the bytes requested and free)
 
 export class AdampError extends Error {
   readonly code: AdampErrorCode;

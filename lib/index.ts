@@ -18,8 +18,11 @@ export { AdampError } from './errors';
 export type { AdampErrorCode } from './errors';
 export { backends } from './backends/select';
 export type { BackendReport } from './backends/select';
+export { DeviceTensor, deviceMemory } from './device/tensor';
+export type { DeviceTensorOptions, ExternalTensorDescriptor } from './device/tensor';
+export type { CudaMemoryStats } from './backends/cuda/binding';
 export type {
-  AdamPOptions, AdamPParamState, BackendName, OptimizerConfig, Param, ParamGroup, ParamGroupInput,
+  AdamPOptions, AdamPParamState, AnyParam, BackendName, DeviceParam, OptimizerConfig, Param, ParamGroup, ParamGroupInput,
   ParamStepInfo, Projection, SGDPOptions, SGDPParamState, StateDict,
 } from './types';
 export {

@@ -10,9 +10,10 @@ import { AdampError, invalid } from './errors';
 import { Decision, INFO_STRIDE, Info } from './backends/engine';
 import type { AsyncJob, Engine, Slot } from './backends/engine';
 import { createEngine } from './backends/select';
-import { checkGrad, checkParamStatic, describe, label } from './validate';
+import { checkGrad, checkParamStatic, describe, isDeviceParam, label, numelOf, shapeOf } from './validate';
+import { DeviceTensor, type DeviceView } from './device/tensor';
 import type {
-  BackendName, OptimizerConfig, Param, ParamGroup, ParamGroupInput, ParamStepInfo, Projection, StateDict,
+  AnyParam, BackendName, OptimizerConfig, Param, ParamGroup, ParamGroupInput, ParamStepInfo, Projection, StateDict,
 } from './types';
 
 /** What differs between AdamP and SGDP; the facade calls nothing else. */
@@ -28,6 +29,8 @@ export interface Algorithm<O extends object, S, H> {
   /** Called after a successful step. */
   commit(state: S): void;
   copyState(state: S): S;
+  /** A state with this state's step count and the given arrays (device state read back to the host). */
+  stateWith(state: S, m: Float32Array, v: Float32Array): S;
   /** Validates a state dict entry and returns an owned copy. */
   readState(raw: unknown, numel: number, where: string): S;
   /** Keys of a resolved group's options, in display order. */
@@ -47,12 +50,12 @@ interface Plan<H> {
   jobs: Array<{ group: number; slots: Slot[]; hp: H; states: unknown[] }>;
   runs: GroupRun[];
   /** Flat index -> param, for every param of every group. */
-  params: Param[];
+  params: AnyParam[];
 }
 
-export abstract class Optimizer<O extends object, S, H> {
+export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Param> {
   /** The param groups with every hyperparameter resolved. Change them between steps (schedulers); they are validated at each step. */
-  readonly paramGroups: ParamGroup<O>[] = [];
+  readonly paramGroups: ParamGroup<O, P>[] = [];
   /** The defaults new groups inherit. */
   readonly defaults: Required<O>;
   /** The backend running the step: `'js'`, `'native'` or `'cuda'`. */
@@ -60,16 +63,20 @@ export abstract class Optimizer<O extends object, S, H> {
 
   private readonly algo: Algorithm<O, S, H>;
   private readonly engine: Engine;
-  private readonly state = new Map<Param, S>();
+  private readonly state = new Map<AnyParam, S>();
+  /** Device params whose state lives on the device: the element count it was created for. */
+  private readonly deviceNumel = new Map<AnyParam, number>();
+  /** CUDA device of the device params (all share one), or of the context for host params. */
+  private readonly device: number;
   private lastRuns: GroupRun[] = [];
-  private lastParams: Param[] = [];
+  private lastParams: AnyParam[] = [];
   private lastInfo: ParamStepInfo[] | null = [];
   private busy = false;
   private disposed = false;
 
   protected constructor(
     algo: Algorithm<O, S, H>,
-    params: readonly Param[] | readonly ParamGroupInput<O>[],
+    params: readonly P[] | readonly ParamGroupInput<O, P>[],
     options: Partial<O>,
     config: OptimizerConfig | undefined,
   ) {
@@ -83,22 +90,45 @@ export abstract class Optimizer<O extends object, S, H> {
     this.defaults = algo.resolve(options, null, 'options');
     if (!Array.isArray(params)) throw invalid(`params must be an array of params or of param groups, got ${describe(params)}`);
     if (params.length === 0) throw invalid('params is an empty list: the optimizer has nothing to update');
-    const groups: ParamGroupInput<O>[] = isGroupList(params)
-      ? (params as readonly ParamGroupInput<O>[]).slice()
-      : [{ params: (params as readonly Param[]).slice() } as ParamGroupInput<O>];
+    const groups: ParamGroupInput<O, P>[] = isGroupList(params)
+      ? (params as readonly ParamGroupInput<O, P>[]).slice()
+      : [{ params: (params as readonly P[]).slice() } as ParamGroupInput<O, P>];
     for (const g of groups) this.addParamGroupUnchecked(g);
     this.checkStructure();
-    this.engine = createEngine(config?.backend ?? 'auto', { threads: config?.threads, kind: algo.kind });
+    const onDevice = this.allParams().filter(isDeviceParam);
+    const requested = config?.backend ?? 'auto';
+    if (onDevice.length > 0 && requested !== 'auto' && requested !== 'cuda') {
+      const i = this.allParams().indexOf(onDevice[0]);
+      throw invalid(`${label(onDevice[0], i)} lives on the GPU (its data is a DeviceTensor), which backend '${requested}' cannot step; use backend 'cuda' or 'auto'`);
+    }
+    if (config?.stream !== undefined && typeof config.stream !== 'bigint') {
+      throw invalid(`config.stream must be a cudaStream_t as a bigint, got ${describe(config.stream)}`);
+    }
+    if (config?.device !== undefined && (!Number.isSafeInteger(config.device) || config.device < 0)) {
+      throw invalid(`config.device must be a non-negative integer, got ${describe(config.device)}`);
+    }
+    this.device = onDevice.length > 0 ? onDevice[0].data.device : config?.device ?? 0;
+    if (onDevice.length > 0 && config?.device !== undefined && config.device !== this.device) {
+      throw invalid(`config.device is ${config.device}, but the device params live on device ${this.device}`);
+    }
+    this.engine = createEngine(onDevice.length > 0 && requested === 'auto' ? 'cuda' : requested, {
+      threads: config?.threads, kind: algo.kind, device: this.device, stream: config?.stream,
+    });
     this.backend = this.engine.name;
+    if (config?.stream !== undefined && this.backend !== 'cuda') {
+      throw invalid(`config.stream is a CUDA stream, but this optimizer runs on the '${this.backend}' backend`);
+    }
+    this.checkPlacement();
   }
 
   /** Adds a param group (PyTorch `add_param_group`); missing options come from `defaults`. */
-  addParamGroup(group: ParamGroupInput<O>): void {
+  addParamGroup(group: ParamGroupInput<O, P>): void {
     this.assertUsable();
     const before = this.paramGroups.length;
     this.addParamGroupUnchecked(group);
     try {
       this.checkStructure();
+      this.checkPlacement();
     } catch (e) {
       this.paramGroups.length = before;
       throw e;
@@ -178,7 +208,7 @@ export abstract class Optimizer<O extends object, S, H> {
       const indices: number[] = [];
       for (const p of group.params) {
         const s = this.state.get(p);
-        if (s !== undefined) state[index] = this.algo.copyState(s);
+        if (s !== undefined) state[index] = this.exportState(p, s);
         indices.push(index++);
       }
       const entry = { params: indices } as { params: number[] } & Required<O>;
@@ -203,7 +233,7 @@ export abstract class Optimizer<O extends object, S, H> {
       throw invalid(`stateDict has ${paramGroups.length} param groups, this optimizer has ${this.paramGroups.length}`);
     }
     const resolved: Required<O>[] = [];
-    const flat: Param[] = [];
+    const flat: AnyParam[] = [];
     const seen = new Set<number>();
     for (let gi = 0; gi < paramGroups.length; gi++) {
       const g = paramGroups[gi];
@@ -224,27 +254,51 @@ export abstract class Optimizer<O extends object, S, H> {
       flat.push(...mine);
     }
     // Indices map to this optimizer's params in order over groups, as in PyTorch.
-    const indexToParam = new Map<number, Param>();
+    const indexToParam = new Map<number, AnyParam>();
     let k = 0;
     for (const g of paramGroups) for (const idx of g.params) indexToParam.set(idx, flat[k++]);
-    const newState = new Map<Param, S>();
+    const newState = new Map<AnyParam, S>();
     for (const key of Object.keys(state)) {
       const idx = Number(key);
       const p = indexToParam.get(idx);
       if (p === undefined) throw invalid(`stateDict.state has an entry for param index ${key}, which no group lists`);
-      newState.set(p, this.algo.readState((state as Record<string, unknown>)[key], p.data.length, `stateDict.state[${key}] (${label(p, idx)})`));
+      newState.set(p, this.algo.readState((state as Record<string, unknown>)[key], numelOf(p), `stateDict.state[${key}] (${label(p, idx)})`));
     }
     // Everything checked: apply.
     for (let gi = 0; gi < resolved.length; gi++) Object.assign(this.paramGroups[gi], resolved[gi]);
     this.state.clear();
+    this.deviceNumel.clear();
     for (const [p, s] of newState) this.state.set(p, s);
     this.engine.invalidate?.(); // engines holding copies (cuda) re-read state at the next step
   }
 
-  /** Writes back params and state held by the engine elsewhere (the CUDA backend keeps them on the device). No-op on CPU backends. */
+  /**
+   * CUDA: waits until every queued step has completed, and writes host params and their state
+   * back into their Float32Arrays (the device holds them between steps). No-op on CPU backends.
+   */
   synchronize(): void {
     this.assertIdle();
     this.engine.flush?.();
+  }
+
+  /**
+   * CUDA: the stream steps are queued on (a `cudaStream_t` as a bigint): the optimizer's own, or
+   * the one given in `config.stream` / `setStream()`. `null` on CPU backends.
+   */
+  get stream(): bigint | null {
+    return this.engine.currentStream?.() ?? null;
+  }
+
+  /**
+   * CUDA: queue the following steps on `stream` (a `cudaStream_t` as a bigint you own and keep
+   * alive), e.g. the stream your backward pass runs on; `null` returns to the optimizer's own
+   * stream. Steps queued before stay ordered before steps queued after.
+   */
+  setStream(stream: bigint | null): void {
+    this.assertUsable();
+    if (stream !== null && typeof stream !== 'bigint') throw invalid(`stream must be a cudaStream_t as a bigint, or null, got ${describe(stream)}`);
+    if (!this.engine.setStream) throw invalid(`setStream() needs the CUDA backend; this optimizer runs on '${this.backend}'`);
+    this.engine.setStream(stream);
   }
 
   /** Releases what the backend holds for this optimizer. The optimizer cannot step afterwards. */
@@ -262,19 +316,53 @@ export abstract class Optimizer<O extends object, S, H> {
 
   // ---------------------------------------------------------------------------------------
 
-  private addParamGroupUnchecked(group: ParamGroupInput<O>): void {
+  private addParamGroupUnchecked(group: ParamGroupInput<O, P>): void {
     const gi = this.paramGroups.length;
     if (group === null || typeof group !== 'object' || !Array.isArray(group.params)) {
       throw invalid(`paramGroups[${gi}] must be an object { params: Param[], ...options }, got ${describe(group)}`);
     }
     const { params, ...opts } = group;
     const resolved = this.algo.resolve(opts as unknown as Partial<O>, this.defaults, `paramGroups[${gi}]`);
-    this.paramGroups.push({ ...resolved, params: params.slice() } as ParamGroup<O>);
+    this.paramGroups.push({ ...resolved, params: params.slice() } as ParamGroup<O, P>);
+  }
+
+  private allParams(): AnyParam[] {
+    const out: AnyParam[] = [];
+    for (const g of this.paramGroups) out.push(...g.params);
+    return out;
+  }
+
+  /** Device params need the CUDA backend, on the optimizer's device. */
+  private checkPlacement(): void {
+    let index = 0;
+    for (const group of this.paramGroups) {
+      for (const p of group.params) {
+        if (isDeviceParam(p)) {
+          if (this.backend !== 'cuda') {
+            throw invalid(`${label(p, index)} lives on the GPU (its data is a DeviceTensor), but this optimizer runs on the '${this.backend}' backend; create it with device params to get 'cuda'`);
+          }
+          if (p.data.device !== this.device) {
+            throw invalid(`${label(p, index)} lives on device ${p.data.device}, but this optimizer steps device ${this.device}; one optimizer per device`);
+          }
+        }
+        index++;
+      }
+    }
+  }
+
+  /** A copy of a param's state for stateDict(); device params' state comes from the device. */
+  private exportState(p: AnyParam, s: S): S {
+    if (!isDeviceParam(p)) return this.algo.copyState(s);
+    const onDevice = this.engine.readDeviceState?.(p);
+    if (onDevice) return this.algo.stateWith(s, onDevice.m, onDevice.v);
+    const { m } = this.algo.slotArrays(s);
+    if (m.length === p.data.numel) return this.algo.copyState(s); // loaded from a dict, not stepped since
+    return this.algo.stateWith(s, new Float32Array(p.data.numel), new Float32Array(p.data.numel));
   }
 
   /** Params are well formed and none appears twice. */
   private checkStructure(): void {
-    const seen = new Set<Param>();
+    const seen = new Set<AnyParam>();
     let index = 0;
     for (const group of this.paramGroups) {
       for (const p of group.params) {
@@ -300,8 +388,9 @@ export abstract class Optimizer<O extends object, S, H> {
   /** Validates everything, then creates missing state and builds the engine's slots. */
   private plan(): Plan<H> {
     const hps: H[] = [];
-    const params: Param[] = [];
-    const datas = new Set<Float32Array>();
+    const params: AnyParam[] = [];
+    const datas = new Set<Float32Array | DeviceTensor>();
+    const views: Array<{ view: DeviceView; index: number }> = [];
     for (let gi = 0; gi < this.paramGroups.length; gi++) {
       const group = this.paramGroups[gi];
       const resolved = this.algo.resolve(group as unknown as Partial<O>, null, `paramGroups[${gi}]`);
@@ -310,18 +399,28 @@ export abstract class Optimizer<O extends object, S, H> {
         const index = params.length;
         checkParamStatic(p, index);
         checkGrad(p, index);
-        if (datas.has(p.data)) throw invalid(`data of ${label(p, index)} is the same Float32Array as another param's`);
+        if (datas.has(p.data)) throw invalid(`data of ${label(p, index)} is the same ${p.data instanceof DeviceTensor ? 'DeviceTensor' : 'Float32Array'} as another param's`);
         datas.add(p.data);
+        const numel = numelOf(p);
+        if (isDeviceParam(p)) {
+          if (this.backend !== 'cuda' || p.data.device !== this.device) this.checkPlacement();
+          views.push({ view: p.data.view(), index });
+        }
         const s = this.state.get(p);
         if (s !== undefined) {
           const { m, v } = this.algo.slotArrays(s);
-          if (m.length !== p.data.length || (v.length !== 0 && v.length !== p.data.length)) {
-            throw invalid(`data length of ${label(p, index)} changed from ${m.length} to ${p.data.length} since its state was created`);
+          const onDevice = isDeviceParam(p) && m.length === 0; // state lives on the device
+          if (!onDevice && (m.length !== numel || (v.length !== 0 && v.length !== numel))) {
+            throw invalid(`data length of ${label(p, index)} changed from ${m.length} to ${numel} since its state was created`);
+          }
+          if (onDevice && this.deviceNumel.get(p) !== numel) {
+            throw invalid(`data of ${label(p, index)} has ${numel} elements, its state on the device was created for ${this.deviceNumel.get(p)}`);
           }
         }
         params.push(p);
       }
     }
+    checkDeviceAliasing(views, params);
     // Nothing below throws on user input.
     const jobs: Plan<H>['jobs'] = [];
     const runs: GroupRun[] = [];
@@ -334,11 +433,20 @@ export abstract class Optimizer<O extends object, S, H> {
         if (p.grad) {
           let s = this.state.get(p);
           if (s === undefined) {
-            s = this.algo.newState(p.data.length);
+            s = this.algo.newState(isDeviceParam(p) ? 0 : p.data.length); // device params: state is created on the device
             this.state.set(p, s);
+            if (isDeviceParam(p)) this.deviceNumel.set(p, p.data.numel);
           }
           const { m, v, step } = this.algo.slotArrays(s);
-          slots.push({ p: p.data, g: p.grad, m, v: v ?? EMPTY, step, ...geometry(p) });
+          if (isDeviceParam(p)) {
+            const g = p.grad;
+            slots.push({
+              p: EMPTY, g: g instanceof Float32Array ? g : EMPTY, m, v: v ?? EMPTY, step, ...geometry(p),
+              device: { key: p, numel: p.data.numel, p: p.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
+            });
+          } else {
+            slots.push({ p: p.data, g: p.grad, m, v: v ?? EMPTY, step, ...geometry(p) });
+          }
           states.push(s);
           indices.push(index);
         }
@@ -392,9 +500,9 @@ export abstract class Optimizer<O extends object, S, H> {
 }
 
 /** The channel view of a param as outer x channels x inner (see `Slot`). */
-export function geometry(p: Param): Pick<Slot, 'outer' | 'channels' | 'inner' | 'eligible'> {
-  const shape = p.shape;
-  const numel = p.data.length;
+export function geometry(p: AnyParam): Pick<Slot, 'outer' | 'channels' | 'inner' | 'eligible'> {
+  const shape = shapeOf(p);
+  const numel = numelOf(p);
   const r = shape.length;
   if (r <= 1 || numel === 0) return { outer: 1, channels: 1, inner: numel, eligible: false };
   const axis = p.channelAxis === undefined ? 0 : p.channelAxis < 0 ? p.channelAxis + r : p.channelAxis;
@@ -402,6 +510,19 @@ export function geometry(p: Param): Pick<Slot, 'outer' | 'channels' | 'inner' | 
   for (let d = 0; d < axis; d++) outer *= shape[d];
   const channels = shape[axis];
   return { outer, channels, inner: numel / outer / channels, eligible: true };
+}
+
+/** No two device params share memory (sorted by address, each must end before the next begins). */
+function checkDeviceAliasing(views: Array<{ view: DeviceView; index: number }>, params: AnyParam[]): void {
+  const sorted = views.filter((x) => (params[x.index].data as DeviceTensor).extent > 0).sort((a, b) => (a.view.pointer < b.view.pointer ? -1 : a.view.pointer > b.view.pointer ? 1 : 0));
+  for (let k = 1; k < sorted.length; k++) {
+    const a = sorted[k - 1];
+    const b = sorted[k];
+    const ta = params[a.index].data as DeviceTensor;
+    if (a.view.device === b.view.device && b.view.pointer < a.view.pointer + BigInt(ta.extent) * 4n) {
+      throw invalid(`data of ${label(params[b.index], b.index)} overlaps the data of ${label(params[a.index], a.index)} in device memory; each param needs its own memory`);
+    }
+  }
 }
 
 function isGroupList(list: readonly unknown[]): boolean {

@@ -8,7 +8,7 @@ import { Optimizer, type Algorithm } from './optimizer';
 import { pick, rejectUnknown } from './options';
 import { stateArray } from './adamp';
 import { bool, describe, finite, nonNegative } from './validate';
-import type { OptimizerConfig, Param, ParamGroupInput, SGDPOptions, SGDPParamState } from './types';
+import type { AnyParam, OptimizerConfig, Param, ParamGroupInput, SGDPOptions, SGDPParamState } from './types';
 
 const DEFAULTS: Omit<Required<SGDPOptions>, 'lr'> = {
   momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, eps: 1e-8, delta: 0.1, wdRatio: 0.1,
@@ -46,6 +46,7 @@ const algorithm: Algorithm<SGDPOptions, SGDPParamState, SGDPScalars> = {
   slotArrays: (s) => ({ m: s.momentum, v: NO_SECOND_MOMENT, step: 0 }),
   commit: () => {},
   copyState: (s) => ({ momentum: s.momentum.slice() }),
+  stateWith: (_s, m) => ({ momentum: m }),
   readState(raw, numel, where) {
     if (raw === null || typeof raw !== 'object') throw invalid(`${where} must be an object { momentum }, got ${describe(raw)}`);
     return { momentum: stateArray((raw as Record<string, unknown>).momentum, numel, `${where}.momentum`) };
@@ -60,13 +61,15 @@ const algorithm: Algorithm<SGDPOptions, SGDPParamState, SGDPScalars> = {
  * opt.step();
  * ```
  */
-export class SGDP extends Optimizer<SGDPOptions, SGDPParamState, SGDPScalars> {
+export class SGDP<P extends AnyParam = Param> extends Optimizer<SGDPOptions, SGDPParamState, SGDPScalars, P> {
   /**
    * @param params the params to optimize, or param groups `{ params, ...overrides }`.
    * @param options hyperparameters; `lr` is required (defaults: momentum 0, dampening 0, weightDecay 0, nesterov false, eps 1e-8, delta 0.1, wdRatio 0.1).
    * @param config backend selection (`{ backend: 'auto' | 'js' | 'native' | 'cuda', threads }`).
    */
-  constructor(params: readonly Param[] | readonly ParamGroupInput<SGDPOptions>[], options: SGDPOptions, config?: OptimizerConfig) {
+  constructor(params: readonly P[], options: SGDPOptions, config?: OptimizerConfig);
+  constructor(params: readonly ParamGroupInput<SGDPOptions, P>[], options: SGDPOptions, config?: OptimizerConfig);
+  constructor(params: readonly P[] | readonly ParamGroupInput<SGDPOptions, P>[], options: SGDPOptions, config?: OptimizerConfig) {
     super(algorithm, params, options ?? ({} as SGDPOptions), config);
   }
 }

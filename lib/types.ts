@@ -5,6 +5,8 @@
  * `param_groups` -> `paramGroups`, `state_dict()` -> `stateDict()`).
  */
 
+import type { DeviceTensor } from './device/tensor';
+
 /** One tensor the optimizer updates in place. */
 export interface Param {
   /** The weights, row-major, `length === product(shape)`. Updated in place by `step()`. */
@@ -26,6 +28,28 @@ export interface Param {
    */
   channelAxis?: number;
 }
+
+/**
+ * A param that lives on the GPU: the CUDA backend updates `data` in place, without copies.
+ * `backend: 'auto'` picks CUDA for an optimizer with device params.
+ */
+export interface DeviceParam {
+  /** The weights in device memory: `DeviceTensor.zeros/fromHost`, or a store's memory via `DeviceTensor.fromPointer`. */
+  data: DeviceTensor;
+  /**
+   * The gradient: a DeviceTensor of the same shape (read in place), a Float32Array (uploaded at
+   * each step), or `null` (skipped this step, as for host params).
+   */
+  grad: DeviceTensor | Float32Array | null;
+  /** Defaults to `data.shape`; when given it must equal it. */
+  shape?: readonly number[];
+  name?: string;
+  /** As for `Param.channelAxis`. */
+  channelAxis?: number;
+}
+
+/** Any param an optimizer accepts. */
+export type AnyParam = Param | DeviceParam;
 
 /** Hyperparameters of AdamP (Heo et al., ICLR 2021). */
 export interface AdamPOptions {
@@ -66,10 +90,10 @@ export interface SGDPOptions {
 }
 
 /** A parameter group: its params and any per-group hyperparameter overrides. */
-export type ParamGroupInput<O> = { params: Param[] } & Partial<O>;
+export type ParamGroupInput<O, P extends AnyParam = Param> = { params: P[] } & Partial<O>;
 
 /** A parameter group as the optimizer holds it: every hyperparameter resolved. Change values between steps (schedulers). */
-export type ParamGroup<O> = { params: Param[] } & Required<O>;
+export type ParamGroup<O, P extends AnyParam = Param> = { params: P[] } & Required<O>;
 
 /** The implementations a step can run on. */
 export type BackendName = 'js' | 'native' | 'cuda';
@@ -84,6 +108,14 @@ export interface OptimizerConfig {
   backend?: 'auto' | BackendName;
   /** Worker threads of the native CPU backend. Default: all cores. Results are identical for every thread count. */
   threads?: number;
+  /**
+   * CUDA backend: a `cudaStream_t` (as a bigint) to queue the steps on, e.g. the stream your
+   * backward pass ran on. Default: the optimizer's own stream, which is ordered after work on the
+   * legacy default stream. Change it later with `optimizer.setStream()`.
+   */
+  stream?: bigint;
+  /** CUDA backend with host (Float32Array) params: the device to run on. Default `0`; device params bring their own. */
+  device?: number;
 }
 
 /** Which projection a param received at the last step. */

@@ -20,4 +20,4 @@ g++ -std=c++17 -O1 -fPIC -shared -ffp-contract=off -fno-math-errno -Wno-unknown-
   -Inative/tests/cuda/emu -Inative/include -Inative/cpu -Inative/cuda \
   native/binding/addon.cc native/binding/parse.cc native/cuda/napi_exports.cc native/tests/cuda/emu/adamp_cuda_emu.cpp \
   "$OUTDIR/cpu/libadamp_cpu.a" -pthread -o "$OUTDIR/adamp.node"
-ADAMP_ADDON_PATH="$ROOT/$OUTDIR/adamp.node" npx jest test/cuda-engine.test.ts "$@"
+ADAMP_ADDON_PATH="$ROOT/$OUTDIR/adamp.node" npx jest test/cuda-engine.test.ts test/cuda-device.test.ts "$@"

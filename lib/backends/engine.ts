@@ -7,6 +7,7 @@
  * facade never knows which one ran.
  */
 import type { BackendName } from '../types';
+import type { DeviceView } from '../device/tensor';
 
 /**
  * One tensor of a step, with its channel view as `outer x channels x inner`: element `i`
@@ -29,6 +30,22 @@ export interface Slot {
   eligible: boolean;
   /** AdamP: the step count after this step's increment (1 at the first step). SGDP: unused. */
   step: number;
+  /**
+   * A param that lives on the GPU (only the CUDA engine receives these). Then `p` is empty, `g`
+   * holds a host gradient to upload or is empty, and `m`/`v` are empty while the state lives on
+   * the device (or full arrays to upload, after `loadStateDict`).
+   */
+  device?: DeviceSlot;
+}
+
+/** The device side of a slot. */
+export interface DeviceSlot {
+  /** The param: identifies the tensor's state across steps. */
+  key: object;
+  numel: number;
+  p: DeviceView;
+  /** The gradient in device memory, or `null` when `Slot.g` is a host array to upload. */
+  g: DeviceView | null;
 }
 
 /** Hyperparameters of one AdamP group, as plain doubles. */
@@ -99,6 +116,12 @@ export interface Engine {
   invalidate?(): void;
   /** Optional: release resources held for this optimizer. */
   dispose?(): void;
+  /** CUDA: the state of a device param (`DeviceSlot.key`) copied to the host, or undefined when it has none on the device. */
+  readDeviceState?(key: object): { m: Float32Array; v: Float32Array } | undefined;
+  /** CUDA: queue steps on a caller's stream from now on (`null`: the engine's own). */
+  setStream?(stream: bigint | null): void;
+  /** CUDA: the stream steps are queued on now. */
+  currentStream?(): bigint;
 }
 
 /** One group's work for `Engine.stepAsync`. */

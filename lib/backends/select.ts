@@ -26,6 +26,10 @@ export interface EngineProvider {
 export interface EngineOptions {
   threads?: number;
   kind: 'adamp' | 'sgdp';
+  /** CUDA: the device to run on. */
+  device?: number;
+  /** CUDA: a caller's cudaStream_t to queue on. */
+  stream?: bigint;
 }
 
 const providers: Partial<Record<'native' | 'cuda', () => EngineProvider>> = {};
@@ -76,7 +80,7 @@ export function createEngine(requested: 'auto' | BackendName, options: EngineOpt
       return providers[requested]!().create(options);
     }
     case 'auto': {
-      // Host Float32Array params: the CPU engines. (CUDA is chosen explicitly, or for device tensors.)
+      // Host Float32Array params: the CPU engines. (CUDA is chosen explicitly, or by the facade for device params.)
       if (providerReport('native').available) return providers.native!().create(options);
       return new JsEngine();
     }

@@ -15,10 +15,11 @@
 import * as fs from 'fs';
 import { createHash } from 'crypto';
 import { invalid } from '../errors';
-import { describe } from '../validate';
+import { describe, shapeOf } from '../validate';
+import { DeviceTensor } from '../device/tensor';
 import type { AdamP } from '../adamp';
 import type { SGDP } from '../sgdp';
-import type { AdamPParamState, Param, SGDPParamState } from '../types';
+import type { AdamPParamState, AnyParam, SGDPParamState } from '../types';
 import { encodeSafetensors, fileBytes, parseSafetensors, readF32, readI64, type TensorRecord, type TensorToWrite } from './safetensors';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic';
 
@@ -35,7 +36,17 @@ export const RESERVED_METADATA_KEYS = [
 ] as const;
 
 /** An optimizer a checkpoint can hold. */
-export type CheckpointOptimizer = AdamP | SGDP;
+export type CheckpointOptimizer = AdamP<AnyParam> | SGDP<AnyParam>;
+
+/** A param's values on the host (device params are downloaded). */
+function hostData(p: AnyParam): Float32Array {
+  return p.data instanceof DeviceTensor ? p.data.toHost() : p.data;
+}
+
+function setData(p: AnyParam, values: Float32Array): void {
+  if (p.data instanceof DeviceTensor) p.data.copyFromHost(values);
+  else p.data.set(values);
+}
 
 export interface SaveCheckpointOptions {
   /** Also store each param's weights as `params.{i}`. Default `false` (optimizer state only). */
@@ -69,7 +80,7 @@ const TO_TORCH: Record<string, string> = {
 const STATE_KEYS: Record<Kind, readonly string[]> = { AdamP: ['step', 'exp_avg', 'exp_avg_sq'], SGDP: ['momentum'] };
 
 interface Groupish {
-  params: Param[];
+  params: AnyParam[];
   [k: string]: unknown;
 }
 
@@ -81,8 +92,8 @@ function kindOf(optimizer: CheckpointOptimizer): Kind {
   return 'betas' in groups[0] ? 'AdamP' : 'SGDP';
 }
 
-function flatParams(optimizer: CheckpointOptimizer): Param[] {
-  const out: Param[] = [];
+function flatParams(optimizer: CheckpointOptimizer): AnyParam[] {
+  const out: AnyParam[] = [];
   for (const g of optimizer.paramGroups as unknown as Groupish[]) out.push(...g.params);
   return out;
 }
@@ -108,12 +119,12 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
   const params = flatParams(optimizer);
   const tensors: TensorToWrite[] = [];
   if (options.params) {
-    params.forEach((p, i) => tensors.push({ name: `params.${i}`, dtype: 'F32', shape: p.shape, data: p.data }));
+    params.forEach((p, i) => tensors.push({ name: `params.${i}`, dtype: 'F32', shape: shapeOf(p), data: hostData(p) }));
   }
   for (let i = 0; i < params.length; i++) {
     const s = sd.state[i];
     if (s === undefined) continue;
-    const shape = params[i].shape;
+    const shape = shapeOf(params[i]);
     if (kind === 'AdamP') {
       const a = s as AdamPParamState;
       tensors.push({ name: `state.${i}.step`, dtype: 'I64', shape: [], data: BigInt64Array.of(BigInt(a.step)) });
@@ -136,7 +147,7 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
     format: CHECKPOINT_FORMAT,
     optimizer: kind,
     param_groups: JSON.stringify(groups),
-    param_shapes: JSON.stringify(params.map((p) => Array.from(p.shape))),
+    param_shapes: JSON.stringify(params.map((p) => Array.from(shapeOf(p)))),
     param_names: JSON.stringify(params.map((p) => p.name ?? null)),
     includes_params: options.params ? 'true' : 'false',
     data_sha256: hash.digest('hex'),
@@ -189,7 +200,7 @@ export function deserializeCheckpoint(
 
   const params = flatParams(optimizer);
   const n = params.length;
-  const shapeOf = (i: number) => JSON.stringify(Array.from(params[i].shape));
+  const shapeText = (i: number) => JSON.stringify(Array.from(shapeOf(params[i])));
 
   if (meta.param_shapes !== undefined) {
     const shapes = parseJson(meta.param_shapes, 'param_shapes', source) as unknown;
@@ -197,7 +208,7 @@ export function deserializeCheckpoint(
       throw bad(`it holds ${Array.isArray(shapes) ? shapes.length : '?'} params, the optimizer has ${n}`);
     }
     shapes.forEach((s, i) => {
-      if (JSON.stringify(s) !== shapeOf(i)) throw bad(`param ${i}${nameOf(params[i])} has shape ${shapeOf(i)} here, ${JSON.stringify(s)} in the file`);
+      if (JSON.stringify(s) !== shapeText(i)) throw bad(`param ${i}${nameOf(params[i])} has shape ${shapeText(i)} here, ${JSON.stringify(s)} in the file`);
     });
   }
 
@@ -277,12 +288,12 @@ export function deserializeCheckpoint(
   // Everything checked. Params are written first so that loadStateDict's engine invalidation
   // (backends that keep copies, e.g. on a GPU) covers them; loadStateDict validates again and
   // throws before changing anything, and then the params are put back.
-  const backup = options.params ? params.map((p) => p.data.slice()) : null;
-  if (options.params) for (let i = 0; i < n; i++) params[i].data.set(readF32(weights.get(i)!));
+  const backup = options.params ? params.map((p) => hostData(p).slice()) : null;
+  if (options.params) for (let i = 0; i < n; i++) setData(params[i], readF32(weights.get(i)!));
   try {
     (optimizer as { loadStateDict(sd: unknown): void }).loadStateDict({ state, paramGroups });
   } catch (e) {
-    if (backup) for (let i = 0; i < n; i++) params[i].data.set(backup[i]);
+    if (backup) for (let i = 0; i < n; i++) setData(params[i], backup[i]);
     const err = e as { code?: string; message: string };
     throw err.code === 'ERR_ADAMP_INVALID_ARGUMENT' ? bad(err.message) : e;
   }
@@ -291,14 +302,14 @@ export function deserializeCheckpoint(
   return { optimizer: kind, includesParams, metadata };
 }
 
-function checkF32(t: TensorRecord, p: Param, bad: (why: string) => Error): void {
+function checkF32(t: TensorRecord, p: AnyParam, bad: (why: string) => Error): void {
   if (t.dtype !== 'F32') throw bad(`tensor '${t.name}' has dtype ${t.dtype}, expected F32`);
-  if (JSON.stringify(t.shape) !== JSON.stringify(Array.from(p.shape))) {
-    throw bad(`tensor '${t.name}' has shape [${t.shape.join(',')}], the param${nameOf(p)} has [${p.shape.join(',')}]`);
+  if (JSON.stringify(t.shape) !== JSON.stringify(Array.from(shapeOf(p)))) {
+    throw bad(`tensor '${t.name}' has shape [${t.shape.join(',')}], the param${nameOf(p)} has [${shapeOf(p).join(',')}]`);
   }
 }
 
-function nameOf(p: Param): string {
+function nameOf(p: AnyParam): string {
   return p.name ? ` ('${p.name}')` : '';
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "adamp_cuda.h"
+#include "device_memory.h"
 #include "step_kernel.cuh"
 
 #ifndef ADAMP_LAUNCH
@@ -34,6 +35,7 @@ struct DevTensor {
   adamp_cuda_tensor_desc desc;
   TensorArgs args;  // pointers and geometry; copied into each launch
   void* aux = nullptr;
+  int external = 0;  // ADAMP_CUDA_EXTERNAL_* buffers: bound by the caller, never allocated or freed here
   double host_step = 0;  // AdamP: completed steps, mirrored (the device increments its own copy)
 };
 
@@ -42,7 +44,8 @@ struct DevTensor {
 struct adamp_cuda_ctx {
   int optimizer = 0;
   int device = 0;
-  cudaStream_t stream = nullptr;
+  cudaStream_t stream = nullptr;      // where work is queued now: own_stream or the caller's
+  cudaStream_t own_stream = nullptr;  // created and destroyed with the context
   int sm_count = 1;
   int blocks_per_sm = 1;
   int chunk = kDefaultChunk;
@@ -107,6 +110,10 @@ void plan(TensorArgs& t, const adamp_cuda_tensor_desc& d, int64_t chunk) {
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+void set_vec(TensorArgs& a, bool adam) {
+  a.vec = aligned16(a.p) && aligned16(a.g) && aligned16(a.m) && (!adam || aligned16(a.v));
+}
 
 int64_t align256(int64_t x) { return (x + 255) / 256 * 256; }
 
@@ -288,7 +295,10 @@ int adamp_cuda_create(adamp_cuda_ctx** out, int optimizer, int device, const ada
     if (config->lag > 0) c->lag = config->lag;
   }
   int rc = cudaSetDevice(device);
-  if (!rc) rc = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+  // A blocking stream: ordered after work the caller queued on the legacy default stream (e.g. the
+  // backward pass that wrote the gradients), as users of a GPU optimizer expect.
+  if (!rc) rc = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamDefault);
+  c->stream = c->own_stream;
   if (!rc) rc = cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, device);
   if (!rc) {
     rc = optimizer == ADAMP_CUDA_ADAMP
@@ -297,8 +307,8 @@ int adamp_cuda_create(adamp_cuda_ctx** out, int optimizer, int device, const ada
   }
   if (!rc && config && config->blocks_per_sm > 0) c->blocks_per_sm = std::min(c->blocks_per_sm, config->blocks_per_sm);
   if (!rc && c->blocks_per_sm < 1) c->blocks_per_sm = 1;
-  if (!rc) rc = cudaMalloc(&c->d_hyper, sizeof(Hyper));
-  if (!rc) rc = cudaMalloc(&c->d_queue, 2 * sizeof(unsigned));
+  if (!rc) rc = dev_alloc(reinterpret_cast<void**>(&c->d_hyper), sizeof(Hyper));
+  if (!rc) rc = dev_alloc(reinterpret_cast<void**>(&c->d_queue), 2 * sizeof(unsigned));
   if (!rc) rc = cudaMemsetAsync(c->d_queue, 0, 2 * sizeof(unsigned), c->stream);
   if (!rc) rc = cudaMemsetAsync(c->d_hyper, 0, sizeof(Hyper), c->stream);
   if (rc) {
@@ -315,21 +325,25 @@ void adamp_cuda_destroy(adamp_cuda_ctx* ctx) {
   cudaSetDevice(ctx->device);
   if (ctx->stream) cudaStreamSynchronize(ctx->stream);
   for (DevTensor& t : ctx->t) {
-    cudaFree(t.args.p);
-    cudaFree(const_cast<float*>(t.args.g));
-    cudaFree(t.args.m);
-    cudaFree(t.args.v);
-    cudaFree(t.aux);
+    if (!(t.external & ADAMP_CUDA_EXTERNAL_P)) dev_free(t.args.p);
+    if (!(t.external & ADAMP_CUDA_EXTERNAL_G)) dev_free(const_cast<float*>(t.args.g));
+    dev_free(t.args.m);
+    dev_free(t.args.v);
+    dev_free(t.aux);
   }
-  cudaFree(ctx->d_hyper);
-  cudaFree(ctx->d_queue);
-  cudaFree(ctx->d_info);
-  if (ctx->stream) cudaStreamDestroy(ctx->stream);
+  dev_free(ctx->d_hyper);
+  dev_free(ctx->d_queue);
+  dev_free(ctx->d_info);
+  if (ctx->own_stream) cudaStreamDestroy(ctx->own_stream);
   delete ctx;
 }
 
 int adamp_cuda_add_tensor(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* desc, int* id) {
-  if (!ctx || !desc || !id) return ADAMP_CUDA_E_INVALID;
+  return adamp_cuda_add_tensor_ex(ctx, desc, 0, id);
+}
+
+int adamp_cuda_add_tensor_ex(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* desc, int external, int* id) {
+  if (!ctx || !desc || !id || (external & ~(ADAMP_CUDA_EXTERNAL_P | ADAMP_CUDA_EXTERNAL_G))) return ADAMP_CUDA_E_INVALID;
   const adamp_cuda_tensor_desc& d = *desc;
   if (d.numel < 0 || d.outer < 1 || d.channels < 1 || d.inner < 1) {
     if (!(d.numel == 0)) return ADAMP_CUDA_E_INVALID;
@@ -339,6 +353,7 @@ int adamp_cuda_add_tensor(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* des
   if (rc) return rc;
   DevTensor t;
   t.desc = d;
+  t.external = external;
   plan(t.args, d, ctx->chunk);
   TensorArgs& a = t.args;
   const size_t bytes = (size_t)d.numel * sizeof(float);
@@ -346,7 +361,8 @@ int adamp_cuda_add_tensor(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* des
   float* bufs[4] = {nullptr, nullptr, nullptr, nullptr};
   for (int b = 0; b < 4 && !rc && bytes > 0; ++b) {
     if (b == 3 && !adam) break;
-    rc = cudaMalloc(&bufs[b], bytes);
+    if ((b == 0 && (external & ADAMP_CUDA_EXTERNAL_P)) || (b == 1 && (external & ADAMP_CUDA_EXTERNAL_G))) continue;
+    rc = dev_alloc(reinterpret_cast<void**>(&bufs[b]), bytes);
     if (!rc) rc = cudaMemsetAsync(bufs[b], 0, bytes, ctx->stream);
   }
   // Auxiliary block: state, partial sums, per-channel sums and coefficients, info partials.
@@ -357,11 +373,11 @@ int adamp_cuda_add_tensor(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* des
   const int64_t off_coef = align256(off_chsum + (elig ? d.channels : 0) * (int64_t)sizeof(adamp::ChannelSums));
   const int64_t off_info = align256(off_coef + (elig ? d.channels : 0) * (int64_t)sizeof(adamp::ProjCoef));
   const int64_t aux_bytes = align256(off_info + a.n_items * 3 * (int64_t)sizeof(double));
-  if (!rc) rc = cudaMalloc(&t.aux, (size_t)aux_bytes);
+  if (!rc) rc = dev_alloc(&t.aux, (size_t)aux_bytes);
   if (!rc) rc = cudaMemsetAsync(t.aux, 0, (size_t)aux_bytes, ctx->stream);
   if (rc) {
-    for (float* b : bufs) cudaFree(b);
-    cudaFree(t.aux);
+    for (float* b : bufs) dev_free(b);
+    dev_free(t.aux);
     cudaGetLastError();
     return rc;
   }
@@ -375,7 +391,7 @@ int adamp_cuda_add_tensor(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* des
   a.chsum = reinterpret_cast<adamp::ChannelSums*>(base + off_chsum);
   a.coef = reinterpret_cast<adamp::ProjCoef*>(base + off_coef);
   a.info_part = reinterpret_cast<double*>(base + off_info);
-  a.vec = aligned16(a.p) && aligned16(a.g) && aligned16(a.m) && (!adam || aligned16(a.v));
+  set_vec(a, adam);
   ctx->t.push_back(t);
   *id = (int)ctx->t.size() - 1;
   return 0;
@@ -458,10 +474,10 @@ int adamp_cuda_info(adamp_cuda_ctx* ctx, const int* ids, int n, double* info) {
   if (!info) return ADAMP_CUDA_E_INVALID;
   if ((rc = cudaSetDevice(ctx->device))) return rc;
   if (ctx->d_info_cap < n) {
-    cudaFree(ctx->d_info);
+    dev_free(ctx->d_info);
     ctx->d_info = nullptr;
     ctx->d_info_cap = 0;
-    if ((rc = cudaMalloc(&ctx->d_info, (size_t)n * adamp::kInfoStride * sizeof(double)))) return rc;
+    if ((rc = dev_alloc(reinterpret_cast<void**>(&ctx->d_info), (size_t)n * adamp::kInfoStride * sizeof(double)))) return rc;
     ctx->d_info_cap = n;
   }
   if ((rc = cudaMemsetAsync(ctx->d_info, 0, (size_t)n * adamp::kInfoStride * sizeof(double), ctx->stream))) return rc;
@@ -516,5 +532,57 @@ int adamp_cuda_sync(adamp_cuda_ctx* ctx) {
 }
 
 void* adamp_cuda_stream(adamp_cuda_ctx* ctx) { return ctx ? (void*)ctx->stream : nullptr; }
+
+int adamp_cuda_bind(adamp_cuda_ctx* ctx, int id, int which, float* device_ptr) {
+  if (!ctx || id < 0 || id >= (int)ctx->t.size()) return ADAMP_CUDA_E_INVALID;
+  DevTensor& t = ctx->t[id];
+  const int flag = which == ADAMP_CUDA_P ? ADAMP_CUDA_EXTERNAL_P : which == ADAMP_CUDA_G ? ADAMP_CUDA_EXTERNAL_G : 0;
+  if (!flag || !(t.external & flag) || (!device_ptr && t.desc.numel > 0)) return ADAMP_CUDA_E_INVALID;
+  if (which == ADAMP_CUDA_P) t.args.p = device_ptr;
+  else t.args.g = device_ptr;
+  set_vec(t.args, ctx->optimizer == ADAMP_CUDA_ADAMP);
+  return 0;
+}
+
+int adamp_cuda_set_stream(adamp_cuda_ctx* ctx, void* stream) {
+  if (!ctx) return ADAMP_CUDA_E_INVALID;
+  cudaStream_t next = stream ? static_cast<cudaStream_t>(stream) : ctx->own_stream;
+  if (next == ctx->stream) return 0;
+  int rc = cudaSetDevice(ctx->device);
+  if (rc) return rc;
+  // What was queued on the old stream (uploads, an earlier step) comes before what follows.
+  cudaEvent_t ev = nullptr;
+  rc = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+  if (!rc) rc = cudaEventRecord(ev, ctx->stream);
+  if (!rc) rc = cudaStreamWaitEvent(next, ev, 0);
+  if (ev) cudaEventDestroy(ev);
+  if (rc) return rc;
+  ctx->stream = next;
+  return 0;
+}
+
+int adamp_cuda_record(adamp_cuda_ctx* ctx, void** event) {
+  if (!ctx || !event) return ADAMP_CUDA_E_INVALID;
+  *event = nullptr;
+  int rc = cudaSetDevice(ctx->device);
+  if (rc) return rc;
+  cudaEvent_t ev = nullptr;
+  rc = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+  if (!rc) rc = cudaEventRecord(ev, ctx->stream);
+  if (rc) {
+    if (ev) cudaEventDestroy(ev);
+    return rc;
+  }
+  *event = static_cast<void*>(ev);
+  return 0;
+}
+
+int adamp_cuda_event_wait(void* event) {
+  if (!event) return ADAMP_CUDA_E_INVALID;
+  cudaEvent_t ev = static_cast<cudaEvent_t>(event);
+  const int rc = (int)cudaEventSynchronize(ev);
+  cudaEventDestroy(ev);
+  return rc;
+}
 
 }  // extern "C"

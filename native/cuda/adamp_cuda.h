@@ -105,8 +105,60 @@ int adamp_cuda_info(adamp_cuda_ctx* ctx, const int* ids, int n, double* info);
 
 /* Waits for everything queued on the context's stream. */
 int adamp_cuda_sync(adamp_cuda_ctx* ctx);
-/* The context's stream (a cudaStream_t), for timing with events or graph capture. */
+/* The stream the context queues on now (a cudaStream_t): its own, or the one set below. */
 void* adamp_cuda_stream(adamp_cuda_ctx* ctx);
+
+/* ---- Tensors whose buffers the caller owns (device tensors, external device memory) --------- */
+
+/* `external` flags of adamp_cuda_add_tensor_ex: these buffers are not allocated by the context;
+   adamp_cuda_bind gives their device address before a step (it may change between steps). */
+#define ADAMP_CUDA_EXTERNAL_P 1
+#define ADAMP_CUDA_EXTERNAL_G 2
+int adamp_cuda_add_tensor_ex(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* desc, int external, int* id);
+/* Binds buffer `which` (ADAMP_CUDA_P or ADAMP_CUDA_G, declared external) of tensor `id` to a
+   contiguous float32 device buffer of the tensor's numel on the context's device. */
+int adamp_cuda_bind(adamp_cuda_ctx* ctx, int id, int which, float* device_ptr);
+
+/* Queues the context's work on `stream` (a cudaStream_t the caller owns and keeps alive) from now
+   on; NULL goes back to the context's own stream. Work queued before is ordered before work
+   queued after (an event joins the two streams). */
+int adamp_cuda_set_stream(adamp_cuda_ctx* ctx, void* stream);
+/* Records an event after everything queued so far on the context's stream; *event is freed by
+   adamp_cuda_event_wait. */
+int adamp_cuda_record(adamp_cuda_ctx* ctx, void** event);
+/* Blocks the calling thread (any thread) until the event completed, then frees it. */
+int adamp_cuda_event_wait(void* event);
+
+/* ---- Device memory (device_memory.cu) ------------------------------------------------------- */
+
+/* Every device allocation of this library (contexts and adamp_cuda_alloc) is counted here. */
+typedef struct {
+  int64_t live_allocations;
+  int64_t live_bytes;
+  int64_t total_allocations;
+  int64_t peak_bytes;
+} adamp_cuda_memory_stats;
+void adamp_cuda_get_memory_stats(adamp_cuda_memory_stats* out);
+/* cudaMemGetInfo of a device. */
+int adamp_cuda_mem_info(int device, size_t* free_bytes, size_t* total_bytes);
+/* Zeroed device memory; complete when it returns. cudaErrorMemoryAllocation (2) when out of memory. */
+int adamp_cuda_alloc(int device, int64_t bytes, void** out);
+int adamp_cuda_free(int device, void* ptr);
+/* What a pointer is: kind 0 = not known to CUDA (plain host memory), 1 = pinned host memory,
+   2 = device memory (then *device is its device), 3 = managed memory. */
+int adamp_cuda_pointer_info(const void* ptr, int* kind, int* device);
+
+/* A float32 tensor view in device memory: shape and strides in elements (strides NULL = row-major). */
+#define ADAMP_CUDA_MAX_DIMS 8
+/* Host <-> device copies between a contiguous host array and a (possibly strided) device view,
+   through `stream` (NULL: the legacy default stream). Complete when they return. */
+int adamp_cuda_copy_to_device(int device, float* dst, const int64_t* shape, const int64_t* strides, int ndim,
+                              const float* host, void* stream);
+int adamp_cuda_copy_to_host(int device, float* host, const float* src, const int64_t* shape, const int64_t* strides,
+                            int ndim, void* stream);
+/* Queues dst[i] = src[i] over a shape, each side with its own strides (NULL = row-major). */
+int adamp_cuda_copy_strided(int device, float* dst, const int64_t* dst_strides, const float* src,
+                            const int64_t* src_strides, const int64_t* shape, int ndim, void* stream);
 
 #ifdef __cplusplus
 }

@@ -10,9 +10,16 @@
 //   cudaStepAdamP(h, Int32Array ids, hp) / cudaStepSGDP(h, Int32Array ids, hp)   queued, no sync
 //   cudaInfo(h, Int32Array ids, Float64Array out)  waits
 //   cudaSync(h), cudaDestroy(h)
+// Device tensors and external memory (device_memory.cu):
+//   cudaAlloc(device, bytes) -> buffer handle (freed by GC or cudaBufferFree); cudaBufferAddress(b) -> bigint
+//   cudaCopyToDevice(device, ptr, shape, strides | null, Float32Array) / cudaCopyToHost(...)   synchronous
+//   cudaPointerInfo(ptr) -> { kind, device }, cudaMemInfo(device) -> { free, total }, cudaMemoryStats()
+//   cudaAddTensor(..., external) / cudaBind(h, id, which, ptr) / cudaCopyStrided(h, dst, ds, src, ss, shape)
+//   cudaSetStream(h, ptr | null), cudaGetStream(h) -> bigint, cudaWhenDone(h) -> Promise (an event, waited off-thread)
 #include <napi.h>
 
 #include <string>
+#include <vector>
 
 #include "adamp_cuda.h"
 
@@ -31,11 +38,13 @@ void Finalize(Napi::Env, Handle* h) {
   delete h;
 }
 
-[[noreturn]] void ThrowCuda(Napi::Env env, const char* fn, int code) {
+constexpr int kOutOfMemory = 2;  // cudaErrorMemoryAllocation
+
+[[noreturn]] void ThrowCuda(Napi::Env env, const char* fn, int code, const std::string& detail = "") {
   Napi::Error e = Napi::Error::New(env, std::string("adamp CUDA backend: ") + fn + " failed: " +
                                             adamp_cuda_error_name(code) + " (" + std::to_string(code) + "): " +
-                                            adamp_cuda_error_string(code));
-  e.Set("code", Napi::String::New(env, "ERR_ADAMP_CUDA"));
+                                            adamp_cuda_error_string(code) + detail);
+  e.Set("code", Napi::String::New(env, code == kOutOfMemory ? "ERR_ADAMP_CUDA_OOM" : "ERR_ADAMP_CUDA"));
   e.Set("cudaError", Napi::Number::New(env, code));
   throw e;
 }
@@ -157,6 +166,52 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   return Napi::External<Handle>::New(env, h, Finalize);
 }
 
+/** " (requested N bytes; F of T bytes free on device D)" for out-of-memory messages. */
+std::string MemoryDetail(int device, double requested) {
+  size_t f = 0, t = 0;
+  std::string s = " (";
+  if (requested >= 0) s += "requested " + std::to_string((long long)requested) + " bytes; ";
+  if (adamp_cuda_mem_info(device, &f, &t) == 0)
+    s += std::to_string(f) + " of " + std::to_string(t) + " bytes free on device " + std::to_string(device);
+  else
+    s += "device " + std::to_string(device);
+  return s + ")";
+}
+
+void CheckAlloc(Napi::Env env, const char* fn, int code, int device, double requested) {
+  if (code == kOutOfMemory) ThrowCuda(env, fn, code, MemoryDetail(device, requested));
+  Check(env, fn, code);
+}
+
+void* GetPtr(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* what) {
+  if (info.Length() <= i || !info[i].IsBigInt()) ThrowType(info.Env(), std::string(fn) + ": " + what + " must be a bigint");
+  bool lossless = false;
+  const uint64_t v = info[i].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) ThrowType(info.Env(), std::string(fn) + ": " + what + " is not a 64-bit address");
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(v));
+}
+
+/** An int64 list from a JS array of integers (shape, strides); `allow_null` maps null/undefined to an empty list. */
+std::vector<int64_t> GetDims(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* what, bool* is_null) {
+  std::vector<int64_t> out;
+  if (is_null) *is_null = false;
+  if (is_null && (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined())) {
+    *is_null = true;
+    return out;
+  }
+  if (info.Length() <= i || !info[i].IsArray()) ThrowType(info.Env(), std::string(fn) + ": " + what + " must be an array");
+  Napi::Array a = info[i].As<Napi::Array>();
+  if (a.Length() > ADAMP_CUDA_MAX_DIMS)
+    ThrowType(info.Env(), std::string(fn) + ": " + what + " has more than " + std::to_string(ADAMP_CUDA_MAX_DIMS) + " dimensions");
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    Napi::Value v = a.Get(k);
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.5;
+    if (d != (double)(int64_t)d || d < 0) ThrowType(info.Env(), std::string(fn) + ": " + what + " must hold non-negative integers");
+    out.push_back((int64_t)d);
+  }
+  return out;
+}
+
 Napi::Value AddTensor(const Napi::CallbackInfo& info) {
   Handle* h = GetHandle(info, "cudaAddTensor");
   adamp_cuda_tensor_desc d;
@@ -165,8 +220,9 @@ Napi::Value AddTensor(const Napi::CallbackInfo& info) {
   d.channels = GetInt(info, 3, "cudaAddTensor", "channels");
   d.inner = GetInt(info, 4, "cudaAddTensor", "inner");
   d.eligible = info.Length() > 5 && info[5].ToBoolean().Value() ? 1 : 0;
+  const int external = info.Length() > 6 && !info[6].IsUndefined() ? (int)GetInt(info, 6, "cudaAddTensor", "external") : 0;
   int id = -1;
-  Check(info.Env(), "cudaAddTensor", adamp_cuda_add_tensor(h->ctx, &d, &id));
+  CheckAlloc(info.Env(), "cudaAddTensor", adamp_cuda_add_tensor_ex(h->ctx, &d, external, &id), 0, -1);
   return Napi::Number::New(info.Env(), id);
 }
 
@@ -260,6 +316,193 @@ Napi::Value Destroy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+
+// ---- device buffers and external memory ------------------------------------------------------
+
+struct DevBuf {
+  void* ptr = nullptr;
+  int device = 0;
+};
+
+void FinalizeBuf(Napi::Env, DevBuf* b) {
+  if (b->ptr) adamp_cuda_free(b->device, b->ptr);
+  delete b;
+}
+
+DevBuf* GetBuf(const Napi::CallbackInfo& info, const char* fn) {
+  if (info.Length() < 1 || !info[0].IsExternal()) ThrowType(info.Env(), std::string(fn) + ": the first argument must be a buffer handle");
+  return info[0].As<Napi::External<DevBuf>>().Data();
+}
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  const int device = (int)GetInt(info, 0, "cudaAlloc", "device");
+  const int64_t bytes = GetInt(info, 1, "cudaAlloc", "bytes");
+  if (bytes < 0) ThrowType(info.Env(), "cudaAlloc: bytes must be >= 0");
+  void* p = nullptr;
+  CheckAlloc(info.Env(), "cudaAlloc", adamp_cuda_alloc(device, bytes, &p), device, (double)bytes);
+  DevBuf* b = new DevBuf;
+  b->ptr = p;
+  b->device = device;
+  return Napi::External<DevBuf>::New(info.Env(), b, FinalizeBuf);
+}
+
+Napi::Value BufferFree(const Napi::CallbackInfo& info) {
+  DevBuf* b = GetBuf(info, "cudaBufferFree");
+  if (b->ptr) Check(info.Env(), "cudaBufferFree", adamp_cuda_free(b->device, b->ptr));
+  b->ptr = nullptr;
+  return info.Env().Undefined();
+}
+
+Napi::Value BufferAddress(const Napi::CallbackInfo& info) {
+  DevBuf* b = GetBuf(info, "cudaBufferAddress");
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(b->ptr)));
+}
+
+Napi::Value CopyHost(const Napi::CallbackInfo& info, bool to_device) {
+  const char* fn = to_device ? "cudaCopyToDevice" : "cudaCopyToHost";
+  const int device = (int)GetInt(info, 0, fn, "device");
+  float* dev = static_cast<float*>(GetPtr(info, 1, fn, "pointer"));
+  bool no_strides = false;
+  std::vector<int64_t> shape = GetDims(info, 2, fn, "shape", nullptr);
+  std::vector<int64_t> strides = GetDims(info, 3, fn, "strides", &no_strides);
+  if (!no_strides && strides.size() != shape.size()) ThrowType(info.Env(), std::string(fn) + ": strides and shape differ in length");
+  Napi::Float32Array a = GetF32(info, 4, fn);
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if ((int64_t)a.ElementLength() != n)
+    ThrowType(info.Env(), std::string(fn) + ": the Float32Array has " + std::to_string(a.ElementLength()) +
+                              " elements, the shape " + std::to_string(n));
+  const int64_t* st = no_strides ? nullptr : strides.data();
+  const int rc = to_device ? adamp_cuda_copy_to_device(device, dev, shape.data(), st, (int)shape.size(), a.Data(), nullptr)
+                           : adamp_cuda_copy_to_host(device, a.Data(), dev, shape.data(), st, (int)shape.size(), nullptr);
+  CheckAlloc(info.Env(), fn, rc, device, -1);
+  return info.Env().Undefined();
+}
+
+Napi::Value CopyToDevice(const Napi::CallbackInfo& info) { return CopyHost(info, true); }
+Napi::Value CopyToHost(const Napi::CallbackInfo& info) { return CopyHost(info, false); }
+
+Napi::Value PointerInfo(const Napi::CallbackInfo& info) {
+  void* p = GetPtr(info, 0, "cudaPointerInfo", "pointer");
+  int kind = 0, device = -1;
+  const int rc = adamp_cuda_pointer_info(p, &kind, &device);
+  Napi::Object o = Napi::Object::New(info.Env());
+  static const char* kinds[] = {"unregistered", "host", "device", "managed"};
+  o.Set("kind", rc == 0 ? kinds[kind] : "unknown");
+  o.Set("device", device);
+  o.Set("code", rc);
+  return o;
+}
+
+Napi::Value MemInfo(const Napi::CallbackInfo& info) {
+  const int device = (int)GetInt(info, 0, "cudaMemInfo", "device");
+  size_t f = 0, t = 0;
+  Check(info.Env(), "cudaMemInfo", adamp_cuda_mem_info(device, &f, &t));
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("free", (double)f);
+  o.Set("total", (double)t);
+  return o;
+}
+
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  adamp_cuda_memory_stats m;
+  adamp_cuda_get_memory_stats(&m);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("liveAllocations", (double)m.live_allocations);
+  o.Set("liveBytes", (double)m.live_bytes);
+  o.Set("totalAllocations", (double)m.total_allocations);
+  o.Set("peakBytes", (double)m.peak_bytes);
+  return o;
+}
+
+Napi::Value DeviceAddress(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaDeviceAddress");
+  const int id = (int)GetInt(info, 1, "cudaDeviceAddress", "id");
+  const int which = (int)GetInt(info, 2, "cudaDeviceAddress", "which");
+  if (id < 0 || id >= adamp_cuda_num_tensors(h->ctx)) ThrowType(info.Env(), "cudaDeviceAddress: no tensor " + std::to_string(id));
+  float* p = adamp_cuda_device_ptr(h->ctx, id, which);
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)));
+}
+
+Napi::Value Bind(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaBind");
+  const int id = (int)GetInt(info, 1, "cudaBind", "id");
+  const int which = (int)GetInt(info, 2, "cudaBind", "which");
+  float* p = static_cast<float*>(GetPtr(info, 3, "cudaBind", "pointer"));
+  Check(info.Env(), "cudaBind", adamp_cuda_bind(h->ctx, id, which, p));
+  return info.Env().Undefined();
+}
+
+Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaCopyStrided";
+  Handle* h = GetHandle(info, fn);
+  float* dst = static_cast<float*>(GetPtr(info, 1, fn, "dst"));
+  bool dn = false, sn = false;
+  std::vector<int64_t> ds = GetDims(info, 2, fn, "dstStrides", &dn);
+  const float* src = static_cast<const float*>(GetPtr(info, 3, fn, "src"));
+  std::vector<int64_t> ss = GetDims(info, 4, fn, "srcStrides", &sn);
+  std::vector<int64_t> shape = GetDims(info, 5, fn, "shape", nullptr);
+  if ((!dn && ds.size() != shape.size()) || (!sn && ss.size() != shape.size()))
+    ThrowType(info.Env(), std::string(fn) + ": strides and shape differ in length");
+  int device = 0;
+  int kind = 0;
+  adamp_cuda_pointer_info(dst, &kind, &device);
+  Check(info.Env(), fn, adamp_cuda_copy_strided(device < 0 ? 0 : device, dst, dn ? nullptr : ds.data(), src, sn ? nullptr : ss.data(),
+                                                shape.data(), (int)shape.size(), adamp_cuda_stream(h->ctx)));
+  return info.Env().Undefined();
+}
+
+Napi::Value SetStream(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaSetStream");
+  void* s = info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined() ? GetPtr(info, 1, "cudaSetStream", "stream") : nullptr;
+  Check(info.Env(), "cudaSetStream", adamp_cuda_set_stream(h->ctx, s));
+  return info.Env().Undefined();
+}
+
+Napi::Value GetStream(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaGetStream");
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(adamp_cuda_stream(h->ctx))));
+}
+
+/** Waits for an event on a worker thread and settles a promise: the JS thread never blocks. */
+class EventWaiter : public Napi::AsyncWorker {
+ public:
+  EventWaiter(Napi::Env env, void* event) : Napi::AsyncWorker(env, "adamp:cudaWhenDone"), event_(event), deferred_(env) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { code_ = adamp_cuda_event_wait(event_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (code_ == 0) {
+      deferred_.Resolve(env.Undefined());
+      return;
+    }
+    Napi::Error e = Napi::Error::New(env, std::string("adamp CUDA backend: the queued step failed: ") +
+                                              adamp_cuda_error_name(code_) + " (" + std::to_string(code_) + "): " +
+                                              adamp_cuda_error_string(code_));
+    e.Set("code", Napi::String::New(env, "ERR_ADAMP_CUDA"));
+    e.Set("cudaError", Napi::Number::New(env, code_));
+    deferred_.Reject(e.Value());
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  void* event_;
+  int code_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value WhenDone(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaWhenDone");
+  void* ev = nullptr;
+  Check(info.Env(), "cudaWhenDone", adamp_cuda_record(h->ctx, &ev));
+  EventWaiter* w = new EventWaiter(info.Env(), ev);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 }  // namespace
 
 void register_exports(Napi::Env env, Napi::Object exports) {
@@ -274,6 +517,20 @@ void register_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New(env, Info, "cudaInfo"));
   exports.Set("cudaSync", Napi::Function::New(env, Sync, "cudaSync"));
   exports.Set("cudaDestroy", Napi::Function::New(env, Destroy, "cudaDestroy"));
+  exports.Set("cudaAlloc", Napi::Function::New(env, Alloc, "cudaAlloc"));
+  exports.Set("cudaBufferFree", Napi::Function::New(env, BufferFree, "cudaBufferFree"));
+  exports.Set("cudaBufferAddress", Napi::Function::New(env, BufferAddress, "cudaBufferAddress"));
+  exports.Set("cudaCopyToDevice", Napi::Function::New(env, CopyToDevice, "cudaCopyToDevice"));
+  exports.Set("cudaCopyToHost", Napi::Function::New(env, CopyToHost, "cudaCopyToHost"));
+  exports.Set("cudaPointerInfo", Napi::Function::New(env, PointerInfo, "cudaPointerInfo"));
+  exports.Set("cudaMemInfo", Napi::Function::New(env, MemInfo, "cudaMemInfo"));
+  exports.Set("cudaMemoryStats", Napi::Function::New(env, MemoryStats, "cudaMemoryStats"));
+  exports.Set("cudaDeviceAddress", Napi::Function::New(env, DeviceAddress, "cudaDeviceAddress"));
+  exports.Set("cudaBind", Napi::Function::New(env, Bind, "cudaBind"));
+  exports.Set("cudaCopyStrided", Napi::Function::New(env, CopyStrided, "cudaCopyStrided"));
+  exports.Set("cudaSetStream", Napi::Function::New(env, SetStream, "cudaSetStream"));
+  exports.Set("cudaGetStream", Napi::Function::New(env, GetStream, "cudaGetStream"));
+  exports.Set("cudaWhenDone", Napi::Function::New(env, WhenDone, "cudaWhenDone"));
 }
 
 }  // namespace cuda

@@ -37,7 +37,8 @@ export const CudaBuffer = { p: 0, g: 1, m: 2, v: 3 } as const;
 export interface CudaAddon {
   cudaStatus(): CudaStatus;
   cudaCreate(kind: 'adamp' | 'sgdp', config?: CudaConfig): CudaHandle;
-  cudaAddTensor(h: CudaHandle, numel: number, outer: number, channels: number, inner: number, eligible: boolean): number;
+  /** `external`: CudaExternal flags of buffers the caller binds (cudaBind) instead of the context allocating them. */
+  cudaAddTensor(h: CudaHandle, numel: number, outer: number, channels: number, inner: number, eligible: boolean, external?: number): number;
   cudaUpload(h: CudaHandle, id: number, which: number, data: Float32Array): void;
   /** Waits for the context's queued work, then copies. */
   cudaDownload(h: CudaHandle, id: number, which: number, out: Float32Array): void;
@@ -54,11 +55,50 @@ export interface CudaAddon {
   cudaInfo(h: CudaHandle, ids: Int32Array, out: Float64Array): void;
   cudaSync(h: CudaHandle): void;
   cudaDestroy(h: CudaHandle): void;
+
+  // ---- device memory (native/cuda/device_memory.cu) ----
+  /** Zeroed device memory, freed by cudaBufferFree or when the handle is garbage-collected. Throws ERR_ADAMP_CUDA_OOM. */
+  cudaAlloc(device: number, bytes: number): CudaBufferHandle;
+  cudaBufferFree(b: CudaBufferHandle): void;
+  cudaBufferAddress(b: CudaBufferHandle): bigint;
+  /** Synchronous copies between a host array and a device view (strides in elements, null = row-major). */
+  cudaCopyToDevice(device: number, ptr: bigint, shape: readonly number[], strides: readonly number[] | null, src: Float32Array): void;
+  cudaCopyToHost(device: number, ptr: bigint, shape: readonly number[], strides: readonly number[] | null, dst: Float32Array): void;
+  cudaPointerInfo(ptr: bigint): { kind: 'unregistered' | 'host' | 'device' | 'managed' | 'unknown'; device: number; code: number };
+  cudaMemInfo(device: number): { free: number; total: number };
+  cudaMemoryStats(): CudaMemoryStats;
+  /** The device address of a context buffer (or of what an external buffer is bound to). */
+  cudaDeviceAddress(h: CudaHandle, id: number, which: number): bigint;
+  /** Binds an external buffer (p or g) of a tensor added with the matching `external` flag. */
+  cudaBind(h: CudaHandle, id: number, which: number, ptr: bigint): void;
+  /** Queued on the context's stream: dst[i] = src[i] over `shape`, each side with its strides (null = row-major). */
+  cudaCopyStrided(h: CudaHandle, dst: bigint, dstStrides: readonly number[] | null, src: bigint, srcStrides: readonly number[] | null, shape: readonly number[]): void;
+  /** Queue on a caller's cudaStream_t from now on (null: the context's own stream). */
+  cudaSetStream(h: CudaHandle, stream: bigint | null): void;
+  cudaGetStream(h: CudaHandle): bigint;
+  /** Resolves when everything queued so far on the context's stream has completed (waited off the JS thread). */
+  cudaWhenDone(h: CudaHandle): Promise<void>;
 }
+
+/** An opaque device allocation. */
+export type CudaBufferHandle = { readonly __cudaBuffer: unique symbol };
+
+/** Counts of every device allocation the addon made (contexts, device tensors, staging). */
+export interface CudaMemoryStats {
+  liveAllocations: number;
+  liveBytes: number;
+  totalAllocations: number;
+  peakBytes: number;
+}
+
+/** `external` flags of cudaAddTensor. */
+export const CudaExternal = { p: 1, g: 2 } as const;
 
 export const CUDA_FUNCTIONS = [
   'cudaStatus', 'cudaCreate', 'cudaAddTensor', 'cudaUpload', 'cudaDownload', 'cudaSetStep', 'cudaStepAdamP',
-  'cudaStepSGDP', 'cudaInfo', 'cudaSync', 'cudaDestroy',
+  'cudaStepSGDP', 'cudaInfo', 'cudaSync', 'cudaDestroy', 'cudaAlloc', 'cudaBufferFree', 'cudaBufferAddress',
+  'cudaCopyToDevice', 'cudaCopyToHost', 'cudaPointerInfo', 'cudaMemInfo', 'cudaMemoryStats', 'cudaDeviceAddress', 'cudaBind', 'cudaCopyStrided',
+  'cudaSetStream', 'cudaGetStream', 'cudaWhenDone',
 ] as const satisfies readonly (keyof CudaAddon)[];
 
 /** Whether this addon was built with the CUDA engine. */

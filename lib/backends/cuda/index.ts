@@ -39,7 +39,7 @@ export const cudaProvider: EngineProvider = {
   create(options) {
     const r = loadAddon();
     if ('errors' in r || !hasCuda(r.addon)) throw new Error('the CUDA backend is not available: ' + cudaProvider.report().reason);
-    return new CudaEngine(r.addon, { kind: options.kind });
+    return new CudaEngine(r.addon, { kind: options.kind, config: { device: options.device ?? 0 }, stream: options.stream });
   },
 };
 

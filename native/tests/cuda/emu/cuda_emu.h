@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -204,8 +205,8 @@ struct cudaDeviceProp {
 inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
 inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline const char* cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "cudaErrorEmulated"; }
-inline const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }
+inline const char* cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : e == cudaErrorMemoryAllocation ? "cudaErrorMemoryAllocation" : "cudaErrorEmulated"; }
+inline const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : e == cudaErrorMemoryAllocation ? "out of memory" : "emulated error"; }
 inline cudaError_t cudaRuntimeGetVersion(int* v) { *v = 13000; return cudaSuccess; }
 inline cudaError_t cudaDriverGetVersion(int* v) { *v = 0; return cudaSuccess; }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
@@ -217,15 +218,79 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) { *v = 2; return cudaSuccess; }
 template <class K>
 inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, K, int, size_t) { *n = 2; return cudaSuccess; }
-inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { *s = (void*)1; return cudaSuccess; }
-inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { *s = new char(0); return cudaSuccess; }  // distinct handles
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) { delete static_cast<char*>(s); return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+// Device memory: host memory from a ledger with an emulated capacity (so out-of-memory can be
+// tested), and pointer queries that know which addresses it handed out.
+namespace emu {
+constexpr size_t kMemory = size_t(4) << 30;  // 4 GiB
+struct Heap {
+  std::map<uintptr_t, size_t> blocks;
+  size_t used = 0;
+};
+inline Heap& heap() {
+  static Heap* h = new Heap;
+  return *h;
+}
+}  // namespace emu
 template <class T>
 inline cudaError_t cudaMalloc(T** p, size_t n) {
-  *p = static_cast<T*>(std::aligned_alloc(256, (n + 255) / 256 * 256 + 256));
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  emu::Heap& h = emu::heap();
+  if (n > emu::kMemory - h.used) { *p = nullptr; return cudaErrorMemoryAllocation; }
+  const size_t bytes = (n + 255) / 256 * 256 + 256;
+  *p = static_cast<T*>(std::aligned_alloc(256, bytes));
+  if (!*p) return cudaErrorMemoryAllocation;
+  h.blocks[reinterpret_cast<uintptr_t>(*p)] = n;
+  h.used += n;
+  return cudaSuccess;
 }
-inline cudaError_t cudaFree(const void* p) { std::free(const_cast<void*>(p)); return cudaSuccess; }
+inline cudaError_t cudaFree(const void* p) {
+  if (!p) return cudaSuccess;
+  emu::Heap& h = emu::heap();
+  auto it = h.blocks.find(reinterpret_cast<uintptr_t>(p));
+  if (it == h.blocks.end()) return cudaErrorInvalidValue;
+  h.used -= it->second;
+  h.blocks.erase(it);
+  std::free(const_cast<void*>(p));
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
+  *free_bytes = emu::kMemory - emu::heap().used;
+  *total = emu::kMemory;
+  return cudaSuccess;
+}
+enum cudaMemoryType { cudaMemoryTypeUnregistered = 0, cudaMemoryTypeHost = 1, cudaMemoryTypeDevice = 2, cudaMemoryTypeManaged = 3 };
+struct cudaPointerAttributes {
+  cudaMemoryType type;
+  int device;
+};
+inline cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* a, const void* p) {
+  const uintptr_t x = reinterpret_cast<uintptr_t>(p);
+  emu::Heap& h = emu::heap();
+  a->type = cudaMemoryTypeUnregistered;
+  a->device = -2;
+  auto it = h.blocks.upper_bound(x);
+  if (it != h.blocks.begin()) {
+    --it;
+    if (x < it->first + it->second) {
+      a->type = cudaMemoryTypeDevice;
+      a->device = 0;
+    }
+  }
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemset(void* p, int v, size_t n) { std::memset(p, v, n); return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+// Streams and events: everything runs when it is queued, so they only need to exist.
+typedef void* cudaEvent_t;
+#define cudaStreamDefault 0
+#define cudaEventDisableTiming 2
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { *e = new char(0); return cudaSuccess; }
+inline cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t = nullptr) { return cudaSuccess; }
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete static_cast<char*>(e); return cudaSuccess; }
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) { std::memset(p, v, n); return cudaSuccess; }
 inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t = nullptr) {
   std::memcpy(d, s, n);

@@ -1,0 +1,347 @@
+/**
+ * Tensors in GPU memory: buffers adamp allocates (`DeviceTensor.zeros`, `DeviceTensor.fromHost`)
+ * and device memory someone else owns (`DeviceTensor.fromPointer`, a DLPack-like descriptor), so
+ * params and gradients can stay on the GPU across steps. A param whose `data` is a DeviceTensor
+ * is stepped by the CUDA backend in place, without copies.
+ *
+ * Lifetime: an allocated tensor's memory is freed by `dispose()` (or `using`), or when the
+ * tensor is garbage-collected. An external tensor never frees its memory: its owner does, and
+ * must keep it alive while the tensor is used (`keepAlive` holds a reference for you).
+ * Using a disposed tensor throws `ERR_ADAMP_DISPOSED`; running out of device memory throws
+ * `ERR_ADAMP_CUDA_OOM` with the bytes requested and free.
+ */
+import { AdampError, invalid } from '../errors';
+import { loadAddon } from '../binding/load';
+import { hasCuda, type CudaAddon, type CudaBufferHandle, type CudaMemoryStats } from '../backends/cuda/binding';
+import { describe, shapeText } from '../validate';
+
+/** Dimensions a device tensor may have. */
+export const MAX_DIMS = 8;
+
+/** Where a new tensor is allocated. */
+export interface DeviceTensorOptions {
+  /** CUDA device ordinal. Default `0`. */
+  device?: number;
+}
+
+/**
+ * Device memory owned by someone else, described as DLPack describes a tensor. adamp reads and
+ * writes it in place; it never frees it.
+ */
+export interface ExternalTensorDescriptor {
+  /** Device address of the allocation (DLPack `data`), as a bigint (e.g. `BigInt(ptrFromYourStore)`). */
+  pointer: bigint;
+  /** Bytes from `pointer` to element 0 (DLPack `byte_offset`). Default `0`. */
+  byteOffset?: number;
+  shape: readonly number[];
+  /** Element strides (DLPack `strides`, in elements, not bytes); omitted or `null` = row-major contiguous. */
+  strides?: readonly number[] | null;
+  /** Only `'float32'` (DLPack `{ code: 2, bits: 32, lanes: 1 }`, also accepted) is supported. Default `'float32'`. */
+  dtype?: string | { code: number; bits: number; lanes: number };
+  /** CUDA device ordinal, or a DLPack device `{ deviceType: 2 (kDLCUDA) | 13 (kDLCUDAManaged), deviceId }`. Default `0`. */
+  device?: number | { deviceType: number; deviceId: number };
+  /** Anything that must stay alive while this tensor is used (the store's own handle); held, never touched. */
+  keepAlive?: unknown;
+}
+
+/** The facts an engine needs about a device buffer. */
+export interface DeviceView {
+  /** Address of element 0. */
+  pointer: bigint;
+  device: number;
+  shape: readonly number[];
+  /** Element strides, or `null` when row-major contiguous. */
+  strides: readonly number[] | null;
+}
+
+const FLOAT32_CODE = 2; // DLPack kDLFloat
+const DL_CUDA = 2;
+const DL_CUDA_MANAGED = 13;
+
+let addonCache: CudaAddon | undefined;
+
+/** The addon's CUDA functions, or an error saying why the GPU cannot be used here. */
+export function cudaAddon(what: string): CudaAddon {
+  if (addonCache) return addonCache;
+  const r = loadAddon();
+  if ('errors' in r) {
+    throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE', `${what} needs the CUDA backend, but the native addon could not be loaded: ${r.errors.join('; ')}`);
+  }
+  if (!hasCuda(r.addon)) {
+    throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE',
+      `${what} needs the CUDA backend, but this build of the addon has no CUDA engine (built without nvcc, or with ADAMP_WITH_CUDA=OFF); ` +
+      'rebuild with the CUDA toolkit installed: npm run build:native:cuda');
+  }
+  const st = r.addon.cudaStatus();
+  if (!st.available) throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE', `${what} needs a usable CUDA device: ${st.reason}`);
+  addonCache = r.addon;
+  return r.addon;
+}
+
+/** Counts of the device memory adamp has allocated in this process (device tensors, optimizer state, staging). */
+export function deviceMemory(): CudaMemoryStats {
+  return cudaAddon('deviceMemory()').cudaMemoryStats();
+}
+
+function checkShape(shape: unknown, where: string): number[] {
+  if (!Array.isArray(shape)) throw invalid(`${where} must be an array of non-negative integers, got ${describe(shape)}`);
+  if (shape.length > MAX_DIMS) throw invalid(`${where} ${shapeText(shape)} has ${shape.length} dimensions; at most ${MAX_DIMS} are supported`);
+  for (let d = 0; d < shape.length; d++) {
+    const s = shape[d];
+    if (typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) {
+      throw invalid(`${where} must hold non-negative integers, got ${describe(s)} at dimension ${d} of ${JSON.stringify(shape)}`);
+    }
+  }
+  return shape.slice();
+}
+
+function product(shape: readonly number[]): number {
+  let n = 1;
+  for (const s of shape) n *= s;
+  return n;
+}
+
+function checkDevice(device: unknown, where: string): number {
+  if (device === undefined) return 0;
+  if (typeof device !== 'number' || !Number.isSafeInteger(device) || device < 0) {
+    throw invalid(`${where} must be a non-negative integer device ordinal, got ${describe(device)}`);
+  }
+  return device;
+}
+
+/** Strides equal to row-major (dimensions of extent 1 may have any stride). */
+function isRowMajor(shape: readonly number[], strides: readonly number[]): boolean {
+  let s = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    if (shape[d] !== 1 && strides[d] !== s) return false;
+    s *= shape[d];
+  }
+  return true;
+}
+
+/** Elements from element 0 to one past the last element a view touches. */
+function span(shape: readonly number[], strides: readonly number[] | null): number {
+  if (product(shape) === 0) return 0;
+  if (strides === null) return product(shape);
+  let last = 0;
+  for (let d = 0; d < shape.length; d++) last += (shape[d] - 1) * strides[d];
+  return last + 1;
+}
+
+function hex(p: bigint): string {
+  return '0x' + p.toString(16);
+}
+
+/** A float32 tensor in GPU memory. */
+export class DeviceTensor {
+  readonly shape: readonly number[];
+  /** Element strides, or `null` for row-major contiguous. */
+  readonly strides: readonly number[] | null;
+  readonly numel: number;
+  readonly device: number;
+  readonly dtype = 'float32' as const;
+  /** The memory belongs to someone else (`fromPointer`): adamp never frees it. */
+  readonly external: boolean;
+  #addon: CudaAddon;
+  #buffer: CudaBufferHandle | null;
+  #pointer: bigint;
+  #disposed = false;
+  readonly #keepAlive: unknown;
+
+  private constructor(addon: CudaAddon, shape: number[], strides: number[] | null, device: number, pointer: bigint,
+    buffer: CudaBufferHandle | null, keepAlive: unknown) {
+    this.#addon = addon;
+    this.shape = Object.freeze(shape);
+    this.strides = strides === null ? null : Object.freeze(strides);
+    this.numel = product(shape);
+    this.device = device;
+    this.external = buffer === null;
+    this.#buffer = buffer;
+    this.#pointer = pointer;
+    this.#keepAlive = keepAlive;
+  }
+
+  /** Allocates a zero-filled tensor. Throws `ERR_ADAMP_CUDA_OOM` when the device is out of memory. */
+  static zeros(shape: readonly number[], options: DeviceTensorOptions = {}): DeviceTensor {
+    const s = checkShape(shape, 'shape');
+    const device = checkDevice(options?.device, 'options.device');
+    const addon = cudaAddon('DeviceTensor.zeros()');
+    const buf = addon.cudaAlloc(device, product(s) * 4);
+    return new DeviceTensor(addon, s, null, device, addon.cudaBufferAddress(buf), buf, undefined);
+  }
+
+  /** Allocates a tensor and uploads `data` into it (`shape` defaults to `[data.length]`). */
+  static fromHost(data: Float32Array, shape?: readonly number[], options: DeviceTensorOptions = {}): DeviceTensor {
+    if (!(data instanceof Float32Array)) throw invalid(`data must be a Float32Array, got ${describe(data)}`);
+    const s = shape === undefined ? [data.length] : checkShape(shape, 'shape');
+    if (product(s) !== data.length) throw invalid(`data length ${data.length} does not match shape ${shapeText(s)} (expected ${product(s)})`);
+    const t = DeviceTensor.zeros(s, options);
+    t.copyFromHost(data);
+    return t;
+  }
+
+  /**
+   * Wraps device memory someone else owns (a custom tensor store, another library) without
+   * copying. Checked here: dtype float32, the pointer is device (or managed) memory of the given
+   * device, 4-byte aligned, strides in range and not overlapping.
+   */
+  static fromPointer(desc: ExternalTensorDescriptor): DeviceTensor {
+    if (desc === null || typeof desc !== 'object') throw invalid(`descriptor must be an object { pointer, shape, ... }, got ${describe(desc)}`);
+    const shape = checkShape(desc.shape, 'descriptor.shape');
+    const numel = product(shape);
+    // dtype
+    const dt = desc.dtype ?? 'float32';
+    if (typeof dt === 'string') {
+      if (dt !== 'float32') throw invalid(`descriptor.dtype '${dt}' is not supported: adamp steps float32 tensors (convert to float32 first)`);
+    } else if (dt === null || typeof dt !== 'object' || dt.code !== FLOAT32_CODE || dt.bits !== 32 || (dt.lanes ?? 1) !== 1) {
+      throw invalid(`descriptor.dtype ${JSON.stringify(dt)} is not supported: adamp steps float32 tensors ({ code: 2, bits: 32, lanes: 1 })`);
+    }
+    // device
+    let device: number;
+    if (typeof desc.device === 'object' && desc.device !== null) {
+      const { deviceType, deviceId } = desc.device;
+      if (deviceType !== DL_CUDA && deviceType !== DL_CUDA_MANAGED) {
+        throw invalid(`descriptor.device.deviceType ${describe(deviceType)} is not a CUDA device (kDLCUDA = 2, kDLCUDAManaged = 13)`);
+      }
+      device = checkDevice(deviceId, 'descriptor.device.deviceId');
+    } else {
+      device = checkDevice(desc.device, 'descriptor.device');
+    }
+    // pointer
+    if (typeof desc.pointer !== 'bigint') {
+      throw invalid(`descriptor.pointer must be a bigint device address, got ${describe(desc.pointer)}` +
+        (typeof desc.pointer === 'number' ? ' (numbers cannot hold every 64-bit address: pass BigInt(address))' : ''));
+    }
+    const off = desc.byteOffset ?? 0;
+    if (typeof off !== 'number' || !Number.isSafeInteger(off) || off < 0) throw invalid(`descriptor.byteOffset must be a non-negative integer, got ${describe(off)}`);
+    const pointer = desc.pointer + BigInt(off);
+    if (desc.pointer <= 0n || pointer >= 1n << 64n) {
+      if (numel > 0 || desc.pointer < 0n) throw invalid(`descriptor.pointer ${describe(desc.pointer)} is not a device address`);
+    }
+    if (pointer % 4n !== 0n) throw invalid(`descriptor.pointer + byteOffset = ${hex(pointer)} is not 4-byte aligned, as float32 data must be`);
+    // strides
+    let strides: number[] | null = null;
+    if (desc.strides !== undefined && desc.strides !== null) {
+      if (!Array.isArray(desc.strides) || desc.strides.length !== shape.length) {
+        throw invalid(`descriptor.strides must be an array of ${shape.length} integers (one per dimension of ${shapeText(shape)}), got ${describe(desc.strides)}`);
+      }
+      for (let d = 0; d < shape.length; d++) {
+        const st = desc.strides[d];
+        if (typeof st !== 'number' || !Number.isSafeInteger(st) || st < 0 || (st === 0 && shape[d] > 1)) {
+          throw invalid(`descriptor.strides[${d}] must be a positive integer (in elements), got ${describe(st)}` +
+            (st === 0 ? ': broadcast (stride 0) tensors cannot be updated in place' : ''));
+        }
+      }
+      strides = desc.strides.slice();
+      // Non-overlapping: sorted by stride, each dimension must step past the whole extent of the smaller ones.
+      const dims = shape.map((n, d) => ({ n, s: strides![d] })).filter((x) => x.n > 1).sort((a, b) => a.s - b.s);
+      let reach = 1;
+      for (const { n, s } of dims) {
+        if (s < reach) throw invalid(`descriptor.strides ${JSON.stringify(strides)} make elements of shape ${shapeText(shape)} overlap; each element must have its own memory`);
+        reach = s * n;
+      }
+      if (isRowMajor(shape, strides)) strides = null;
+    }
+    const addon = cudaAddon('DeviceTensor.fromPointer()');
+    if (numel > 0) {
+      const info = addon.cudaPointerInfo(pointer);
+      if (info.kind === 'managed') {
+        // managed memory is reachable from every device
+      } else if (info.kind !== 'device') {
+        throw invalid(`descriptor.pointer ${hex(pointer)} is not CUDA device memory (CUDA says: ${info.kind})` +
+          (info.kind === 'unregistered' || info.kind === 'host' ? '; for host memory use a Float32Array param instead' : ''));
+      } else if (info.device !== device) {
+        throw invalid(`descriptor.pointer ${hex(pointer)} is memory of device ${info.device}, but the descriptor says device ${device}`);
+      }
+    }
+    return new DeviceTensor(addon, shape, strides, device, pointer, null, desc.keepAlive);
+  }
+
+  /** Address of element 0. */
+  get pointer(): bigint {
+    this.check('pointer');
+    return this.#pointer;
+  }
+
+  /** `true` after `dispose()`. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Row-major contiguous (`strides === null`). */
+  get contiguous(): boolean {
+    return this.strides === null;
+  }
+
+  /** Elements from element 0 to one past the last element this tensor touches. */
+  get extent(): number {
+    return span(this.shape, this.strides);
+  }
+
+  /** Copies the tensor into a Float32Array (`out`, or a new one). Waits for the copy. */
+  toHost(out?: Float32Array): Float32Array {
+    this.check('toHost()');
+    const dst = out ?? new Float32Array(this.numel);
+    if (!(dst instanceof Float32Array) || dst.length !== this.numel) {
+      throw invalid(`out must be a Float32Array of ${this.numel} elements, got ${describe(out)}`);
+    }
+    this.#addon.cudaCopyToHost(this.device, this.#pointer, this.shape, this.strides, dst);
+    return dst;
+  }
+
+  /** Overwrites the tensor with `src` (same number of elements, row-major). Complete when it returns. */
+  copyFromHost(src: Float32Array): this {
+    this.check('copyFromHost()');
+    if (!(src instanceof Float32Array) || src.length !== this.numel) {
+      throw invalid(`src must be a Float32Array of ${this.numel} elements (shape ${shapeText(this.shape)}), got ${describe(src)}`);
+    }
+    this.#addon.cudaCopyToDevice(this.device, this.#pointer, this.shape, this.strides, src);
+    return this;
+  }
+
+  /** Sets every element to zero (`optimizer.zeroGrad()` calls it for device gradients). */
+  fill(value: 0): this {
+    if (value !== 0) throw invalid(`DeviceTensor.fill only supports 0, got ${describe(value)}`);
+    return this.copyFromHost(new Float32Array(this.numel));
+  }
+
+  /**
+   * Frees the memory now (allocated tensors) or forgets the pointer (external ones). Idempotent.
+   * Later use throws `ERR_ADAMP_DISPOSED`.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (this.#buffer !== null) this.#addon.cudaBufferFree(this.#buffer);
+    this.#buffer = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** The view an engine binds (internal). */
+  view(): DeviceView {
+    this.check('view()');
+    return { pointer: this.#pointer, device: this.device, shape: this.shape, strides: this.strides };
+  }
+
+  toString(): string {
+    return `DeviceTensor(${shapeText(this.shape)}, float32, cuda:${this.device}${this.external ? ', external' : ''}${this.#disposed ? ', disposed' : ''})`;
+  }
+
+  private check(what: string): void {
+    if (this.#disposed) {
+      throw new AdampError('ERR_ADAMP_DISPOSED', `DeviceTensor ${shapeText(this.shape)}: ${what} after dispose(); the tensor's memory was released`);
+    }
+  }
+}
+
+/** Whether two device views share memory (conservative: compares address ranges). */
+export function viewsOverlap(a: DeviceView, b: DeviceView): boolean {
+  if (a.device !== b.device) return false;
+  const la = BigInt(span(a.shape, a.strides)) * 4n;
+  const lb = BigInt(span(b.shape, b.strides)) * 4n;
+  if (la === 0n || lb === 0n) return false;
+  return a.pointer < b.pointer + lb && b.pointer < a.pointer + la;
+}

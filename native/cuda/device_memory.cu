@@ -1,0 +1,262 @@
+// Device memory of the adamp CUDA API: the counted allocator, device tensors' buffers, pointer
+// queries for external memory, and copies between host arrays and (strided) device views.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
+
+#include "adamp_cuda.h"
+#include "device_memory.h"
+
+#ifndef ADAMP_LAUNCH
+#define ADAMP_LAUNCH(kernel, grid, block, stream, ...) kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#endif
+
+namespace adamp_cuda {
+
+namespace {
+
+struct Ledger {
+  std::mutex mu;
+  std::unordered_map<void*, size_t> live;
+  int64_t live_bytes = 0;
+  int64_t total = 0;
+  int64_t peak = 0;
+};
+
+Ledger& ledger() {
+  static Ledger* l = new Ledger;  // never destroyed: finalizers may run during process exit
+  return *l;
+}
+
+/** A strided view: dst[off_d(i)] = src[off_s(i)] for every multi-index i of `shape`. */
+struct StridedArgs {
+  int64_t shape[ADAMP_CUDA_MAX_DIMS];
+  int64_t dst_stride[ADAMP_CUDA_MAX_DIMS];
+  int64_t src_stride[ADAMP_CUDA_MAX_DIMS];
+  int64_t numel;
+  int ndim;
+};
+
+__global__ void strided_copy_kernel(float* dst, const float* src, StridedArgs a) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < a.numel; i += step) {
+    int64_t rest = i, od = 0, os = 0;
+    for (int d = a.ndim - 1; d >= 0; --d) {
+      const int64_t k = rest % a.shape[d];
+      rest /= a.shape[d];
+      od += k * a.dst_stride[d];
+      os += k * a.src_stride[d];
+    }
+    dst[od] = src[os];
+  }
+}
+
+void row_major(const int64_t* shape, int ndim, int64_t* strides) {
+  int64_t s = 1;
+  for (int d = ndim - 1; d >= 0; --d) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+}
+
+int64_t numel_of(const int64_t* shape, int ndim) {
+  int64_t n = 1;
+  for (int d = 0; d < ndim; ++d) n *= shape[d];
+  return n;
+}
+
+/** Strides equal to row-major, ignoring dimensions of extent 1 (their stride is never used). */
+bool contiguous(const int64_t* shape, const int64_t* strides, int ndim) {
+  if (!strides) return true;
+  int64_t s = 1;
+  for (int d = ndim - 1; d >= 0; --d) {
+    if (shape[d] != 1 && strides[d] != s) return false;
+    s *= shape[d];
+  }
+  return true;
+}
+
+bool valid_shape(const int64_t* shape, int ndim) {
+  if (ndim < 0 || ndim > ADAMP_CUDA_MAX_DIMS || (ndim > 0 && !shape)) return false;
+  for (int d = 0; d < ndim; ++d)
+    if (shape[d] < 0) return false;
+  return true;
+}
+
+}  // namespace
+
+int dev_alloc(void** p, size_t bytes) {
+  *p = nullptr;
+  if (bytes == 0) bytes = 1;
+  const cudaError_t e = cudaMalloc(p, bytes);
+  if (e != cudaSuccess) {
+    *p = nullptr;
+    cudaGetLastError();  // an allocation failure is not sticky: clear it
+    return (int)e;
+  }
+  Ledger& l = ledger();
+  std::lock_guard<std::mutex> lock(l.mu);
+  l.live[*p] = bytes;
+  l.live_bytes += (int64_t)bytes;
+  l.total += 1;
+  l.peak = std::max(l.peak, l.live_bytes);
+  return 0;
+}
+
+void dev_free(void* p) {
+  if (!p) return;
+  {
+    Ledger& l = ledger();
+    std::lock_guard<std::mutex> lock(l.mu);
+    auto it = l.live.find(p);
+    if (it != l.live.end()) {
+      l.live_bytes -= (int64_t)it->second;
+      l.live.erase(it);
+    }
+  }
+  cudaFree(p);
+}
+
+}  // namespace adamp_cuda
+
+using namespace adamp_cuda;
+
+extern "C" {
+
+void adamp_cuda_get_memory_stats(adamp_cuda_memory_stats* out) {
+  if (!out) return;
+  Ledger& l = ledger();
+  std::lock_guard<std::mutex> lock(l.mu);
+  out->live_allocations = (int64_t)l.live.size();
+  out->live_bytes = l.live_bytes;
+  out->total_allocations = l.total;
+  out->peak_bytes = l.peak;
+}
+
+int adamp_cuda_mem_info(int device, size_t* free_bytes, size_t* total_bytes) {
+  int rc = cudaSetDevice(device);
+  if (rc) return rc;
+  size_t f = 0, t = 0;
+  rc = cudaMemGetInfo(&f, &t);
+  if (free_bytes) *free_bytes = f;
+  if (total_bytes) *total_bytes = t;
+  return rc;
+}
+
+int adamp_cuda_alloc(int device, int64_t bytes, void** out) {
+  if (!out || bytes < 0) return ADAMP_CUDA_E_INVALID;
+  *out = nullptr;
+  int rc = cudaSetDevice(device);
+  if (rc) return rc;
+  void* p = nullptr;
+  if ((rc = dev_alloc(&p, (size_t)bytes))) return rc;
+  rc = cudaMemset(p, 0, (size_t)std::max<int64_t>(bytes, 1));
+  if (!rc) rc = cudaDeviceSynchronize();
+  if (rc) {
+    dev_free(p);
+    return rc;
+  }
+  *out = p;
+  return 0;
+}
+
+int adamp_cuda_free(int device, void* ptr) {
+  if (!ptr) return 0;
+  const int rc = cudaSetDevice(device);
+  dev_free(ptr);  // cudaFree waits for work still using the buffer
+  return rc;
+}
+
+int adamp_cuda_pointer_info(const void* ptr, int* kind, int* device) {
+  if (!ptr || !kind || !device) return ADAMP_CUDA_E_INVALID;
+  cudaPointerAttributes a;
+  const cudaError_t e = cudaPointerGetAttributes(&a, ptr);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return (int)e;
+  }
+  *device = a.device;
+  switch (a.type) {
+    case cudaMemoryTypeHost: *kind = 1; break;
+    case cudaMemoryTypeDevice: *kind = 2; break;
+    case cudaMemoryTypeManaged: *kind = 3; break;
+    default: *kind = 0; break;
+  }
+  return 0;
+}
+
+int adamp_cuda_copy_strided(int device, float* dst, const int64_t* dst_strides, const float* src,
+                            const int64_t* src_strides, const int64_t* shape, int ndim, void* stream) {
+  if (!valid_shape(shape, ndim)) return ADAMP_CUDA_E_INVALID;
+  const int64_t n = numel_of(shape, ndim);
+  if (n == 0) return 0;
+  if (!dst || !src) return ADAMP_CUDA_E_INVALID;
+  int rc = cudaSetDevice(device);
+  if (rc) return rc;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (contiguous(shape, dst_strides, ndim) && contiguous(shape, src_strides, ndim))
+    return (int)cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice, s);
+  StridedArgs a;
+  a.ndim = ndim;
+  a.numel = n;
+  for (int d = 0; d < ndim; ++d) a.shape[d] = shape[d];
+  if (dst_strides) std::copy(dst_strides, dst_strides + ndim, a.dst_stride);
+  else row_major(shape, ndim, a.dst_stride);
+  if (src_strides) std::copy(src_strides, src_strides + ndim, a.src_stride);
+  else row_major(shape, ndim, a.src_stride);
+  int sms = 1;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const int64_t grid = std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, (int64_t)sms * 8));
+  ADAMP_LAUNCH(strided_copy_kernel, (unsigned)grid, 256, s, dst, src, a);
+  return (int)cudaGetLastError();
+}
+
+int adamp_cuda_copy_to_device(int device, float* dst, const int64_t* shape, const int64_t* strides, int ndim,
+                              const float* host, void* stream) {
+  if (!valid_shape(shape, ndim)) return ADAMP_CUDA_E_INVALID;
+  const int64_t n = numel_of(shape, ndim);
+  if (n == 0) return 0;
+  if (!dst || !host) return ADAMP_CUDA_E_INVALID;
+  int rc = cudaSetDevice(device);
+  if (rc) return rc;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const size_t bytes = (size_t)n * sizeof(float);
+  if (contiguous(shape, strides, ndim)) {
+    rc = cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, s);
+    return rc ? rc : (int)cudaStreamSynchronize(s);
+  }
+  void* tmp = nullptr;  // contiguous staging, then scattered into the view
+  if ((rc = dev_alloc(&tmp, bytes))) return rc;
+  rc = cudaMemcpyAsync(tmp, host, bytes, cudaMemcpyHostToDevice, s);
+  if (!rc) rc = adamp_cuda_copy_strided(device, dst, strides, static_cast<float*>(tmp), nullptr, shape, ndim, stream);
+  if (!rc) rc = cudaStreamSynchronize(s);
+  dev_free(tmp);
+  return rc;
+}
+
+int adamp_cuda_copy_to_host(int device, float* host, const float* src, const int64_t* shape, const int64_t* strides,
+                            int ndim, void* stream) {
+  if (!valid_shape(shape, ndim)) return ADAMP_CUDA_E_INVALID;
+  const int64_t n = numel_of(shape, ndim);
+  if (n == 0) return 0;
+  if (!src || !host) return ADAMP_CUDA_E_INVALID;
+  int rc = cudaSetDevice(device);
+  if (rc) return rc;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const size_t bytes = (size_t)n * sizeof(float);
+  if (contiguous(shape, strides, ndim)) {
+    rc = cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, s);
+    return rc ? rc : (int)cudaStreamSynchronize(s);
+  }
+  void* tmp = nullptr;  // gathered from the view into contiguous staging, then copied
+  if ((rc = dev_alloc(&tmp, bytes))) return rc;
+  rc = adamp_cuda_copy_strided(device, static_cast<float*>(tmp), nullptr, src, strides, shape, ndim, stream);
+  if (!rc) rc = cudaMemcpyAsync(host, tmp, bytes, cudaMemcpyDeviceToHost, s);
+  if (!rc) rc = cudaStreamSynchronize(s);
+  dev_free(tmp);
+  return rc;
+}
+
+}  // extern "C"
