@@ -6,8 +6,8 @@
  * are the ones docs/gpu-runner.md documents, and pull requests reach the self-hosted runner only
  * behind the `run-gpu` label and never from a fork.
  *
- * YAML: js-yaml, which the lockfile installs (through jest's coverage tooling); not a dependency
- * of the package.
+ * YAML: js-yaml (a devDependency; 3.x, the version jest already pulls in).
+ *
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -51,7 +51,7 @@ function loadYaml(text: string): unknown {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     yaml = require('js-yaml');
   } catch {
-    throw new Error('js-yaml is not in node_modules (the lockfile installs it with jest): run npm ci');
+    throw new Error('js-yaml (a devDependency) is not in node_modules: run npm ci');
   }
   return (yaml.safeLoad ?? yaml.load)(text); // 3.x: safeLoad; 4.x: load is the safe one
 }
