@@ -3,7 +3,8 @@
  * Node smoke test of the CUDA backend for machines without the dev dependencies (no jest): loads
  * the built package (dist/, npm run build:ts) and its addon (ADAMP_ADDON_PATH or build/Release),
  * steps AdamP and SGDP with backend 'cuda' and 'js' on the same params, and compares values and
- * projection decisions. Prints one JSON line; exit 0 pass, 1 fail, 77 CUDA unavailable (with why).
+ * projection decisions; then the same with device params (DeviceTensors in a store arena wrapped
+ * with fromPointer, one strided) and counts device allocations after dispose. Prints one JSON line; exit 0 pass, 1 fail, 77 CUDA unavailable (with why).
  */
 'use strict';
 const path = require('path');
@@ -81,6 +82,62 @@ for (const kind of ['adamp', 'sgdp']) {
     }
   }
   cu.dispose();
+}
+// Device params: DeviceTensors, a store arena wrapped with fromPointer (an offset and a strided
+// view), gradients on the device; against the same params stepped by the TypeScript engine. Then
+// every device allocation must be gone after dispose.
+{
+  const { DeviceTensor, deviceMemory } = adamp;
+  const before = deviceMemory().liveAllocations;
+  for (const kind of ['adamp', 'sgdp']) {
+    const a = params(9);
+    const arena = DeviceTensor.zeros([a.reduce((n, p) => n + p.data.length, 0) + 64]);
+    let offset = 16; // elements: the store's arena layout
+    const dev = a.map((p, i) => {
+      const strided = i === 2; // [256,64,1,1] stored transposed: column-major over its first two axes
+      const t = DeviceTensor.fromPointer({
+        pointer: arena.pointer, byteOffset: offset * 4, shape: p.shape, keepAlive: arena,
+        ...(strided ? { strides: [1, 256, 1, 1] } : {}),
+      });
+      offset += p.data.length;
+      t.copyFromHost(p.data);
+      return { data: t, grad: null, name: p.name, channelAxis: p.channelAxis };
+    });
+    const make = (ps, backend) => (kind === 'adamp'
+      ? new adamp.AdamP(ps, { lr: 1e-2, weightDecay: 0.05 }, { backend })
+      : new adamp.SGDP(ps, { lr: 0.1, momentum: 0.9, weightDecay: 1e-3 }, { backend }));
+    const js = make(a, 'js'), cu = make(dev, 'auto');
+    if (cu.backend !== 'cuda') { result.ok = false; result.failures.push({ kind, device: true, backend: cu.backend }); }
+    for (let step = 1; step <= 4; step++) {
+      grads(a, step);
+      dev.forEach((p, i) => {
+        if (p.grad) p.grad.copyFromHost(a[i].grad);
+        else p.grad = DeviceTensor.fromHost(a[i].grad, a[i].shape);
+      });
+      js.step();
+      cu.step();
+      const ij = js.lastStepInfo, ic = cu.lastStepInfo;
+      for (let i = 0; i < a.length; i++) {
+        result.checks++;
+        const got = dev[i].data.toHost();
+        let worst = 0, scale = 0;
+        for (let k = 0; k < got.length; k++) {
+          worst = Math.max(worst, Math.abs(a[i].data[k] - got[k]));
+          scale = Math.max(scale, Math.abs(a[i].data[k]));
+        }
+        if (ij[i].projection !== ic[i].projection || !(worst <= 1e-6 * scale)) {
+          result.ok = false;
+          result.failures.push({ kind, device: true, step, param: i, js: ij[i].projection, cuda: ic[i].projection, maxDiff: worst, scale });
+        }
+      }
+    }
+    cu.dispose();
+    dev.forEach((p) => { p.grad.dispose(); p.data.dispose(); });
+    arena.dispose();
+  }
+  const after = deviceMemory().liveAllocations;
+  result.deviceAllocations = { before, after };
+  if (after !== before) { result.ok = false; result.failures.push({ leak: after - before }); }
 }
 console.log(JSON.stringify(result));
 process.exit(result.ok ? 0 : 1);

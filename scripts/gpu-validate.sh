@@ -13,7 +13,8 @@
 # carried as .device/node.gz; the benchmark (ours vs torch fused Adam / foreach SGD / eager
 # AdamP, as ratios and as a fraction of the bandwidth bound). Everything goes to $OUT
 # (default bench/results/gpu-<date>/): summary.json, validate.log, bench_cuda.json,
-# bench_torch.json, node.json. Env: OUT, CUDAARCHS, ITERS (default 50), ADAMP_COMMIT.
+# bench_torch.json, node.json (jest: test/cuda-engine + test/cuda-device, i.e. device tensors and
+# external pointers too), bench_node.json (the public API on params already on the device). Env: OUT, CUDAARCHS, ITERS (default 50), ADAMP_COMMIT.
 # STEPS (default "tests,sanitizers,node,bench") picks parts, to split the work over several
 # device calls of at most 10 minutes each (each call builds what its parts need).
 # Exit: 0 all passed; 1 something failed; 2 no GPU (nothing to validate; the log says why).
@@ -154,7 +155,7 @@ elif [ ! -f "$ADDON" ]; then
   skip node_tests "the addon did not build"
 elif [ -x node_modules/.bin/jest ]; then
   export ADAMP_ADDON_PATH="$ADDON"
-  step node_tests node node_modules/.bin/jest test/cuda-engine.test.ts --json --outputFile="$OUT/node.json"
+  step node_tests node node_modules/.bin/jest test/cuda-engine.test.ts test/cuda-device.test.ts --json --outputFile="$OUT/node.json"
 elif [ -f dist/index.js ]; then
   export ADAMP_ADDON_PATH="$ADDON"
   step node_tests bash -c "node scripts/gpu-smoke.js | tee '$OUT/node.json'"
@@ -169,6 +170,13 @@ elif [ -x "$BENCH_BIN" ]; then
   step bench_cuda "$BENCH_BIN" --shapes bench/shapes.json --out "$OUT/bench_cuda.json" --iters "$ITERS" --sweep
 else
   skip bench_cuda "the benchmark binary did not build"
+fi
+if ! want bench; then
+  :
+elif [ "$NODE_VERSION" != missing ] && [ -f "$ADDON" ] && [ -f dist/index.js ]; then
+  ADAMP_ADDON_PATH="$ADDON" step bench_node node scripts/bench-gpu-node.js --out "$OUT/bench_node.json" --iters 20 --reps 5
+else
+  skip bench_node "the Node benchmark of device params needs node, the CUDA addon and dist/"
 fi
 if ! want bench; then
   :
@@ -195,6 +203,7 @@ for line in open(os.path.join(out, '.steps')):
 skips = [l.strip() for l in open(os.path.join(out, '.skips')) if l.strip()]
 ptxas = open(os.path.join(out, '.ptxas')).read() if os.path.exists(os.path.join(out, '.ptxas')) else ''
 ours, theirs = load('bench_cuda.json'), load('bench_torch.json')
+node_bench = load('bench_node.json')
 figures, targets = {}, {}
 if ours and theirs:
     for name, o in ours['sets'].items():
@@ -232,6 +241,7 @@ summary = {
     'copy_bandwidth_GBps': {'ours': ours and ours.get('copy_bandwidth_GBps'), 'torch': theirs and theirs.get('copy_bandwidth_GBps')},
     'steps_run': os.environ.get('STEPS', ''), 'steps': steps, 'failed_steps': failed, 'skipped': skips, 'ptxas': ptxas.strip().splitlines(),
     'figures': figures, 'targets': targets,
+    'node_device_params': node_bench and {k: {kind: {m: v[kind][m] for m in ('device_params_ms', 'host_params_ms', 'host_over_device')} for kind in ('adamp', 'sgdp')} for k, v in node_bench.get('sets', {}).items()},
 }
 with open(os.path.join(out, 'summary.json'), 'w') as fh:
     json.dump(summary, fh, indent=2)

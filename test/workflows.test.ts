@@ -7,7 +7,6 @@
  * behind the `run-gpu` label and never from a fork.
  *
  * YAML: js-yaml (a devDependency; 3.x, the version jest already pulls in).
- *
  */
 import * as fs from 'fs';
 import * as path from 'path';
