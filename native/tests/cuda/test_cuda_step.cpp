@@ -516,6 +516,104 @@ void run_api_checks() {
   adamp_cuda_destroy(ctx);
 }
 
+/** Device memory, external (bound) buffers, strided copies and streams (device_memory.cu). */
+void run_device_memory_checks() {
+  adamp_cuda_memory_stats before, now;
+  adamp_cuda_get_memory_stats(&before);
+  // Strided copies: a 4x6 tensor stored column-major (strides {1, 4}).
+  const int64_t shape[2] = {4, 6}, colmajor[2] = {1, 4};
+  std::vector<float> host(24), back(24), raw(24);
+  for (int i = 0; i < 24; ++i) host[i] = (float)i - 3.5f;
+  void* buf = nullptr;
+  CUDA_OK(adamp_cuda_alloc(0, 24 * sizeof(float), &buf));
+  int kind = -1, dev = -1;
+  CUDA_OK(adamp_cuda_pointer_info(buf, &kind, &dev));
+  EXPECT(kind == 2 && dev == 0, "an allocation is not reported as device memory of device 0 (kind %d, device %d)", kind, dev);
+  float* f = static_cast<float*>(buf);
+  CUDA_OK(adamp_cuda_copy_to_device(0, f, shape, colmajor, 2, host.data(), nullptr));
+  CUDA_OK(adamp_cuda_copy_to_host(0, back.data(), f, shape, colmajor, 2, nullptr));
+  CUDA_OK(adamp_cuda_copy_to_host(0, raw.data(), f, shape, nullptr, 2, nullptr));
+  bool same = true, transposed = true;
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 6; ++j) {
+      same = same && back[i * 6 + j] == host[i * 6 + j];
+      transposed = transposed && raw[j * 4 + i] == host[i * 6 + j];
+    }
+  EXPECT(same, "a strided view does not round-trip");
+  EXPECT(transposed, "a column-major view is not stored column-major");
+  // Out of memory: an error, and nothing counted.
+  size_t free_b = 0, total_b = 0;
+  CUDA_OK(adamp_cuda_mem_info(0, &free_b, &total_b));
+  void* huge = nullptr;
+  adamp_cuda_memory_stats mid;
+  adamp_cuda_get_memory_stats(&mid);
+  EXPECT(adamp_cuda_alloc(0, (int64_t)total_b + ((int64_t)1 << 30), &huge) == 2 && huge == nullptr, "an allocation beyond the device's memory succeeded");
+  adamp_cuda_get_memory_stats(&now);
+  EXPECT(now.live_allocations == mid.live_allocations && now.live_bytes == mid.live_bytes, "a failed allocation was counted");
+
+  // A tensor whose p and g are the caller's buffers steps exactly like one the context owns.
+  for (int adam = 1; adam >= 0; --adam) {
+    adamp_cuda_tensor_desc d = {24, 1, 4, 6, 1};
+    std::vector<float> p0(24), g0(24), a(24), b(24);
+    for (int i = 0; i < 24; ++i) {
+      p0[i] = std::sin(0.7f * i);
+      g0[i] = 0.1f * std::cos(1.3f * i);
+    }
+    adamp_cuda_ctx *own = nullptr, *ext = nullptr;
+    const int opt = adam ? ADAMP_CUDA_ADAMP : ADAMP_CUDA_SGDP;
+    CUDA_OK(adamp_cuda_create(&own, opt, 0, nullptr));
+    CUDA_OK(adamp_cuda_create(&ext, opt, 0, nullptr));
+    int i1 = -1, i2 = -1;
+    CUDA_OK(adamp_cuda_add_tensor(own, &d, &i1));
+    CUDA_OK(adamp_cuda_add_tensor_ex(ext, &d, ADAMP_CUDA_EXTERNAL_P | ADAMP_CUDA_EXTERNAL_G, &i2));
+    EXPECT(adamp_cuda_bind(ext, i2, ADAMP_CUDA_M, f) == ADAMP_CUDA_E_INVALID, "binding the state buffer is accepted");
+    EXPECT(adamp_cuda_bind(own, i1, ADAMP_CUDA_P, f) == ADAMP_CUDA_E_INVALID, "binding a buffer the context owns is accepted");
+    void *pb = nullptr, *gb = nullptr;
+    CUDA_OK(adamp_cuda_alloc(0, 24 * sizeof(float), &pb));
+    CUDA_OK(adamp_cuda_alloc(0, 24 * sizeof(float), &gb));
+    CUDA_OK(adamp_cuda_copy_to_device(0, static_cast<float*>(pb), shape, nullptr, 2, p0.data(), nullptr));
+    CUDA_OK(adamp_cuda_copy_to_device(0, static_cast<float*>(gb), shape, nullptr, 2, g0.data(), nullptr));
+    CUDA_OK(adamp_cuda_bind(ext, i2, ADAMP_CUDA_P, static_cast<float*>(pb)));
+    CUDA_OK(adamp_cuda_bind(ext, i2, ADAMP_CUDA_G, static_cast<float*>(gb)));
+    CUDA_OK(adamp_cuda_upload(own, i1, ADAMP_CUDA_P, p0.data(), 24));
+    CUDA_OK(adamp_cuda_upload(own, i1, ADAMP_CUDA_G, g0.data(), 24));
+    // The external context queues on the other context's stream: a caller's stream.
+    CUDA_OK(adamp_cuda_set_stream(ext, adamp_cuda_stream(own)));
+    EXPECT(adamp_cuda_stream(ext) == adamp_cuda_stream(own), "set_stream did not take");
+    adamp_cuda_adamp_hp hp = {1e-2, 0.9, 0.999, 1e-8, 0.05, 0.1, 0.1, 1};
+    adamp_cuda_sgdp_hp sh = {0.1, 0.9, 0, 1e-3, 1e-8, 0.1, 0.1, 0};
+    for (int k = 0; k < 3; ++k) {
+      if (adam) {
+        CUDA_OK(adamp_cuda_step_adamp(own, &i1, 1, &hp));
+        CUDA_OK(adamp_cuda_step_adamp(ext, &i2, 1, &hp));
+      } else {
+        CUDA_OK(adamp_cuda_step_sgdp(own, &i1, 1, &sh));
+        CUDA_OK(adamp_cuda_step_sgdp(ext, &i2, 1, &sh));
+      }
+    }
+    void* ev = nullptr;
+    CUDA_OK(adamp_cuda_record(ext, &ev));
+    CUDA_OK(adamp_cuda_event_wait(ev));
+    CUDA_OK(adamp_cuda_set_stream(ext, nullptr));
+    CUDA_OK(adamp_cuda_download(own, i1, ADAMP_CUDA_P, a.data(), 24));
+    CUDA_OK(adamp_cuda_copy_to_host(0, b.data(), static_cast<const float*>(pb), shape, nullptr, 2, nullptr));
+    EXPECT(std::memcmp(a.data(), b.data(), sizeof(float) * 24) == 0, "%s: external buffers step differently from owned ones", adam ? "adamp" : "sgdp");
+    EXPECT(a != p0, "the step did not move the params");
+    adamp_cuda_destroy(ext);  // must not free the caller's buffers
+    CUDA_OK(adamp_cuda_copy_to_host(0, b.data(), static_cast<const float*>(pb), shape, nullptr, 2, nullptr));
+    EXPECT(std::memcmp(a.data(), b.data(), sizeof(float) * 24) == 0, "destroying a context changed an external buffer");
+    adamp_cuda_destroy(own);
+    CUDA_OK(adamp_cuda_free(0, pb));
+    CUDA_OK(adamp_cuda_free(0, gb));
+  }
+  CUDA_OK(adamp_cuda_free(0, buf));
+  adamp_cuda_get_memory_stats(&now);
+  EXPECT(now.live_allocations == before.live_allocations && now.live_bytes == before.live_bytes,
+         "device allocations leaked: %lld live (%lld bytes) after, %lld (%lld) before", (long long)now.live_allocations,
+         (long long)now.live_bytes, (long long)before.live_allocations, (long long)before.live_bytes);
+  EXPECT(now.total_allocations > before.total_allocations + 8, "allocations were not counted");
+}
+
 #if defined(ADAMP_TEST_CPU_CORE)
 /** The host reference is the CPU core's arithmetic: check that once, so the GPU comparison above transfers. */
 void run_ref_vs_cpu_core() {
@@ -693,6 +791,8 @@ int main(int argc, char** argv) {
   std::printf("host reference vs CPU core: done\n");
 #endif
   run_api_checks();
+  run_device_memory_checks();
+  std::printf("device memory, external buffers, strided copies, streams: done (%d checks, %d failures so far)\n", g_checks, g_failures);
   const adamp_cuda_config small_cfg = {256, 2048, 2, 0};
   const adamp_cuda_config one_block = {8192, 1 << 20, 1, 1};
   const int seeds = quick ? 1 : 3;
