@@ -21,6 +21,7 @@ import { loadAddon } from '../lib/binding/load';
 import { loadCheckpointSync, saveCheckpointSync } from '../lib/checkpoint';
 import type { DeviceParam, Param } from '../lib/types';
 import { randn, rng } from './helpers/random';
+import { expectClose } from './helpers/fixtures';
 
 const loaded = loadAddon();
 const addon = 'addon' in loaded ? loaded.addon : undefined;
@@ -88,18 +89,6 @@ function grads(ps: Param[], step: number): Array<Float32Array | null> {
   });
 }
 
-function maxAbs(a: Float32Array): number {
-  let m = 0;
-  for (const x of a) m = Math.max(m, Math.abs(x));
-  return m;
-}
-
-function expectClose(got: Float32Array, want: Float32Array, what: string): void {
-  const tol = 1e-6 * Math.max(maxAbs(want), 1e-30);
-  let worst = 0;
-  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
-  if (!(worst <= tol)) throw new Error(`${what}: max |device - js| = ${worst} > ${tol}`);
-}
 
 function expectSame(got: Float32Array, want: Float32Array, what: string): void {
   expect(got.length).toBe(want.length);

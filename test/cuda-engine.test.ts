@@ -14,6 +14,7 @@ import { cudaProvider, hasCuda } from '../lib/backends/cuda';
 import { loadAddon } from '../lib/binding/load';
 import type { Param } from '../lib/types';
 import { randn, rng } from './helpers/random';
+import { expectClose } from './helpers/fixtures';
 
 const loaded = loadAddon();
 const addon = 'addon' in loaded ? loaded.addon : undefined;
@@ -113,18 +114,6 @@ function fillGrads(ps: Param[], step: number, seed: number): void {
   });
 }
 
-function maxAbs(a: Float32Array): number {
-  let m = 0;
-  for (const x of a) m = Math.max(m, Math.abs(x));
-  return m;
-}
-
-function expectClose(got: Float32Array, want: Float32Array, what: string): void {
-  const tol = 1e-6 * Math.max(maxAbs(want), 1e-30);
-  let worst = 0;
-  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
-  if (!(worst <= tol)) throw new Error(`${what}: max |gpu - js| = ${worst} > ${tol}`);
-}
 
 (gpu ? describe : describe.skip)('cuda backend on the GPU', () => {
   test.each(['adamp', 'sgdp'] as const)('%s on the device matches the TypeScript engine', (kind) => {

@@ -75,3 +75,10 @@ export function maxAbs(a: Float32Array): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
   return m;
 }
+
+/** Throws unless every |got - want| <= 1e-6 * max|want| (the tolerance SPEC.md gives for float32). */
+export function expectClose(got: Float32Array, want: Float32Array, what: string): void {
+  const tol = 1e-6 * Math.max(maxAbs(want), 1e-30);
+  const { diff } = maxDiff(got, want);
+  if (!(diff <= tol)) throw new Error(`${what}: max |got - want| = ${diff} > ${tol}`);
+}
