@@ -195,6 +195,11 @@ function disposeAll(dev: DeviceParam[]): void {
     expect(t.contiguous).toBe(false);
     const logical = t.toHost();
     for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) expect(logical[i * 4 + j]).toBe(32 + j * 4 + i);
+    t.fill(0); // zeroGrad() on a strided device gradient
+    const after = arena.toHost();
+    expect(Array.from(after.subarray(32, 48))).toEqual(new Array(16).fill(0));
+    expect(after[31]).toBe(-1); // the earlier view's write
+    expect(after[48]).toBe(48);
     // DLPack-style dtype and device objects.
     expect(DeviceTensor.fromPointer({ pointer: base, shape: [2], dtype: { code: 2, bits: 32, lanes: 1 }, device: { deviceType: 2, deviceId: 0 } }).numel).toBe(2);
     // Rejected, each with the parameter named.

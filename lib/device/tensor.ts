@@ -302,7 +302,9 @@ export class DeviceTensor {
   /** Sets every element to zero (`optimizer.zeroGrad()` calls it for device gradients). */
   fill(value: 0): this {
     if (value !== 0) throw invalid(`DeviceTensor.fill only supports 0, got ${describe(value)}`);
-    return this.copyFromHost(new Float32Array(this.numel));
+    this.check('fill()');
+    this.#addon.cudaZero(this.device, this.#pointer, this.shape, this.strides);
+    return this;
   }
 
   /**

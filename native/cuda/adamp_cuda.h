@@ -156,6 +156,8 @@ int adamp_cuda_copy_to_device(int device, float* dst, const int64_t* shape, cons
                               const float* host, void* stream);
 int adamp_cuda_copy_to_host(int device, float* host, const float* src, const int64_t* shape, const int64_t* strides,
                             int ndim, void* stream);
+/* Sets every element of a (possibly strided) device view to zero; complete when it returns. */
+int adamp_cuda_zero(int device, float* dst, const int64_t* shape, const int64_t* strides, int ndim, void* stream);
 /* Queues dst[i] = src[i] over a shape, each side with its own strides (NULL = row-major). */
 int adamp_cuda_copy_strided(int device, float* dst, const int64_t* dst_strides, const float* src,
                             const int64_t* src_strides, const int64_t* shape, int ndim, void* stream);

@@ -236,6 +236,26 @@ int adamp_cuda_copy_to_device(int device, float* dst, const int64_t* shape, cons
   return rc;
 }
 
+int adamp_cuda_zero(int device, float* dst, const int64_t* shape, const int64_t* strides, int ndim, void* stream) {
+  if (!valid_shape(shape, ndim)) return ADAMP_CUDA_E_INVALID;
+  const int64_t n = numel_of(shape, ndim);
+  if (n == 0) return 0;
+  if (!dst) return ADAMP_CUDA_E_INVALID;
+  int rc = cudaSetDevice(device);
+  if (rc) return rc;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (contiguous(shape, strides, ndim)) {
+    rc = cudaMemsetAsync(dst, 0, (size_t)n * sizeof(float), s);
+    return rc ? rc : (int)cudaStreamSynchronize(s);
+  }
+  void* tmp = nullptr;  // zeros, scattered into the view
+  if ((rc = adamp_cuda_alloc(device, n * (int64_t)sizeof(float), &tmp))) return rc;
+  rc = adamp_cuda_copy_strided(device, dst, strides, static_cast<float*>(tmp), nullptr, shape, ndim, stream);
+  if (!rc) rc = cudaStreamSynchronize(s);
+  dev_free(tmp);
+  return rc;
+}
+
 int adamp_cuda_copy_to_host(int device, float* host, const float* src, const int64_t* shape, const int64_t* strides,
                             int ndim, void* stream) {
   if (!valid_shape(shape, ndim)) return ADAMP_CUDA_E_INVALID;

@@ -379,6 +379,19 @@ Napi::Value CopyHost(const Napi::CallbackInfo& info, bool to_device) {
   return info.Env().Undefined();
 }
 
+Napi::Value Zero(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaZero";
+  const int device = (int)GetInt(info, 0, fn, "device");
+  float* dev = static_cast<float*>(GetPtr(info, 1, fn, "pointer"));
+  bool no_strides = false;
+  std::vector<int64_t> shape = GetDims(info, 2, fn, "shape", nullptr);
+  std::vector<int64_t> strides = GetDims(info, 3, fn, "strides", &no_strides);
+  if (!no_strides && strides.size() != shape.size()) ThrowType(info.Env(), std::string(fn) + ": strides and shape differ in length");
+  CheckAlloc(info.Env(), fn, adamp_cuda_zero(device, dev, shape.data(), no_strides ? nullptr : strides.data(), (int)shape.size(), nullptr),
+             device, -1);
+  return info.Env().Undefined();
+}
+
 Napi::Value CopyToDevice(const Napi::CallbackInfo& info) { return CopyHost(info, true); }
 Napi::Value CopyToHost(const Napi::CallbackInfo& info) { return CopyHost(info, false); }
 
@@ -522,6 +535,7 @@ void register_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaBufferAddress", Napi::Function::New(env, BufferAddress, "cudaBufferAddress"));
   exports.Set("cudaCopyToDevice", Napi::Function::New(env, CopyToDevice, "cudaCopyToDevice"));
   exports.Set("cudaCopyToHost", Napi::Function::New(env, CopyToHost, "cudaCopyToHost"));
+  exports.Set("cudaZero", Napi::Function::New(env, Zero, "cudaZero"));
   exports.Set("cudaPointerInfo", Napi::Function::New(env, PointerInfo, "cudaPointerInfo"));
   exports.Set("cudaMemInfo", Napi::Function::New(env, MemInfo, "cudaMemInfo"));
   exports.Set("cudaMemoryStats", Napi::Function::New(env, MemoryStats, "cudaMemoryStats"));

@@ -64,6 +64,8 @@ export interface CudaAddon {
   /** Synchronous copies between a host array and a device view (strides in elements, null = row-major). */
   cudaCopyToDevice(device: number, ptr: bigint, shape: readonly number[], strides: readonly number[] | null, src: Float32Array): void;
   cudaCopyToHost(device: number, ptr: bigint, shape: readonly number[], strides: readonly number[] | null, dst: Float32Array): void;
+  /** Sets a device view to zero (synchronous). */
+  cudaZero(device: number, ptr: bigint, shape: readonly number[], strides: readonly number[] | null): void;
   cudaPointerInfo(ptr: bigint): { kind: 'unregistered' | 'host' | 'device' | 'managed' | 'unknown'; device: number; code: number };
   cudaMemInfo(device: number): { free: number; total: number };
   cudaMemoryStats(): CudaMemoryStats;
@@ -97,7 +99,7 @@ export const CudaExternal = { p: 1, g: 2 } as const;
 export const CUDA_FUNCTIONS = [
   'cudaStatus', 'cudaCreate', 'cudaAddTensor', 'cudaUpload', 'cudaDownload', 'cudaSetStep', 'cudaStepAdamP',
   'cudaStepSGDP', 'cudaInfo', 'cudaSync', 'cudaDestroy', 'cudaAlloc', 'cudaBufferFree', 'cudaBufferAddress',
-  'cudaCopyToDevice', 'cudaCopyToHost', 'cudaPointerInfo', 'cudaMemInfo', 'cudaMemoryStats', 'cudaDeviceAddress', 'cudaBind', 'cudaCopyStrided',
+  'cudaCopyToDevice', 'cudaCopyToHost', 'cudaZero', 'cudaPointerInfo', 'cudaMemInfo', 'cudaMemoryStats', 'cudaDeviceAddress', 'cudaBind', 'cudaCopyStrided',
   'cudaSetStream', 'cudaGetStream', 'cudaWhenDone',
 ] as const satisfies readonly (keyof CudaAddon)[];
 
