@@ -18,10 +18,15 @@
  * multiply-add PyTorch's CPU kernels use. Division by a per-tensor or per-channel constant is a
  * multiplication by its double reciprocal, then rounding: the same float32 result, since the
  * double error is far below float32's rounding boundaries (checked on 2e7 random pairs).
+ *
+ * Where WebAssembly SIMD is available (every supported Node.js), the same steps run in a 128-bit
+ * SIMD kernel with bit-identical results (`./wasm.ts`); these loops are the fallback, forced with
+ * `ADAMP_JS_WASM=0` or `new JsEngine({ wasm: false })`.
  */
 import { Decision, Info, INFO_STRIDE } from '../engine';
 import type { AdamPScalars, Engine, SGDPScalars, Slot } from '../engine';
 import { decide, type Sums } from '../../core/decision';
+import { adampTensorWasm, DEFAULT_CHUNK, sgdpTensorWasm, wasmKernel, writeNotEligible, type WasmKernel } from './wasm';
 
 const f = Math.fround;
 
@@ -44,11 +49,35 @@ class SumsScratch implements Sums {
   }
 }
 
+export interface JsEngineOptions {
+  /**
+   * Use the WebAssembly SIMD kernel where the runtime supports it (default: true, unless the
+   * environment variable `ADAMP_JS_WASM` is `0`). Results are identical either way.
+   */
+  wasm?: boolean;
+  /** Elements per chunk streamed through the kernel (default 16384; at most the kernel's capacity). For tests. */
+  chunk?: number;
+}
+
 export class JsEngine implements Engine {
   readonly name = 'js' as const;
   private readonly sums = new SumsScratch();
   /** The update u of the tensor in flight (AdamP; SGDP with Nesterov). */
   private u = new Float32Array(0);
+  private readonly kernel: WasmKernel | null;
+  private readonly chunk: number;
+  private readonly lend = (n: number): Float32Array => this.scratch(n);
+
+  constructor(options: JsEngineOptions = {}) {
+    const wanted = options.wasm ?? process.env.ADAMP_JS_WASM !== '0';
+    this.kernel = wanted ? wasmKernel() : null;
+    this.chunk = Math.max(1, Math.min(Math.floor(options.chunk ?? DEFAULT_CHUNK), this.kernel?.chunk ?? DEFAULT_CHUNK));
+  }
+
+  /** True when steps run in the WebAssembly SIMD kernel (tensors it cannot take still use the TypeScript loops). */
+  get usesWasm(): boolean {
+    return this.kernel !== null;
+  }
 
   private scratch(n: number): Float32Array {
     if (this.u.length < n) this.u = new Float32Array(n);
@@ -56,16 +85,20 @@ export class JsEngine implements Engine {
   }
 
   stepAdamP(slots: readonly Slot[], hp: AdamPScalars, info: Float64Array): void {
+    const kernel = this.kernel;
     for (let k = 0; k < slots.length; k++) {
       const s = slots[k];
-      adampTensor(s, hp, info, k * INFO_STRIDE, this.sums, s.eligible ? this.scratch(s.p.length) : this.u);
+      if (kernel && kernel.fits(s)) adampTensorWasm(kernel, this.chunk, s, hp, info, k * INFO_STRIDE, this.lend);
+      else adampTensor(s, hp, info, k * INFO_STRIDE, this.sums, s.eligible ? this.scratch(s.p.length) : this.u);
     }
   }
 
   stepSGDP(slots: readonly Slot[], hp: SGDPScalars, info: Float64Array): void {
+    const kernel = this.kernel;
     for (let k = 0; k < slots.length; k++) {
       const s = slots[k];
-      sgdpTensor(s, hp, info, k * INFO_STRIDE, this.sums, s.eligible && hp.nesterov ? this.scratch(s.p.length) : this.u);
+      if (kernel && kernel.fits(s)) sgdpTensorWasm(kernel, this.chunk, s, hp, info, k * INFO_STRIDE, this.lend);
+      else sgdpTensor(s, hp, info, k * INFO_STRIDE, this.sums, s.eligible && hp.nesterov ? this.scratch(s.p.length) : this.u);
     }
   }
 }
@@ -229,17 +262,6 @@ function apply(s: Slot, u: Float32Array, writeBack: boolean, info: Float64Array,
       delta += sd;
     }
   }
-  info[o + Info.normSqAfter] = after;
-  info[o + Info.deltaSq] = delta;
-}
-
-function writeNotEligible(info: Float64Array, o: number, before: number, after: number, delta: number): void {
-  info[o + Info.decision] = Decision.notEligible;
-  info[o + Info.channelMaxCos] = NaN;
-  info[o + Info.channelThreshold] = NaN;
-  info[o + Info.layerCos] = NaN;
-  info[o + Info.layerThreshold] = NaN;
-  info[o + Info.normSqBefore] = before;
   info[o + Info.normSqAfter] = after;
   info[o + Info.deltaSq] = delta;
 }

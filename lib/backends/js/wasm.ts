@@ -1,0 +1,284 @@
+/**
+ * The WebAssembly SIMD path of the js backend: the same arithmetic as the TypeScript loops of
+ * `./engine.ts`, bit for bit, four lanes at a time (kernel source: `./wasm/kernel.c`, rebuilt by
+ * `scripts/build-wasm.sh` into `./wasm/kernel-wasm.ts`).
+ *
+ * WebAssembly f32x4 add/sub/mul/div/sqrt are IEEE float32 operations, as is `Math.fround` of the
+ * same double operation; where the TS computes in double and rounds once (`fround(a + b * c)`,
+ * a product with a double), the kernel does the same in f64x2. The per-row double sums are
+ * accumulated serially in element order, as in the TS, so decisions and info records are identical.
+ *
+ * The kernel only sees its own linear memory: every tensor streams through fixed staging areas
+ * (p, g, m, v, u) of `chunk` elements, copied in and out with `TypedArray.set`, so the module's
+ * memory never grows (about 4.5 MB) and a chunk stays in L2. A tensor of more than one chunk keeps
+ * its update u in the engine's scratch array between the two sweeps (the decision needs the whole
+ * tensor's sums first). Tensors with more than `chmax` output channels take the TypeScript loops.
+ *
+ * One module instance per thread, shared by every engine: steps are synchronous.
+ */
+import { Decision, Info } from '../engine';
+import type { AdamPScalars, SGDPScalars, Slot } from '../engine';
+import { decide, type Sums } from '../../core/decision';
+import { KERNEL_WASM_BASE64 } from './wasm/kernel-wasm';
+
+const f = Math.fround;
+
+/** Elements per chunk by default: p, g, m, v, u of a chunk (320 KB) stay in L2. */
+export const DEFAULT_CHUNK = 16384;
+
+/** The part of the WebAssembly JS API used here (the project's TypeScript libs do not declare it). */
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: object };
+}
+
+interface Exports {
+  memory: { buffer: ArrayBuffer };
+  chunk(): number;
+  chmax(): number;
+  p_ptr(): number;
+  g_ptr(): number;
+  m_ptr(): number;
+  v_ptr(): number;
+  u_ptr(): number;
+  sums_ptr(): number;
+  misc_ptr(): number;
+  set_shape(inner: number, channels: number): void;
+  set_adamp(b1: number, omb1: number, b2: number, omb2: number, rSqrtBc2: number, eps: number, nesterov: number): void;
+  set_sgdp(mom: number, omd: number, nesterov: number): void;
+  set_apply(wdf: number, neg: number): void;
+  adamp_pass1(n: number, c: number, r: number): void;
+  sgdp_pass1(n: number, c: number, r: number): void;
+  apply(n: number, c: number, r: number, projected: number, useM: number): void;
+  adamp_flat(n: number): void;
+  sgdp_flat(n: number): void;
+}
+
+/** The instantiated kernel and typed views of its staging areas (the memory never grows: the views stay valid). */
+export class WasmKernel {
+  readonly x: Exports;
+  /** Capacity of the staging areas, in elements. */
+  readonly chunk: number;
+  /** Most output channels a tensor may have to run here. */
+  readonly chmax: number;
+  readonly P: Float32Array;
+  readonly G: Float32Array;
+  readonly M: Float32Array;
+  readonly V: Float32Array;
+  readonly U: Float32Array;
+  /** Per-channel sums and coefficients, read and written by `decide()` in place. */
+  readonly sums: Sums;
+  /** 0: ||p_after||^2, 1: ||dp||^2, 2: ||p_before||^2 (flat tensors); then the kernel's row carries. */
+  readonly misc: Float64Array;
+
+  constructor(wa: WasmApi, bytes: Uint8Array) {
+    const x = new wa.Instance(new wa.Module(bytes), {}).exports as unknown as Exports;
+    this.x = x;
+    const buf = x.memory.buffer;
+    const ch = (this.chunk = x.chunk());
+    const cm = (this.chmax = x.chmax());
+    this.P = new Float32Array(buf, x.p_ptr(), ch);
+    this.G = new Float32Array(buf, x.g_ptr(), ch);
+    this.M = new Float32Array(buf, x.m_ptr(), ch);
+    this.V = new Float32Array(buf, x.v_ptr(), ch);
+    this.U = new Float32Array(buf, x.u_ptr(), ch);
+    const s = x.sums_ptr();
+    const view = (k: number): Float64Array => new Float64Array(buf, s + k * cm * 8, cm);
+    this.sums = { gp: view(0), gg: view(1), pp: view(2), pu: view(3), div: view(4), scale: view(5) };
+    this.misc = new Float64Array(buf, x.misc_ptr(), 16);
+  }
+
+  /** Can this slot run here? */
+  fits(s: Slot): boolean {
+    return s.p.length <= 0x7fffffff && (!s.eligible || s.channels <= this.chmax);
+  }
+}
+
+let shared: WasmKernel | null | undefined;
+let failure = '';
+
+/** The kernel of this thread, instantiated on first use; null where WebAssembly (with SIMD) is unavailable. */
+export function wasmKernel(): WasmKernel | null {
+  if (shared === undefined) {
+    shared = null;
+    try {
+      const wa = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+      if (typeof wa !== 'object' || wa === null) {
+        failure = 'WebAssembly is not available (e.g. node --jitless)';
+      } else {
+        const bytes = Buffer.from(KERNEL_WASM_BASE64, 'base64');
+        if (!wa.validate(bytes)) failure = 'this runtime does not support WebAssembly SIMD (128-bit)';
+        else shared = new WasmKernel(wa, bytes);
+      }
+    } catch (e) {
+      failure = `the WebAssembly kernel could not be instantiated: ${(e as Error).message}`;
+    }
+  }
+  return shared;
+}
+
+/** Why `wasmKernel()` returned null ('' when it did not). */
+export function wasmKernelFailure(): string {
+  wasmKernel();
+  return failure;
+}
+
+/** Row position (channel, offset in the row) of element `i0` of the channel view. */
+function rowAt(i0: number, inner: number, channels: number): [number, number] {
+  const row = Math.floor(i0 / inner);
+  return [row % channels, i0 - row * inner];
+}
+
+function zeroSums(k: WasmKernel, channels: number): void {
+  const { gp, gg, pp, pu } = k.sums;
+  gp.fill(0, 0, channels);
+  gg.fill(0, 0, channels);
+  pp.fill(0, 0, channels);
+  pu.fill(0, 0, channels);
+}
+
+function isProjected(info: Float64Array, o: number): number {
+  const code = info[o + Info.decision];
+  return code === Decision.channel || code === Decision.layer ? 1 : 0;
+}
+
+/** One AdamP tensor; `spill(n)` lends a scratch array of at least n elements (tensors of more than one chunk). */
+export function adampTensorWasm(k: WasmKernel, CH: number, s: Slot, hp: AdamPScalars, info: Float64Array, o: number,
+  spill: (n: number) => Float32Array): void {
+  const { x, P, G, M, V, U, misc } = k;
+  const { p, g, m, v } = s;
+  const n = p.length;
+  const bc1 = 1 - Math.pow(hp.beta1, s.step);
+  const rSqrtBc2 = 1 / f(Math.sqrt(1 - Math.pow(hp.beta2, s.step)));
+  const negStep = f(-(hp.lr / bc1));
+  const decay = hp.weightDecay > 0;
+  x.set_adamp(f(hp.beta1), f(1 - hp.beta1), f(hp.beta2), f(1 - hp.beta2), rSqrtBc2, f(hp.eps), hp.nesterov ? 1 : 0);
+
+  if (!s.eligible) {
+    x.set_apply(decay ? f(1 - hp.lr * hp.weightDecay) : 1, negStep);
+    misc[0] = misc[1] = misc[2] = 0;
+    for (let i0 = 0; i0 < n; i0 += CH) {
+      const len = Math.min(CH, n - i0), i1 = i0 + len;
+      P.set(p.subarray(i0, i1));
+      G.set(g.subarray(i0, i1));
+      M.set(m.subarray(i0, i1));
+      V.set(v.subarray(i0, i1));
+      x.adamp_flat(len);
+      p.set(P.subarray(0, len), i0);
+      m.set(M.subarray(0, len), i0);
+      v.set(V.subarray(0, len), i0);
+    }
+    writeNotEligible(info, o, misc[2], misc[0], misc[1]);
+    return;
+  }
+
+  const { channels, inner } = s;
+  x.set_shape(inner, channels);
+  zeroSums(k, channels);
+  const multi = n > CH;
+  const us = multi ? spill(n) : U;
+  for (let i0 = 0; i0 < n; i0 += CH) {
+    const len = Math.min(CH, n - i0), i1 = i0 + len;
+    P.set(p.subarray(i0, i1));
+    G.set(g.subarray(i0, i1));
+    M.set(m.subarray(i0, i1));
+    V.set(v.subarray(i0, i1));
+    const [c, r] = rowAt(i0, inner, channels);
+    x.adamp_pass1(len, c, r);
+    m.set(M.subarray(0, len), i0);
+    v.set(V.subarray(0, len), i0);
+    if (multi) us.set(U.subarray(0, len), i0);
+  }
+  const ratio = decide(k.sums, channels, n, hp.delta, hp.wdRatio, hp.eps, info, o);
+  x.set_apply(decay ? f(1 - hp.lr * hp.weightDecay * ratio) : 1, negStep);
+  const projected = isProjected(info, o);
+  misc[0] = misc[1] = 0;
+  for (let i0 = 0; i0 < n; i0 += CH) {
+    const len = Math.min(CH, n - i0), i1 = i0 + len;
+    if (multi) {
+      P.set(p.subarray(i0, i1));
+      U.set(us.subarray(i0, i1));
+    }
+    const [c, r] = rowAt(i0, inner, channels);
+    x.apply(len, c, r, projected, 0);
+    p.set(P.subarray(0, len), i0);
+  }
+  info[o + Info.normSqAfter] = misc[0];
+  info[o + Info.deltaSq] = misc[1];
+}
+
+/** One SGDP tensor (the buffer is `s.m`); without Nesterov the projected update is written back into the buffer. */
+export function sgdpTensorWasm(k: WasmKernel, CH: number, s: Slot, hp: SGDPScalars, info: Float64Array, o: number,
+  spill: (n: number) => Float32Array): void {
+  const { x, P, G, M, U, misc } = k;
+  const { p, g, m } = s;
+  const n = p.length;
+  const negLr = f(-hp.lr);
+  const nesterov = hp.nesterov;
+  const decay = hp.weightDecay > 0;
+  x.set_sgdp(f(hp.momentum), f(1 - hp.dampening), nesterov ? 1 : 0);
+
+  if (!s.eligible) {
+    x.set_apply(decay ? f(1 - (hp.lr * hp.weightDecay) / (1 - hp.momentum)) : 1, negLr);
+    misc[0] = misc[1] = misc[2] = 0;
+    for (let i0 = 0; i0 < n; i0 += CH) {
+      const len = Math.min(CH, n - i0), i1 = i0 + len;
+      P.set(p.subarray(i0, i1));
+      G.set(g.subarray(i0, i1));
+      M.set(m.subarray(i0, i1));
+      x.sgdp_flat(len);
+      p.set(P.subarray(0, len), i0);
+      m.set(M.subarray(0, len), i0);
+    }
+    writeNotEligible(info, o, misc[2], misc[0], misc[1]);
+    return;
+  }
+
+  const { channels, inner } = s;
+  x.set_shape(inner, channels);
+  zeroSums(k, channels);
+  const multi = n > CH;
+  const us = multi && nesterov ? spill(n) : U;
+  for (let i0 = 0; i0 < n; i0 += CH) {
+    const len = Math.min(CH, n - i0), i1 = i0 + len;
+    P.set(p.subarray(i0, i1));
+    G.set(g.subarray(i0, i1));
+    M.set(m.subarray(i0, i1));
+    const [c, r] = rowAt(i0, inner, channels);
+    x.sgdp_pass1(len, c, r);
+    // without Nesterov a single chunk's buffer is copied out once, after the last sweep
+    if (multi || nesterov) m.set(M.subarray(0, len), i0);
+    if (multi && nesterov) us.set(U.subarray(0, len), i0);
+  }
+  const ratio = decide(k.sums, channels, n, hp.delta, hp.wdRatio, hp.eps, info, o);
+  x.set_apply(decay ? f(1 - (hp.lr * hp.weightDecay * ratio) / (1 - hp.momentum)) : 1, negLr);
+  const projected = isProjected(info, o);
+  const useM = nesterov ? 0 : 1;
+  misc[0] = misc[1] = 0;
+  for (let i0 = 0; i0 < n; i0 += CH) {
+    const len = Math.min(CH, n - i0), i1 = i0 + len;
+    if (multi) {
+      P.set(p.subarray(i0, i1));
+      if (useM) M.set(m.subarray(i0, i1));
+      else U.set(us.subarray(i0, i1));
+    }
+    const [c, r] = rowAt(i0, inner, channels);
+    x.apply(len, c, r, projected, useM);
+    p.set(P.subarray(0, len), i0);
+    if (useM && (projected || !multi)) m.set(M.subarray(0, len), i0);
+  }
+  info[o + Info.normSqAfter] = misc[0];
+  info[o + Info.deltaSq] = misc[1];
+}
+
+export function writeNotEligible(info: Float64Array, o: number, before: number, after: number, delta: number): void {
+  info[o + Info.decision] = Decision.notEligible;
+  info[o + Info.channelMaxCos] = NaN;
+  info[o + Info.channelThreshold] = NaN;
+  info[o + Info.layerCos] = NaN;
+  info[o + Info.layerThreshold] = NaN;
+  info[o + Info.normSqBefore] = before;
+  info[o + Info.normSqAfter] = after;
+  info[o + Info.deltaSq] = delta;
+}
