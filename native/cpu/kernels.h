@@ -19,6 +19,8 @@ struct Io {
       store_partial(p, v, r);
   }
   static Vec keep(Vec v, int r) { return Full ? v : keep_lanes(v, r); }
+  /** `v` (loaded from p by ld) widened to double; full vectors convert straight from memory. */
+  static DVec ldd(const float* p, Vec v) { return Full ? load_dvec(p) : to_dvec(v); }
 };
 
 /** Calls body(Io<true>(), i, 8) for each full vector of [0, n), then body(Io<false>(), i, r) for the tail. */
@@ -45,10 +47,11 @@ static ChannelSums adamp_pass1_row_t(const float* p, const float* g, float* m, f
     IO::st(v + i, vv, r);
     const Vec u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);  // tail: 0/0 when eps == 0
     if (StoreU) IO::st(uo + i, u, r);
-    acc_prod(agp, gv, pv);
-    acc_prod(agg, gv, gv);
-    acc_prod(app, pv, pv);
-    acc_prod(apu, pv, u);
+    const DVec gd = IO::ldd(g + i, gv), pd = IO::ldd(p + i, pv), ud = to_dvec(u);
+    acc_prod(agp, gd, pd);
+    acc_prod(agg, gd, gd);
+    acc_prod(app, pd, pd);
+    acc_prod(apu, pd, ud);
   });
   ChannelSums out;
   out.gp = acc_sum(agp);
@@ -116,9 +119,11 @@ static Norms adamp_apply_u_t(float* p, const float* uin, int64_t n, float neg_st
         u = project(u, p0, divc, scc);
     }
     const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
+    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    acc_prod(aafter, p1, p1);
-    acc_diff_sq(adelta, p1, p0);
+    const DVec p1d = to_dvec(p1);
+    acc_prod(aafter, p1d, p1d);
+    acc_diff_sq(adelta, p1d, p0d);
   });
   Norms out;
   out.before = 0.0;
@@ -160,9 +165,11 @@ static Norms adamp_pass2_t(float* p, const float* g, const float* m, const float
         u = project(u, p0, divc, scc);
     }
     const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
+    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    acc_prod(aafter, p1, p1);
-    acc_diff_sq(adelta, p1, p0);
+    const DVec p1d = to_dvec(p1);
+    acc_prod(aafter, p1d, p1d);
+    acc_diff_sq(adelta, p1d, p0d);
   });
   Norms out;
   out.before = 0.0;
@@ -209,10 +216,12 @@ static Norms adamp_one_pass_t(float* p, const float* g, float* m, float* v, int6
     IO::st(v + i, vv, r);
     const Vec u = adamp_update<Nesterov>(mv, vv, gv, s);
     const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
+    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    acc_prod(abefore, p0, p0);
-    acc_prod(aafter, p1, p1);
-    acc_diff_sq(adelta, p1, p0);
+    const DVec p1d = to_dvec(p1);
+    acc_prod(abefore, p0d, p0d);
+    acc_prod(aafter, p1d, p1d);
+    acc_diff_sq(adelta, p1d, p0d);
   });
   Norms out;
   out.before = acc_sum(abefore);
@@ -239,10 +248,11 @@ static ChannelSums sgdp_pass1_row_t(const float* p, const float* g, float* buf, 
     const Vec bv = sgdp_buffer(IO::ld(buf + i, r), gv, s);
     IO::st(buf + i, bv, r);
     const Vec d = sgdp_update<Nesterov>(bv, gv, s);
-    acc_prod(agp, gv, pv);
-    acc_prod(agg, gv, gv);
-    acc_prod(app, pv, pv);
-    acc_prod(apu, pv, d);
+    const DVec gd = IO::ldd(g + i, gv), pd = IO::ldd(p + i, pv), dd = to_dvec(d);
+    acc_prod(agp, gd, pd);
+    acc_prod(agg, gd, gd);
+    acc_prod(app, pd, pd);
+    acc_prod(apu, pd, dd);
   });
   ChannelSums out;
   out.gp = acc_sum(agp);
@@ -302,9 +312,11 @@ static Norms sgdp_pass2_t(float* p, const float* g, float* buf, int64_t n, const
       if (!Nesterov) IO::st(buf + i, d, r);
     }
     const Vec p1 = IO::keep(apply_step(p0, d, wv, nlr), r);
+    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    acc_prod(aafter, p1, p1);
-    acc_diff_sq(adelta, p1, p0);
+    const DVec p1d = to_dvec(p1);
+    acc_prod(aafter, p1d, p1d);
+    acc_diff_sq(adelta, p1d, p0d);
   });
   Norms out;
   out.before = 0.0;
@@ -347,10 +359,12 @@ static Norms sgdp_one_pass_t(float* p, const float* g, float* buf, int64_t n, co
     IO::st(buf + i, bv, r);
     const Vec d = sgdp_update<Nesterov>(bv, gv, s);
     const Vec p1 = IO::keep(apply_step(p0, d, wv, nlr), r);
+    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    acc_prod(abefore, p0, p0);
-    acc_prod(aafter, p1, p1);
-    acc_diff_sq(adelta, p1, p0);
+    const DVec p1d = to_dvec(p1);
+    acc_prod(abefore, p0d, p0d);
+    acc_prod(aafter, p1d, p1d);
+    acc_diff_sq(adelta, p1d, p0d);
   });
   Norms out;
   out.before = acc_sum(abefore);

@@ -74,6 +74,27 @@ static inline void add_prod_to(double* dst, Vec a, Vec b) {
   _mm256_storeu_pd(dst + 4, t.hi);
 }
 
+/** Eight doubles: a Vec widened exactly (float -> double), for the reductions. */
+struct DVec {
+  __m256d lo, hi;
+};
+static inline DVec to_dvec(Vec a) {
+  return DVec{_mm256_cvtps_pd(_mm256_castps256_ps128(a.x)), _mm256_cvtps_pd(_mm256_extractf128_ps(a.x, 1))};
+}
+/** to_dvec(Vec::load(p)), converting straight from memory (no lane extract). */
+static inline DVec load_dvec(const float* p) { return DVec{_mm256_cvtps_pd(_mm_loadu_ps(p)), _mm256_cvtps_pd(_mm_loadu_ps(p + 4))}; }
+/** acc += a*b per lane (the same rounding as acc_prod on the float values). */
+static inline void acc_prod(DAcc& acc, const DVec& a, const DVec& b) {
+  acc.lo = _mm256_fmadd_pd(a.lo, b.lo, acc.lo);
+  acc.hi = _mm256_fmadd_pd(a.hi, b.hi, acc.hi);
+}
+/** acc += (a-b)^2 per lane (the same rounding as acc_diff_sq on the float values). */
+static inline void acc_diff_sq(DAcc& acc, const DVec& a, const DVec& b) {
+  const __m256d dlo = _mm256_sub_pd(a.lo, b.lo), dhi = _mm256_sub_pd(a.hi, b.hi);
+  acc.lo = _mm256_add_pd(acc.lo, _mm256_mul_pd(dlo, dlo));
+  acc.hi = _mm256_add_pd(acc.hi, _mm256_mul_pd(dhi, dhi));
+}
+
 #else  // portable
 
 struct Vec {
@@ -147,6 +168,29 @@ static inline void acc_lanes(const DAcc& acc, double out[8]) {
 }
 static inline void add_prod_to(double* dst, Vec a, Vec b) {
   for (int k = 0; k < 8; ++k) dst[k] = dst[k] + (double)a.x[k] * (double)b.x[k];
+}
+
+struct DVec {
+  double l[8];
+};
+static inline DVec to_dvec(Vec a) {
+  DVec d;
+  for (int k = 0; k < 8; ++k) d.l[k] = (double)a.x[k];
+  return d;
+}
+static inline DVec load_dvec(const float* p) {
+  DVec d;
+  for (int k = 0; k < 8; ++k) d.l[k] = (double)p[k];
+  return d;
+}
+static inline void acc_prod(DAcc& acc, const DVec& a, const DVec& b) {
+  for (int k = 0; k < 8; ++k) acc.l[k] = acc.l[k] + a.l[k] * b.l[k];
+}
+static inline void acc_diff_sq(DAcc& acc, const DVec& a, const DVec& b) {
+  for (int k = 0; k < 8; ++k) {
+    const double d = a.l[k] - b.l[k];
+    acc.l[k] = acc.l[k] + d * d;
+  }
 }
 
 #endif
