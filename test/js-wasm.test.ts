@@ -5,7 +5,7 @@
  * here (scripts/build-wasm.sh needs clang): the committed module is checked against its hash.
  */
 import { createHash } from 'crypto';
-import { AdamP, SGDP } from '../lib/index';
+import { AdamP, SGDP, backends } from '../lib/index';
 import type { Param } from '../lib/index';
 import { Decision, INFO_STRIDE } from '../lib/backends/engine';
 import type { AdamPScalars, SGDPScalars, Slot } from '../lib/backends/engine';
@@ -47,6 +47,19 @@ describe('the WebAssembly kernel', () => {
     }
   });
 
+  test("backends() says whether the js backend runs the kernel", () => {
+    const js = (): string => backends().find((b) => b.name === 'js')!.reason;
+    expect(js()).toBe('TypeScript with a WebAssembly SIMD kernel, single-threaded');
+    const saved = process.env.ADAMP_JS_WASM;
+    try {
+      process.env.ADAMP_JS_WASM = '0';
+      expect(js()).toBe('pure TypeScript, single-threaded (WebAssembly SIMD kernel not used: turned off by ADAMP_JS_WASM=0)');
+    } finally {
+      if (saved === undefined) delete process.env.ADAMP_JS_WASM;
+      else process.env.ADAMP_JS_WASM = saved;
+    }
+  });
+
   test('the embedded module is the one its generated header names', () => {
     const bytes = Buffer.from(KERNEL_WASM_BASE64, 'base64');
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(KERNEL_WASM_SHA256);
@@ -58,6 +71,8 @@ interface Case {
   shape: number[];
   axisLast: boolean;
   chunk: number;
+  /** Largest tensor kept whole in the kernel between the sweeps (0: every tensor streams twice). */
+  whole: number;
   hpA: AdamPScalars;
   hpS: SGDPScalars;
   p: Float32Array;
@@ -110,6 +125,7 @@ function randomCase(rng: Rng): Case {
     algo: rng.uniform() < 0.5 ? 'adamp' : 'sgdp',
     shape, axisLast, p, grads,
     chunk: pick([1, 3, 4, 5, 8, 13, 64, 100, DEFAULT_CHUNK]),
+    whole: pick([0, 50, Infinity]),
     hpA: {
       lr: 10 ** (-1 - 3 * rng.uniform()), beta1: pick([0.9, 0.5, 0]), beta2: pick([0.999, 0.99]), eps: pick([1e-8, 1e-3]),
       weightDecay: pick([0, 0, 0.01, 0.5]), delta: pick([0.1, 0.1, 0.9, 1e-6]), wdRatio: pick([0.1, 1]), nesterov: rng.uniform() < 0.5,
@@ -139,14 +155,14 @@ describe('wasm and TypeScript loops agree bit for bit', () => {
     for (let t = 0; t < 3000; t++) {
       const c = randomCase(rng);
       const a = slotOf(c), b = slotOf(c);
-      const ts = new JsEngine({ wasm: false }), wa = new JsEngine({ wasm: true, chunk: c.chunk });
+      const ts = new JsEngine({ wasm: false }), wa = new JsEngine({ wasm: true, chunk: c.chunk, whole: c.whole });
       c.grads.forEach((g, si) => {
         a.g = g.slice(); b.g = g.slice();
         a.step = b.step = si + 1;
         const ia = new Float64Array(INFO_STRIDE), ib = new Float64Array(INFO_STRIDE);
         if (c.algo === 'adamp') { ts.stepAdamP([a], c.hpA, ia); wa.stepAdamP([b], c.hpA, ib); }
         else { ts.stepSGDP([a], c.hpS, ia); wa.stepSGDP([b], c.hpS, ib); }
-        const where = `case ${t} (${c.algo} ${JSON.stringify(c.shape)} axisLast=${c.axisLast} chunk=${c.chunk}) step ${si + 1}`;
+        const where = `case ${t} (${c.algo} ${JSON.stringify(c.shape)} axisLast=${c.axisLast} chunk=${c.chunk} whole=${c.whole}) step ${si + 1}`;
         expectSame(ia, ib, `${where} info`);
         expectSame(a.p, b.p, `${where} p`);
         expectSame(a.m, b.m, `${where} m`);
@@ -159,11 +175,11 @@ describe('wasm and TypeScript loops agree bit for bit', () => {
     for (const d of [Decision.none, Decision.channel, Decision.layer, Decision.notEligible]) expect(seen.get(d) ?? 0).toBeGreaterThan(20);
   });
 
-  test('a group of many tensors in one call, larger than a chunk', () => {
+  test('a group of many tensors in one call, larger than a chunk, kept whole or streamed twice', () => {
     const rng = new Rng(7);
     const shapes = [[64, 3, 7, 7], [64], [256, 64, 1, 1], [100, 40], [5000], [3, 9000]];
     for (const algo of ['adamp', 'sgdp'] as const) {
-      for (const nesterov of [false, true]) {
+      for (const [nesterov, whole] of [[false, Infinity], [true, Infinity], [false, 10000], [true, 10000]] as const) {
         const mk = (): Slot[] => shapes.map((shape) => {
           const n = shape.reduce((x, y) => x * y, 1);
           const r = new Rng(n);
@@ -172,7 +188,7 @@ describe('wasm and TypeScript loops agree bit for bit', () => {
             outer: 1, channels: shape.length > 1 ? shape[0] : 1, inner: shape.length > 1 ? n / shape[0] : n, eligible: shape.length > 1, step: 0 };
         });
         const a = mk(), b = mk();
-        const ts = new JsEngine({ wasm: false }), wa = new JsEngine({ wasm: true, chunk: 4096 });
+        const ts = new JsEngine({ wasm: false }), wa = new JsEngine({ wasm: true, chunk: 4096, whole });
         for (let step = 1; step <= 3; step++) {
           a.forEach((s, k) => {
             const g = new Float32Array(s.p.length).map(() => rng.uniform() - 0.5);
@@ -238,6 +254,7 @@ describe('wasm and TypeScript loops agree bit for bit', () => {
     e.stepAdamP([{ ...s, eligible: true, channels: 1, inner: n, step: 2 }], hp, new Float64Array(INFO_STRIDE));
     expect((k.x.memory.buffer as ArrayBuffer).byteLength).toBe(bytes);
     expect(k.P.length).toBe(k.chunk); // the views are still attached
+    expect(k.U.length).toBe(k.cap);
   });
 });
 

@@ -6,6 +6,7 @@ import { AdampError } from '../errors';
 import type { BackendName } from '../types';
 import type { Engine } from './engine';
 import { JsEngine } from './js/engine';
+import { wasmKernelFailure } from './js/wasm';
 
 /** Availability of one backend, with the reason when it cannot run. */
 export interface BackendReport {
@@ -57,8 +58,16 @@ export function backends(): BackendReport[] {
   return [
     providerReport('cuda'),
     providerReport('native'),
-    { name: 'js', available: true, reason: 'pure TypeScript, always available (single-threaded)' },
+    jsReport(),
   ];
+}
+
+/** The js backend: always available; says whether its WebAssembly SIMD kernel runs the steps, and why not. */
+function jsReport(): BackendReport {
+  const why = process.env.ADAMP_JS_WASM === '0' ? 'turned off by ADAMP_JS_WASM=0' : wasmKernelFailure();
+  return why
+    ? { name: 'js', available: true, reason: `pure TypeScript, single-threaded (WebAssembly SIMD kernel not used: ${why})` }
+    : { name: 'js', available: true, reason: 'TypeScript with a WebAssembly SIMD kernel, single-threaded' };
 }
 
 /** Creates the engine for a requested backend; throws `ERR_ADAMP_BACKEND_UNAVAILABLE` with the reasons when it cannot run. */

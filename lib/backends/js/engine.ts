@@ -5,7 +5,8 @@
  * whole tensor first:
  *   update  the moments (AdamP) or the buffer (SGDP), and the update u before projection
  *           (kept in a scratch array unless it is SGDP's buffer itself);
- *   sums    per output channel, g.p, g.g, p.p and p.u in double precision;
+ *   sums    per output channel, g.p, g.g, p.p and p.u in double precision (each row summed in 4
+ *           interleaved lanes, `rowSum` below: the order the SIMD kernel uses too);
  *   decide  channel view, then layer view (`decide()`), float32 compare;
  *   apply   remove the radial component of u where the test fired (SGDP without Nesterov writes
  *           it back into the buffer), weight decay, step.
@@ -26,7 +27,7 @@
 import { Decision, Info, INFO_STRIDE } from '../engine';
 import type { AdamPScalars, Engine, SGDPScalars, Slot } from '../engine';
 import { decide, type Sums } from '../../core/decision';
-import { adampTensorWasm, DEFAULT_CHUNK, sgdpTensorWasm, wasmKernel, writeNotEligible, type WasmKernel } from './wasm';
+import { adampTensorWasm, DEFAULT_CHUNK, sgdpTensorWasm, wasmKernel, writeNotEligible, type WasmKernel, type WasmPlan } from './wasm';
 
 const f = Math.fround;
 
@@ -57,6 +58,11 @@ export interface JsEngineOptions {
   wasm?: boolean;
   /** Elements per chunk streamed through the kernel (default 16384; at most the kernel's capacity). For tests. */
   chunk?: number;
+  /**
+   * Largest tensor whose p and u stay in the kernel's memory between the two sweeps (default and
+   * at most the kernel's capacity, 4M elements); larger ones are streamed twice. For tests.
+   */
+  whole?: number;
 }
 
 export class JsEngine implements Engine {
@@ -65,13 +71,17 @@ export class JsEngine implements Engine {
   /** The update u of the tensor in flight (AdamP; SGDP with Nesterov). */
   private u = new Float32Array(0);
   private readonly kernel: WasmKernel | null;
-  private readonly chunk: number;
+  private readonly plan: WasmPlan;
   private readonly lend = (n: number): Float32Array => this.scratch(n);
 
   constructor(options: JsEngineOptions = {}) {
     const wanted = options.wasm ?? process.env.ADAMP_JS_WASM !== '0';
     this.kernel = wanted ? wasmKernel() : null;
-    this.chunk = Math.max(1, Math.min(Math.floor(options.chunk ?? DEFAULT_CHUNK), this.kernel?.chunk ?? DEFAULT_CHUNK));
+    const k = this.kernel;
+    this.plan = {
+      chunk: Math.max(1, Math.min(Math.floor(options.chunk ?? DEFAULT_CHUNK), k?.chunk ?? DEFAULT_CHUNK)),
+      whole: Math.max(0, Math.min(Math.floor(options.whole ?? Infinity), k?.cap ?? 0)),
+    };
   }
 
   /** True when steps run in the WebAssembly SIMD kernel (tensors it cannot take still use the TypeScript loops). */
@@ -88,7 +98,7 @@ export class JsEngine implements Engine {
     const kernel = this.kernel;
     for (let k = 0; k < slots.length; k++) {
       const s = slots[k];
-      if (kernel && kernel.fits(s)) adampTensorWasm(kernel, this.chunk, s, hp, info, k * INFO_STRIDE, this.lend);
+      if (kernel && kernel.fits(s)) adampTensorWasm(kernel, this.plan, s, hp, info, k * INFO_STRIDE, this.lend);
       else adampTensor(s, hp, info, k * INFO_STRIDE, this.sums, s.eligible ? this.scratch(s.p.length) : this.u);
     }
   }
@@ -97,7 +107,7 @@ export class JsEngine implements Engine {
     const kernel = this.kernel;
     for (let k = 0; k < slots.length; k++) {
       const s = slots[k];
-      if (kernel && kernel.fits(s)) sgdpTensorWasm(kernel, this.chunk, s, hp, info, k * INFO_STRIDE, this.lend);
+      if (kernel && kernel.fits(s)) sgdpTensorWasm(kernel, this.plan, s, hp, info, k * INFO_STRIDE, this.lend);
       else sgdpTensor(s, hp, info, k * INFO_STRIDE, this.sums, s.eligible && hp.nesterov ? this.scratch(s.p.length) : this.u);
     }
   }
@@ -199,32 +209,74 @@ function sgdpTensor(s: Slot, hp: SGDPScalars, info: Float64Array, o: number, sum
   apply(s, d, !nesterov, info, o, sums, decay, wdf, negLr);
 }
 
-/** Per output channel: g.p, g.g, p.p, p.u (double). */
+/**
+ * Per output channel: g.p, g.g, p.p, p.u (double). Each row is summed in 4 lanes: the element at
+ * offset j of the row goes to lane j % 4, each lane summed from 0 in element order, and the row's
+ * sum is (lane0 + lane2) + (lane1 + lane3); rows are added into their channel's sums in order.
+ * The WebAssembly kernel sums in exactly this order (two f64x2 per sum), so the two agree bit for
+ * bit, and the four interleaved sums do not wait on each other.
+ */
 function channelSums(s: Slot, u: Float32Array, sums: SumsScratch): void {
   const { p, g, outer, channels, inner } = s;
   const { gp, gg, pp, pu } = sums;
   let i = 0;
   for (let a = 0; a < outer; a++) {
     for (let c = 0; c < channels; c++) {
-      let sgp = 0, sgg = 0, spp = 0, spu = 0;
-      for (const end = i + inner; i < end; i++) {
-        const gi = g[i], pi = p[i], ui = u[i];
-        sgp += gi * pi;
-        sgg += gi * gi;
-        spp += pi * pi;
-        spu += pi * ui;
+      let gp0 = 0, gp1 = 0, gp2 = 0, gp3 = 0, gg0 = 0, gg1 = 0, gg2 = 0, gg3 = 0;
+      let pp0 = 0, pp1 = 0, pp2 = 0, pp3 = 0, pu0 = 0, pu1 = 0, pu2 = 0, pu3 = 0;
+      const end = i + inner;
+      for (; i + 4 <= end; i += 4) {
+        let gi = g[i], pi = p[i], ui = u[i];
+        gp0 += gi * pi; gg0 += gi * gi; pp0 += pi * pi; pu0 += pi * ui;
+        gi = g[i + 1]; pi = p[i + 1]; ui = u[i + 1];
+        gp1 += gi * pi; gg1 += gi * gi; pp1 += pi * pi; pu1 += pi * ui;
+        gi = g[i + 2]; pi = p[i + 2]; ui = u[i + 2];
+        gp2 += gi * pi; gg2 += gi * gi; pp2 += pi * pi; pu2 += pi * ui;
+        gi = g[i + 3]; pi = p[i + 3]; ui = u[i + 3];
+        gp3 += gi * pi; gg3 += gi * gi; pp3 += pi * pi; pu3 += pi * ui;
       }
-      gp[c] += sgp;
-      gg[c] += sgg;
-      pp[c] += spp;
-      pu[c] += spu;
+      // the last (inner % 4) elements: lanes 0, 1, 2
+      if (i < end) {
+        const gi = g[i], pi = p[i], ui = u[i];
+        gp0 += gi * pi; gg0 += gi * gi; pp0 += pi * pi; pu0 += pi * ui;
+        i++;
+      }
+      if (i < end) {
+        const gi = g[i], pi = p[i], ui = u[i];
+        gp1 += gi * pi; gg1 += gi * gi; pp1 += pi * pi; pu1 += pi * ui;
+        i++;
+      }
+      if (i < end) {
+        const gi = g[i], pi = p[i], ui = u[i];
+        gp2 += gi * pi; gg2 += gi * gi; pp2 += pi * pi; pu2 += pi * ui;
+        i++;
+      }
+      gp[c] += (gp0 + gp2) + (gp1 + gp3);
+      gg[c] += (gg0 + gg2) + (gg1 + gg3);
+      pp[c] += (pp0 + pp2) + (pp1 + pp3);
+      pu[c] += (pu0 + pu2) + (pu1 + pu3);
     }
   }
 }
 
+/** One element of the last sweep: the projection of u (written back when asked), the step; returns p1. */
+function applyOne(p: Float32Array, u: Float32Array, i: number, projected: boolean, rdiv: number, sc: number,
+  writeBack: boolean, decay: boolean, wdf: number, negStep: number): number {
+  const p0 = p[i];
+  let ui = u[i];
+  if (projected) {
+    ui = f(ui - f(f(p0 * rdiv) * sc));
+    if (writeBack) u[i] = ui;
+  }
+  const p1 = f((decay ? f(p0 * wdf) : p0) + negStep * ui);
+  p[i] = p1;
+  return p1;
+}
+
 /**
  * The last sweep: `u -= (p / div_c) * scale_c` where projected (written back into `u` when it is
- * SGDP's buffer), then `p = fma(u, negStep, p * wdf)`; measures ||p_after||^2 and ||dp||^2.
+ * SGDP's buffer), then `p = fma(u, negStep, p * wdf)`; measures ||p_after||^2 and ||dp||^2, each
+ * row in 4 lanes as in `channelSums`.
  */
 function apply(s: Slot, u: Float32Array, writeBack: boolean, info: Float64Array, o: number, sums: SumsScratch,
   decay: boolean, wdf: number, negStep: number): void {
@@ -237,29 +289,36 @@ function apply(s: Slot, u: Float32Array, writeBack: boolean, info: Float64Array,
   for (let a = 0; a < outer; a++) {
     for (let c = 0; c < channels; c++) {
       const end = i + inner;
-      let sa = 0, sd = 0;
-      if (projected) {
-        const rdiv = 1 / div[c], sc = scale[c];
-        for (; i < end; i++) {
-          const p0 = p[i];
-          const ui = f(u[i] - f(f(p0 * rdiv) * sc));
-          if (writeBack) u[i] = ui;
-          const p1 = f((decay ? f(p0 * wdf) : p0) + negStep * ui);
-          p[i] = p1;
-          sa += p1 * p1;
-          sd += (p1 - p0) * (p1 - p0);
-        }
-      } else {
-        for (; i < end; i++) {
-          const p0 = p[i];
-          const p1 = f((decay ? f(p0 * wdf) : p0) + negStep * u[i]);
-          p[i] = p1;
-          sa += p1 * p1;
-          sd += (p1 - p0) * (p1 - p0);
-        }
+      const rdiv = projected ? 1 / div[c] : 0, sc = projected ? scale[c] : 0;
+      let sa0 = 0, sa1 = 0, sa2 = 0, sa3 = 0, sd0 = 0, sd1 = 0, sd2 = 0, sd3 = 0;
+      let p0 = 0, p1 = 0;
+      for (; i + 4 <= end; i += 4) {
+        p0 = p[i]; p1 = applyOne(p, u, i, projected, rdiv, sc, writeBack, decay, wdf, negStep);
+        sa0 += p1 * p1; sd0 += (p1 - p0) * (p1 - p0);
+        p0 = p[i + 1]; p1 = applyOne(p, u, i + 1, projected, rdiv, sc, writeBack, decay, wdf, negStep);
+        sa1 += p1 * p1; sd1 += (p1 - p0) * (p1 - p0);
+        p0 = p[i + 2]; p1 = applyOne(p, u, i + 2, projected, rdiv, sc, writeBack, decay, wdf, negStep);
+        sa2 += p1 * p1; sd2 += (p1 - p0) * (p1 - p0);
+        p0 = p[i + 3]; p1 = applyOne(p, u, i + 3, projected, rdiv, sc, writeBack, decay, wdf, negStep);
+        sa3 += p1 * p1; sd3 += (p1 - p0) * (p1 - p0);
       }
-      after += sa;
-      delta += sd;
+      if (i < end) {
+        p0 = p[i]; p1 = applyOne(p, u, i, projected, rdiv, sc, writeBack, decay, wdf, negStep);
+        sa0 += p1 * p1; sd0 += (p1 - p0) * (p1 - p0);
+        i++;
+      }
+      if (i < end) {
+        p0 = p[i]; p1 = applyOne(p, u, i, projected, rdiv, sc, writeBack, decay, wdf, negStep);
+        sa1 += p1 * p1; sd1 += (p1 - p0) * (p1 - p0);
+        i++;
+      }
+      if (i < end) {
+        p0 = p[i]; p1 = applyOne(p, u, i, projected, rdiv, sc, writeBack, decay, wdf, negStep);
+        sa2 += p1 * p1; sd2 += (p1 - p0) * (p1 - p0);
+        i++;
+      }
+      after += (sa0 + sa2) + (sa1 + sa3);
+      delta += (sd0 + sd2) + (sd1 + sd3);
     }
   }
   info[o + Info.normSqAfter] = after;
