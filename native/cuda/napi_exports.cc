@@ -358,37 +358,44 @@ Napi::Value BufferAddress(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(b->ptr)));
 }
 
+/** A device view from arguments (device, pointer, shape, strides | null) at positions 0..3. */
+struct View {
+  int device = 0;
+  float* ptr = nullptr;
+  std::vector<int64_t> shape, strides;
+  bool row_major = false;
+  const int64_t* st() const { return row_major ? nullptr : strides.data(); }
+  int ndim() const { return (int)shape.size(); }
+};
+
+View GetView(const Napi::CallbackInfo& info, const char* fn) {
+  View v;
+  v.device = (int)GetInt(info, 0, fn, "device");
+  v.ptr = static_cast<float*>(GetPtr(info, 1, fn, "pointer"));
+  v.shape = GetDims(info, 2, fn, "shape", nullptr);
+  v.strides = GetDims(info, 3, fn, "strides", &v.row_major);
+  if (!v.row_major && v.strides.size() != v.shape.size()) ThrowType(info.Env(), std::string(fn) + ": strides and shape differ in length");
+  return v;
+}
+
 Napi::Value CopyHost(const Napi::CallbackInfo& info, bool to_device) {
   const char* fn = to_device ? "cudaCopyToDevice" : "cudaCopyToHost";
-  const int device = (int)GetInt(info, 0, fn, "device");
-  float* dev = static_cast<float*>(GetPtr(info, 1, fn, "pointer"));
-  bool no_strides = false;
-  std::vector<int64_t> shape = GetDims(info, 2, fn, "shape", nullptr);
-  std::vector<int64_t> strides = GetDims(info, 3, fn, "strides", &no_strides);
-  if (!no_strides && strides.size() != shape.size()) ThrowType(info.Env(), std::string(fn) + ": strides and shape differ in length");
+  const View v = GetView(info, fn);
   Napi::Float32Array a = GetF32(info, 4, fn);
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : v.shape) n *= d;
   if ((int64_t)a.ElementLength() != n)
     ThrowType(info.Env(), std::string(fn) + ": the Float32Array has " + std::to_string(a.ElementLength()) +
                               " elements, the shape " + std::to_string(n));
-  const int64_t* st = no_strides ? nullptr : strides.data();
-  const int rc = to_device ? adamp_cuda_copy_to_device(device, dev, shape.data(), st, (int)shape.size(), a.Data(), nullptr)
-                           : adamp_cuda_copy_to_host(device, a.Data(), dev, shape.data(), st, (int)shape.size(), nullptr);
-  CheckAlloc(info.Env(), fn, rc, device, -1);
+  const int rc = to_device ? adamp_cuda_copy_to_device(v.device, v.ptr, v.shape.data(), v.st(), v.ndim(), a.Data(), nullptr)
+                           : adamp_cuda_copy_to_host(v.device, a.Data(), v.ptr, v.shape.data(), v.st(), v.ndim(), nullptr);
+  CheckAlloc(info.Env(), fn, rc, v.device, -1);
   return info.Env().Undefined();
 }
 
 Napi::Value Zero(const Napi::CallbackInfo& info) {
-  const char* fn = "cudaZero";
-  const int device = (int)GetInt(info, 0, fn, "device");
-  float* dev = static_cast<float*>(GetPtr(info, 1, fn, "pointer"));
-  bool no_strides = false;
-  std::vector<int64_t> shape = GetDims(info, 2, fn, "shape", nullptr);
-  std::vector<int64_t> strides = GetDims(info, 3, fn, "strides", &no_strides);
-  if (!no_strides && strides.size() != shape.size()) ThrowType(info.Env(), std::string(fn) + ": strides and shape differ in length");
-  CheckAlloc(info.Env(), fn, adamp_cuda_zero(device, dev, shape.data(), no_strides ? nullptr : strides.data(), (int)shape.size(), nullptr),
-             device, -1);
+  const View v = GetView(info, "cudaZero");
+  CheckAlloc(info.Env(), "cudaZero", adamp_cuda_zero(v.device, v.ptr, v.shape.data(), v.st(), v.ndim(), nullptr), v.device, -1);
   return info.Env().Undefined();
 }
 
