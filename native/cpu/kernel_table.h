@@ -54,6 +54,9 @@ struct KernelTable {
   Norms (*adamp_apply_u_row)(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k, float wdf);
   Norms (*adamp_apply_u_lanes)(float* p, const float* u, int64_t n, float neg_step, int projected, LaneCoefs k,
                                float wdf);
+  // The speculative single pass: adamp_apply_u_row that first copies the old p to psave.
+  Norms (*adamp_apply_u_save_row)(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k,
+                                  float wdf, float* psave);
   Norms (*adamp_one_pass)(float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s, float wdf);
 
   // SGDP (m = the momentum buffer).

@@ -103,14 +103,16 @@ static void adamp_pass1_lanes(const float* p, const float* g, float* m, float* v
 }
 
 // Pass 2 from a stored u (bit-identical to recomputing it): project, decay, step.
-template <bool Projected, bool PerLane>
+// Save: also copy the old p to `psave` (the speculative single pass keeps it for a redo).
+template <bool Projected, bool PerLane, bool Save = false>
 static Norms adamp_apply_u_t(float* p, const float* uin, int64_t n, float neg_step, ProjCoef k, LaneCoefs kl,
-                             float wdf) {
+                             float wdf, float* psave = nullptr) {
   DAcc aafter, adelta;
   const Vec wv(wdf), nsv(neg_step), divc(k.div), scc(k.scale);
   for_lanes(n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
     const Vec p0 = IO::ld(p + i, r);
+    if (Save) IO::st(psave + i, p0, r);
     Vec u = IO::ld(uin + i, r);
     if (Projected) {
       if (PerLane)
@@ -137,6 +139,14 @@ static Norms adamp_apply_u_row(float* p, const float* u, int64_t n, float neg_st
   const LaneCoefs none = {nullptr, nullptr};
   return projected ? adamp_apply_u_t<true, false>(p, u, n, neg_step, k, none, wdf)
                    : adamp_apply_u_t<false, false>(p, u, n, neg_step, k, none, wdf);
+}
+
+// The speculative single pass: apply from u (a row buffer) and save the old p row first.
+static Norms adamp_apply_u_save_row(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k,
+                                    float wdf, float* psave) {
+  const LaneCoefs none = {nullptr, nullptr};
+  return projected ? adamp_apply_u_t<true, false, true>(p, u, n, neg_step, k, none, wdf, psave)
+                   : adamp_apply_u_t<false, false, true>(p, u, n, neg_step, k, none, wdf, psave);
 }
 
 static Norms adamp_apply_u_lanes(float* p, const float* u, int64_t n, float neg_step, int projected, LaneCoefs kl,
@@ -433,6 +443,7 @@ static KernelTable make_table(const char* name) {
   t.adamp_pass2_lanes = adamp_pass2_lanes;
   t.adamp_apply_u_row = adamp_apply_u_row;
   t.adamp_apply_u_lanes = adamp_apply_u_lanes;
+  t.adamp_apply_u_save_row = adamp_apply_u_save_row;
   t.adamp_one_pass = adamp_one_pass;
   t.sgdp_pass1_row = sgdp_pass1_row;
   t.sgdp_pass1_lanes = sgdp_pass1_lanes;

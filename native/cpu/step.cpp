@@ -7,6 +7,23 @@
 // Tensors are processed in waves of about kWave elements: pass 1 of a wave, its decisions, then
 // pass 2 of the wave, so a wave's data is still in the last-level cache for pass 2 and small
 // tensors share one dispatch.
+//
+// AdamP's speculative single pass (eligible tensors with outer == 1 whose rows fit one task, up
+// to kStoreU elements): pass 1 applies a predicted final update to each row right after the
+// row's moments and sums, while the row and its u are in L1/L2, saving the old p to a per-wave
+// scratch (u never leaves a per-thread row buffer).
+// The prediction for a row is "channel projection" while this row's and every earlier row's
+// |cos| are below the channel threshold (the decision's own float32 compare), else "none".
+// After the real decision, pass 2 only redoes the rows whose applied update differs from it
+// (restore from the scratch, then the exact pass-2 kernel). The apply of a row is the same
+// kernel arithmetic as pass 2 with the same inputs (the row's own sums, wd factor), and each
+// row's norms are kept and folded in the same order as pass 2 folds them, so p, the moments and
+// the info record are bit-identical to the two-pass path (set_speculation(Speculation::Off)).
+// Measured on the 2-core bench machine it pays at 2 threads (the apply's arithmetic runs under
+// pass 1's memory stalls instead of after them) and is neutral at 1 thread, where the step is
+// bound by arithmetic, mostly the fixed-order double reductions. SGDP does not use it: its pass
+// 2 is cheap and served from the last-level cache, and the extra store of the old p (plus the
+// unprojected buffer without Nesterov) made it no faster at 2 threads and slower at 1.
 #include "step.h"
 
 #include <stdlib.h>
@@ -62,6 +79,14 @@ std::atomic<int>& simd_state() {
   return state;
 }
 
+std::atomic<int>& spec_state() {
+  static std::atomic<int> state([] {
+    const char* env = getenv("ADAMP_SPECULATE");
+    return (env != nullptr && strcmp(env, "0") == 0) ? (int)Speculation::Off : (int)Speculation::On;
+  }());
+  return state;
+}
+
 const KernelTable& kernels() {
 #if defined(ADAMP_HAVE_AVX2_TU)
   if (simd_state().load(std::memory_order_relaxed) == (int)Simd::Avx2) return *avx2_kernels();
@@ -96,6 +121,18 @@ struct Plan {
   std::vector<Norms> partials;      // per task
   AdamPScalarsF asf{};  // AdamP: this tensor's float constants (its step count)
   float* u = nullptr;    // AdamP: where pass 1 stores u for pass 2 (null: pass 2 recomputes it)
+
+  // The speculative single pass (Rows, outer == 1).
+  bool spec = false;
+  float* save_p = nullptr;       // the old p, indexed like p
+  std::vector<uint8_t> applied;  // per channel: 1 = applied with its channel projection, 0 = unprojected
+  std::vector<Norms> row_norms;  // per channel: the norms of the applied row
+  std::vector<uint8_t> redo;     // per task: some row of it must be redone
+  std::atomic<int> broken{0};    // some row's |cos| reached the channel threshold (prediction only)
+  float spec_thr = 0.0f;         // the channel threshold, as decide_reduced computes it
+  double spec_cos_e = 0.0;       // cos_eps(eps)
+  float spec_wdf_proj = 1.0f, spec_wdf_none = 1.0f;
+  Speculation spec_mode = Speculation::On;  // tests: PredictNone / PredictChannel force every row
   DecisionResult decision;
   float wdf = 1.0f;
   std::vector<float> div, scale;  // per channel (Lanes: padded with 1 / 0)
@@ -133,6 +170,10 @@ struct Plan {
     partials.assign((size_t)tasks, Norms{0.0, 0.0, 0.0});
   }
 
+  /** Whether this plan qualifies for the speculative single pass (the shape alone decides). */
+  bool spec_shape() const {
+    return s->eligible && layout == Layout::Rows && s->outer == 1 && s->numel > 0 && s->numel <= kStoreU;
+  }
   int64_t row_offset(int64_t a, int64_t c) const { return (a * s->channels + c) * s->inner; }
   int64_t pad_channels() const { return round_up8(s->channels); }
   LaneSums lane_sums(int64_t c0) {
@@ -153,6 +194,7 @@ struct TaskRef {
 
 struct AdamPOps {
   static constexpr bool kStoresU = true;
+  static constexpr bool kSpeculates = true;
   const KernelTable& k;
   const AdamPHyper& hp;
 
@@ -173,6 +215,13 @@ struct AdamPOps {
     k.adamp_pass1_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, acc,
                         pl.u ? pl.u + off : nullptr);
   }
+  // The speculative pass: pass 1 of a row storing u to a row buffer, then the apply from it.
+  ChannelSums spec_pass1_row(const Plan& pl, int64_t off, int64_t n, float* ubuf) const {
+    return k.adamp_pass1_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, ubuf);
+  }
+  Norms spec_apply_row(const Plan& pl, int64_t off, int64_t n, const float* ubuf, int projected, ProjCoef c, float wdf) const {
+    return k.adamp_apply_u_save_row(pl.s->p + off, ubuf, n, pl.asf.neg_step, projected, c, wdf, pl.save_p + off);
+  }
   Norms pass2_row(const Plan& pl, int64_t off, int64_t n, int projected, ProjCoef c, float wdf) const {
     if (pl.u) return k.adamp_apply_u_row(pl.s->p + off, pl.u + off, n, pl.asf.neg_step, projected, c, wdf);
     return k.adamp_pass2_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, projected, c, wdf);
@@ -185,6 +234,7 @@ struct AdamPOps {
 
 struct SGDPOps {
   static constexpr bool kStoresU = false;
+  static constexpr bool kSpeculates = false;
   const KernelTable& k;
   SGDPScalarsF sf;
   const SGDPHyper& hp;
@@ -218,6 +268,42 @@ void norms_add(Norms& acc, const Norms& x) {
   acc.delta += x.delta;
 }
 
+/** A per-thread row buffer for AdamP's u in the speculative pass (rows are at most kBlock long). */
+float* row_buffer(int64_t n) {
+  thread_local std::vector<float> buf;
+  if ((int64_t)buf.size() < n) buf.resize((size_t)std::max<int64_t>(n, 4096));
+  return buf.data();
+}
+
+// The speculative single pass over the rows [c0, c1) of a task (see the top of the file).
+template <class Ops>
+void run_spec_rows(const Ops& ops, Plan& plan, int64_t c0, int64_t c1) {
+  const TensorSlot& s = *plan.s;
+  const int64_t n = s.inner;
+  float* ubuf = row_buffer(n);
+  const float epsf = (float)ops.eps();
+  const Speculation mode = plan.spec_mode;
+  bool ok = mode == Speculation::PredictChannel ||
+            (mode == Speculation::On && plan.broken.load(std::memory_order_relaxed) == 0);
+  for (int64_t c = c0; c < c1; ++c) {
+    const int64_t off = c * n;
+    const ChannelSums cs = ops.spec_pass1_row(plan, off, n, ubuf);
+    plan.sums[(size_t)c] = cs;
+    // f32(max_c |cos_c|) < thr  <=>  f32(|cos_c|) < thr for every c (rounding is monotone; NaN fails both).
+    const float cosf = (float)abs_cos(cs.gp, cs.gg, cs.pp, plan.spec_cos_e);
+    if (!(cosf < plan.spec_thr)) {
+      plan.broken.store(1, std::memory_order_relaxed);
+      if (mode != Speculation::PredictChannel) ok = false;
+    } else if (ok && mode == Speculation::On && plan.broken.load(std::memory_order_relaxed) != 0) {
+      ok = false;  // another task saw a row at or over the threshold
+    }
+    const Norms nr = ok ? ops.spec_apply_row(plan, off, n, ubuf, 1, proj_coef(cs.pp, cs.pu, epsf), plan.spec_wdf_proj)
+                        : ops.spec_apply_row(plan, off, n, ubuf, 0, ProjCoef{1.0f, 0.0f}, plan.spec_wdf_none);
+    plan.applied[(size_t)c] = ok ? 1 : 0;
+    plan.row_norms[(size_t)c] = nr;
+  }
+}
+
 template <class Ops>
 void run_pass1(const Ops& ops, Plan& plan, int64_t t) {
   const TensorSlot& s = *plan.s;
@@ -235,6 +321,12 @@ void run_pass1(const Ops& ops, Plan& plan, int64_t t) {
     }
     case Layout::Rows: {
       const int64_t c0 = t * plan.channels_per_task, c1 = std::min(s.channels, c0 + plan.channels_per_task);
+      if constexpr (Ops::kSpeculates) {
+        if (plan.spec) {
+          run_spec_rows(ops, plan, c0, c1);
+          break;
+        }
+      }
       for (int64_t c = c0; c < c1; ++c) {
         ChannelSums acc;
         sums_zero(acc);
@@ -283,6 +375,46 @@ void decide_plan(const Ops& ops, Plan& plan) {
       plan.scale[(size_t)c] = k.scale;
     }
   }
+  if (plan.spec) {
+    // Which rows were applied as the decision says: fold their norms now, in pass 2's order;
+    // tasks with a wrong row go to pass 2.
+    const int want = plan.decision.code == kDecisionChannel ? 1 : plan.decision.code == kDecisionNone ? 0 : -1;
+    plan.redo.assign((size_t)plan.tasks, 0);
+    for (int64_t t = 0; t < plan.tasks; ++t) {
+      const int64_t c0 = t * plan.channels_per_task, c1 = std::min(s.channels, c0 + plan.channels_per_task);
+      Norms acc{0.0, 0.0, 0.0};
+      bool redo = false;
+      for (int64_t c = c0; c < c1 && !redo; ++c) {
+        if ((int)plan.applied[(size_t)c] != want) redo = true;
+        else norms_add(acc, plan.row_norms[(size_t)c]);
+      }
+      plan.redo[(size_t)t] = redo ? 1 : 0;
+      if (!redo) plan.partials[(size_t)t] = acc;
+    }
+  }
+}
+
+// Pass 2 of a speculative task: rows applied as decided keep their result and norms; the others
+// get their old p back from the scratch and run the exact pass-2 kernel (which recomputes u).
+template <class Ops>
+void run_spec_redo(const Ops& ops, Plan& plan, int64_t t) {
+  const TensorSlot& s = *plan.s;
+  const int projected = is_projected(plan.decision.code) ? 1 : 0;
+  const int want = plan.decision.code == kDecisionChannel ? 1 : plan.decision.code == kDecisionNone ? 0 : -1;
+  const int64_t n = s.inner;
+  const int64_t c0 = t * plan.channels_per_task, c1 = std::min(s.channels, c0 + plan.channels_per_task);
+  Norms acc{0.0, 0.0, 0.0};
+  for (int64_t c = c0; c < c1; ++c) {
+    if ((int)plan.applied[(size_t)c] == want) {
+      norms_add(acc, plan.row_norms[(size_t)c]);
+      continue;
+    }
+    const int64_t off = c * n;
+    memcpy(s.p + off, plan.save_p + off, (size_t)n * sizeof(float));
+    const ProjCoef coef{plan.div[(size_t)c], plan.scale[(size_t)c]};
+    norms_add(acc, ops.pass2_row(plan, off, n, projected, coef, plan.wdf));
+  }
+  plan.partials[(size_t)t] = acc;
 }
 
 template <class Ops>
@@ -290,6 +422,12 @@ void run_pass2(const Ops& ops, Plan& plan, int64_t t) {
   const TensorSlot& s = *plan.s;
   const int projected = is_projected(plan.decision.code) ? 1 : 0;
   Norms acc{0.0, 0.0, 0.0};
+  if constexpr (Ops::kSpeculates) {
+    if (plan.spec) {
+      run_spec_redo(ops, plan, t);
+      return;
+    }
+  }
   switch (plan.layout) {
     case Layout::OnePass:
       return;
@@ -364,9 +502,23 @@ void run_step(const Ops& ops, const TensorSlot* slots, size_t count, double* inf
   threads = clamp_threads(threads);
   ThreadPool& pool = ThreadPool::shared();
   std::vector<Plan> plans(count);
+  const Speculation spec_mode = (Speculation)spec_state().load(std::memory_order_relaxed);
+  const bool spec_on = spec_mode != Speculation::Off;
   for (size_t j = 0; j < count; ++j) {
-    plans[j].init(slots[j], info + j * kInfoStride);
-    ops.prepare(plans[j]);
+    Plan& pl = plans[j];
+    pl.init(slots[j], info + j * kInfoStride);
+    ops.prepare(pl);
+    pl.spec = Ops::kSpeculates && spec_on && pl.spec_shape();
+    if (pl.spec) {
+      const TensorSlot& s = slots[j];
+      pl.spec_mode = spec_mode;
+      pl.applied.assign((size_t)s.channels, 0);
+      pl.row_norms.assign((size_t)s.channels, Norms{0.0, 0.0, 0.0});
+      pl.spec_thr = threshold_f32(ops.delta(), s.channels > 0 ? (double)(s.numel / s.channels) : (double)NAN);
+      pl.spec_cos_e = cos_eps(ops.eps());
+      pl.spec_wdf_proj = ops.wdf(ops.wd_ratio());
+      pl.spec_wdf_none = ops.wdf(1.0);
+    }
   }
 
   std::vector<TaskRef> refs;
@@ -378,19 +530,31 @@ void run_step(const Ops& ops, const TensorSlot* slots, size_t count, double* inf
     int64_t elems = 0;
     while (j1 < count && (j1 == j0 || elems + slots[j1].numel <= kWave)) elems += slots[j1++].numel;
 
-    if (Ops::kStoresU) {
+    {
+      // Scratch for the wave (AdamP): the two-pass plans' stored u, the speculative plans' old p.
+      // At most max(kWave, kStoreU) floats, reused across waves and steps.
+      auto floats_for = [&](size_t j) -> int64_t {
+        const Plan& pl = plans[j];
+        if (pl.spec) return slots[j].numel;
+        if (Ops::kStoresU && pl.layout != Layout::OnePass && slots[j].numel <= kStoreU) return slots[j].numel;
+        return 0;
+      };
       int64_t need = 0;
-      for (size_t j = j0; j < j1; ++j)
-        if (plans[j].layout != Layout::OnePass && slots[j].numel <= kStoreU) need += slots[j].numel;
+      for (size_t j = j0; j < j1; ++j) need += floats_for(j);
       if (need > 0 && scratch.size() < (size_t)need) {
         if (scratch.empty()) scratch = ScratchPool::shared().acquire((size_t)need);
         if (scratch.size() < (size_t)need) scratch.resize((size_t)need);
       }
       int64_t at = 0;
       for (size_t j = j0; j < j1; ++j) {
-        plans[j].u = nullptr;
-        if (plans[j].layout != Layout::OnePass && slots[j].numel <= kStoreU && slots[j].numel > 0) {
-          plans[j].u = scratch.data() + at;
+        Plan& pl = plans[j];
+        pl.u = pl.save_p = nullptr;
+        if (floats_for(j) == 0) continue;
+        if (pl.spec) {
+          pl.save_p = scratch.data() + at;
+          at += slots[j].numel;
+        } else {
+          pl.u = scratch.data() + at;
           at += slots[j].numel;
         }
       }
@@ -408,7 +572,8 @@ void run_step(const Ops& ops, const TensorSlot* slots, size_t count, double* inf
       if (plans[j].layout != Layout::OnePass) decide_plan(ops, plans[j]);
     for (size_t j = j1; j-- > j0;) {
       if (plans[j].layout == Layout::OnePass) continue;
-      for (int64_t t = plans[j].tasks; t-- > 0;) refs.push_back(TaskRef{(int32_t)j, t});
+      for (int64_t t = plans[j].tasks; t-- > 0;)
+        if (!plans[j].spec || plans[j].redo[(size_t)t]) refs.push_back(TaskRef{(int32_t)j, t});
     }
     pool.run(threads, (int64_t)refs.size(), [&](int64_t i) { run_pass2(ops, plans[(size_t)refs[(size_t)i].plan], refs[(size_t)i].task); });
 
@@ -468,6 +633,10 @@ void sgd_step(const TensorSlot* slots, size_t count, const SGDHyper& hp, int thr
     k.sgd_floor(s.p + off, s.g + off, s.m + off, n, sf);
   });
 }
+
+Speculation speculation() { return (Speculation)spec_state().load(std::memory_order_relaxed); }
+
+void set_speculation(Speculation mode) { spec_state().store((int)mode, std::memory_order_relaxed); }
 
 bool avx2_available() {
   static const bool ok = detect_avx2();

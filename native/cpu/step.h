@@ -63,6 +63,15 @@ Simd simd();
 Simd set_simd(Simd want);
 const char* simd_name(Simd s);
 
+/**
+ * AdamP's speculative single pass for row-layout tensors (On unless ADAMP_SPECULATE=0, read once).
+ * Every mode gives the same results bit for bit: Off forces the two-pass path; PredictNone and
+ * PredictChannel (tests) force every row's prediction, so every redo path runs.
+ */
+enum class Speculation { Off = 0, On = 1, PredictNone = 2, PredictChannel = 3 };
+Speculation speculation();
+void set_speculation(Speculation mode);
+
 /** The default thread count (hardware threads) and the clamp applied to requests. */
 int default_threads();
 int clamp_threads(int threads);

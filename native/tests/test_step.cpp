@@ -285,6 +285,135 @@ static void test_layouts_agree() {
   }
 }
 
+// ------------------------------------------------------------------------------------------------
+// AdamP's speculative single pass (outer == 1 row tensors) against the two-pass path, bit for bit:
+// every speculation mode (On, and forced predictions so that every redo path runs), thread count
+// and kernel set. SGDP does not speculate; it runs here too, to check the switch leaves it alone.
+
+// Gradient patterns, per row c of a 1 x C x n tensor:
+//   0 random; 1 orthogonal (channel); 2 parallel (none); 3 orthogonal but the last row 100 x p
+//   (a late row breaks the channel prediction -> none); 4 orthogonal first half, then pairs of
+//   equal p rows with g = +p / -p (late break, the layer view fires); 5 the +-p pairs from row 0
+//   (layer, early break); 6 zero gradient (channel); 7 orthogonal, one zero p row, a middle row
+//   parallel (none); 8 orthogonal but one row random (mostly none, some layer).
+static Tensor make_spec_tensor(Rng& r, int64_t channels, int64_t n, int kind) {
+  Tensor t = make_tensor(r, 1, channels, n, true, (kind == 0 || kind == 2) ? kind : 1);
+  auto row = [&](std::vector<float>& x, int64_t c) { return x.data() + c * n; };
+  if (kind == 3) {
+    for (int64_t j = 0; j < n; ++j) row(t.g, channels - 1)[j] = 100.0f * row(t.p, channels - 1)[j];
+  } else if (kind == 4 || kind == 5) {
+    for (int64_t c = kind == 4 ? channels / 2 : 0; c + 1 < channels; c += 2)
+      for (int64_t j = 0; j < n; ++j) {
+        row(t.p, c + 1)[j] = row(t.p, c)[j];
+        row(t.g, c)[j] = row(t.p, c)[j];
+        row(t.g, c + 1)[j] = -row(t.p, c)[j];
+      }
+    if (channels % 2 == 1 && kind == 5)
+      for (int64_t j = 0; j < n; ++j) row(t.g, channels - 1)[j] = 0.0f;
+  } else if (kind == 6) {
+    for (float& x : t.g) x = 0.0f;
+  } else if (kind == 7) {
+    for (int64_t j = 0; j < n; ++j) {
+      row(t.p, 0)[j] = 0.0f;
+      row(t.g, channels / 2)[j] = 0.5f * row(t.p, channels / 2)[j];
+    }
+  } else if (kind == 8) {
+    for (int64_t j = 0; j < n; ++j) row(t.g, channels / 3)[j] = r.normal();
+  }
+  return t;
+}
+
+struct SpecCase {
+  int64_t channels, n;
+  int kind;
+  int expect;  // the step-1 decision, -1: any
+};
+
+static const SpecCase kSpecCases[] = {
+    {64, 27, 1, kDecisionChannel},  {300, 500, 1, kDecisionChannel}, {64, 4608, 1, kDecisionChannel},
+    {10, 20, 2, kDecisionNone},     {300, 500, 3, kDecisionNone},    {64, 1001, 3, kDecisionNone},
+    {300, 500, 4, kDecisionLayer},  {33, 147, 4, kDecisionLayer},    {64, 4608, 5, kDecisionLayer},
+    {21, 9, 5, kDecisionLayer},     {40, 64, 6, kDecisionChannel},   {200, 300, 7, kDecisionNone},
+    {128, 1152, 0, -1},             {1, 16, 1, kDecisionChannel},    {1, 16, 0, -1},
+    {3, 32768, 1, kDecisionChannel}, {500, 120, 8, -1},              {1000, 37, 0, -1},
+    {256, 4608, 3, kDecisionNone},  // 1.18M elements: a wave of its own
+};
+
+static std::vector<Tensor> spec_model(uint64_t seed, bool with_others) {
+  Rng r(seed);
+  std::vector<Tensor> ts;
+  for (const SpecCase& c : kSpecCases) ts.push_back(make_spec_tensor(r, c.channels, c.n, c.kind));
+  if (with_others)  // the other layouts in the same steps and waves
+    for (const Geo& geo : kGeos) ts.push_back(make_tensor(r, geo.outer, geo.channels, geo.inner, geo.eligible, (int)(seed % 3)));
+  return ts;
+}
+
+// opt: 0 AdamP, 1 AdamP Nesterov, 2 SGDP, 3 SGDP Nesterov, 4 SGDP with dampening
+static std::vector<Tensor> run_spec_model(cpu::Speculation mode, int threads, int opt, bool with_others, double wd,
+                                          std::vector<double>& info) {
+  cpu::set_speculation(mode);
+  std::vector<Tensor> ts = spec_model(11, with_others);
+  info.assign(ts.size() * kInfoStride * 3, 0.0);
+  for (int step = 1; step <= 3; ++step) {
+    std::vector<TensorSlot> slots;
+    for (Tensor& t : ts) slots.push_back(t.slot(step));
+    double* out = info.data() + (size_t)(step - 1) * ts.size() * kInfoStride;
+    if (opt >= 2)
+      cpu::sgdp_step(slots.data(), slots.size(), {0.05, 0.9, opt == 4 ? 0.1 : 0.0, wd, 1e-8, 0.1, 0.2, opt == 3}, out,
+                     threads);
+    else
+      cpu::adamp_step(slots.data(), slots.size(), {1e-2, 0.9, 0.999, 1e-8, wd, 0.1, 0.2, opt == 1}, out, threads);
+  }
+  cpu::set_speculation(cpu::Speculation::On);
+  return ts;
+}
+
+static void test_speculative_bit_identical() {
+  const cpu::Speculation modes[] = {cpu::Speculation::On, cpu::Speculation::PredictNone, cpu::Speculation::PredictChannel};
+  for (int opt = 0; opt < 5; ++opt) {
+    for (int variant = 0; variant < 2; ++variant) {
+      const bool with_others = variant == 1;
+      const double wd = variant == 0 ? 0.1 : 0.0;
+      std::vector<double> ref_info, info;
+      const std::vector<Tensor> ref = run_spec_model(cpu::Speculation::Off, 1, opt, with_others, wd, ref_info);
+      // the cases cover what they claim (step 1)
+      if (!with_others) {
+        int k = 0;
+        for (const SpecCase& c : kSpecCases) {
+          if (c.expect >= 0 && ref_info[(size_t)k * kInfoStride + kInfoDecision] != c.expect) {
+            fprintf(stderr, "  spec case %d (%lld x %lld kind %d): decision %g, expected %d\n", k, (long long)c.channels,
+                    (long long)c.n, c.kind, ref_info[(size_t)k * kInfoStride + kInfoDecision], c.expect);
+            CHECK(false);
+          }
+          ++k;
+        }
+      }
+      for (int simd = 0; simd < 2; ++simd) {
+        if (simd == 1) {
+          if (!cpu::avx2_available()) continue;
+          cpu::set_simd(cpu::Simd::Portable);
+        }
+        for (cpu::Speculation mode : modes) {
+          for (int threads : {1, 2, 3, 7, 8}) {
+            const std::vector<Tensor> got = run_spec_model(mode, threads, opt, with_others, wd, info);
+            const bool ok = same_bits(ref, got) && memcmp(ref_info.data(), info.data(), info.size() * 8) == 0;
+            if (!ok)
+              fprintf(stderr, "  speculative mismatch: opt %d, variant %d, simd %d, mode %d, threads %d\n", opt, variant,
+                      simd, (int)mode, threads);
+            CHECK(ok);
+          }
+          if (simd == 0 && mode == cpu::Speculation::On) {
+            // and the two-pass path itself does not depend on the thread count
+            const std::vector<Tensor> off3 = run_spec_model(cpu::Speculation::Off, 3, opt, with_others, wd, info);
+            CHECK(same_bits(ref, off3) && memcmp(ref_info.data(), info.data(), info.size() * 8) == 0);
+          }
+        }
+        if (simd == 1) cpu::set_simd(cpu::Simd::Avx2);
+      }
+    }
+  }
+}
+
 static void test_floors() {
   Rng r(5);
   Tensor t = make_tensor(r, 1, 1, 1001, false, 0), u = t;
@@ -305,5 +434,6 @@ int main() {
   test_thread_and_simd_invariance();
   test_layouts_agree();
   test_floors();
+  test_speculative_bit_identical();
   return report("test_step");
 }
