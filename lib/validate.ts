@@ -50,6 +50,20 @@ export function shapeText(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }
 
+/** Checks that `shape` is an array of non-negative integers (`where` names it); returns its element count. */
+export function shapeNumel(shape: unknown, where: string): number {
+  if (!Array.isArray(shape)) throw invalid(`${where} must be an array of non-negative integers, got ${describe(shape)}`);
+  let numel = 1;
+  for (let d = 0; d < shape.length; d++) {
+    const s = shape[d];
+    if (typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) {
+      throw invalid(`${where} must hold non-negative integers, got ${describe(s)} at dimension ${d} of ${JSON.stringify(shape)}`);
+    }
+    numel *= s;
+  }
+  return numel;
+}
+
 /** A param whose data lives on the GPU. */
 export function isDeviceParam(p: AnyParam): p is DeviceParam {
   return p.data instanceof DeviceTensor;
@@ -89,15 +103,7 @@ export function checkParamStatic(p: unknown, index: number): number {
   }
   const q = p as Param;
   const who = label(q, index);
-  if (!Array.isArray(q.shape)) throw invalid(`shape of ${who} must be an array of non-negative integers, got ${describe(q.shape)}`);
-  let numel = 1;
-  for (let d = 0; d < q.shape.length; d++) {
-    const s = q.shape[d];
-    if (typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) {
-      throw invalid(`shape of ${who} must hold non-negative integers, got ${describe(s)} at dimension ${d} of ${JSON.stringify(q.shape)}`);
-    }
-    numel *= s;
-  }
+  const numel = shapeNumel(q.shape, `shape of ${who}`);
   if (!(q.data instanceof Float32Array)) {
     throw invalid(`data of ${who} must be a Float32Array, got ${describe(q.data)}`);
   }

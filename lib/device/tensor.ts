@@ -13,7 +13,8 @@
 import { AdampError, invalid } from '../errors';
 import { loadAddon } from '../binding/load';
 import { hasCuda, type CudaAddon, type CudaBufferHandle, type CudaMemoryStats } from '../backends/cuda/binding';
-import { describe, shapeText } from '../validate';
+import { cudaProvider } from '../backends/cuda';
+import { describe, shapeNumel, shapeText } from '../validate';
 
 /** Dimensions a device tensor may have. */
 export const MAX_DIMS = 8;
@@ -60,20 +61,14 @@ const DL_CUDA_MANAGED = 13;
 
 let addonCache: CudaAddon | undefined;
 
-/** The addon's CUDA functions, or an error saying why the GPU cannot be used here. */
+/** The addon's CUDA functions, or an error saying why the GPU cannot be used here (the CUDA backend's own report). */
 export function cudaAddon(what: string): CudaAddon {
   if (addonCache) return addonCache;
+  const report = cudaProvider.report();
   const r = loadAddon();
-  if ('errors' in r) {
-    throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE', `${what} needs the CUDA backend, but the native addon could not be loaded: ${r.errors.join('; ')}`);
+  if (!report.available || !('addon' in r) || !hasCuda(r.addon)) {
+    throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE', `${what} needs the CUDA backend, which cannot run here: ${report.reason}`);
   }
-  if (!hasCuda(r.addon)) {
-    throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE',
-      `${what} needs the CUDA backend, but this build of the addon has no CUDA engine (built without nvcc, or with ADAMP_WITH_CUDA=OFF); ` +
-      'rebuild with the CUDA toolkit installed: npm run build:native:cuda');
-  }
-  const st = r.addon.cudaStatus();
-  if (!st.available) throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE', `${what} needs a usable CUDA device: ${st.reason}`);
   addonCache = r.addon;
   return r.addon;
 }
@@ -84,15 +79,10 @@ export function deviceMemory(): CudaMemoryStats {
 }
 
 function checkShape(shape: unknown, where: string): number[] {
-  if (!Array.isArray(shape)) throw invalid(`${where} must be an array of non-negative integers, got ${describe(shape)}`);
-  if (shape.length > MAX_DIMS) throw invalid(`${where} ${shapeText(shape)} has ${shape.length} dimensions; at most ${MAX_DIMS} are supported`);
-  for (let d = 0; d < shape.length; d++) {
-    const s = shape[d];
-    if (typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) {
-      throw invalid(`${where} must hold non-negative integers, got ${describe(s)} at dimension ${d} of ${JSON.stringify(shape)}`);
-    }
-  }
-  return shape.slice();
+  shapeNumel(shape, where);
+  const dims = shape as number[];
+  if (dims.length > MAX_DIMS) throw invalid(`${where} ${shapeText(dims)} has ${dims.length} dimensions; at most ${MAX_DIMS} are supported`);
+  return dims.slice();
 }
 
 function product(shape: readonly number[]): number {
@@ -144,9 +134,11 @@ export class DeviceTensor {
   readonly external: boolean;
   #addon: CudaAddon;
   #buffer: CudaBufferHandle | null;
-  #pointer: bigint;
+  readonly #pointer: bigint;
   #disposed = false;
   readonly #keepAlive: unknown;
+  /** What an engine binds; immutable, so built once (the step reads it for every device param). */
+  readonly #view: DeviceView;
 
   private constructor(addon: CudaAddon, shape: number[], strides: number[] | null, device: number, pointer: bigint,
     buffer: CudaBufferHandle | null, keepAlive: unknown) {
@@ -159,6 +151,7 @@ export class DeviceTensor {
     this.#buffer = buffer;
     this.#pointer = pointer;
     this.#keepAlive = keepAlive;
+    this.#view = Object.freeze({ pointer, device, shape: this.shape, strides: this.strides });
   }
 
   /** Allocates a zero-filled tensor. Throws `ERR_ADAMP_CUDA_OOM` when the device is out of memory. */
@@ -325,7 +318,7 @@ export class DeviceTensor {
   /** The view an engine binds (internal). */
   view(): DeviceView {
     this.check('view()');
-    return { pointer: this.#pointer, device: this.device, shape: this.shape, strides: this.strides };
+    return this.#view;
   }
 
   toString(): string {
