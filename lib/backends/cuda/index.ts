@@ -4,7 +4,7 @@
  */
 import { loadAddon } from '../../binding/load';
 import { registerProvider, type BackendReport, type EngineProvider } from '../select';
-import { hasCuda } from './binding';
+import { CUDA_FUNCTIONS, hasCuda } from './binding';
 import { CudaEngine } from './engine';
 
 export { CudaEngine } from './engine';
@@ -19,6 +19,15 @@ export const cudaProvider: EngineProvider = {
       return { name: 'cuda', available: false, reason: `the native addon could not be loaded: ${r.errors.join('; ')}` };
     }
     if (!hasCuda(r.addon)) {
+      const a = r.addon as unknown as Record<string, unknown>;
+      const missing = CUDA_FUNCTIONS.filter((k) => typeof a[k] !== 'function');
+      if (missing.length < CUDA_FUNCTIONS.length) {
+        return {
+          name: 'cuda', available: false,
+          reason: `this build of the addon predates this version of the package (no ${missing.join(', ')}); rebuild it: npm run build:native:cuda`,
+          details: { path: r.path },
+        };
+      }
       return {
         name: 'cuda', available: false,
         reason: 'this build of the addon has no CUDA engine (built without nvcc, or with ADAMP_WITH_CUDA=OFF); ' +
