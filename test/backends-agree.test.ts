@@ -64,7 +64,11 @@ describe.each(others.length ? others : ['none'])('backend %s agrees with js', (b
         const sa = oa.stateDict().state, sb = ob.stateDict().state;
         for (const key of Object.keys(sa)) {
           for (const [name, arr] of Object.entries(sa[Number(key)] as object)) {
-            if (arr instanceof Float32Array) close((sb[Number(key)] as unknown as Record<string, Float32Array>)[name], arr, `seed ${seed} step ${t} state ${key}.${name}`);
+            // SGDP's buffer holds the projected update: when the projection removes almost all of
+            // it (a gradient parallel to the weights) what is left is rounding noise of the
+            // pre-projection magnitude, about max|g| (SPEC.md s6), not of the tiny remainder.
+            const pre = name === 'momentum' ? maxAbs(a[Number(key)].grad) : 0;
+            if (arr instanceof Float32Array) close((sb[Number(key)] as unknown as Record<string, Float32Array>)[name], arr, `seed ${seed} step ${t} state ${key}.${name}`, pre);
             else expect((sb[Number(key)] as unknown as Record<string, unknown>)[name]).toBe(arr);
           }
         }
@@ -73,8 +77,14 @@ describe.each(others.length ? others : ['none'])('backend %s agrees with js', (b
   });
 });
 
-function close(got: Float32Array, want: Float32Array, where: string): void {
-  let diff = 0, scale = 0;
+function maxAbs(x: Float32Array | null): number {
+  let m = 0;
+  if (x) for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]));
+  return m;
+}
+
+function close(got: Float32Array, want: Float32Array, where: string, floorScale = 0): void {
+  let diff = 0, scale = floorScale;
   for (let i = 0; i < want.length; i++) {
     const d = Math.abs(got[i] - want[i]);
     if (Number.isNaN(d) && !(Number.isNaN(got[i]) && Number.isNaN(want[i]))) throw new Error(`${where}: NaN mismatch at ${i}`);

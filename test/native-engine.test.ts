@@ -136,7 +136,10 @@ function expectInfoClose(a: Float64Array, b: Float64Array, k: number, where: str
   for (const f of [Info.channelMaxCos, Info.layerCos, Info.normSqBefore, Info.normSqAfter, Info.deltaSq]) {
     const x = a[o + f], y = b[o + f];
     if (Number.isNaN(y)) { expect(Number.isNaN(x)).toBe(true); continue; }
-    if (!(Math.abs(x - y) <= 1e-5 * Math.abs(y) + 1e-30) && !(x === y)) throw new Error(`${where}: info field ${f}: native ${x} vs js ${y}`);
+    // The native core sums float32 products in 16-term float lanes folded in double: a dot
+    // product's error is below 9.6e-7 * ||x|| ||y||, so a cos near 0 carries up to ~1e-6 absolute.
+    const floor = f === Info.channelMaxCos || f === Info.layerCos ? 1e-6 : 1e-30;
+    if (!(Math.abs(x - y) <= 1e-5 * Math.abs(y) + floor) && !(x === y)) throw new Error(`${where}: info field ${f}: native ${x} vs js ${y}`);
   }
 }
 

@@ -3,8 +3,11 @@
 // share a symbol. Vector body and tail run the same code: the tail loads zero-padded lanes and
 // masks them out of every reduction and store, so FMA use cannot differ between them.
 //
-// Reduction order, fixed: within one call, element j goes to double lane j mod 8; the lanes are
-// summed by acc_sum's tree. Callers fix the order across calls.
+// Reduction order, fixed: within one call, element j goes to float lane j mod 8 of block
+// j / kFoldElems, each block folded into double lanes (BSum and NormSums in simd.h: the decision's
+// row sums and the info record's norms), or, in the Lanes layout, straight to a per-channel
+// double; the lanes are summed by acc_sum's tree. Callers fix the order across calls. Rows whose
+// float sums overflow or are tiny are summed again in double (row_sums_need_double, NormSums).
 #include "simd.h"
 
 // Full vectors use plain loads and stores; only the tail uses the masked ones (masked stores are
@@ -31,23 +34,37 @@ static inline void for_lanes(int64_t n, const Body& body) {
   if (i < n) body(Io<false>(), i, (int)(n - i));
 }
 
-// Pass 1. When `uo` is not null the update u is also stored there, so pass 2 need not recompute
-// it (no sqrt, no divisions: the floor's arithmetic is the bottleneck on a CPU).
-template <bool Nesterov, bool StoreU>
-static ChannelSums adamp_pass1_row_t(const float* p, const float* g, float* m, float* v, int64_t n,
-                                     const AdamPScalarsF& s_ref, float* uo) {
-  const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
+/**
+ * for_lanes, calling fold(b0, b1) at the end of every block [b0, b1): blocks of kFoldElems
+ * elements from the start of the call (BSum's blocks), the last one ending with the tail.
+ */
+template <class Body, class Fold>
+static inline void for_lanes_folded(int64_t n, const Body& body, const Fold& fold) {
+  const int64_t full = n & ~int64_t(7);
+  int64_t i = 0;
+  while (i < n) {
+    const int64_t b0 = i, end = full - i > kFoldElems ? i + kFoldElems : full;
+    for (; i < end; i += 8) body(Io<true>(), i, 8);
+    if (end - b0 < kFoldElems && i < n) {
+      body(Io<false>(), i, (int)(n - i));
+      i = n;
+    }
+    fold(b0, i);
+  }
+}
+
+/**
+ * The four row sums in double lanes, from p, g and the update `upd(io, i, r)` recomputed from the
+ * moments pass 1 already stored (bit-identical to pass 1's). The exact fallback of the blocked
+ * float sums, for rows where float range is not enough (see row_sums_need_double).
+ */
+template <class Upd>
+static ChannelSums row_sums_double(const float* p, const float* g, int64_t n, const Upd& upd) {
   DAcc agp, agg, app, apu;
   for_lanes(n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
     const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
-    Vec mv = IO::ld(m + i, r), vv = IO::ld(v + i, r);
-    adamp_moments(mv, vv, gv, s);
-    IO::st(m + i, mv, r);
-    IO::st(v + i, vv, r);
-    const Vec u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);  // tail: 0/0 when eps == 0
-    if (StoreU) IO::st(uo + i, u, r);
-    const DVec gd = IO::ldd(g + i, gv), pd = IO::ldd(p + i, pv), ud = to_dvec(u);
+    const DVec gd = IO::ldd(g + i, gv), pd = IO::ldd(p + i, pv), ud = to_dvec(upd(io, i, r));
     acc_prod(agp, gd, pd);
     acc_prod(agg, gd, gd);
     acc_prod(app, pd, pd);
@@ -59,6 +76,60 @@ static ChannelSums adamp_pass1_row_t(const float* p, const float* g, float* m, f
   out.pp = acc_sum(app);
   out.pu = acc_sum(apu);
   return out;
+}
+
+static ChannelSums sums_of(const BSum& gp, const BSum& gg, const BSum& pp, const BSum& pu) {
+  ChannelSums out;
+  out.gp = gp.sum();
+  out.gg = gg.sum();
+  out.pp = pp.sum();
+  out.pu = pu.sum();
+  return out;
+}
+
+/**
+ * Whether the blocked float sums of a row cannot be trusted: a product or a block overflowed
+ * float (the double sums, and the js backend, stay finite up to ||x|| ~ 1e154), or ||g|| or ||p||
+ * is so small (below 1e-10) that products may have lost bits as float subnormals. NaN/inf
+ * inputs also land here; the double redo gives them their usual NaN/inf.
+ */
+static inline bool row_sums_need_double(const ChannelSums& c) {
+  const double kMinSq = 1e-20;
+  return !(std::isfinite(c.gp) && std::isfinite(c.pu) && c.gg >= kMinSq && c.gg <= 1e300 && c.pp >= kMinSq &&
+           c.pp <= 1e300);
+}
+
+// Pass 1. When `uo` is not null the update u is also stored there, so pass 2 need not recompute
+// it (no sqrt, no divisions: the floor's arithmetic is the bottleneck on a CPU).
+template <bool Nesterov, bool StoreU>
+static ChannelSums adamp_pass1_row_t(const float* p, const float* g, float* m, float* v, int64_t n,
+                                     const AdamPScalarsF& s_ref, float* uo) {
+  const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
+  BSum agp, agg, app, apu;
+  for_lanes_folded(
+      n,
+      [&](auto io, int64_t i, int r) {
+        using IO = decltype(io);
+        const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
+        Vec mv = IO::ld(m + i, r), vv = IO::ld(v + i, r);
+        adamp_moments(mv, vv, gv, s);
+        IO::st(m + i, mv, r);
+        IO::st(v + i, vv, r);
+        const Vec u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);  // tail: 0/0 when eps == 0
+        if (StoreU) IO::st(uo + i, u, r);
+        agp.prod(gv, pv);
+        agg.prod(gv, gv);
+        app.prod(pv, pv);
+        apu.prod(pv, u);
+      },
+      [&](int64_t, int64_t) { agp.fold(), agg.fold(), app.fold(), apu.fold(); });
+  const ChannelSums out = sums_of(agp, agg, app, apu);
+  if (!row_sums_need_double(out)) return out;
+  return row_sums_double(p, g, n, [&](auto io, int64_t i, int r) {
+    using IO = decltype(io);
+    const Vec gv = Nesterov ? IO::ld(g + i, r) : Vec(0.0f);
+    return IO::keep(adamp_update<Nesterov>(IO::ld(m + i, r), IO::ld(v + i, r), gv, s), r);
+  });
 }
 
 static ChannelSums adamp_pass1_row(const float* p, const float* g, float* m, float* v, int64_t n,
@@ -107,12 +178,16 @@ static void adamp_pass1_lanes(const float* p, const float* g, float* m, float* v
 template <bool Projected, bool PerLane, bool Save = false>
 static Norms adamp_apply_u_t(float* p, const float* uin, int64_t n, float neg_step, ProjCoef k, LaneCoefs kl,
                              float wdf, float* psave = nullptr) {
-  DAcc aafter, adelta;
+  NormSums ns;
+  alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   const Vec wv(wdf), nsv(neg_step), divc(k.div), scc(k.scale);
-  for_lanes(n, [&](auto io, int64_t i, int r) {
+  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
     const Vec p0 = IO::ld(p + i, r);
-    if (Save) IO::st(psave + i, p0, r);
+    if (Save)
+      IO::st(psave + i, p0, r);
+    else
+      IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
     Vec u = IO::ld(uin + i, r);
     if (Projected) {
       if (PerLane)
@@ -121,17 +196,10 @@ static Norms adamp_apply_u_t(float* p, const float* uin, int64_t n, float neg_st
         u = project(u, p0, divc, scc);
     }
     const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
-    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    const DVec p1d = to_dvec(p1);
-    acc_prod(aafter, p1d, p1d);
-    acc_diff_sq(adelta, p1d, p0d);
-  });
-  Norms out;
-  out.before = 0.0;
-  out.after = acc_sum(aafter);
-  out.delta = acc_sum(adelta);
-  return out;
+    ns.add(p0, p1, false);
+  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, (Save ? psave + b0 : p0blk), b1 - b0, false); });
+  return ns.norms();
 }
 
 static Norms adamp_apply_u_row(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k,
@@ -161,11 +229,13 @@ template <bool Nesterov, bool Projected, bool PerLane>
 static Norms adamp_pass2_t(float* p, const float* g, const float* m, const float* v, int64_t n, const AdamPScalarsF& s_ref,
                            ProjCoef k, LaneCoefs kl, float wdf) {
   const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  DAcc aafter, adelta;
+  NormSums ns;
+  alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   const Vec wv(wdf), nsv(s.neg_step), divc(k.div), scc(k.scale);
-  for_lanes(n, [&](auto io, int64_t i, int r) {
+  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
     const Vec mv = IO::ld(m + i, r), vv = IO::ld(v + i, r), p0 = IO::ld(p + i, r);
+    IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
     const Vec gv = Nesterov ? IO::ld(g + i, r) : Vec(0.0f);
     Vec u = adamp_update<Nesterov>(mv, vv, gv, s);
     if (Projected) {
@@ -175,17 +245,10 @@ static Norms adamp_pass2_t(float* p, const float* g, const float* m, const float
         u = project(u, p0, divc, scc);
     }
     const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
-    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    const DVec p1d = to_dvec(p1);
-    acc_prod(aafter, p1d, p1d);
-    acc_diff_sq(adelta, p1d, p0d);
-  });
-  Norms out;
-  out.before = 0.0;
-  out.after = acc_sum(aafter);
-  out.delta = acc_sum(adelta);
-  return out;
+    ns.add(p0, p1, false);
+  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, p0blk, b1 - b0, false); });
+  return ns.norms();
 }
 
 template <bool PerLane>
@@ -215,29 +278,23 @@ template <bool Nesterov>
 static Norms adamp_one_pass_t(float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s_ref,
                               float wdf) {
   const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  DAcc abefore, aafter, adelta;
+  NormSums ns;
+  alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   const Vec wv(wdf), nsv(s.neg_step);
-  for_lanes(n, [&](auto io, int64_t i, int r) {
+  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
     const Vec gv = IO::ld(g + i, r), p0 = IO::ld(p + i, r);
+    IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
     Vec mv = IO::ld(m + i, r), vv = IO::ld(v + i, r);
     adamp_moments(mv, vv, gv, s);
     IO::st(m + i, mv, r);
     IO::st(v + i, vv, r);
     const Vec u = adamp_update<Nesterov>(mv, vv, gv, s);
     const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
-    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    const DVec p1d = to_dvec(p1);
-    acc_prod(abefore, p0d, p0d);
-    acc_prod(aafter, p1d, p1d);
-    acc_diff_sq(adelta, p1d, p0d);
-  });
-  Norms out;
-  out.before = acc_sum(abefore);
-  out.after = acc_sum(aafter);
-  out.delta = acc_sum(adelta);
-  return out;
+    ns.add(p0, p1, true);
+  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, p0blk, b1 - b0, true); });
+  return ns.norms();
 }
 
 static Norms adamp_one_pass(float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s,
@@ -251,25 +308,27 @@ static Norms adamp_one_pass(float* p, const float* g, float* m, float* v, int64_
 template <bool Nesterov>
 static ChannelSums sgdp_pass1_row_t(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s_ref) {
   const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  DAcc agp, agg, app, apu;
-  for_lanes(n, [&](auto io, int64_t i, int r) {
+  BSum agp, agg, app, apu;
+  for_lanes_folded(
+      n,
+      [&](auto io, int64_t i, int r) {
+        using IO = decltype(io);
+        const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
+        const Vec bv = sgdp_buffer(IO::ld(buf + i, r), gv, s);
+        IO::st(buf + i, bv, r);
+        const Vec d = sgdp_update<Nesterov>(bv, gv, s);
+        agp.prod(gv, pv);
+        agg.prod(gv, gv);
+        app.prod(pv, pv);
+        apu.prod(pv, d);
+      },
+      [&](int64_t, int64_t) { agp.fold(), agg.fold(), app.fold(), apu.fold(); });
+  const ChannelSums out = sums_of(agp, agg, app, apu);
+  if (!row_sums_need_double(out)) return out;
+  return row_sums_double(p, g, n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
-    const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
-    const Vec bv = sgdp_buffer(IO::ld(buf + i, r), gv, s);
-    IO::st(buf + i, bv, r);
-    const Vec d = sgdp_update<Nesterov>(bv, gv, s);
-    const DVec gd = IO::ldd(g + i, gv), pd = IO::ldd(p + i, pv), dd = to_dvec(d);
-    acc_prod(agp, gd, pd);
-    acc_prod(agg, gd, gd);
-    acc_prod(app, pd, pd);
-    acc_prod(apu, pd, dd);
+    return sgdp_update<Nesterov>(IO::ld(buf + i, r), Nesterov ? IO::ld(g + i, r) : Vec(0.0f), s);
   });
-  ChannelSums out;
-  out.gp = acc_sum(agp);
-  out.gg = acc_sum(agg);
-  out.pp = acc_sum(app);
-  out.pu = acc_sum(apu);
-  return out;
 }
 
 static ChannelSums sgdp_pass1_row(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s) {
@@ -307,11 +366,13 @@ template <bool Nesterov, bool Projected, bool PerLane>
 static Norms sgdp_pass2_t(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s_ref, ProjCoef k,
                           LaneCoefs kl, float wdf) {
   const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  DAcc aafter, adelta;
+  NormSums ns;
+  alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   const Vec wv(wdf), nlr(s.neg_lr), divc(k.div), scc(k.scale);
-  for_lanes(n, [&](auto io, int64_t i, int r) {
+  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
     const Vec bv = IO::ld(buf + i, r), p0 = IO::ld(p + i, r);
+    IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
     const Vec gv = Nesterov ? IO::ld(g + i, r) : Vec(0.0f);
     Vec d = sgdp_update<Nesterov>(bv, gv, s);
     if (Projected) {
@@ -322,17 +383,10 @@ static Norms sgdp_pass2_t(float* p, const float* g, float* buf, int64_t n, const
       if (!Nesterov) IO::st(buf + i, d, r);
     }
     const Vec p1 = IO::keep(apply_step(p0, d, wv, nlr), r);
-    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    const DVec p1d = to_dvec(p1);
-    acc_prod(aafter, p1d, p1d);
-    acc_diff_sq(adelta, p1d, p0d);
-  });
-  Norms out;
-  out.before = 0.0;
-  out.after = acc_sum(aafter);
-  out.delta = acc_sum(adelta);
-  return out;
+    ns.add(p0, p1, false);
+  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, p0blk, b1 - b0, false); });
+  return ns.norms();
 }
 
 template <bool PerLane>
@@ -360,27 +414,21 @@ static Norms sgdp_pass2_lanes(float* p, const float* g, float* buf, int64_t n, c
 template <bool Nesterov>
 static Norms sgdp_one_pass_t(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s_ref, float wdf) {
   const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  DAcc abefore, aafter, adelta;
+  NormSums ns;
+  alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   const Vec wv(wdf), nlr(s.neg_lr);
-  for_lanes(n, [&](auto io, int64_t i, int r) {
+  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
     const Vec gv = IO::ld(g + i, r), p0 = IO::ld(p + i, r);
+    IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
     const Vec bv = sgdp_buffer(IO::ld(buf + i, r), gv, s);
     IO::st(buf + i, bv, r);
     const Vec d = sgdp_update<Nesterov>(bv, gv, s);
     const Vec p1 = IO::keep(apply_step(p0, d, wv, nlr), r);
-    const DVec p0d = IO::ldd(p + i, p0);  // before the store below overwrites p[i..]
     IO::st(p + i, p1, r);
-    const DVec p1d = to_dvec(p1);
-    acc_prod(abefore, p0d, p0d);
-    acc_prod(aafter, p1d, p1d);
-    acc_diff_sq(adelta, p1d, p0d);
-  });
-  Norms out;
-  out.before = acc_sum(abefore);
-  out.after = acc_sum(aafter);
-  out.delta = acc_sum(adelta);
-  return out;
+    ns.add(p0, p1, true);
+  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, p0blk, b1 - b0, true); });
+  return ns.norms();
 }
 
 static Norms sgdp_one_pass(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s, float wdf) {

@@ -60,6 +60,25 @@ static inline void acc_diff_sq(DAcc& acc, Vec a, Vec b) {
   acc.lo = _mm256_add_pd(acc.lo, _mm256_mul_pd(dlo, dlo));
   acc.hi = _mm256_add_pd(acc.hi, _mm256_mul_pd(dhi, dhi));
 }
+/** Whether every lane is finite. */
+static inline bool all_finite(Vec f) {
+  const __m256 z = _mm256_sub_ps(f.x, f.x);  // 0, or NaN for inf/NaN lanes
+  return _mm256_movemask_ps(_mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_EQ_OQ)) == 0xFF;
+}
+/** acc lane k += x (k in [0, 8)). */
+static inline void acc_add_lane(DAcc& acc, int k, double x) {
+  alignas(32) double l[8];
+  _mm256_store_pd(l, acc.lo);
+  _mm256_store_pd(l + 4, acc.hi);
+  l[k] = l[k] + x;
+  acc.lo = _mm256_load_pd(l);
+  acc.hi = _mm256_load_pd(l + 4);
+}
+/** acc += f per lane, f widened exactly to double. */
+static inline void acc_add(DAcc& acc, Vec f) {
+  acc.lo = _mm256_add_pd(acc.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(f.x)));
+  acc.hi = _mm256_add_pd(acc.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(f.x, 1)));
+}
 static inline void acc_lanes(const DAcc& acc, double out[8]) {
   _mm256_storeu_pd(out, acc.lo);
   _mm256_storeu_pd(out + 4, acc.hi);
@@ -163,6 +182,15 @@ static inline void acc_diff_sq(DAcc& acc, Vec a, Vec b) {
     acc.l[k] = acc.l[k] + d * d;
   }
 }
+static inline void acc_add(DAcc& acc, Vec f) {
+  for (int k = 0; k < 8; ++k) acc.l[k] = acc.l[k] + (double)f.x[k];
+}
+static inline bool all_finite(Vec f) {
+  for (int k = 0; k < 8; ++k)
+    if (!(f.x[k] - f.x[k] == 0.0f)) return false;
+  return true;
+}
+static inline void acc_add_lane(DAcc& acc, int k, double x) { acc.l[k] = acc.l[k] + x; }
 static inline void acc_lanes(const DAcc& acc, double out[8]) {
   for (int k = 0; k < 8; ++k) out[k] = acc.l[k];
 }
@@ -201,3 +229,58 @@ static inline double acc_sum(const DAcc& acc) {
   acc_lanes(acc, l);
   return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
+
+/**
+ * A blocked sum for the decision's dot products, the scheme of PyTorch's own float reductions
+ * made cheap to fold: products accumulate in eight float lanes (one FMA per vector) over a block
+ * of kFoldElems elements, then the block's lanes are added, widened exactly, to eight double
+ * lanes. Each float lane sums at most 16 terms, so a dot product's error stays below
+ * gamma_16 * sum|x_i y_i| <= 9.6e-7 * ||x|| ||y|| and the blocks add in double. The order is
+ * fixed by the element's position in the call: element j goes to lane j mod 8 of block
+ * j / kFoldElems (the caller folds at block ends: for_lanes_folded in kernels.h). Float range is
+ * the price: callers redo a row in double when a sum overflows or is tiny (kernels.h).
+ */
+constexpr int64_t kFoldElems = 128;
+struct BSum {
+  Vec f;
+  DAcc d;
+  BSum() : f(0.0f) {}
+  void prod(Vec a, Vec b) { f = f_fma(a, b, f); }
+  void fold() {
+    acc_add(d, f);
+    f = Vec(0.0f);
+  }
+  double sum() const { return acc_sum(d); }
+};
+
+/**
+ * The info record's sums of a pass that writes p (||p_before||^2 for the one-pass kernels,
+ * ||p_after||^2, ||p_after - p_before||^2), blocked like BSum. A block whose float partial is not
+ * finite (a square overflowed: ||p|| beyond ~1.8e19, or a NaN/inf value) is summed again in
+ * double from its old and new values, exactly as a double accumulator would, so huge weights keep
+ * finite norms. Squares below float's normal range lose at most 2^-150 each (n * 7e-46 absolute).
+ */
+struct NormSums {
+  BSum before, after, delta;
+  void add(Vec p0, Vec p1, bool with_before) {
+    if (with_before) before.prod(p0, p0);
+    after.prod(p1, p1);
+    const Vec t = f_sub(p1, p0);
+    delta.f = f_fma(t, t, delta.f);
+  }
+  /** Ends a block of len values: p1 = the new values (stored), p0 = the old ones. */
+  void fold(const float* p1, const float* p0, int64_t len, bool with_before) {
+    if (all_finite(f_add(f_add(before.f, after.f), delta.f))) {
+      before.fold(), after.fold(), delta.fold();
+      return;
+    }
+    before.f = after.f = delta.f = Vec(0.0f);
+    for (int64_t k = 0; k < len; ++k) {
+      const double a = p0[k], b = p1[k];
+      if (with_before) acc_add_lane(before.d, (int)(k & 7), a * a);
+      acc_add_lane(after.d, (int)(k & 7), b * b);
+      acc_add_lane(delta.d, (int)(k & 7), (b - a) * (b - a));
+    }
+  }
+  Norms norms() const { return Norms{before.sum(), after.sum(), delta.sum()}; }
+};

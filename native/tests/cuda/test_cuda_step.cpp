@@ -256,13 +256,17 @@ bool rel_close(double a, double b, double tol) {
 void compare_info(const char* what, size_t ti, const double* gi, const double* ri) {
   EXPECT(gi[0] == ri[0], "%s tensor %zu: decision gpu=%s ref=%s (max|cos| gpu %.9g ref %.9g, thr %.9g; layer %.9g / %.9g)",
          what, ti, decision_name(gi[0]), decision_name(ri[0]), gi[1], ri[1], ri[2], gi[3], ri[3]);
-  // cos values: float32 of double sums folded in another order.
-  EXPECT(rel_close(gi[1], ri[1], 1e-5) || std::fabs(gi[1] - ri[1]) < 1e-12, "%s tensor %zu: channel max|cos| %.9g vs %.9g", what, ti, gi[1], ri[1]);
+  // cos values: sums in another order and precision. The CPU core sums float32 products over
+  // 16-term float lanes before folding blocks in double (simd.h BSum): its error on a dot product
+  // is below gamma_16 * sum|x_i y_i| <= 9.6e-7 * ||x|| ||y||, i.e. 9.6e-7 absolute on a cos (the
+  // official's own float32 reductions are of the same class). The norms: relative, the same bound.
+  const double cos_abs = 1e-6;
+  EXPECT(rel_close(gi[1], ri[1], 1e-5) || std::fabs(gi[1] - ri[1]) < cos_abs, "%s tensor %zu: channel max|cos| %.9g vs %.9g", what, ti, gi[1], ri[1]);
   EXPECT(rel_close(gi[2], ri[2], 0), "%s tensor %zu: channel threshold %.9g vs %.9g", what, ti, gi[2], ri[2]);
-  EXPECT(rel_close(gi[3], ri[3], 1e-5) || std::fabs(gi[3] - ri[3]) < 1e-12, "%s tensor %zu: layer |cos| %.9g vs %.9g", what, ti, gi[3], ri[3]);
+  EXPECT(rel_close(gi[3], ri[3], 1e-5) || std::fabs(gi[3] - ri[3]) < cos_abs, "%s tensor %zu: layer |cos| %.9g vs %.9g", what, ti, gi[3], ri[3]);
   EXPECT(rel_close(gi[4], ri[4], 0), "%s tensor %zu: layer threshold %.9g vs %.9g", what, ti, gi[4], ri[4]);
   for (int f = 5; f < 8; ++f)
-    EXPECT(rel_close(gi[f], ri[f], 1e-9) || std::fabs(gi[f] - ri[f]) < 1e-30, "%s tensor %zu: info[%d] %.17g vs %.17g", what, ti, f,
+    EXPECT(rel_close(gi[f], ri[f], 1e-6) || std::fabs(gi[f] - ri[f]) < 1e-30, "%s tensor %zu: info[%d] %.17g vs %.17g", what, ti, f,
            gi[f], ri[f]);
 }
 
