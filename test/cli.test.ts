@@ -211,6 +211,31 @@ describe('adamp bench (tiny parameter set)', () => {
     }
   });
 
+  test('native rows carry their floor stepped alternately with them, and the interleaved ratio is reported', () => {
+    const info = JSON.parse(adamp(['info', '--json']).stdout);
+    if (!info.backends.find((b: { name: string; available: boolean }) => b.name === 'native' && b.available)) {
+      // eslint-disable-next-line no-console
+      console.warn('skipped: the native addon is not built here (the interleaved floor is a native kernel)');
+      return;
+    }
+    const out = path.join(tmp, 'bench-native.json');
+    const r = adamp(['bench', '--shapes', shapes, '--set', 'tiny', '--steps', '3', '--warmup', '1', '--threads', '1', '--no-torch', '--backends', 'native', '--out', out]);
+    expect(r.status).toBe(0);
+    const doc = JSON.parse(fs.readFileSync(out, 'utf8'));
+    const native = doc.rows.filter((x: { impl: string }) => x.impl === 'native');
+    expect(native).toHaveLength(4);
+    for (const x of native) {
+      const f = x.interleavedFloor;
+      expect(f.algo).toBe(x.algo === 'adamp' ? 'adam' : 'sgd');
+      expect(f.timesMs).toHaveLength(3);
+      expect(f.ratio).toBeGreaterThan(0);
+      const ratios = x.timesMs.map((t: number, i: number) => t / f.timesMs[i]).sort((a: number, b: number) => a - b);
+      expect(f.ratio).toBeCloseTo(ratios[1], 9);
+      const q = doc.ratios.find((y: { what: string; mode: string }) => y.what === `native ${x.algo} / native one-pass ${f.algo}, interleaved` && y.mode === x.mode);
+      expect(q.ratio).toBe(f.ratio);
+    }
+  });
+
   (pythonHasTorch ? test : test.skip)('with PyTorch: runs the official algorithm in the same run and reports ratios', () => {
     const out = path.join(tmp, 'bench-torch.json');
     const r = adamp(['bench', '--shapes', shapes, '--set', 'tiny', '--steps', '1', '--warmup', '0', '--threads', '1', '--backends', 'js', '--out', out]);

@@ -63,6 +63,12 @@ export interface BenchRow {
   elementsPerSec: number;
   /** Share of eligible tensors per decision at the last timed step. */
   projection?: Record<string, number>;
+  /**
+   * Native rows: the one-pass floor of the same family (adam for adamp, sgd for sgdp) stepped
+   * alternately with this optimizer, step for step, so both see the same machine load.
+   * `ratio` is the median of the per-step ratios (this step / the floor step right after it).
+   */
+  interleavedFloor?: { algo: string; medianMs: number; timesMs: number[]; ratio: number };
 }
 
 export interface BenchRatio {
@@ -143,6 +149,24 @@ function decisionShares(info: readonly { projection: string }[], params: readonl
   });
   for (const k of Object.keys(counts)) counts[k] = eligible ? counts[k] / eligible : 0;
   return counts;
+}
+
+/** Times two steps alternately (a, then b, per round); the per-round ratios a/b share the same load. */
+async function timePaired(steps: number, warmup: number, a: () => void, b: () => void): Promise<{ a: number[]; b: number[]; ratios: number[] }> {
+  for (let i = 0; i < warmup; i++) { a(); b(); }
+  const out = { a: [] as number[], b: [] as number[], ratios: [] as number[] };
+  for (let i = 0; i < steps; i++) {
+    const t0 = nowMs();
+    a();
+    const t1 = nowMs();
+    b();
+    const t2 = nowMs();
+    out.a.push(t1 - t0);
+    out.b.push(t2 - t1);
+    out.ratios.push((t1 - t0) / (t2 - t1));
+    await new Promise((r) => setImmediate(r));
+  }
+  return out;
 }
 
 async function timeLoop(steps: number, warmup: number, step: () => void): Promise<number[]> {
@@ -260,6 +284,8 @@ export async function runCpuBench(o: CpuBenchOptions = {}): Promise<CpuBenchResu
       for (const r of doc.results as BenchRow[]) rows.push(r);
     }
 
+    // The floor's own params for the interleaved runs (its steps never touch the optimizer's).
+    let floorParams: Param[] | null = null;
     for (const mode of ['fire', 'random'] as const) {
       const params = makeBenchParams(shapes, mode, 0);
       // Every case starts from the same weights (the steps move them a little, and decisions near
@@ -272,17 +298,31 @@ export async function runCpuBench(o: CpuBenchOptions = {}): Promise<CpuBenchResu
             const opt = algo === 'adamp'
               ? new AdamP(params, { lr: BENCH_HP.lrAdam, weightDecay: BENCH_HP.weightDecay }, { backend, threads: backend === 'js' ? undefined : threads })
               : new SGDP(params, { lr: BENCH_HP.lrSgd, momentum: BENCH_HP.momentum, weightDecay: BENCH_HP.weightDecay }, { backend, threads: backend === 'js' ? undefined : threads });
+            const floorAlgo = algo === 'adamp' ? 'adam' : 'sgd';
+            const floorRun = backend === 'native' && floor
+              ? floor.prepare(floorAlgo, floorParams ??= makeBenchParams(shapes, 'random', 1), { lr: algo === 'adamp' ? BENCH_HP.lrAdam : BENCH_HP.lrSgd, momentum: BENCH_HP.momentum, threads })
+              : null;
             try {
-              const times = await timeLoop(steps, warmup, () => opt.step());
+              let times: number[];
+              let interleavedFloor: BenchRow['interleavedFloor'];
+              if (floorRun) {
+                const t = await timePaired(steps, warmup, () => opt.step(), floorRun.step);
+                times = t.a;
+                interleavedFloor = { algo: floorAlgo, medianMs: median(t.b), timesMs: t.b, ratio: median(t.ratios) };
+              } else {
+                times = await timeLoop(steps, warmup, () => opt.step());
+              }
               const med = median(times);
               const row: BenchRow = {
                 set, impl: backend, algo, mode, threads, numel, medianMs: med, timesMs: times,
                 elementsPerSec: numel / (med / 1e3), projection: decisionShares(opt.lastStepInfo, params),
+                ...(interleavedFloor ? { interleavedFloor } : {}),
               };
               rows.push(row);
               note(`${backend.padEnd(6)} ${set} ${algo.padEnd(5)} ${mode.padEnd(6)} threads=${threads}: ${med.toFixed(1).padStart(8)} ms/step`);
             } finally {
               opt.dispose();
+              floorRun?.dispose();
             }
           }
         }
@@ -364,6 +404,13 @@ export function computeRatios(rows: BenchRow[], sets: string[], threads: number[
           find(rows, { set, impl: 'native', algo: 'adamp', mode, threads: t }), find(rows, { set, impl: 'native-floor', algo: 'adam', threads: t }));
         add(set, 'native sgdp / native one-pass sgd', t, mode,
           find(rows, { set, impl: 'native', algo: 'sgdp', mode, threads: t }), find(rows, { set, impl: 'native-floor', algo: 'sgd', threads: t }));
+        // The same two, stepped alternately (median of per-step ratios): the figure to quote.
+        for (const algo of ['adamp', 'sgdp']) {
+          const r = find(rows, { set, impl: 'native', algo, mode, threads: t });
+          if (!r?.interleavedFloor) continue;
+          out.push({ set, what: `native ${algo} / native one-pass ${r.interleavedFloor.algo}, interleaved`, threads: t, mode, ratio: r.interleavedFloor.ratio,
+            numerator: `native ${algo}`, denominator: `native-floor ${r.interleavedFloor.algo} (interleaved)` });
+        }
       }
     }
   }
