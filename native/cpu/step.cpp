@@ -20,8 +20,8 @@
 // row's norms are kept and folded in the same order as pass 2 folds them, so p, the moments and
 // the info record are bit-identical to the two-pass path (set_speculation(Speculation::Off)).
 // Measured on the 2-core bench machine it pays at 2 threads (the apply's arithmetic runs under
-// pass 1's memory stalls instead of after them) and is neutral at 1 thread, where the step is
-// bound by arithmetic, mostly the fixed-order double reductions. SGDP does not use it: its pass
+// pass 1's memory stalls instead of after them) and was neutral at 1 thread while the reductions
+// were in double (measured before the blocked float sums of simd.h). SGDP does not use it: its pass
 // 2 is cheap and served from the last-level cache, and the extra store of the old p (plus the
 // unprojected buffer without Nesterov) made it no faster at 2 threads and slower at 1.
 #include "step.h"
