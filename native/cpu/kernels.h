@@ -78,14 +78,6 @@ static ChannelSums row_sums_double(const float* p, const float* g, int64_t n, co
   return out;
 }
 
-static ChannelSums sums_of(const BSum& gp, const BSum& gg, const BSum& pp, const BSum& pu) {
-  ChannelSums out;
-  out.gp = gp.sum();
-  out.gg = gg.sum();
-  out.pp = pp.sum();
-  out.pu = pu.sum();
-  return out;
-}
 
 /**
  * Whether the blocked float sums of a row cannot be trusted: a product or a block overflowed
@@ -99,13 +91,35 @@ static inline bool row_sums_need_double(const ChannelSums& c) {
            c.pp <= 1e300);
 }
 
+/** Pass 1's four row sums in BSum blocks; finish() redoes them in double where float falls short. */
+struct RowSums {
+  BSum gp, gg, pp, pu;
+  void add(Vec g, Vec p, Vec u) {
+    gp.prod(g, p);
+    gg.prod(g, g);
+    pp.prod(p, p);
+    pu.prod(p, u);
+  }
+  void fold() { gp.fold(), gg.fold(), pp.fold(), pu.fold(); }
+  /** The sums; upd(io, i, r) recomputes the update from what pass 1 stored (see row_sums_double). */
+  template <class Upd>
+  ChannelSums finish(const float* p, const float* g, int64_t n, const Upd& upd) const {
+    ChannelSums out;
+    out.gp = gp.sum();
+    out.gg = gg.sum();
+    out.pp = pp.sum();
+    out.pu = pu.sum();
+    return row_sums_need_double(out) ? row_sums_double(p, g, n, upd) : out;
+  }
+};
+
 // Pass 1. When `uo` is not null the update u is also stored there, so pass 2 need not recompute
 // it (no sqrt, no divisions: the floor's arithmetic is the bottleneck on a CPU).
 template <bool Nesterov, bool StoreU>
 static ChannelSums adamp_pass1_row_t(const float* p, const float* g, float* m, float* v, int64_t n,
                                      const AdamPScalarsF& s_ref, float* uo) {
   const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  BSum agp, agg, app, apu;
+  RowSums acc;
   for_lanes_folded(
       n,
       [&](auto io, int64_t i, int r) {
@@ -117,15 +131,10 @@ static ChannelSums adamp_pass1_row_t(const float* p, const float* g, float* m, f
         IO::st(v + i, vv, r);
         const Vec u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);  // tail: 0/0 when eps == 0
         if (StoreU) IO::st(uo + i, u, r);
-        agp.prod(gv, pv);
-        agg.prod(gv, gv);
-        app.prod(pv, pv);
-        apu.prod(pv, u);
+        acc.add(gv, pv, u);
       },
-      [&](int64_t, int64_t) { agp.fold(), agg.fold(), app.fold(), apu.fold(); });
-  const ChannelSums out = sums_of(agp, agg, app, apu);
-  if (!row_sums_need_double(out)) return out;
-  return row_sums_double(p, g, n, [&](auto io, int64_t i, int r) {
+      [&](int64_t, int64_t) { acc.fold(); });
+  return acc.finish(p, g, n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
     const Vec gv = Nesterov ? IO::ld(g + i, r) : Vec(0.0f);
     return IO::keep(adamp_update<Nesterov>(IO::ld(m + i, r), IO::ld(v + i, r), gv, s), r);
@@ -308,7 +317,7 @@ static Norms adamp_one_pass(float* p, const float* g, float* m, float* v, int64_
 template <bool Nesterov>
 static ChannelSums sgdp_pass1_row_t(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s_ref) {
   const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  BSum agp, agg, app, apu;
+  RowSums acc;
   for_lanes_folded(
       n,
       [&](auto io, int64_t i, int r) {
@@ -316,16 +325,10 @@ static ChannelSums sgdp_pass1_row_t(const float* p, const float* g, float* buf, 
         const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
         const Vec bv = sgdp_buffer(IO::ld(buf + i, r), gv, s);
         IO::st(buf + i, bv, r);
-        const Vec d = sgdp_update<Nesterov>(bv, gv, s);
-        agp.prod(gv, pv);
-        agg.prod(gv, gv);
-        app.prod(pv, pv);
-        apu.prod(pv, d);
+        acc.add(gv, pv, sgdp_update<Nesterov>(bv, gv, s));
       },
-      [&](int64_t, int64_t) { agp.fold(), agg.fold(), app.fold(), apu.fold(); });
-  const ChannelSums out = sums_of(agp, agg, app, apu);
-  if (!row_sums_need_double(out)) return out;
-  return row_sums_double(p, g, n, [&](auto io, int64_t i, int r) {
+      [&](int64_t, int64_t) { acc.fold(); });
+  return acc.finish(p, g, n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
     return sgdp_update<Nesterov>(IO::ld(buf + i, r), Nesterov ? IO::ld(g + i, r) : Vec(0.0f), s);
   });
