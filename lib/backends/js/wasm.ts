@@ -203,7 +203,7 @@ export function adampTensorWasm(k: WasmKernel, plan: WasmPlan, s: Slot, hp: Adam
   const { channels, inner } = s;
   x.set_shape(inner, channels);
   zeroSums(k, channels);
-  const whole = n <= plan.whole, multi = n > CH;
+  const whole = n <= plan.whole;
   const us = whole ? U : spill(n);
   for (let i0 = 0; i0 < n; i0 += CH) {
     const len = Math.min(CH, n - i0), i1 = i0 + len;
@@ -220,6 +220,20 @@ export function adampTensorWasm(k: WasmKernel, plan: WasmPlan, s: Slot, hp: Adam
   }
   const ratio = decide(k.sums, channels, n, hp.delta, hp.wdRatio, hp.eps, info, o);
   x.set_apply(decay ? f(1 - hp.lr * hp.weightDecay * ratio) : 1, negStep);
+  applySweep(k, plan, s, us, whole, null, info, o);
+}
+
+/**
+ * Pass 2 of an eligible tensor, after decide() and set_apply(): p (and, when `buffer` is given,
+ * the projected update written back into it: SGDP without Nesterov) from u, which is in the u area
+ * when the tensor is whole, else in `us`. Writes the info record's norms.
+ */
+function applySweep(k: WasmKernel, plan: WasmPlan, s: Slot, us: Float32Array, whole: boolean, buffer: Float32Array | null,
+  info: Float64Array, o: number): void {
+  const { x, P, U, misc, pPtr, uPtr } = k;
+  const CH = plan.chunk;
+  const { p, channels, inner } = s;
+  const n = p.length, multi = n > CH;
   const projected = isProjected(info, o);
   misc[0] = misc[1] = 0;
   for (let i0 = 0; i0 < n; i0 += CH) {
@@ -228,8 +242,10 @@ export function adampTensorWasm(k: WasmKernel, plan: WasmPlan, s: Slot, hp: Adam
     if (multi) P.set(p.subarray(i0, i1));
     if (!whole) U.set(us.subarray(i0, i1));
     const [c, r] = rowAt(i0, inner, channels);
-    x.apply(len, c, r, projected, 0, pPtr, uPtr + 4 * w);
+    x.apply(len, c, r, projected, buffer ? 1 : 0, pPtr, uPtr + 4 * w);
     p.set(P.subarray(0, len), i0);
+    // the buffer: updated in pass 1 (copied out here when whole), projected in pass 2
+    if (buffer && (whole || projected)) buffer.set(U.subarray(w, w + len), i0);
   }
   info[o + Info.normSqAfter] = misc[0];
   info[o + Info.deltaSq] = misc[1];
@@ -270,7 +286,7 @@ export function sgdpTensorWasm(k: WasmKernel, plan: WasmPlan, s: Slot, hp: SGDPS
   const { channels, inner } = s;
   x.set_shape(inner, channels);
   zeroSums(k, channels);
-  const whole = n <= plan.whole, multi = n > CH;
+  const whole = n <= plan.whole;
   // the array u is kept in between the sweeps when the tensor is not whole: the buffer itself, or a scratch array
   const us = whole ? U : nesterov ? spill(n) : m;
   for (let i0 = 0; i0 < n; i0 += CH) {
@@ -291,22 +307,7 @@ export function sgdpTensorWasm(k: WasmKernel, plan: WasmPlan, s: Slot, hp: SGDPS
   }
   const ratio = decide(k.sums, channels, n, hp.delta, hp.wdRatio, hp.eps, info, o);
   x.set_apply(decay ? f(1 - (hp.lr * hp.weightDecay * ratio) / (1 - hp.momentum)) : 1, negLr);
-  const projected = isProjected(info, o);
-  const writeBack = nesterov ? 0 : 1;
-  misc[0] = misc[1] = 0;
-  for (let i0 = 0; i0 < n; i0 += CH) {
-    const len = Math.min(CH, n - i0), i1 = i0 + len;
-    const w = whole ? i0 : 0;
-    if (multi) P.set(p.subarray(i0, i1));
-    if (!whole) U.set(us.subarray(i0, i1));
-    const [c, r] = rowAt(i0, inner, channels);
-    x.apply(len, c, r, projected, writeBack, pPtr, uPtr + 4 * w);
-    p.set(P.subarray(0, len), i0);
-    // the buffer: updated in pass 1 (copied out here when whole), projected in pass 2
-    if (writeBack && (whole || projected)) m.set(U.subarray(w, w + len), i0);
-  }
-  info[o + Info.normSqAfter] = misc[0];
-  info[o + Info.deltaSq] = misc[1];
+  applySweep(k, plan, s, us, whole, nesterov ? null : m, info, o);
 }
 
 export function writeNotEligible(info: Float64Array, o: number, before: number, after: number, delta: number): void {
