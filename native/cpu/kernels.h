@@ -78,7 +78,6 @@ static ChannelSums row_sums_double(const float* p, const float* g, int64_t n, co
   return out;
 }
 
-
 /**
  * Whether the blocked float sums of a row cannot be trusted: a product or a block overflowed
  * float (the double sums, and the js backend, stay finite up to ||x|| ~ 1e154), or ||g|| or ||p||

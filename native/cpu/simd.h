@@ -266,7 +266,7 @@ struct NormSums {
     if (with_before) before.prod(p0, p0);
     after.prod(p1, p1);
     const Vec t = f_sub(p1, p0);
-    delta.f = f_fma(t, t, delta.f);
+    delta.prod(t, t);
   }
   /** Ends a block of len values: p1 = the new values (stored), p0 = the old ones. */
   void fold(const float* p1, const float* p0, int64_t len, bool with_before) {
