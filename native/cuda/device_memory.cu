@@ -213,14 +213,24 @@ int adamp_cuda_copy_strided(int device, float* dst, const int64_t* dst_strides, 
   return (int)cudaGetLastError();
 }
 
+/**
+ * The common start of a copy or fill of a view: checks the shape, then (when there is anything to
+ * do) the pointers, and selects the device. Returns an error code, or 0 with n = the element count
+ * (0: nothing to do).
+ */
+static int begin_view_op(int device, const int64_t* shape, int ndim, bool ptrs_ok, int64_t* n) {
+  if (!valid_shape(shape, ndim)) return ADAMP_CUDA_E_INVALID;
+  *n = numel_of(shape, ndim);
+  if (*n == 0) return 0;
+  if (!ptrs_ok) return ADAMP_CUDA_E_INVALID;
+  return cudaSetDevice(device);
+}
+
 int adamp_cuda_copy_to_device(int device, float* dst, const int64_t* shape, const int64_t* strides, int ndim,
                               const float* host, void* stream) {
-  if (!valid_shape(shape, ndim)) return ADAMP_CUDA_E_INVALID;
-  const int64_t n = numel_of(shape, ndim);
-  if (n == 0) return 0;
-  if (!dst || !host) return ADAMP_CUDA_E_INVALID;
-  int rc = cudaSetDevice(device);
-  if (rc) return rc;
+  int64_t n = 0;
+  int rc = begin_view_op(device, shape, ndim, dst && host, &n);
+  if (rc || n == 0) return rc;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const size_t bytes = (size_t)n * sizeof(float);
   if (contiguous(shape, strides, ndim)) {
@@ -237,12 +247,9 @@ int adamp_cuda_copy_to_device(int device, float* dst, const int64_t* shape, cons
 }
 
 int adamp_cuda_zero(int device, float* dst, const int64_t* shape, const int64_t* strides, int ndim, void* stream) {
-  if (!valid_shape(shape, ndim)) return ADAMP_CUDA_E_INVALID;
-  const int64_t n = numel_of(shape, ndim);
-  if (n == 0) return 0;
-  if (!dst) return ADAMP_CUDA_E_INVALID;
-  int rc = cudaSetDevice(device);
-  if (rc) return rc;
+  int64_t n = 0;
+  int rc = begin_view_op(device, shape, ndim, dst != nullptr, &n);
+  if (rc || n == 0) return rc;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (contiguous(shape, strides, ndim)) {
     rc = cudaMemsetAsync(dst, 0, (size_t)n * sizeof(float), s);
@@ -258,12 +265,9 @@ int adamp_cuda_zero(int device, float* dst, const int64_t* shape, const int64_t*
 
 int adamp_cuda_copy_to_host(int device, float* host, const float* src, const int64_t* shape, const int64_t* strides,
                             int ndim, void* stream) {
-  if (!valid_shape(shape, ndim)) return ADAMP_CUDA_E_INVALID;
-  const int64_t n = numel_of(shape, ndim);
-  if (n == 0) return 0;
-  if (!src || !host) return ADAMP_CUDA_E_INVALID;
-  int rc = cudaSetDevice(device);
-  if (rc) return rc;
+  int64_t n = 0;
+  int rc = begin_view_op(device, shape, ndim, src && host, &n);
+  if (rc || n == 0) return rc;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const size_t bytes = (size_t)n * sizeof(float);
   if (contiguous(shape, strides, ndim)) {
