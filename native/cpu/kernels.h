@@ -83,17 +83,22 @@ static ChannelSums row_sums_double(const float* p, const float* g, int64_t n, co
  * float (the double sums, and the js backend, stay finite up to ||x|| ~ 1e154), or ||g|| or ||p||
  * is so small (below 1e-10) that products may have lost bits as float subnormals. NaN/inf
  * inputs also land here; the double redo gives them their usual NaN/inf.
+ * A gradient row that is exactly zero (every element +0 or -0: `g_zero`) is exact in float, its
+ * g.p and g.g are 0 either way, so only p's range decides. Rows of an embedding's gradient are
+ * mostly zero, and would otherwise be summed twice every step.
  */
-static inline bool row_sums_need_double(const ChannelSums& c) {
+static inline bool row_sums_need_double(const ChannelSums& c, bool g_zero) {
   const double kMinSq = 1e-20;
-  return !(std::isfinite(c.gp) && std::isfinite(c.pu) && c.gg >= kMinSq && c.gg <= 1e300 && c.pp >= kMinSq &&
-           c.pp <= 1e300);
+  const bool g_ok = g_zero || (c.gg >= kMinSq && c.gg <= 1e300);
+  return !(std::isfinite(c.gp) && std::isfinite(c.pu) && g_ok && c.pp >= kMinSq && c.pp <= 1e300);
 }
 
 /** Pass 1's four row sums in BSum blocks; finish() redoes them in double where float falls short. */
 struct RowSums {
   BSum gp, gg, pp, pu;
+  Vec gbits = Vec(0.0f);  // every g OR-ed: all zero iff the gradient row is
   void add(Vec g, Vec p, Vec u) {
+    gbits = or_bits(gbits, g);
     gp.prod(g, p);
     gg.prod(g, g);
     pp.prod(p, p);
@@ -108,7 +113,7 @@ struct RowSums {
     out.gg = gg.sum();
     out.pp = pp.sum();
     out.pu = pu.sum();
-    return row_sums_need_double(out) ? row_sums_double(p, g, n, upd) : out;
+    return row_sums_need_double(out, all_zero(gbits)) ? row_sums_double(p, g, n, upd) : out;
   }
 };
 

@@ -1,5 +1,6 @@
 // The portable kernel table: eight float lanes as plain arrays (any x86-64 or other CPU).
 #include <math.h>
+#include <string.h>
 
 #include "kernel_table.h"
 

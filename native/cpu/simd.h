@@ -65,6 +65,13 @@ static inline bool all_finite(Vec f) {
   const __m256 z = _mm256_sub_ps(f.x, f.x);  // 0, or NaN for inf/NaN lanes
   return _mm256_movemask_ps(_mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_EQ_OQ)) == 0xFF;
 }
+/** The lanes' bit patterns OR-ed (to find out whether any of many values is nonzero). */
+static inline Vec or_bits(Vec a, Vec b) { return Vec(_mm256_or_ps(a.x, b.x)); }
+/** Whether every lane is +0 or -0. */
+static inline bool all_zero(Vec f) {
+  const __m256i mag = _mm256_and_si256(_mm256_castps_si256(f.x), _mm256_set1_epi32(0x7fffffff));
+  return _mm256_testz_si256(mag, mag) != 0;
+}
 /** acc lane k += x (k in [0, 8)). */
 static inline void acc_add_lane(DAcc& acc, int k, double x) {
   alignas(32) double l[8];
@@ -188,6 +195,25 @@ static inline void acc_add(DAcc& acc, Vec f) {
 static inline bool all_finite(Vec f) {
   for (int k = 0; k < 8; ++k)
     if (!(f.x[k] - f.x[k] == 0.0f)) return false;
+  return true;
+}
+static inline Vec or_bits(Vec a, Vec b) {
+  Vec r;
+  for (int k = 0; k < 8; ++k) {
+    uint32_t x, y;
+    memcpy(&x, &a.x[k], 4);
+    memcpy(&y, &b.x[k], 4);
+    x |= y;
+    memcpy(&r.x[k], &x, 4);
+  }
+  return r;
+}
+static inline bool all_zero(Vec f) {
+  for (int k = 0; k < 8; ++k) {
+    uint32_t x;
+    memcpy(&x, &f.x[k], 4);
+    if ((x & 0x7fffffffu) != 0) return false;
+  }
   return true;
 }
 static inline void acc_add_lane(DAcc& acc, int k, double x) { acc.l[k] = acc.l[k] + x; }

@@ -248,7 +248,10 @@ static void test_float_range_fallbacks() {
   const struct {
     const char* name;
     double pscale, gscale;
-  } cases[] = {{"huge weights", 0x1p66, 1.0}, {"huge grads", 1.0, 0x1p66}, {"tiny grads", 1.0, 0x1p-40}, {"tiny weights", 0x1p-70, 1.0}};
+    bool zero_rows;  // rows c % 4 == 0 get a zero gradient (+0 and -0), rows c % 4 == 1 p * 2^-81
+  } cases[] = {{"huge weights", 0x1p66, 1.0, false}, {"huge grads", 1.0, 0x1p66, false},
+               {"tiny grads", 1.0, 0x1p-40, false},  {"tiny weights", 0x1p-70, 1.0, false},
+               {"zero-gradient rows", 1.0, 1.0, true}};
   int k = 0;
   for (const auto& c : cases) {
     for (const Geo& geo : geos) {
@@ -258,6 +261,15 @@ static void test_float_range_fallbacks() {
           Tensor a = make_tensor(r, geo.outer, geo.channels, geo.inner, geo.eligible, kind);
           for (float& x : a.p) x = (float)(x * c.pscale);
           for (float& x : a.g) x = (float)(x * c.gscale);
+          if (c.zero_rows) {
+            // An exactly zero row may skip the double redo; a row whose squares underflow float
+            // must not: parallel to p, its double |cos| is 1, the float sums' would be about 0.
+            for (size_t i = 0; i < a.g.size(); ++i) {
+              const int64_t ch = (int64_t)(i / (size_t)geo.inner) % geo.channels;
+              if (ch % 4 == 0) a.g[i] = (i % 3 == 0) ? -0.0f : 0.0f;
+              if (ch % 4 == 1) a.g[i] = (float)(a.p[i] * 0x1p-81);
+            }
+          }
           Tensor b = a, e = a;
           double ia[kInfoStride], ib[kInfoStride], ie[kInfoStride];
           bool ok = true;
