@@ -1,0 +1,217 @@
+// The CPU core against its floors, step for step in one process: a kernel developer's benchmark.
+//
+// `adamp bench` (lib/bench/cpu.ts) is the product's benchmark: every backend, the official code,
+// both parameter sets. This one links the core directly (no N-API, no JS heap) and alternates
+// AdamP, one-pass Adam, SGDP and one-pass SGD each step, each on its own copy of the state, so the
+// ratios it prints compare kernels under the same machine noise. scripts/bench-kernels.sh builds it
+// and compares two builds of the core (A/B) round by round.
+//
+//   bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes 50257x768,...] [--threads N]
+//                     [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]
+//
+// --zero-rows F gives a fraction F of every eligible tensor's rows an exactly zero gradient (the
+// rows of an embedding the batch did not use). Prints one JSON object: median ms/step per
+// algorithm and the median of the per-step ratios AdamP/Adam and SGDP/SGD.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "adamp/math.h"
+#include "cuda/mini_json.h"
+#include "step.h"
+
+using namespace adamp;
+
+namespace {
+
+struct Options {
+  std::string set = "resnet50";
+  std::string shapes;  // overrides set: "50257x768,1024x768"
+  std::string shapes_file = ADAMP_BENCH_SHAPES_FILE;
+  int threads = 1;
+  bool fire = true;
+  double zero_rows = 0.0;
+  int steps = 15;
+};
+
+[[noreturn]] void usage(const char* why) {
+  fprintf(stderr, "bench_cpu_kernels: %s\n", why);
+  fprintf(stderr,
+          "usage: bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes AxB,...] [--threads N]\n"
+          "                         [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]\n");
+  exit(2);
+}
+
+Options parse_args(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) usage(("missing value after " + a).c_str());
+    const char* v = argv[++i];
+    if (a == "--set") o.set = v;
+    else if (a == "--shapes") o.shapes = v;
+    else if (a == "--shapes-file") o.shapes_file = v;
+    else if (a == "--threads") o.threads = atoi(v);
+    else if (a == "--grads") {
+      if (strcmp(v, "fire") != 0 && strcmp(v, "random") != 0) usage("--grads must be fire or random");
+      o.fire = strcmp(v, "fire") == 0;
+    } else if (a == "--zero-rows") o.zero_rows = atof(v);
+    else if (a == "--steps") o.steps = atoi(v);
+    else usage(("unknown option " + a).c_str());
+  }
+  if (o.threads < 1 || o.steps < 1 || !(o.zero_rows >= 0.0 && o.zero_rows <= 1.0)) usage("bad --threads, --steps or --zero-rows");
+  return o;
+}
+
+std::vector<std::vector<int64_t>> load_shapes(const Options& o) {
+  std::vector<std::vector<int64_t>> out;
+  if (!o.shapes.empty()) {
+    std::stringstream ss(o.shapes);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      std::vector<int64_t> shape;
+      std::stringstream ds(item);
+      std::string d;
+      while (std::getline(ds, d, 'x')) shape.push_back(atoll(d.c_str()));
+      if (shape.empty() || *std::min_element(shape.begin(), shape.end()) < 1) usage("bad --shapes");
+      out.push_back(shape);
+    }
+    return out;
+  }
+  std::ifstream f(o.shapes_file);
+  if (!f) usage(("cannot read " + o.shapes_file).c_str());
+  std::stringstream buf;
+  buf << f.rdbuf();
+  const mini_json::Value doc = mini_json::parse(buf.str());
+  const mini_json::Value& set = doc[o.set];
+  if (set.is_null()) usage(("no set " + o.set + " in " + o.shapes_file).c_str());
+  for (const mini_json::Value& s : set["shapes"].arr) {
+    std::vector<int64_t> shape;
+    for (const mini_json::Value& d : s.arr) shape.push_back((int64_t)d.number());
+    out.push_back(shape);
+  }
+  return out;
+}
+
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> p, g;
+  int64_t numel = 1;
+};
+
+/** Weights ~ N(0, 0.05); gradients N(0, 0.01), orthogonal to every row with --grads fire. */
+std::vector<Tensor> make_tensors(const Options& o) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  std::vector<Tensor> ts;
+  for (const auto& shape : load_shapes(o)) {
+    Tensor t;
+    t.shape = shape;
+    for (int64_t d : shape) t.numel *= d;
+    t.p.resize((size_t)t.numel);
+    t.g.resize((size_t)t.numel);
+    for (float& x : t.p) x = nd(rng) * 0.05f;
+    for (float& x : t.g) x = nd(rng) * 0.01f;
+    const int64_t rows = shape[0], inner = t.numel / rows;
+    if (shape.size() > 1) {
+      for (int64_t c = 0; c < rows; ++c) {
+        float* g = t.g.data() + c * inner;
+        const float* p = t.p.data() + c * inner;
+        if (o.zero_rows > 0 && (double)((uint64_t)c * 2654435761u % 1000) < o.zero_rows * 1000) {
+          std::fill(g, g + inner, 0.0f);
+          continue;
+        }
+        if (!o.fire) continue;
+        double gp = 0, pp = 0;
+        for (int64_t i = 0; i < inner; ++i) gp += (double)g[i] * p[i], pp += (double)p[i] * p[i];
+        for (int64_t i = 0; i < inner; ++i) g[i] -= (float)(gp / pp) * p[i];
+      }
+    }
+    ts.push_back(std::move(t));
+  }
+  return ts;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? NAN : v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse_args(argc, argv);
+  const std::vector<Tensor> ts = make_tensors(o);
+  int64_t total = 0;
+  for (const Tensor& t : ts) total += t.numel;
+
+  // Each algorithm steps its own p and state; g is shared (read-only).
+  const char* names[4] = {"adamp", "adam", "sgdp", "sgd"};
+  std::vector<std::vector<float>> store;
+  store.reserve(ts.size() * 12);
+  std::vector<cpu::TensorSlot> slots[4];
+  for (int k = 0; k < 4; ++k) {
+    for (const Tensor& t : ts) {
+      cpu::TensorSlot s;
+      store.push_back(t.p);
+      s.p = store.back().data();
+      store.emplace_back((size_t)t.numel, 0.0f);
+      s.m = store.back().data();
+      store.emplace_back((size_t)t.numel, 0.0f);
+      s.v = store.back().data();
+      s.g = t.g.data();
+      s.numel = t.numel;
+      s.outer = 1;
+      s.channels = t.shape[0];
+      s.inner = t.numel / t.shape[0];
+      s.eligible = t.shape.size() > 1;
+      s.step = 0;
+      slots[k].push_back(s);
+    }
+  }
+  std::vector<double> info(ts.size() * kInfoStride);
+  const cpu::AdamPHyper ah = {1e-6, 0.9, 0.999, 1e-8, 0.0, 0.1, 0.1, false};
+  const cpu::SGDPHyper sh = {1e-6, 0.9, 0.0, 0.0, 1e-8, 0.1, 0.1, false};
+  const cpu::AdamHyper fh = {1e-6, 0.9, 0.999, 1e-8, 0.0};
+  const cpu::SGDHyper gh = {1e-6, 0.9, 0.0, 0.0, false};
+
+  const int warmup = 2;
+  std::vector<double> ms[4], ratio_adam, ratio_sgd;
+  int projected = 0;
+  for (int r = 0; r < o.steps + warmup; ++r) {
+    double t[4];
+    for (int k = 0; k < 4; ++k) {
+      for (cpu::TensorSlot& s : slots[k]) s.step = r + 1;
+      const auto t0 = std::chrono::steady_clock::now();
+      if (k == 0) cpu::adamp_step(slots[k].data(), slots[k].size(), ah, info.data(), o.threads);
+      if (k == 1) cpu::adam_step(slots[k].data(), slots[k].size(), fh, o.threads);
+      if (k == 2) cpu::sgdp_step(slots[k].data(), slots[k].size(), sh, info.data(), o.threads);
+      if (k == 3) cpu::sgd_step(slots[k].data(), slots[k].size(), gh, o.threads);
+      t[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (k == 2) {
+        projected = 0;
+        for (size_t i = 0; i < ts.size(); ++i) projected += is_projected((int)info[i * kInfoStride + kInfoDecision]);
+      }
+    }
+    if (r < warmup) continue;
+    for (int k = 0; k < 4; ++k) ms[k].push_back(t[k]);
+    ratio_adam.push_back(t[0] / t[1]);
+    ratio_sgd.push_back(t[2] / t[3]);
+  }
+  printf("{\"set\":\"%s\",\"tensors\":%zu,\"numel\":%lld,\"threads\":%d,\"grads\":\"%s\",\"zeroRows\":%g,\"steps\":%d,"
+         "\"simd\":\"%s\",\"projectedSgdp\":%d",
+         o.shapes.empty() ? o.set.c_str() : "custom", ts.size(), (long long)total, o.threads, o.fire ? "fire" : "random",
+         o.zero_rows, o.steps, cpu::simd_name(cpu::simd()), projected);
+  for (int k = 0; k < 4; ++k) printf(",\"%sMs\":%.3f", names[k], median(ms[k]));
+  printf(",\"adampOverAdam\":%.4f,\"sgdpOverSgd\":%.4f}\n", median(ratio_adam), median(ratio_sgd));
+  return 0;
+}

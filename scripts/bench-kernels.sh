@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# A/B of the CPU core's kernels: builds native/tests/bench_cpu_kernels.cpp against the core of
+# this working tree (A) and, with --base REV, against the core of another revision (B), then runs
+# them alternately for --rounds rounds and prints each round's JSON and the medians of the
+# per-step ratios (AdamP / one-pass Adam, SGDP / one-pass SGD).
+#
+#   bash scripts/bench-kernels.sh [--base REV] [--rounds N] [--out FILE] [-- bench args...]
+#   e.g. bash scripts/bench-kernels.sh --base HEAD~1 --rounds 5 -- --set resnet50 --threads 1 --grads fire
+#
+# Ratios from one machine and one run only: compare A with B, not with other days.
+# Builds with the flags of CMakeLists.txt (-O3 is CMake's Release default there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+base="" rounds=5 out=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --base) base=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "bench-kernels.sh: unknown option $1 (bench options go after --)" >&2; exit 2 ;;
+  esac
+done
+work=$(mktemp -d /tmp/adamp-bench-kernels.XXXXXX)
+trap 'git -C "$root" worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+# build SRC_ROOT OUT: the core of SRC_ROOT plus this tree's benchmark
+build() {
+  local src=$1 bin=$2 objs=()
+  local flags=(-O3 -DNDEBUG -std=c++17 -ffp-contract=off -fno-math-errno -I "$src/native/include" -I "$src/native/cpu")
+  local avx2=()
+  case "$(uname -m)" in x86_64|amd64|i?86) avx2=(-DADAMP_HAVE_AVX2_TU=1) ;; esac
+  for f in step thread_pool kernels_portable; do
+    g++ "${flags[@]}" "${avx2[@]}" -c "$src/native/cpu/$f.cpp" -o "$bin.$f.o"
+    objs+=("$bin.$f.o")
+  done
+  if [[ ${#avx2[@]} -gt 0 ]]; then
+    g++ "${flags[@]}" "${avx2[@]}" -mavx2 -mfma -c "$src/native/cpu/kernels_avx2.cpp" -o "$bin.kernels_avx2.o"
+    objs+=("$bin.kernels_avx2.o")
+  fi
+  g++ "${flags[@]}" -I "$root/native/tests" -DADAMP_BENCH_SHAPES_FILE="\"$root/bench/shapes.json\"" \
+    "$root/native/tests/bench_cpu_kernels.cpp" "${objs[@]}" -lpthread -o "$bin"
+}
+
+build "$root" "$work/A"
+bins=(A)
+if [[ -n "$base" ]]; then
+  git worktree add --detach "$work/base" "$base" >/dev/null
+  build "$work/base" "$work/B"
+  bins+=(B)
+fi
+
+log="$work/rounds.jsonl"
+for ((r = 1; r <= rounds; r++)); do
+  for b in "${bins[@]}"; do
+    line=$("$work/$b" "$@")
+    echo "{\"build\":\"$b\",\"round\":$r,\"result\":$line}" | tee -a "$log"
+  done
+done
+
+summary=$(node -e '
+const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => JSON.parse(l));
+const med = (a) => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
+const out = {};
+for (const b of [...new Set(rows.map((r) => r.build))]) {
+  const rs = rows.filter((r) => r.build === b).map((r) => r.result);
+  out[b] = { adampOverAdam: med(rs.map((r) => r.adampOverAdam)), sgdpOverSgd: med(rs.map((r) => r.sgdpOverSgd)),
+             rounds: rs.length, perRound: rs.map((r) => [r.adampOverAdam, r.sgdpOverSgd]) };
+}
+console.log(JSON.stringify(out));
+' "$log")
+echo "medians of the per-round ratios (A = this tree${base:+, B = $base}): $summary"
+if [[ -n "$out" ]]; then
+  node -e '
+const fs = require("fs");
+const [log, summary, out, base, args] = process.argv.slice(1);
+fs.writeFileSync(out, JSON.stringify({ command: "bash scripts/bench-kernels.sh " + args, A: "working tree", B: base || null,
+  date: new Date().toISOString(), summary: JSON.parse(summary),
+  rounds: fs.readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l)) }, null, 1) + "\n");
+' "$log" "$summary" "$out" "$base" "${base:+--base $base }--rounds $rounds -- $*"
+  echo "written: $out"
+fi
