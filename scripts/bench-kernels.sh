@@ -4,20 +4,22 @@
 # them alternately for --rounds rounds and prints each round's JSON and the medians of the
 # per-step ratios (AdamP / one-pass Adam, SGDP / one-pass SGD).
 #
-#   bash scripts/bench-kernels.sh [--base REV] [--rounds N] [--out FILE] [-- bench args...]
+#   bash scripts/bench-kernels.sh [--base REV] [--rounds N] [--out FILE] [--flags-a "-DX ..."] [-- bench args...]
 #   e.g. bash scripts/bench-kernels.sh --base HEAD~1 --rounds 5 -- --set resnet50 --threads 1 --grads fire
 #
-# Ratios from one machine and one run only: compare A with B, not with other days.
+# --flags-a adds compiler flags to A's core (experiments behind #ifdef, e.g. the bounds patch of
+# bench/results/README.md). Ratios from one machine and one run only: compare A with B, not with other days.
 # Builds with the flags of CMakeLists.txt (-O3 is CMake's Release default there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-base="" rounds=5 out=""
+base="" rounds=5 out="" flags_a=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --base) base=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --flags-a) flags_a=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "bench-kernels.sh: unknown option $1 (bench options go after --)" >&2; exit 2 ;;
   esac
@@ -25,10 +27,11 @@ done
 work=$(mktemp -d /tmp/adamp-bench-kernels.XXXXXX)
 trap 'git -C "$root" worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
-# build SRC_ROOT OUT: the core of SRC_ROOT plus this tree's benchmark
+# build SRC_ROOT OUT [EXTRA_FLAGS]: the core of SRC_ROOT plus this tree's benchmark
 build() {
-  local src=$1 bin=$2 objs=()
-  local flags=(-O3 -DNDEBUG -std=c++17 -ffp-contract=off -fno-math-errno -I "$src/native/include" -I "$src/native/cpu")
+  local src=$1 bin=$2 objs=() extra=()
+  read -r -a extra <<<"${3:-}"
+  local flags=(-O3 -DNDEBUG -std=c++17 -ffp-contract=off -fno-math-errno -I "$src/native/include" -I "$src/native/cpu" "${extra[@]}")
   local avx2=()
   case "$(uname -m)" in x86_64|amd64|i?86) avx2=(-DADAMP_HAVE_AVX2_TU=1) ;; esac
   for f in step thread_pool kernels_portable; do
@@ -43,7 +46,7 @@ build() {
     "$root/native/tests/bench_cpu_kernels.cpp" "${objs[@]}" -lpthread -o "$bin"
 }
 
-build "$root" "$work/A"
+build "$root" "$work/A" "$flags_a"
 bins=(A)
 if [[ -n "$base" ]]; then
   git worktree add --detach "$work/base" "$base" >/dev/null
@@ -78,6 +81,6 @@ const [log, summary, out, base, args] = process.argv.slice(1);
 fs.writeFileSync(out, JSON.stringify({ command: "bash scripts/bench-kernels.sh " + args, A: "working tree", B: base || null,
   date: new Date().toISOString(), summary: JSON.parse(summary),
   rounds: fs.readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l)) }, null, 1) + "\n");
-' "$log" "$summary" "$out" "$base" "${base:+--base $base }--rounds $rounds -- $*"
+' "$log" "$summary" "$out" "$base" "${base:+--base $base }--rounds $rounds${flags_a:+ --flags-a \"$flags_a\"} -- $*"
   echo "written: $out"
 fi
