@@ -262,8 +262,8 @@ static void test_float_range_fallbacks() {
           for (float& x : a.p) x = (float)(x * c.pscale);
           for (float& x : a.g) x = (float)(x * c.gscale);
           if (c.zero_rows) {
-            // An exactly zero row may skip the double redo; a row whose squares underflow float
-            // must not: parallel to p, its double |cos| is 1, the float sums' would be about 0.
+            // An exactly zero row skips the double redo; a nonzero row whose squares underflow
+            // float (p * 2^-81) must still take it. Both must match the double reference.
             for (size_t i = 0; i < a.g.size(); ++i) {
               const int64_t ch = (int64_t)(i / (size_t)geo.inner) % geo.channels;
               if (ch % 4 == 0) a.g[i] = (i % 3 == 0) ? -0.0f : 0.0f;
