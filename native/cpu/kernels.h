@@ -3,11 +3,12 @@
 // share a symbol. Vector body and tail run the same code: the tail loads zero-padded lanes and
 // masks them out of every reduction and store, so FMA use cannot differ between them.
 //
-// Reduction order, fixed: within one call, element j goes to float lane j mod 8 of block
+// Reduction order, fixed: within one row, element j goes to float lane j mod 8 of block
 // j / kFoldElems, each block folded into double lanes (BSum and NormSums in simd.h: the decision's
-// row sums and the info record's norms), or, in the Lanes layout, straight to a per-channel
-// double; the lanes are summed by acc_sum's tree. Callers fix the order across calls. Rows whose
-// float sums overflow or are tiny are summed again in double (row_sums_need_double, NormSums).
+// row sums and the info record's norms); the lanes are summed by acc_sum's tree. In the Lanes
+// layout a channel's products go to a float partial per kLaneFoldRows rows, folded into the
+// channel's double (lanes_pass1). Callers fix the order across calls. Sums whose float partials
+// overflow or are tiny are summed again in double (row_sums_need_double, NormSums).
 #include "simd.h"
 
 // Full vectors use plain loads and stores; only the tail uses the masked ones (masked stores are
@@ -78,21 +79,6 @@ static ChannelSums row_sums_double(const float* p, const float* g, int64_t n, co
   return out;
 }
 
-/**
- * Whether the blocked float sums of a row cannot be trusted: a product or a block overflowed
- * float (the double sums, and the js backend, stay finite up to ||x|| ~ 1e154), or ||g|| or ||p||
- * is so small (below 1e-10) that products may have lost bits as float subnormals. NaN/inf
- * inputs also land here; the double redo gives them their usual NaN/inf.
- * A gradient row that is exactly zero (every element +0 or -0: `g_zero`) is exact in float, its
- * g.p and g.g are 0 either way, so only p's range decides. Rows of an embedding's gradient are
- * mostly zero, and would otherwise be summed twice every step.
- */
-static inline bool row_sums_need_double(const ChannelSums& c, bool g_zero) {
-  const double kMinSq = 1e-20;
-  const bool g_ok = g_zero || (c.gg >= kMinSq && c.gg <= 1e300);
-  return !(std::isfinite(c.gp) && std::isfinite(c.pu) && g_ok && c.pp >= kMinSq && c.pp <= 1e300);
-}
-
 /** Pass 1's four row sums in BSum blocks; finish() redoes them in double where float falls short. */
 struct RowSums {
   BSum gp, gg, pp, pu;
@@ -152,139 +138,236 @@ static ChannelSums adamp_pass1_row(const float* p, const float* g, float* m, flo
   return s.nesterov ? adamp_pass1_row_t<true, false>(p, g, m, v, n, s, uo) : adamp_pass1_row_t<false, false>(p, g, m, v, n, s, uo);
 }
 
+/** Rows per float block of the lanes layout's channel sums (16 products per float partial, like BSum). */
+constexpr int64_t kLaneFoldRows = 16;
+
+/**
+ * Pass 1 of one task of the channels-innermost layout (element a * stride + k is channel k).
+ * step(io, o, r, g, p, u) updates the state of the r elements at o and gives their g, p and u.
+ * Per channel, the products of kLaneFoldRows consecutive rows accumulate in a float partial
+ * (acc.fblk), folded into the task's double accumulators (acc.gp ...) after every block: RowSums'
+ * scheme and error bound, with the blocks along the rows. acc.gbits gets every g OR-ed per
+ * channel. The scheduler adds the tasks' sums in order and redoes in double the channels whose
+ * float sums cannot be trusted (lane_sums_double).
+ */
+template <class Step>
+static void lanes_pass1(const LaneRows& lr, const LaneSums& acc, const Step& step) {
+  const int64_t npad = (lr.n + 7) & ~int64_t(7);
+  float* const fgp = acc.fblk;
+  float* const fgg = fgp + npad;
+  float* const fpp = fgg + npad;
+  float* const fpu = fpp + npad;
+  for (int64_t i = 0; i < npad; ++i) acc.gbits[i] = 0.0f;
+  const Vec one(1.0f);
+  for (int64_t a0 = 0; a0 < lr.rows; a0 += kLaneFoldRows) {
+    const int64_t a1 = lr.rows - a0 < kLaneFoldRows ? lr.rows : a0 + kLaneFoldRows;
+    for (int64_t i = 0; i < 4 * npad; ++i) fgp[i] = 0.0f;
+    for (int64_t a = a0; a < a1; ++a) {
+      const int64_t off = a * lr.stride;
+      for_lanes(lr.n, [&](auto io, int64_t i, int r) {
+        Vec gv, pv, u;
+        step(io, off + i, r, gv, pv, u);
+        f_fma(gv, pv, Vec::load(fgp + i)).store(fgp + i);
+        f_fma(gv, gv, Vec::load(fgg + i)).store(fgg + i);
+        f_fma(pv, pv, Vec::load(fpp + i)).store(fpp + i);
+        f_fma(pv, u, Vec::load(fpu + i)).store(fpu + i);
+        or_bits(Vec::load(acc.gbits + i), gv).store(acc.gbits + i);
+      });
+    }
+    for (int64_t i = 0; i < npad; i += 8) {
+      add_prod_to(acc.gp + i, Vec::load(fgp + i), one);
+      add_prod_to(acc.gg + i, Vec::load(fgg + i), one);
+      add_prod_to(acc.pp + i, Vec::load(fpp + i), one);
+      add_prod_to(acc.pu + i, Vec::load(fpu + i), one);
+    }
+  }
+}
+
+/**
+ * The four sums of one channel of the channels-innermost layout in double, row by row (element
+ * a * stride of p and g; upd1(o) recomputes u of element o from what pass 1 stored): the exact
+ * fallback of lanes_pass1's float partials.
+ */
+template <class Upd1>
+static ChannelSums lane_sums_double(const float* p, const float* g, int64_t rows, int64_t stride, const Upd1& upd1) {
+  double sgp = 0.0, sgg = 0.0, spp = 0.0, spu = 0.0;
+  for (int64_t a = 0; a < rows; ++a) {
+    const int64_t o = a * stride;
+    const double gd = g[o], pd = p[o], ud = upd1(o);
+    sgp = sgp + gd * pd;
+    sgg = sgg + gd * gd;
+    spp = spp + pd * pd;
+    spu = spu + pd * ud;
+  }
+  ChannelSums c;
+  c.gp = sgp, c.gg = sgg, c.pp = spp, c.pu = spu;
+  return c;
+}
+
+/** Lane 0 of v (the scalar redo's one element). */
+static inline double lane0(Vec v) {
+  float x;
+  store_partial(&x, v, 1);
+  return (double)x;
+}
+
 template <bool Nesterov, bool StoreU>
-static void adamp_pass1_lanes_t(const float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s_ref,
+static void adamp_pass1_lanes_t(const float* p, const float* g, float* m, float* v, LaneRows lr, const AdamPScalarsF& s_ref,
                                 LaneSums acc, float* uo) {
   const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  for_lanes(n, [&](auto io, int64_t i, int r) {
+  lanes_pass1(lr, acc, [&](auto io, int64_t o, int r, Vec& gv, Vec& pv, Vec& u) {
     using IO = decltype(io);
-    const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
-    Vec mv = IO::ld(m + i, r), vv = IO::ld(v + i, r);
+    gv = IO::ld(g + o, r);
+    pv = IO::ld(p + o, r);
+    Vec mv = IO::ld(m + o, r), vv = IO::ld(v + o, r);
     adamp_moments(mv, vv, gv, s);
-    IO::st(m + i, mv, r);
-    IO::st(v + i, vv, r);
-    const Vec u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);
-    if (StoreU) IO::st(uo + i, u, r);
-    add_prod_to(acc.gp + i, gv, pv);
-    add_prod_to(acc.gg + i, gv, gv);
-    add_prod_to(acc.pp + i, pv, pv);
-    add_prod_to(acc.pu + i, pv, u);
+    IO::st(m + o, mv, r);
+    IO::st(v + o, vv, r);
+    u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);
+    if (StoreU) IO::st(uo + o, u, r);
   });
 }
 
-static void adamp_pass1_lanes(const float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s,
+template <bool Nesterov>
+static ChannelSums adamp_lane_sums_double_t(const float* p, const float* g, const float* m, const float* v, int64_t rows,
+                                            int64_t stride, const AdamPScalarsF& s) {
+  return lane_sums_double(p, g, rows, stride, [&](int64_t o) {
+    using IO = Io<false>;
+    const Vec gv = Nesterov ? IO::ld(g + o, 1) : Vec(0.0f);
+    return lane0(adamp_update<Nesterov>(IO::ld(m + o, 1), IO::ld(v + o, 1), gv, s));
+  });
+}
+
+static ChannelSums adamp_lane_sums_double(const float* p, const float* g, const float* m, const float* v, int64_t rows,
+                                          int64_t stride, const AdamPScalarsF& s) {
+  return s.nesterov ? adamp_lane_sums_double_t<true>(p, g, m, v, rows, stride, s)
+                    : adamp_lane_sums_double_t<false>(p, g, m, v, rows, stride, s);
+}
+
+static void adamp_pass1_lanes(const float* p, const float* g, float* m, float* v, LaneRows lr, const AdamPScalarsF& s,
                               LaneSums acc, float* uo) {
   if (uo != nullptr) {
     if (s.nesterov)
-      adamp_pass1_lanes_t<true, true>(p, g, m, v, n, s, acc, uo);
+      adamp_pass1_lanes_t<true, true>(p, g, m, v, lr, s, acc, uo);
     else
-      adamp_pass1_lanes_t<false, true>(p, g, m, v, n, s, acc, uo);
+      adamp_pass1_lanes_t<false, true>(p, g, m, v, lr, s, acc, uo);
   } else if (s.nesterov) {
-    adamp_pass1_lanes_t<true, false>(p, g, m, v, n, s, acc, uo);
+    adamp_pass1_lanes_t<true, false>(p, g, m, v, lr, s, acc, uo);
   } else {
-    adamp_pass1_lanes_t<false, false>(p, g, m, v, n, s, acc, uo);
+    adamp_pass1_lanes_t<false, false>(p, g, m, v, lr, s, acc, uo);
   }
 }
 
 // Pass 2 from a stored u (bit-identical to recomputing it): project, decay, step.
 // Save: also copy the old p to `psave` (the speculative single pass keeps it for a redo).
 template <bool Projected, bool PerLane, bool Save = false>
-static Norms adamp_apply_u_t(float* p, const float* uin, int64_t n, float neg_step, ProjCoef k, LaneCoefs kl,
+static Norms adamp_apply_u_t(float* p, const float* uin, LaneRows lr, float neg_step, ProjCoef k, LaneCoefs kl,
                              float wdf, float* psave = nullptr) {
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   const Vec wv(wdf), nsv(neg_step), divc(k.div), scc(k.scale);
-  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
-    using IO = decltype(io);
-    const Vec p0 = IO::ld(p + i, r);
-    if (Save)
-      IO::st(psave + i, p0, r);
-    else
-      IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-    Vec u = IO::ld(uin + i, r);
-    if (Projected) {
-      if (PerLane)
-        u = project(u, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
+  for (int64_t a = 0; a < lr.rows; ++a) {
+    float* const pr = p + a * lr.stride;
+    const float* const ur = uin + a * lr.stride;
+    float* const sr = Save ? psave + a * lr.stride : nullptr;
+    for_lanes_folded(lr.n, [&](auto io, int64_t i, int r) {
+      using IO = decltype(io);
+      const Vec p0 = IO::ld(pr + i, r);
+      if (Save)
+        IO::st(sr + i, p0, r);
       else
-        u = project(u, p0, divc, scc);
-    }
-    const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
-    IO::st(p + i, p1, r);
-    ns.add(p0, p1, false);
-  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, (Save ? psave + b0 : p0blk), b1 - b0, false); });
+        IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
+      Vec u = IO::ld(ur + i, r);
+      if (Projected) {
+        if (PerLane)
+          u = project(u, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
+        else
+          u = project(u, p0, divc, scc);
+      }
+      const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
+      IO::st(pr + i, p1, r);
+      ns.add(p0, p1, false);
+    }, [&](int64_t b0, int64_t b1) { ns.fold(pr + b0, (Save ? sr + b0 : p0blk), b1 - b0, false); });
+  }
   return ns.norms();
 }
 
 static Norms adamp_apply_u_row(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k,
                                float wdf) {
   const LaneCoefs none = {nullptr, nullptr};
-  return projected ? adamp_apply_u_t<true, false>(p, u, n, neg_step, k, none, wdf)
-                   : adamp_apply_u_t<false, false>(p, u, n, neg_step, k, none, wdf);
+  const LaneRows one = {1, n, 0};
+  return projected ? adamp_apply_u_t<true, false>(p, u, one, neg_step, k, none, wdf)
+                   : adamp_apply_u_t<false, false>(p, u, one, neg_step, k, none, wdf);
 }
 
 // The speculative single pass: apply from u (a row buffer) and save the old p row first.
 static Norms adamp_apply_u_save_row(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k,
                                     float wdf, float* psave) {
   const LaneCoefs none = {nullptr, nullptr};
-  return projected ? adamp_apply_u_t<true, false, true>(p, u, n, neg_step, k, none, wdf, psave)
-                   : adamp_apply_u_t<false, false, true>(p, u, n, neg_step, k, none, wdf, psave);
+  const LaneRows one = {1, n, 0};
+  return projected ? adamp_apply_u_t<true, false, true>(p, u, one, neg_step, k, none, wdf, psave)
+                   : adamp_apply_u_t<false, false, true>(p, u, one, neg_step, k, none, wdf, psave);
 }
 
-static Norms adamp_apply_u_lanes(float* p, const float* u, int64_t n, float neg_step, int projected, LaneCoefs kl,
+static Norms adamp_apply_u_lanes(float* p, const float* u, LaneRows lr, float neg_step, int projected, LaneCoefs kl,
                                  float wdf) {
   const ProjCoef k = {1.0f, 0.0f};
-  return projected ? adamp_apply_u_t<true, true>(p, u, n, neg_step, k, kl, wdf)
-                   : adamp_apply_u_t<false, true>(p, u, n, neg_step, k, kl, wdf);
+  return projected ? adamp_apply_u_t<true, true>(p, u, lr, neg_step, k, kl, wdf)
+                   : adamp_apply_u_t<false, true>(p, u, lr, neg_step, k, kl, wdf);
 }
 
 // Pass 2: recompute u (bit-identical to pass 1's), project, decay, step.
 template <bool Nesterov, bool Projected, bool PerLane>
-static Norms adamp_pass2_t(float* p, const float* g, const float* m, const float* v, int64_t n, const AdamPScalarsF& s_ref,
-                           ProjCoef k, LaneCoefs kl, float wdf) {
+static Norms adamp_pass2_t(float* p, const float* g, const float* m, const float* v, LaneRows lr,
+                           const AdamPScalarsF& s_ref, ProjCoef k, LaneCoefs kl, float wdf) {
   const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   const Vec wv(wdf), nsv(s.neg_step), divc(k.div), scc(k.scale);
-  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
-    using IO = decltype(io);
-    const Vec mv = IO::ld(m + i, r), vv = IO::ld(v + i, r), p0 = IO::ld(p + i, r);
-    IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-    const Vec gv = Nesterov ? IO::ld(g + i, r) : Vec(0.0f);
-    Vec u = adamp_update<Nesterov>(mv, vv, gv, s);
-    if (Projected) {
-      if (PerLane)
-        u = project(u, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
-      else
-        u = project(u, p0, divc, scc);
-    }
-    const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
-    IO::st(p + i, p1, r);
-    ns.add(p0, p1, false);
-  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, p0blk, b1 - b0, false); });
+  for (int64_t a = 0; a < lr.rows; ++a) {
+    const int64_t off = a * lr.stride;
+    float* const pr = p + off;
+    for_lanes_folded(lr.n, [&](auto io, int64_t i, int r) {
+      using IO = decltype(io);
+      const Vec mv = IO::ld(m + off + i, r), vv = IO::ld(v + off + i, r), p0 = IO::ld(pr + i, r);
+      IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
+      const Vec gv = Nesterov ? IO::ld(g + off + i, r) : Vec(0.0f);
+      Vec u = adamp_update<Nesterov>(mv, vv, gv, s);
+      if (Projected) {
+        if (PerLane)
+          u = project(u, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
+        else
+          u = project(u, p0, divc, scc);
+      }
+      const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
+      IO::st(pr + i, p1, r);
+      ns.add(p0, p1, false);
+    }, [&](int64_t b0, int64_t b1) { ns.fold(pr + b0, p0blk, b1 - b0, false); });
+  }
   return ns.norms();
 }
 
 template <bool PerLane>
-static Norms adamp_pass2_any(float* p, const float* g, const float* m, const float* v, int64_t n,
+static Norms adamp_pass2_any(float* p, const float* g, const float* m, const float* v, LaneRows lr,
                              const AdamPScalarsF& s, int projected, ProjCoef k, LaneCoefs kl, float wdf) {
   if (s.nesterov)
-    return projected ? adamp_pass2_t<true, true, PerLane>(p, g, m, v, n, s, k, kl, wdf)
-                     : adamp_pass2_t<true, false, PerLane>(p, g, m, v, n, s, k, kl, wdf);
-  return projected ? adamp_pass2_t<false, true, PerLane>(p, g, m, v, n, s, k, kl, wdf)
-                   : adamp_pass2_t<false, false, PerLane>(p, g, m, v, n, s, k, kl, wdf);
+    return projected ? adamp_pass2_t<true, true, PerLane>(p, g, m, v, lr, s, k, kl, wdf)
+                     : adamp_pass2_t<true, false, PerLane>(p, g, m, v, lr, s, k, kl, wdf);
+  return projected ? adamp_pass2_t<false, true, PerLane>(p, g, m, v, lr, s, k, kl, wdf)
+                   : adamp_pass2_t<false, false, PerLane>(p, g, m, v, lr, s, k, kl, wdf);
 }
 
 static Norms adamp_pass2_row(float* p, const float* g, const float* m, const float* v, int64_t n,
                              const AdamPScalarsF& s, int projected, ProjCoef k, float wdf) {
   LaneCoefs none = {nullptr, nullptr};
   // The vector body is hot for rows: keep the PerLane=false instantiation.
-  return adamp_pass2_any<false>(p, g, m, v, n, s, projected, k, none, wdf);
+  return adamp_pass2_any<false>(p, g, m, v, LaneRows{1, n, 0}, s, projected, k, none, wdf);
 }
 
-static Norms adamp_pass2_lanes(float* p, const float* g, const float* m, const float* v, int64_t n,
+static Norms adamp_pass2_lanes(float* p, const float* g, const float* m, const float* v, LaneRows lr,
                                const AdamPScalarsF& s, int projected, LaneCoefs kl, float wdf) {
   ProjCoef k = {1.0f, 0.0f};
-  return adamp_pass2_any<true>(p, g, m, v, n, s, projected, k, kl, wdf);
+  return adamp_pass2_any<true>(p, g, m, v, lr, s, projected, k, kl, wdf);
 }
 
 template <bool Nesterov>
@@ -343,79 +426,96 @@ static ChannelSums sgdp_pass1_row(const float* p, const float* g, float* buf, in
 }
 
 template <bool Nesterov>
-static void sgdp_pass1_lanes_t(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s_ref,
+static void sgdp_pass1_lanes_t(const float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s_ref,
                                LaneSums acc) {
   const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  for_lanes(n, [&](auto io, int64_t i, int r) {
+  lanes_pass1(lr, acc, [&](auto io, int64_t o, int r, Vec& gv, Vec& pv, Vec& d) {
     using IO = decltype(io);
-    const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
-    const Vec bv = sgdp_buffer(IO::ld(buf + i, r), gv, s);
-    IO::st(buf + i, bv, r);
-    const Vec d = sgdp_update<Nesterov>(bv, gv, s);
-    add_prod_to(acc.gp + i, gv, pv);
-    add_prod_to(acc.gg + i, gv, gv);
-    add_prod_to(acc.pp + i, pv, pv);
-    add_prod_to(acc.pu + i, pv, d);
+    gv = IO::ld(g + o, r);
+    pv = IO::ld(p + o, r);
+    const Vec bv = sgdp_buffer(IO::ld(buf + o, r), gv, s);
+    IO::st(buf + o, bv, r);
+    d = sgdp_update<Nesterov>(bv, gv, s);
   });
 }
 
-static void sgdp_pass1_lanes(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s,
+template <bool Nesterov>
+static ChannelSums sgdp_lane_sums_double_t(const float* p, const float* g, const float* buf, int64_t rows, int64_t stride,
+                                           const SGDPScalarsF& s) {
+  return lane_sums_double(p, g, rows, stride, [&](int64_t o) {
+    using IO = Io<false>;
+    return lane0(sgdp_update<Nesterov>(IO::ld(buf + o, 1), Nesterov ? IO::ld(g + o, 1) : Vec(0.0f), s));
+  });
+}
+
+static ChannelSums sgdp_lane_sums_double(const float* p, const float* g, const float* buf, int64_t rows, int64_t stride,
+                                         const SGDPScalarsF& s) {
+  return s.nesterov ? sgdp_lane_sums_double_t<true>(p, g, buf, rows, stride, s)
+                    : sgdp_lane_sums_double_t<false>(p, g, buf, rows, stride, s);
+}
+
+static void sgdp_pass1_lanes(const float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s,
                              LaneSums acc) {
   if (s.nesterov)
-    sgdp_pass1_lanes_t<true>(p, g, buf, n, s, acc);
+    sgdp_pass1_lanes_t<true>(p, g, buf, lr, s, acc);
   else
-    sgdp_pass1_lanes_t<false>(p, g, buf, n, s, acc);
+    sgdp_pass1_lanes_t<false>(p, g, buf, lr, s, acc);
 }
 
 // note: without Nesterov the official `d` IS the momentum buffer and the projection runs in place
 // on it, so a projected update is written back into the buffer (SPEC.md s3).
 template <bool Nesterov, bool Projected, bool PerLane>
-static Norms sgdp_pass2_t(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s_ref, ProjCoef k,
+static Norms sgdp_pass2_t(float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s_ref, ProjCoef k,
                           LaneCoefs kl, float wdf) {
   const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   const Vec wv(wdf), nlr(s.neg_lr), divc(k.div), scc(k.scale);
-  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
-    using IO = decltype(io);
-    const Vec bv = IO::ld(buf + i, r), p0 = IO::ld(p + i, r);
-    IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-    const Vec gv = Nesterov ? IO::ld(g + i, r) : Vec(0.0f);
-    Vec d = sgdp_update<Nesterov>(bv, gv, s);
-    if (Projected) {
-      if (PerLane)
-        d = project(d, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
-      else
-        d = project(d, p0, divc, scc);
-      if (!Nesterov) IO::st(buf + i, d, r);
-    }
-    const Vec p1 = IO::keep(apply_step(p0, d, wv, nlr), r);
-    IO::st(p + i, p1, r);
-    ns.add(p0, p1, false);
-  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, p0blk, b1 - b0, false); });
+  for (int64_t a = 0; a < lr.rows; ++a) {
+    const int64_t off = a * lr.stride;
+    float* const pr = p + off;
+    float* const br = buf + off;
+    for_lanes_folded(lr.n, [&](auto io, int64_t i, int r) {
+      using IO = decltype(io);
+      const Vec bv = IO::ld(br + i, r), p0 = IO::ld(pr + i, r);
+      IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
+      const Vec gv = Nesterov ? IO::ld(g + off + i, r) : Vec(0.0f);
+      Vec d = sgdp_update<Nesterov>(bv, gv, s);
+      if (Projected) {
+        if (PerLane)
+          d = project(d, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
+        else
+          d = project(d, p0, divc, scc);
+        if (!Nesterov) IO::st(br + i, d, r);
+      }
+      const Vec p1 = IO::keep(apply_step(p0, d, wv, nlr), r);
+      IO::st(pr + i, p1, r);
+      ns.add(p0, p1, false);
+    }, [&](int64_t b0, int64_t b1) { ns.fold(pr + b0, p0blk, b1 - b0, false); });
+  }
   return ns.norms();
 }
 
 template <bool PerLane>
-static Norms sgdp_pass2_any(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s, int projected,
+static Norms sgdp_pass2_any(float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s, int projected,
                             ProjCoef k, LaneCoefs kl, float wdf) {
   if (s.nesterov)
-    return projected ? sgdp_pass2_t<true, true, PerLane>(p, g, buf, n, s, k, kl, wdf)
-                     : sgdp_pass2_t<true, false, PerLane>(p, g, buf, n, s, k, kl, wdf);
-  return projected ? sgdp_pass2_t<false, true, PerLane>(p, g, buf, n, s, k, kl, wdf)
-                   : sgdp_pass2_t<false, false, PerLane>(p, g, buf, n, s, k, kl, wdf);
+    return projected ? sgdp_pass2_t<true, true, PerLane>(p, g, buf, lr, s, k, kl, wdf)
+                     : sgdp_pass2_t<true, false, PerLane>(p, g, buf, lr, s, k, kl, wdf);
+  return projected ? sgdp_pass2_t<false, true, PerLane>(p, g, buf, lr, s, k, kl, wdf)
+                   : sgdp_pass2_t<false, false, PerLane>(p, g, buf, lr, s, k, kl, wdf);
 }
 
 static Norms sgdp_pass2_row(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s, int projected,
                             ProjCoef k, float wdf) {
   LaneCoefs none = {nullptr, nullptr};
-  return sgdp_pass2_any<false>(p, g, buf, n, s, projected, k, none, wdf);
+  return sgdp_pass2_any<false>(p, g, buf, LaneRows{1, n, 0}, s, projected, k, none, wdf);
 }
 
-static Norms sgdp_pass2_lanes(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s, int projected,
+static Norms sgdp_pass2_lanes(float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s, int projected,
                               LaneCoefs kl, float wdf) {
   ProjCoef k = {1.0f, 0.0f};
-  return sgdp_pass2_any<true>(p, g, buf, n, s, projected, k, kl, wdf);
+  return sgdp_pass2_any<true>(p, g, buf, lr, s, projected, k, kl, wdf);
 }
 
 template <bool Nesterov>
@@ -494,6 +594,7 @@ static KernelTable make_table(const char* name) {
   t.name = name;
   t.adamp_pass1_row = adamp_pass1_row;
   t.adamp_pass1_lanes = adamp_pass1_lanes;
+  t.adamp_lane_sums_double = adamp_lane_sums_double;
   t.adamp_pass2_row = adamp_pass2_row;
   t.adamp_pass2_lanes = adamp_pass2_lanes;
   t.adamp_apply_u_row = adamp_apply_u_row;
@@ -502,6 +603,7 @@ static KernelTable make_table(const char* name) {
   t.adamp_one_pass = adamp_one_pass;
   t.sgdp_pass1_row = sgdp_pass1_row;
   t.sgdp_pass1_lanes = sgdp_pass1_lanes;
+  t.sgdp_lane_sums_double = sgdp_lane_sums_double;
   t.sgdp_pass2_row = sgdp_pass2_row;
   t.sgdp_pass2_lanes = sgdp_pass2_lanes;
   t.sgdp_one_pass = sgdp_one_pass;

@@ -3,6 +3,7 @@
 // std:: templates whose AVX2 copies the linker could pick for portable code.
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "kernel_table.h"
 

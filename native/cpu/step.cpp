@@ -56,6 +56,9 @@ constexpr int kMaxThreads = 256;
 // AdamP stores u between the passes for tensors up to this size (the scratch is at most
 // max(kWave, kStoreU) floats, reused across steps); larger tensors recompute u in pass 2.
 constexpr int64_t kStoreU = int64_t(1) << 22;
+// The lanes layout (channels innermost): channels per task, and at most this many row chunks.
+constexpr int64_t kLaneChannels = 4096;
+constexpr int64_t kLaneRowChunks = 64;
 
 // ------------------------------------------------------------------------------------------------
 // Kernel selection.
@@ -101,7 +104,7 @@ enum class Layout {
   OnePass,  // not eligible: blocks of kBlock elements, one pass
   Pieces,   // outer == 1 and rows longer than kBlock: task = one piece of one row
   Rows,     // inner > 1: task = a run of channels, each over all its `outer` rows in order
-  Lanes,    // inner == 1: task = a run of channels (a multiple of 8), vectorised across channels
+  Lanes,    // inner == 1: task = a run of rows x a run of channels, vectorised across channels
 };
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -114,10 +117,12 @@ struct Plan {
   int64_t tasks = 0;
   int64_t piece_len = 0, pieces_per_row = 0;  // Pieces
   int64_t channels_per_task = 0;              // Rows, Lanes
+  int64_t rows_per_task = 0, row_chunks = 0, channel_chunks = 0;  // Lanes
 
   std::vector<ChannelSums> sums;    // per channel
   std::vector<ChannelSums> pieces;  // Pieces: per (channel, piece)
-  std::vector<double> lane_acc;     // Lanes: 4 x padded channels
+  std::vector<double> lane_part;    // Lanes: per row chunk, 4 x padded channels (gp, gg, pp, pu)
+  std::vector<float> lane_bits;     // Lanes: per row chunk, padded channels: g's bits OR-ed
   std::vector<Norms> partials;      // per task
   AdamPScalarsF asf{};  // AdamP: this tensor's float constants (its step count)
   float* u = nullptr;    // AdamP: where pass 1 stores u for pass 2 (null: pass 2 recomputes it)
@@ -145,11 +150,17 @@ struct Plan {
       layout = Layout::OnePass;
       tasks = ceil_div(n, kBlock);
     } else if (slot.inner == 1) {
+      // Tasks are tiles of whole rows (contiguous memory) by up to kLaneChannels channels. Each
+      // task sums its rows per channel; decide_plan adds the row chunks in order. At most
+      // kLaneRowChunks row chunks bound the partials' memory for tall tensors.
       layout = Layout::Lanes;
-      const int64_t per = std::max<int64_t>(64, (kBlock / std::max<int64_t>(slot.outer, 1)) & ~int64_t(7));
-      channels_per_task = std::min(per, round_up8(slot.channels));
-      tasks = slot.channels == 0 ? 0 : ceil_div(slot.channels, channels_per_task);
-      lane_acc.assign(4 * round_up8(slot.channels), 0.0);
+      channels_per_task = std::max<int64_t>(8, std::min(kLaneChannels, round_up8(slot.channels)));
+      channel_chunks = ceil_div(slot.channels, channels_per_task);
+      rows_per_task = std::max<int64_t>({1, kBlock / channels_per_task, ceil_div(slot.outer, kLaneRowChunks)});
+      row_chunks = ceil_div(slot.outer, rows_per_task);
+      tasks = slot.channels == 0 ? 0 : row_chunks * channel_chunks;
+      lane_part.assign((size_t)(row_chunks * 4 * round_up8(slot.channels)), 0.0);
+      lane_bits.assign((size_t)(row_chunks * round_up8(slot.channels)), 0.0f);
     } else if (slot.outer == 1 && slot.inner > kBlock) {
       layout = Layout::Pieces;
       piece_len = kBlock;
@@ -176,10 +187,25 @@ struct Plan {
   }
   int64_t row_offset(int64_t a, int64_t c) const { return (a * s->channels + c) * s->inner; }
   int64_t pad_channels() const { return round_up8(s->channels); }
-  LaneSums lane_sums(int64_t c0) {
-    const int64_t stride = pad_channels();
-    double* base = lane_acc.data();
-    return LaneSums{base + c0, base + stride + c0, base + 2 * stride + c0, base + 3 * stride + c0};
+  /** Lanes task t: rows [a0, a0 + rows) x channels [c0, c0 + n) of row chunk rc. */
+  struct LaneTask {
+    int64_t rc, a0, rows, c0, n;
+  };
+  LaneTask lane_task(int64_t t) const {
+    LaneTask k;
+    k.rc = t / channel_chunks;
+    k.a0 = k.rc * rows_per_task;
+    k.rows = std::min(rows_per_task, s->outer - k.a0);
+    k.c0 = (t % channel_chunks) * channels_per_task;
+    k.n = std::min(channels_per_task, s->channels - k.c0);
+    return k;
+  }
+  /** A task's accumulators; scratch: 5 x round_up8(k.n) floats. */
+  LaneSums lane_sums(const LaneTask& k, float* scratch) {
+    const int64_t padc = pad_channels();
+    double* base = lane_part.data() + k.rc * 4 * padc + k.c0;
+    return LaneSums{base, base + padc, base + 2 * padc, base + 3 * padc, scratch,
+                    lane_bits.data() + k.rc * padc + k.c0};
   }
 };
 
@@ -211,8 +237,8 @@ struct AdamPOps {
     return k.adamp_pass1_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf,
                              pl.u ? pl.u + off : nullptr);
   }
-  void pass1_lanes(const Plan& pl, int64_t off, int64_t n, LaneSums acc) const {
-    k.adamp_pass1_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, acc,
+  void pass1_lanes(const Plan& pl, int64_t off, LaneRows lr, LaneSums acc) const {
+    k.adamp_pass1_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, lr, pl.asf, acc,
                         pl.u ? pl.u + off : nullptr);
   }
   // The speculative pass: pass 1 of a row storing u to a row buffer, then the apply from it.
@@ -226,9 +252,13 @@ struct AdamPOps {
     if (pl.u) return k.adamp_apply_u_row(pl.s->p + off, pl.u + off, n, pl.asf.neg_step, projected, c, wdf);
     return k.adamp_pass2_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, projected, c, wdf);
   }
-  Norms pass2_lanes(const Plan& pl, int64_t off, int64_t n, int projected, LaneCoefs c, float wdf) const {
-    if (pl.u) return k.adamp_apply_u_lanes(pl.s->p + off, pl.u + off, n, pl.asf.neg_step, projected, c, wdf);
-    return k.adamp_pass2_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, projected, c, wdf);
+  ChannelSums lane_sums_double(const Plan& pl, int64_t c) const {
+    const TensorSlot& s = *pl.s;
+    return k.adamp_lane_sums_double(s.p + c, s.g + c, s.m + c, s.v + c, s.outer, s.channels, pl.asf);
+  }
+  Norms pass2_lanes(const Plan& pl, int64_t off, LaneRows lr, int projected, LaneCoefs c, float wdf) const {
+    if (pl.u) return k.adamp_apply_u_lanes(pl.s->p + off, pl.u + off, lr, pl.asf.neg_step, projected, c, wdf);
+    return k.adamp_pass2_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, lr, pl.asf, projected, c, wdf);
   }
 };
 
@@ -251,14 +281,18 @@ struct SGDPOps {
   ChannelSums pass1_row(const Plan& pl, int64_t off, int64_t n) const {
     return k.sgdp_pass1_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf);
   }
-  void pass1_lanes(const Plan& pl, int64_t off, int64_t n, LaneSums acc) const {
-    k.sgdp_pass1_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf, acc);
+  void pass1_lanes(const Plan& pl, int64_t off, LaneRows lr, LaneSums acc) const {
+    k.sgdp_pass1_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, lr, sf, acc);
   }
   Norms pass2_row(const Plan& pl, int64_t off, int64_t n, int projected, ProjCoef c, float wdf) const {
     return k.sgdp_pass2_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf, projected, c, wdf);
   }
-  Norms pass2_lanes(const Plan& pl, int64_t off, int64_t n, int projected, LaneCoefs c, float wdf) const {
-    return k.sgdp_pass2_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf, projected, c, wdf);
+  ChannelSums lane_sums_double(const Plan& pl, int64_t c) const {
+    const TensorSlot& s = *pl.s;
+    return k.sgdp_lane_sums_double(s.p + c, s.g + c, s.m + c, s.outer, s.channels, sf);
+  }
+  Norms pass2_lanes(const Plan& pl, int64_t off, LaneRows lr, int projected, LaneCoefs c, float wdf) const {
+    return k.sgdp_pass2_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, lr, sf, projected, c, wdf);
   }
 };
 
@@ -266,6 +300,13 @@ void norms_add(Norms& acc, const Norms& x) {
   acc.before += x.before;
   acc.after += x.after;
   acc.delta += x.delta;
+}
+
+/** Per-thread float scratch of the lanes layout's pass 1 (LaneSums::fblk and gbits, 5 x npad floats). */
+float* lane_scratch(int64_t npad) {
+  thread_local std::vector<float> buf;
+  if ((int64_t)buf.size() < 5 * npad) buf.resize((size_t)(5 * npad));
+  return buf.data();
 }
 
 /** A per-thread row buffer for AdamP's u in the speculative pass (rows are at most kBlock long). */
@@ -336,16 +377,9 @@ void run_pass1(const Ops& ops, Plan& plan, int64_t t) {
       break;
     }
     case Layout::Lanes: {
-      const int64_t c0 = t * plan.channels_per_task, n = std::min(s.channels, c0 + plan.channels_per_task) - c0;
-      const LaneSums acc = plan.lane_sums(c0);
-      for (int64_t a = 0; a < s.outer; ++a) ops.pass1_lanes(plan, a * s.channels + c0, n, acc);
-      for (int64_t k = 0; k < n; ++k) {
-        ChannelSums& out = plan.sums[(size_t)(c0 + k)];
-        out.gp = acc.gp[k];
-        out.gg = acc.gg[k];
-        out.pp = acc.pp[k];
-        out.pu = acc.pu[k];
-      }
+      const Plan::LaneTask k = plan.lane_task(t);
+      ops.pass1_lanes(plan, k.a0 * s.channels + k.c0, LaneRows{k.rows, k.n, s.channels},
+                      plan.lane_sums(k, lane_scratch(round_up8(k.n))));
       break;
     }
   }
@@ -361,6 +395,26 @@ void decide_plan(const Ops& ops, Plan& plan) {
       for (int64_t k = 0; k < plan.pieces_per_row; ++k) sums_add(acc, plan.pieces[(size_t)(c * plan.pieces_per_row + k)]);
       plan.sums[(size_t)c] = acc;
     }
+  }
+  if (plan.layout == Layout::Lanes) {
+    // Row chunks in order (rows outermost: the partials are read contiguously); a channel whose
+    // float partials fall short is summed again in double.
+    const int64_t padc = plan.pad_channels();
+    std::vector<uint8_t> g_zero((size_t)s.channels, 1);
+    for (int64_t rc = 0; rc < plan.row_chunks; ++rc) {
+      const double* part = plan.lane_part.data() + rc * 4 * padc;
+      const float* bits = plan.lane_bits.data() + rc * padc;
+      for (int64_t c = 0; c < s.channels; ++c) {
+        ChannelSums& acc = plan.sums[(size_t)c];
+        acc.gp += part[c];
+        acc.gg += part[padc + c];
+        acc.pp += part[2 * padc + c];
+        acc.pu += part[3 * padc + c];
+        g_zero[(size_t)c] &= bits_zero(bits[c]) ? 1 : 0;
+      }
+    }
+    for (int64_t c = 0; c < s.channels; ++c)
+      if (row_sums_need_double(plan.sums[(size_t)c], g_zero[(size_t)c] != 0)) plan.sums[(size_t)c] = ops.lane_sums_double(plan, c);
   }
   plan.decision = decide(plan.sums.data(), s.channels, s.numel, ops.delta(), ops.wd_ratio(), ops.eps());
   plan.wdf = ops.wdf(plan.decision.ratio);
@@ -448,10 +502,9 @@ void run_pass2(const Ops& ops, Plan& plan, int64_t t) {
       break;
     }
     case Layout::Lanes: {
-      const int64_t c0 = t * plan.channels_per_task, n = std::min(s.channels, c0 + plan.channels_per_task) - c0;
-      const LaneCoefs coef{plan.div.data() + c0, plan.scale.data() + c0};
-      for (int64_t a = 0; a < s.outer; ++a)
-        norms_add(acc, ops.pass2_lanes(plan, a * s.channels + c0, n, projected, coef, plan.wdf));
+      const Plan::LaneTask k = plan.lane_task(t);
+      const LaneCoefs coef{plan.div.data() + k.c0, plan.scale.data() + k.c0};
+      acc = ops.pass2_lanes(plan, k.a0 * s.channels + k.c0, LaneRows{k.rows, k.n, s.channels}, projected, coef, plan.wdf);
       break;
     }
   }

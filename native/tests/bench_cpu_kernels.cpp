@@ -8,9 +8,12 @@
 //
 //   bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes 50257x768,...] [--threads N]
 //                     [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]
+//                     [--layout torch|tf]
 //
 // --zero-rows F gives a fraction F of every eligible tensor's rows an exactly zero gradient (the
-// rows of an embedding the batch did not use). Prints one JSON object: median ms/step per
+// rows of an embedding the batch did not use). --layout tf stores every tensor with its first
+// dimension innermost, as TensorFlow.js keeps a kernel's output channels (outer x channels x 1:
+// the core's lanes layout); the default is PyTorch's (1 x channels x inner). Prints one JSON object: median ms/step per
 // algorithm and the median of the per-step ratios AdamP/Adam and SGDP/SGD.
 #include <math.h>
 #include <stdio.h>
@@ -41,13 +44,15 @@ struct Options {
   bool fire = true;
   double zero_rows = 0.0;
   int steps = 15;
+  bool tf_layout = false;
 };
 
 [[noreturn]] void usage(const char* why) {
   fprintf(stderr, "bench_cpu_kernels: %s\n", why);
   fprintf(stderr,
           "usage: bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes AxB,...] [--threads N]\n"
-          "                         [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]\n");
+          "                         [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]\n"
+          "                         [--layout torch|tf]\n");
   exit(2);
 }
 
@@ -66,6 +71,10 @@ Options parse_args(int argc, char** argv) {
       o.fire = strcmp(v, "fire") == 0;
     } else if (a == "--zero-rows") o.zero_rows = atof(v);
     else if (a == "--steps") o.steps = atoi(v);
+    else if (a == "--layout") {
+      if (strcmp(v, "torch") != 0 && strcmp(v, "tf") != 0) usage("--layout must be torch or tf");
+      o.tf_layout = strcmp(v, "tf") == 0;
+    }
     else usage(("unknown option " + a).c_str());
   }
   if (o.threads < 1 || o.steps < 1 || !(o.zero_rows >= 0.0 && o.zero_rows <= 1.0)) usage("bad --threads, --steps or --zero-rows");
@@ -121,20 +130,24 @@ std::vector<Tensor> make_tensors(const Options& o) {
     t.g.resize((size_t)t.numel);
     for (float& x : t.p) x = nd(rng) * 0.05f;
     for (float& x : t.g) x = nd(rng) * 0.01f;
-    const int64_t rows = shape[0], inner = t.numel / rows;
     if (shape.size() > 1) {
-      for (int64_t c = 0; c < rows; ++c) {
-        float* g = t.g.data() + c * inner;
-        const float* p = t.p.data() + c * inner;
-        if (o.zero_rows > 0 && (double)((uint64_t)c * 2654435761u % 1000) < o.zero_rows * 1000) {
-          std::fill(g, g + inner, 0.0f);
-          continue;
-        }
-        if (!o.fire) continue;
-        double gp = 0, pp = 0;
-        for (int64_t i = 0; i < inner; ++i) gp += (double)g[i] * p[i], pp += (double)p[i] * p[i];
-        for (int64_t i = 0; i < inner; ++i) g[i] -= (float)(gp / pp) * p[i];
+      // Channel c = shape[0]'s index: element i's is i / inner (torch) or i % channels (tf).
+      const int64_t channels = shape[0], inner = t.numel / channels;
+      auto chan = [&](int64_t i) { return o.tf_layout ? i % channels : i / inner; };
+      std::vector<char> zero((size_t)channels);
+      for (int64_t c = 0; c < channels; ++c) zero[(size_t)c] = (double)((uint64_t)c * 2654435761u % 1000) < o.zero_rows * 1000;
+      std::vector<double> gp((size_t)channels, 0.0), pp((size_t)channels, 0.0);
+      for (int64_t i = 0; i < t.numel; ++i) {
+        const size_t c = (size_t)chan(i);
+        if (zero[c]) t.g[(size_t)i] = 0.0f;
+        gp[c] += (double)t.g[(size_t)i] * t.p[(size_t)i];
+        pp[c] += (double)t.p[(size_t)i] * t.p[(size_t)i];
       }
+      if (o.fire)
+        for (int64_t i = 0; i < t.numel; ++i) {
+          const size_t c = (size_t)chan(i);
+          t.g[(size_t)i] -= (float)(gp[c] / pp[c]) * t.p[(size_t)i];
+        }
     }
     ts.push_back(std::move(t));
   }
@@ -170,9 +183,9 @@ int main(int argc, char** argv) {
       s.v = store.back().data();
       s.g = t.g.data();
       s.numel = t.numel;
-      s.outer = 1;
       s.channels = t.shape[0];
-      s.inner = t.numel / t.shape[0];
+      s.outer = o.tf_layout ? t.numel / t.shape[0] : 1;
+      s.inner = o.tf_layout ? 1 : t.numel / t.shape[0];
       s.eligible = t.shape.size() > 1;
       s.step = 0;
       slots[k].push_back(s);
@@ -207,9 +220,9 @@ int main(int argc, char** argv) {
     ratio_adam.push_back(t[0] / t[1]);
     ratio_sgd.push_back(t[2] / t[3]);
   }
-  printf("{\"set\":\"%s\",\"tensors\":%zu,\"numel\":%lld,\"threads\":%d,\"grads\":\"%s\",\"zeroRows\":%g,\"steps\":%d,"
+  printf("{\"set\":\"%s\",\"layout\":\"%s\",\"tensors\":%zu,\"numel\":%lld,\"threads\":%d,\"grads\":\"%s\",\"zeroRows\":%g,\"steps\":%d,"
          "\"simd\":\"%s\",\"projectedSgdp\":%d",
-         o.shapes.empty() ? o.set.c_str() : "custom", ts.size(), (long long)total, o.threads, o.fire ? "fire" : "random",
+         o.shapes.empty() ? o.set.c_str() : "custom", o.tf_layout ? "tf" : "torch", ts.size(), (long long)total, o.threads, o.fire ? "fire" : "random",
          o.zero_rows, o.steps, cpu::simd_name(cpu::simd()), projected);
   for (int k = 0; k < 4; ++k) printf(",\"%sMs\":%.3f", names[k], median(ms[k]));
   printf(",\"adampOverAdam\":%.4f,\"sgdpOverSgd\":%.4f}\n", median(ratio_adam), median(ratio_sgd));

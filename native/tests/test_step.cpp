@@ -244,7 +244,8 @@ static std::vector<Tensor> run_model(int threads, bool sgdp, std::vector<double>
 // be float subnormals. Decisions must match the reference, and the AVX2 and portable kernels (and
 // every thread count) must still agree bit for bit on these paths.
 static void test_float_range_fallbacks() {
-  const Geo geos[] = {{1, 10, 300, true}, {1, 2, 70001, true}, {4, 6, 5, true}, {9, 16, 1, true}, {1, 1, 3000, false}};
+  const Geo geos[] = {{1, 10, 300, true}, {1, 2, 70001, true}, {4, 6, 5, true},
+                      {9, 16, 1, true},   {5000, 12, 1, true}, {1, 1, 3000, false}};  // 5000 x 12: three row chunks
   const struct {
     const char* name;
     double pscale, gscale;
