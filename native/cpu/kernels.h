@@ -258,6 +258,21 @@ static void adamp_pass1_lanes(const float* p, const float* g, float* m, float* v
   }
 }
 
+/** The projection of pass 2: per channel lane (`kl` from channel i) or one coefficient per row. */
+template <bool PerLane>
+static inline Vec project_at(Vec u, Vec p0, const LaneCoefs& kl, int64_t i, Vec div, Vec scale) {
+  if constexpr (PerLane) return project(u, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
+  return project(u, p0, div, scale);
+}
+
+/** Decays and steps p0 by u, stores the r lanes at dst and adds them to the info norms. */
+template <class IO>
+static inline void step_store(float* dst, Vec p0, Vec u, Vec wd, Vec neg_step, int r, NormSums& ns) {
+  const Vec p1 = IO::keep(apply_step(p0, u, wd, neg_step), r);
+  IO::st(dst, p1, r);
+  ns.add(p0, p1, false);
+}
+
 // Pass 2 from a stored u (bit-identical to recomputing it): project, decay, step.
 // Save: also copy the old p to `psave` (the speculative single pass keeps it for a redo).
 template <bool Projected, bool PerLane, bool Save = false>
@@ -278,15 +293,8 @@ static Norms adamp_apply_u_t(float* p, const float* uin, LaneRows lr, float neg_
       else
         IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
       Vec u = IO::ld(ur + i, r);
-      if (Projected) {
-        if (PerLane)
-          u = project(u, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
-        else
-          u = project(u, p0, divc, scc);
-      }
-      const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
-      IO::st(pr + i, p1, r);
-      ns.add(p0, p1, false);
+      if (Projected) u = project_at<PerLane>(u, p0, kl, i, divc, scc);
+      step_store<IO>(pr + i, p0, u, wv, nsv, r, ns);
     }, [&](int64_t b0, int64_t b1) { ns.fold(pr + b0, (Save ? sr + b0 : p0blk), b1 - b0, false); });
   }
   return ns.norms();
@@ -333,15 +341,8 @@ static Norms adamp_pass2_t(float* p, const float* g, const float* m, const float
       IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
       const Vec gv = Nesterov ? IO::ld(g + off + i, r) : Vec(0.0f);
       Vec u = adamp_update<Nesterov>(mv, vv, gv, s);
-      if (Projected) {
-        if (PerLane)
-          u = project(u, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
-        else
-          u = project(u, p0, divc, scc);
-      }
-      const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
-      IO::st(pr + i, p1, r);
-      ns.add(p0, p1, false);
+      if (Projected) u = project_at<PerLane>(u, p0, kl, i, divc, scc);
+      step_store<IO>(pr + i, p0, u, wv, nsv, r, ns);
     }, [&](int64_t b0, int64_t b1) { ns.fold(pr + b0, p0blk, b1 - b0, false); });
   }
   return ns.norms();
@@ -482,15 +483,10 @@ static Norms sgdp_pass2_t(float* p, const float* g, float* buf, LaneRows lr, con
       const Vec gv = Nesterov ? IO::ld(g + off + i, r) : Vec(0.0f);
       Vec d = sgdp_update<Nesterov>(bv, gv, s);
       if (Projected) {
-        if (PerLane)
-          d = project(d, p0, Vec::load(kl.div + i), Vec::load(kl.scale + i));
-        else
-          d = project(d, p0, divc, scc);
+        d = project_at<PerLane>(d, p0, kl, i, divc, scc);
         if (!Nesterov) IO::st(br + i, d, r);
       }
-      const Vec p1 = IO::keep(apply_step(p0, d, wv, nlr), r);
-      IO::st(pr + i, p1, r);
-      ns.add(p0, p1, false);
+      step_store<IO>(pr + i, p0, d, wv, nlr, r, ns);
     }, [&](int64_t b0, int64_t b1) { ns.fold(pr + b0, p0blk, b1 - b0, false); });
   }
   return ns.norms();

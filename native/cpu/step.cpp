@@ -200,7 +200,7 @@ struct Plan {
     k.n = std::min(channels_per_task, s->channels - k.c0);
     return k;
   }
-  /** A task's accumulators; scratch: 5 x round_up8(k.n) floats. */
+  /** A task's accumulators (its row chunk's slice of lane_part and lane_bits); scratch: 4 x round_up8(k.n) floats. */
   LaneSums lane_sums(const LaneTask& k, float* scratch) {
     const int64_t padc = pad_channels();
     double* base = lane_part.data() + k.rc * 4 * padc + k.c0;
@@ -302,10 +302,10 @@ void norms_add(Norms& acc, const Norms& x) {
   acc.delta += x.delta;
 }
 
-/** Per-thread float scratch of the lanes layout's pass 1 (LaneSums::fblk and gbits, 5 x npad floats). */
+/** Per-thread float scratch of the lanes layout's pass 1 (LaneSums::fblk, 4 x npad floats). */
 float* lane_scratch(int64_t npad) {
   thread_local std::vector<float> buf;
-  if ((int64_t)buf.size() < 5 * npad) buf.resize((size_t)(5 * npad));
+  if ((int64_t)buf.size() < 4 * npad) buf.resize((size_t)(4 * npad));
   return buf.data();
 }
 
