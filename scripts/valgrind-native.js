@@ -14,8 +14,10 @@ const file = process.env.ADAMP_ADDON_PATH || path.join(__dirname, '..', 'build',
 const addon = require(path.resolve(file));
 const steps = Number(process.argv[2] || 3000);
 
-// [outer, channels, inner, eligible]: rows, pieces (inner > 32768), lanes (inner == 1), outer > 1, 1-D.
-const geos = [[1, 16, 27, true], [1, 2, 33000, true], [40, 24, 1, true], [3, 5, 7, true], [1, 1, 100, false], [1, 1, 1, false], [1, 3, 1, true]];
+// [outer, channels, inner, eligible]: rows, pieces (inner > 32768), lanes (inner == 1; also two
+// row chunks, and two channel chunks), outer > 1, 1-D.
+const geos = [[1, 16, 27, true], [1, 2, 33000, true], [40, 24, 1, true], [3000, 12, 1, true], [2, 4100, 1, true],
+  [3, 5, 7, true], [1, 1, 100, false], [1, 1, 1, false], [1, 3, 1, true]];
 let seed = 1;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296) - 0.5;
 const mk = (n) => Float32Array.from({ length: n }, rnd);
