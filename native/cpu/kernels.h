@@ -103,6 +103,29 @@ struct RowSums {
   }
 };
 
+// Pass 1's work on the r elements at o, shared by the row and lanes layouts: update the moments,
+// give g, p and u (and store u to uo when StoreU).
+template <bool Nesterov, bool StoreU, class IO>
+static inline void adamp_pass1_elem(IO, const float* p, const float* g, float* m, float* v, float* uo, int64_t o, int r,
+                                    const AdamPScalarsF& s, Vec& gv, Vec& pv, Vec& u) {
+  gv = IO::ld(g + o, r);
+  pv = IO::ld(p + o, r);
+  Vec mv = IO::ld(m + o, r), vv = IO::ld(v + o, r);
+  adamp_moments(mv, vv, gv, s);
+  IO::st(m + o, mv, r);
+  IO::st(v + o, vv, r);
+  u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);  // tail: 0/0 when eps == 0
+  if (StoreU) IO::st(uo + o, u, r);
+}
+
+/** u of the r elements at o again, from the moments pass 1 stored (bit-identical): the double redo's. */
+template <bool Nesterov, class IO>
+static inline Vec adamp_stored_u(IO, const float* g, const float* m, const float* v, int64_t o, int r,
+                                 const AdamPScalarsF& s) {
+  const Vec gv = Nesterov ? IO::ld(g + o, r) : Vec(0.0f);
+  return IO::keep(adamp_update<Nesterov>(IO::ld(m + o, r), IO::ld(v + o, r), gv, s), r);
+}
+
 // Pass 1. When `uo` is not null the update u is also stored there, so pass 2 need not recompute
 // it (no sqrt, no divisions: the floor's arithmetic is the bottleneck on a CPU).
 template <bool Nesterov, bool StoreU>
@@ -113,22 +136,12 @@ static ChannelSums adamp_pass1_row_t(const float* p, const float* g, float* m, f
   for_lanes_folded(
       n,
       [&](auto io, int64_t i, int r) {
-        using IO = decltype(io);
-        const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
-        Vec mv = IO::ld(m + i, r), vv = IO::ld(v + i, r);
-        adamp_moments(mv, vv, gv, s);
-        IO::st(m + i, mv, r);
-        IO::st(v + i, vv, r);
-        const Vec u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);  // tail: 0/0 when eps == 0
-        if (StoreU) IO::st(uo + i, u, r);
+        Vec gv, pv, u;
+        adamp_pass1_elem<Nesterov, StoreU>(io, p, g, m, v, uo, i, r, s, gv, pv, u);
         acc.add(gv, pv, u);
       },
       [&](int64_t, int64_t) { acc.fold(); });
-  return acc.finish(p, g, n, [&](auto io, int64_t i, int r) {
-    using IO = decltype(io);
-    const Vec gv = Nesterov ? IO::ld(g + i, r) : Vec(0.0f);
-    return IO::keep(adamp_update<Nesterov>(IO::ld(m + i, r), IO::ld(v + i, r), gv, s), r);
-  });
+  return acc.finish(p, g, n, [&](auto io, int64_t i, int r) { return adamp_stored_u<Nesterov>(io, g, m, v, i, r, s); });
 }
 
 static ChannelSums adamp_pass1_row(const float* p, const float* g, float* m, float* v, int64_t n,
@@ -216,26 +229,15 @@ static void adamp_pass1_lanes_t(const float* p, const float* g, float* m, float*
                                 LaneSums acc, float* uo) {
   const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
   lanes_pass1(lr, acc, [&](auto io, int64_t o, int r, Vec& gv, Vec& pv, Vec& u) {
-    using IO = decltype(io);
-    gv = IO::ld(g + o, r);
-    pv = IO::ld(p + o, r);
-    Vec mv = IO::ld(m + o, r), vv = IO::ld(v + o, r);
-    adamp_moments(mv, vv, gv, s);
-    IO::st(m + o, mv, r);
-    IO::st(v + o, vv, r);
-    u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);
-    if (StoreU) IO::st(uo + o, u, r);
+    adamp_pass1_elem<Nesterov, StoreU>(io, p, g, m, v, uo, o, r, s, gv, pv, u);
   });
 }
 
 template <bool Nesterov>
 static ChannelSums adamp_lane_sums_double_t(const float* p, const float* g, const float* m, const float* v, int64_t rows,
                                             int64_t stride, const AdamPScalarsF& s) {
-  return lane_sums_double(p, g, rows, stride, [&](int64_t o) {
-    using IO = Io<false>;
-    const Vec gv = Nesterov ? IO::ld(g + o, 1) : Vec(0.0f);
-    return lane0(adamp_update<Nesterov>(IO::ld(m + o, 1), IO::ld(v + o, 1), gv, s));
-  });
+  return lane_sums_double(p, g, rows, stride,
+                          [&](int64_t o) { return lane0(adamp_stored_u<Nesterov>(Io<false>(), g, m, v, o, 1, s)); });
 }
 
 static ChannelSums adamp_lane_sums_double(const float* p, const float* g, const float* m, const float* v, int64_t rows,
@@ -402,6 +404,24 @@ static Norms adamp_one_pass(float* p, const float* g, float* m, float* v, int64_
 // ------------------------------------------------------------------------------------------------
 // SGDP
 
+// Pass 1's work on the r elements at o, shared by the row and lanes layouts: update the buffer,
+// give g, p and the update d.
+template <bool Nesterov, class IO>
+static inline void sgdp_pass1_elem(IO, const float* p, const float* g, float* buf, int64_t o, int r,
+                                   const SGDPScalarsF& s, Vec& gv, Vec& pv, Vec& d) {
+  gv = IO::ld(g + o, r);
+  pv = IO::ld(p + o, r);
+  const Vec bv = sgdp_buffer(IO::ld(buf + o, r), gv, s);
+  IO::st(buf + o, bv, r);
+  d = sgdp_update<Nesterov>(bv, gv, s);
+}
+
+/** d of the r elements at o again, from the buffer pass 1 stored (bit-identical): the double redo's. */
+template <bool Nesterov, class IO>
+static inline Vec sgdp_stored_d(IO, const float* g, const float* buf, int64_t o, int r, const SGDPScalarsF& s) {
+  return sgdp_update<Nesterov>(IO::ld(buf + o, r), Nesterov ? IO::ld(g + o, r) : Vec(0.0f), s);
+}
+
 template <bool Nesterov>
 static ChannelSums sgdp_pass1_row_t(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s_ref) {
   const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
@@ -409,17 +429,12 @@ static ChannelSums sgdp_pass1_row_t(const float* p, const float* g, float* buf, 
   for_lanes_folded(
       n,
       [&](auto io, int64_t i, int r) {
-        using IO = decltype(io);
-        const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
-        const Vec bv = sgdp_buffer(IO::ld(buf + i, r), gv, s);
-        IO::st(buf + i, bv, r);
-        acc.add(gv, pv, sgdp_update<Nesterov>(bv, gv, s));
+        Vec gv, pv, d;
+        sgdp_pass1_elem<Nesterov>(io, p, g, buf, i, r, s, gv, pv, d);
+        acc.add(gv, pv, d);
       },
       [&](int64_t, int64_t) { acc.fold(); });
-  return acc.finish(p, g, n, [&](auto io, int64_t i, int r) {
-    using IO = decltype(io);
-    return sgdp_update<Nesterov>(IO::ld(buf + i, r), Nesterov ? IO::ld(g + i, r) : Vec(0.0f), s);
-  });
+  return acc.finish(p, g, n, [&](auto io, int64_t i, int r) { return sgdp_stored_d<Nesterov>(io, g, buf, i, r, s); });
 }
 
 static ChannelSums sgdp_pass1_row(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s) {
@@ -431,22 +446,15 @@ static void sgdp_pass1_lanes_t(const float* p, const float* g, float* buf, LaneR
                                LaneSums acc) {
   const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
   lanes_pass1(lr, acc, [&](auto io, int64_t o, int r, Vec& gv, Vec& pv, Vec& d) {
-    using IO = decltype(io);
-    gv = IO::ld(g + o, r);
-    pv = IO::ld(p + o, r);
-    const Vec bv = sgdp_buffer(IO::ld(buf + o, r), gv, s);
-    IO::st(buf + o, bv, r);
-    d = sgdp_update<Nesterov>(bv, gv, s);
+    sgdp_pass1_elem<Nesterov>(io, p, g, buf, o, r, s, gv, pv, d);
   });
 }
 
 template <bool Nesterov>
 static ChannelSums sgdp_lane_sums_double_t(const float* p, const float* g, const float* buf, int64_t rows, int64_t stride,
                                            const SGDPScalarsF& s) {
-  return lane_sums_double(p, g, rows, stride, [&](int64_t o) {
-    using IO = Io<false>;
-    return lane0(sgdp_update<Nesterov>(IO::ld(buf + o, 1), Nesterov ? IO::ld(g + o, 1) : Vec(0.0f), s));
-  });
+  return lane_sums_double(p, g, rows, stride,
+                          [&](int64_t o) { return lane0(sgdp_stored_d<Nesterov>(Io<false>(), g, buf, o, 1, s)); });
 }
 
 static ChannelSums sgdp_lane_sums_double(const float* p, const float* g, const float* buf, int64_t rows, int64_t stride,
