@@ -3,11 +3,11 @@
  *
  * The facade validates everything, creates state, counts steps and resolves hyperparameters;
  * an engine only does arithmetic on already-checked buffers. Every engine (TypeScript, the
- * native C++ core, CUDA) receives the same slots and fills the same info record, so the
- * facade never knows which one ran.
+ * native C++ core, CUDA) receives the same jobs and fills the same info record, so the facade
+ * never knows which one ran, and no engine knows which optimizer it runs beyond its spec.
  */
 import type { BackendName } from '../types';
-import type { DeviceView } from '../device/tensor';
+import type { AnySpec } from '../optim/spec';
 
 /**
  * One tensor of a step, with its channel view as `outer x channels x inner`: element `i`
@@ -19,23 +19,31 @@ import type { DeviceView } from '../device/tensor';
 export interface Slot {
   p: Float32Array;
   g: Float32Array;
-  /** AdamP: exp_avg. SGDP: the momentum buffer. */
-  m: Float32Array;
-  /** AdamP: exp_avg_sq. SGDP: unused (an empty array). */
-  v: Float32Array;
+  /** The optimizer's state slots in its spec's order (AdamP: exp_avg, exp_avg_sq). */
+  state: Float32Array[];
   outer: number;
   channels: number;
   inner: number;
-  /** ndim > 1: the projection test runs. */
+  /** ndim > 1: the projection test runs (projecting optimizers). */
   eligible: boolean;
-  /** AdamP: the step count after this step's increment (1 at the first step). SGDP: unused. */
+  /** The tensor's step count after this step's increment (1 at its first step). */
   step: number;
   /**
    * A param that lives on the GPU (only the CUDA engine receives these). Then `p` is empty, `g`
-   * holds a host gradient to upload or is empty, and `m`/`v` are empty while the state lives on
-   * the device (or full arrays to upload, after `loadStateDict`).
+   * holds a host gradient to upload or is empty, and the state arrays are empty while the state
+   * lives on the device (or full arrays to upload, after `loadStateDict`).
    */
   device?: DeviceSlot;
+}
+
+/** The facts an engine needs about a device buffer. */
+export interface DeviceView {
+  /** Address of element 0. */
+  pointer: bigint;
+  device: number;
+  shape: readonly number[];
+  /** Element strides, or `null` when row-major contiguous. */
+  strides: readonly number[] | null;
 }
 
 /** The device side of a slot. */
@@ -48,66 +56,36 @@ export interface DeviceSlot {
   g: DeviceView | null;
 }
 
-/** Hyperparameters of one AdamP group, as plain doubles. */
-export interface AdamPScalars {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  delta: number;
-  wdRatio: number;
-  nesterov: boolean;
+/** One group's step: every slot with one set of hyperparameters. */
+export interface StepJob {
+  spec: AnySpec;
+  /** The group's resolved options (the js engine computes its scalars from them). */
+  options: Readonly<Record<string, unknown>>;
+  /** The same options on the wire (`spec.wire(options)`): what native engines read. */
+  hyper: Float64Array;
+  slots: readonly Slot[];
+  /** `INFO_STRIDE` doubles per slot, in slot order. */
+  info: Float64Array;
 }
 
-/** Hyperparameters of one SGDP group, as plain doubles. */
-export interface SGDPScalars {
-  lr: number;
-  momentum: number;
-  dampening: number;
-  weightDecay: number;
-  nesterov: boolean;
-  eps: number;
-  delta: number;
-  wdRatio: number;
+/** How a step runs (the same for every group of one step). */
+export interface StepOptions {
+  /** Compute the info record's norms (weight norm before and after, update norm); else they are NaN. */
+  norms: boolean;
 }
 
-/** Doubles written per slot into the info array. */
-export const INFO_STRIDE = 8;
-/** Offsets within one slot's info record. */
-export const Info = {
-  /** Decision code, see `Decision`. */
-  decision: 0,
-  /** max |cos| over channels (NaN when not evaluated). */
-  channelMaxCos: 1,
-  /** float32 threshold of the channel view (NaN when not evaluated). */
-  channelThreshold: 2,
-  /** |cos| of the layer view (NaN when not evaluated). */
-  layerCos: 3,
-  /** float32 threshold of the layer view (NaN when not evaluated). */
-  layerThreshold: 4,
-  /** ||p||^2 before the step. */
-  normSqBefore: 5,
-  /** ||p||^2 after the step. */
-  normSqAfter: 6,
-  /** ||p_after - p_before||^2. */
-  deltaSq: 7,
-} as const;
-
-/** Decision codes in `info[decision]`. */
-export const Decision = { none: 0, channel: 1, layer: 2, notEligible: 3 } as const;
-
-/** One implementation of the AdamP and SGDP steps. */
+/** One implementation of the steps of every registered optimizer. */
 export interface Engine {
   readonly name: BackendName;
-  /** Step every slot of one group; writes `INFO_STRIDE` doubles per slot into `info` (slot order). */
-  stepAdamP(slots: readonly Slot[], hp: AdamPScalars, info: Float64Array): void;
-  stepSGDP(slots: readonly Slot[], hp: SGDPScalars, info: Float64Array): void;
+  /** Steps every slot of one group; writes the info records. */
+  step(job: StepJob, options: StepOptions): void;
   /**
    * Optional: run a whole step (every group) off the JavaScript thread. The facade guarantees
    * that no other step runs on the same optimizer until the promise settles.
    */
-  stepAsync?(jobs: readonly AsyncJob[]): Promise<void>;
+  stepAsync?(jobs: readonly StepJob[], options: StepOptions): Promise<void>;
+  /** Optional: the step protocol on shards of a tensor (js and native). */
+  readonly protocol?: StepProtocol;
   /** Optional: called before the facade reads params or state (engines that keep copies elsewhere write them back). */
   flush?(): void;
   /** Optional: called before the facade reads the info records of the last step (engines that compute them elsewhere fill them in). */
@@ -116,15 +94,51 @@ export interface Engine {
   invalidate?(): void;
   /** Optional: release resources held for this optimizer. */
   dispose?(): void;
-  /** CUDA: the state of a device param (`DeviceSlot.key`) copied to the host, or undefined when it has none on the device. */
-  readDeviceState?(key: object): { m: Float32Array; v: Float32Array } | undefined;
+  /** CUDA: the state slots of a device param (`DeviceSlot.key`) copied to the host, or undefined when it has none on the device. */
+  readDeviceState?(key: object): Float32Array[] | undefined;
   /** CUDA: queue steps on a caller's stream from now on (`null`: the engine's own). */
   setStream?(stream: bigint | null): void;
   /** CUDA: the stream steps are queued on now. */
   currentStream?(): bigint;
 }
 
-/** One group's work for `Engine.stepAsync`. */
-export type AsyncJob =
-  | { kind: 'adamp'; slots: readonly Slot[]; hp: AdamPScalars; info: Float64Array }
-  | { kind: 'sgdp'; slots: readonly Slot[]; hp: SGDPScalars; info: Float64Array };
+/** A tensor's shape as the protocol sees it. */
+export interface Geometry {
+  outer: number;
+  channels: number;
+  inner: number;
+  eligible: boolean;
+  numel: number;
+}
+
+/** A shard of one tensor: its arrays hold elements `[offset, offset + p.length)` of the whole tensor. */
+export interface Shard extends Slot {
+  offset: number;
+  numel: number;
+}
+
+/** One shard's part of a group step. */
+export interface ShardJob {
+  spec: AnySpec;
+  options: Readonly<Record<string, unknown>>;
+  hyper: Float64Array;
+  shard: Shard;
+}
+
+/**
+ * The step of one tensor in its four phases (docs/architecture.md, "The step protocol"), on
+ * shards that each hold whole units. Records are opaque; partials and norm partials are folded in
+ * unit order, so any split into shards gives the unsharded result bit for bit.
+ */
+export interface StepProtocol {
+  /** Element offsets where the tensor's units start, then numel (units + 1 numbers). */
+  units(spec: AnySpec, geometry: Geometry): number[];
+  /** Pass 1 of units [u0, u1), which the shard must hold exactly: updates its state; returns their partials. */
+  stats(job: ShardJob, u0: number, u1: number): Float64Array;
+  /** The decision from every unit's partials, concatenated in unit order. */
+  decide(spec: AnySpec, geometry: Geometry, options: Readonly<Record<string, unknown>>, hyper: Float64Array, partials: Float64Array): Float64Array;
+  /** Pass 2 (or the one pass) of units [u0, u1) of the shard; returns their norm partials. */
+  apply(job: ShardJob, decision: Float64Array, u0: number, u1: number, options: StepOptions): Float64Array;
+  /** The info record (at `info[at]`) from the decision and every unit's norm partials in unit order. */
+  finish(spec: AnySpec, geometry: Geometry, decision: Float64Array, norms: Float64Array, info: Float64Array, at: number): void;
+}

@@ -1,71 +1,67 @@
 /**
  * The typed contract of the native addon (`adamp.node`, native/binding/addon.cc): everything it
- * exports, so the rest of the TypeScript never touches an untyped value. Keep in step with the
- * C++ side; `load.ts` checks at load time that every function listed here is present.
+ * exports, so the rest of the TypeScript never touches an untyped value. `load.ts` checks at load
+ * time that every function listed here is present.
+ *
+ * Optimizers are named by their registry kind (`'adamp'`, `'sgdp'`, `'adamw'`, `'sgd'`; see
+ * lib/optim/registry.ts and native/include/adamp/optim/registry.h) and their hyperparameters
+ * travel as a Float64Array in the order of the C++ policy's `Hyper` (the TS spec's `wire()`
+ * writes it; `kinds()` lists the names so a test can compare the two).
  */
 
 /** One tensor as the addon reads it (a structural subset of `Slot` in lib/backends/engine.ts). */
 export interface AddonSlot {
   p: Float32Array;
   g: Float32Array;
-  /** AdamP: exp_avg. SGDP / SGD: the momentum buffer. */
-  m: Float32Array;
-  /** AdamP / Adam: exp_avg_sq. Ignored by SGDP / SGD. */
-  v: Float32Array;
-  /** Channel view `outer x channels x inner` (AdamP / SGDP only); the product must equal `p.length`. */
+  /** The optimizer's state slots in its spec's order (AdamP: exp_avg, exp_avg_sq; SGDP: momentum). */
+  state: readonly Float32Array[];
+  /** Channel view `outer x channels x inner`; the product must equal `p.length`. */
   outer: number;
   channels: number;
   inner: number;
-  /** ndim > 1: the projection test runs (AdamP / SGDP only). */
+  /** ndim > 1: the projection test runs (projecting optimizers only). */
   eligible: boolean;
-  /** AdamP / Adam: the step count after this step's increment (integer >= 1). */
+  /** The tensor's step count after this step's increment (integer >= 1). */
   step: number;
 }
 
-export interface AddonAdamPHyper {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  delta: number;
-  wdRatio: number;
-  nesterov: boolean;
+/**
+ * A shard of one tensor for the step protocol: the arrays hold elements
+ * `[offset, offset + p.length)` of the whole tensor, whose geometry `outer/channels/inner` and
+ * `numel` describe the whole.
+ */
+export interface AddonShard extends AddonSlot {
+  offset: number;
+  numel: number;
 }
 
-export interface AddonSGDPHyper {
-  lr: number;
-  momentum: number;
-  dampening: number;
-  weightDecay: number;
-  nesterov: boolean;
-  eps: number;
-  delta: number;
-  wdRatio: number;
+/** What the C++ registry says about one optimizer. */
+export interface AddonKind {
+  name: string;
+  /** State slots per element. */
+  slots: number;
+  /** Hyperparameter names in wire order. */
+  hyper: string[];
+  /** Whether the step has stats and a decision (AdamP, SGDP) or is one pass. */
+  projects: boolean;
 }
 
-/** The one-pass AdamW floor (decoupled decay `p *= 1 - lr * weightDecay`). */
-export interface AddonAdamHyper {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
+/** One group's work. */
+export interface AddonJob {
+  kind: string;
+  slots: readonly AddonSlot[];
+  hyper: Float64Array;
+  /** 8 doubles per slot (lib/core/info.ts). */
+  info: Float64Array;
 }
 
-/** The one-pass SGD-with-momentum floor (torch.optim.SGD semantics, coupled decay `g + weightDecay * p`). */
-export interface AddonSGDHyper {
-  lr: number;
-  momentum: number;
-  dampening: number;
-  weightDecay: number;
-  nesterov: boolean;
+/** How a step runs. */
+export interface AddonStepOptions {
+  /** Worker threads, the caller's included; 0 or omitted = all hardware threads. Results are identical for every count. */
+  threads?: number;
+  /** Compute the info record's norms (weight norm before/after, update norm). Default true. */
+  norms?: boolean;
 }
-
-/** One group's work for `stepAsync`. */
-export type AddonJob =
-  | { kind: 'adamp'; slots: readonly AddonSlot[]; hp: AddonAdamPHyper; info: Float64Array }
-  | { kind: 'sgdp'; slots: readonly AddonSlot[]; hp: AddonSGDPHyper; info: Float64Array };
 
 /** Which CPU kernels run: AVX2+FMA or the portable eight-lane code (results are bit-identical). */
 export type SimdLevel = 'avx2' | 'portable';
@@ -86,34 +82,44 @@ export interface AddonInfo {
 }
 
 /**
- * The addon's exports. `threads`: 0 or omitted = all hardware threads; results are bit-identical
- * for every thread count. Every function validates its arguments and throws a TypeError or
+ * The addon's exports. Every function validates its arguments and throws a TypeError or
  * RangeError (from Node's main realm: compare `name`/`message`, not `instanceof`) naming the
- * argument, the slot and the problem.
+ * argument, the slot and the problem; nothing is changed when it throws.
  */
 export interface Addon {
-  /** One synchronous AdamP step of one group; writes 8 doubles per slot into `info`. */
-  adampStep(slots: readonly AddonSlot[], hp: AddonAdamPHyper, info: Float64Array, threads?: number): void;
-  sgdpStep(slots: readonly AddonSlot[], hp: AddonSGDPHyper, info: Float64Array, threads?: number): void;
+  /** The optimizers of the C++ registry, in kind-number order. */
+  kinds(): AddonKind[];
+  /** One synchronous step of one group; writes 8 doubles per slot into `info`. */
+  step(kind: string, slots: readonly AddonSlot[], hyper: Float64Array, info: Float64Array, options?: AddonStepOptions): void;
   /**
-   * The same off the JavaScript thread (a libuv worker). The addon holds references to every
-   * array until the promise settles; the caller must not touch them meanwhile. Invalid arguments
-   * throw synchronously (nothing is queued); the promise only rejects if the step itself fails.
+   * Several groups, in order, off the JavaScript thread (a libuv worker). The addon holds
+   * references to every array until the promise settles; the caller must not touch them
+   * meanwhile. Invalid arguments throw synchronously (nothing is queued).
    */
-  adampStepAsync(slots: readonly AddonSlot[], hp: AddonAdamPHyper, info: Float64Array, threads?: number): Promise<void>;
-  sgdpStepAsync(slots: readonly AddonSlot[], hp: AddonSGDPHyper, info: Float64Array, threads?: number): Promise<void>;
-  /** Several groups, in order, in one worker. */
-  stepAsync(jobs: readonly AddonJob[], threads?: number): Promise<void>;
-  /** Benchmark floor: one-pass AdamW (28 B/elem). Only `p, g, m, v, step` of each slot are read. */
-  adamStep(slots: readonly Pick<AddonSlot, 'p' | 'g' | 'm' | 'v' | 'step'>[], hp: AddonAdamHyper, threads?: number): void;
-  /** Benchmark floor: one-pass SGD with momentum (20 B/elem). Only `p, g, m` of each slot are read. */
-  sgdStep(slots: readonly Pick<AddonSlot, 'p' | 'g' | 'm'>[], hp: AddonSGDHyper, threads?: number): void;
+  stepAsync(jobs: readonly AddonJob[], options?: AddonStepOptions): Promise<void>;
+
+  // The step protocol on shards of one tensor (the seam of a sharded step; see lib/backends/engine.ts
+  // StepProtocol): stats -> decide -> apply -> finish. Records are opaque Float64Arrays.
+  /** Element offsets where the plan's units of this tensor start, and numel at the end (units + 1 numbers). */
+  protocolUnits(kind: string, slot: Pick<AddonShard, 'outer' | 'channels' | 'inner' | 'eligible' | 'numel'>): Float64Array;
+  /** Pass 1 of units [u0, u1) of the shard (which must hold exactly their elements): updates its state, returns their partials. */
+  protocolStats(kind: string, shard: AddonShard, hyper: Float64Array, u0: number, u1: number): Float64Array;
+  /** The decision from every unit's partials, concatenated in unit order. */
+  protocolDecide(kind: string, slot: Pick<AddonShard, 'outer' | 'channels' | 'inner' | 'eligible' | 'numel'>, hyper: Float64Array, partials: Float64Array): Float64Array;
+  /** Pass 2 (or the one pass) of units [u0, u1) of the shard; returns their norm partials. */
+  protocolApply(kind: string, shard: AddonShard, hyper: Float64Array, decision: Float64Array, u0: number, u1: number, norms: boolean): Float64Array;
+  /** The info record (8 doubles at `info[at]`) from the decision and every unit's norm partials in order. */
+  protocolFinish(kind: string, slot: Pick<AddonShard, 'outer' | 'channels' | 'inner' | 'eligible' | 'numel'>, decision: Float64Array, norms: Float64Array, info: Float64Array, at: number): void;
+
   info(): AddonInfo;
   /** Chooses the kernels process-wide ('auto' = AVX2 when available); returns what is in effect. */
   setSimd(level: 'auto' | SimdLevel): SimdLevel;
+  /** AdamP's speculative single pass (on by default; results are identical either way). */
+  setSpeculation(mode: 'on' | 'off'): void;
 }
 
 /** The names `load.ts` checks for. */
 export const ADDON_FUNCTIONS = [
-  'adampStep', 'sgdpStep', 'adampStepAsync', 'sgdpStepAsync', 'stepAsync', 'adamStep', 'sgdStep', 'info', 'setSimd',
+  'kinds', 'step', 'stepAsync', 'protocolUnits', 'protocolStats', 'protocolDecide', 'protocolApply', 'protocolFinish',
+  'info', 'setSimd', 'setSpeculation',
 ] as const satisfies readonly (keyof Addon)[];

@@ -38,9 +38,16 @@
 namespace adamp {
 
 // ---------------------------------------------------------------------------------------------
-// Constants shared with lib/backends/engine.ts.
+// Constants shared with lib/core/info.ts.
 
-enum DecisionCode : int { kDecisionNone = 0, kDecisionChannel = 1, kDecisionLayer = 2, kDecisionNotEligible = 3 };
+// kDecisionNotApplicable: the optimizer has no projection (AdamW, SGD); its one pass writes it.
+enum DecisionCode : int {
+  kDecisionNone = 0,
+  kDecisionChannel = 1,
+  kDecisionLayer = 2,
+  kDecisionNotEligible = 3,
+  kDecisionNotApplicable = 4,
+};
 
 // Doubles per slot in the info record, and their offsets.
 enum InfoField : int {

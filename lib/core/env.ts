@@ -1,0 +1,21 @@
+/**
+ * Every environment variable the library reads at run time, read here and nowhere else (the
+ * install-time switches are read by scripts/install.js; docs/configuration.md lists both).
+ */
+
+/** The run-time switches and what each does. */
+export const ENV_SWITCHES = {
+  ADAMP_ADDON_PATH: 'load this .node file as the native addon; nothing else is tried',
+  ADAMP_JS_WASM: "'0': the js backend runs its TypeScript loops instead of its WebAssembly SIMD kernel (results are identical)",
+  ADAMP_SIMD: "'portable': the native backend runs its portable kernels even where AVX2 is available (results are identical)",
+  ADAMP_SPECULATE: "'0': native AdamP's speculative single pass is off (results are identical)",
+  ADAMP_DEBUG: 'any value: the command line prints stack traces with its errors',
+} as const;
+
+export type EnvSwitch = keyof typeof ENV_SWITCHES;
+
+/** The switch's value, or undefined when it is unset or empty. */
+export function readEnv(name: EnvSwitch): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v === '' ? undefined : v;
+}
