@@ -1,5 +1,5 @@
 /**
- * adamp: AdamP and SGDP for Node.js.
+ * adamp: AdamP and SGDP for Node.js, with AdamW and SGD as registered baselines.
  *
  * ```ts
  * import { AdamP, SGDP } from 'adamp';
@@ -11,8 +11,13 @@
 import './backends/native';
 import './backends/cuda';
 
-export { AdamP } from './adamp';
-export { SGDP } from './sgdp';
+export { AdamP, SGDP, AdamW, SGD, SPECS, specOf } from './optim/registry';
+export type { OptimizerClass } from './optim/registry';
+export type { AdamPOptions, AdamPParamState } from './optim/adamp';
+export type { SGDPOptions, SGDPParamState } from './optim/sgdp';
+export type { AdamWOptions, AdamWParamState } from './optim/adamw';
+export type { SGDOptions, SGDParamState } from './optim/sgd';
+export type { OptimizerSpec, OptionDef, StateSlotDef } from './optim/spec';
 export { Optimizer } from './optimizer';
 export { AdampError } from './errors';
 export type { AdampErrorCode } from './errors';
@@ -22,8 +27,7 @@ export { DeviceTensor, deviceMemory } from './device/tensor';
 export type { DeviceTensorOptions, ExternalTensorDescriptor } from './device/tensor';
 export type { CudaMemoryStats } from './backends/cuda/binding';
 export type {
-  AdamPOptions, AdamPParamState, AnyParam, BackendName, DeviceParam, OptimizerConfig, Param, ParamGroup, ParamGroupInput,
-  ParamStepInfo, Projection, SGDPOptions, SGDPParamState, StateDict,
+  AnyParam, BackendName, DeviceParam, OptimizerConfig, Param, ParamGroup, ParamGroupInput, ParamStepInfo, Projection, StateDict,
 } from './types';
 export {
   saveCheckpoint, saveCheckpointSync, loadCheckpoint, loadCheckpointSync, serializeCheckpoint, deserializeCheckpoint,

@@ -1,44 +1,36 @@
 /**
- * The optimizer facade shared by AdamP and SGDP: param groups, validation, lazy state,
- * step orchestration, diagnostics and state dicts. The arithmetic runs in an Engine.
+ * The optimizer facade shared by every registered optimizer: param groups, validation, lazy
+ * state, step orchestration, diagnostics and state dicts. What differs between optimizers comes
+ * from their spec (lib/optim/); the arithmetic runs in an Engine.
  *
- * Order of a step: validate every group and every param (nothing is mutated before this
- * passes), create missing state, hand one batch of slots per group to the engine, then commit
- * step counts and diagnostics.
+ * Order of a step: validate every group and every param (nothing is mutated before this passes),
+ * build the engine's jobs (new state is made but not yet kept), run them, then commit: new state
+ * is kept, step counts advance, diagnostics are published.
  */
 import { AdampError, invalid } from './errors';
-import { Decision, INFO_STRIDE, Info } from './backends/engine';
-import type { AsyncJob, Engine, Slot } from './backends/engine';
-import { createEngine } from './backends/select';
-import { checkGrad, checkParamStatic, describe, isDeviceParam, label, numelOf, shapeOf } from './validate';
-import { DeviceTensor, type DeviceView } from './device/tensor';
+import { describe, label } from './core/describe';
+import { Decision, Info, INFO_STRIDE } from './core/info';
+import type { Engine, StepJob, StepOptions, Slot, DeviceView } from './backends/engine';
+import { createEngine, parseConfig } from './backends/select';
+import { checkGrad, checkParamStatic, isDeviceParam, numelOf, shapeOf } from './validate';
+import { DeviceTensor } from './device/tensor';
+import { isPlainObject, rejectUnknown, resolveOptions } from './optim/options';
+import type { OptimizerSpec } from './optim/spec';
 import type {
   AnyParam, BackendName, OptimizerConfig, Param, ParamGroup, ParamGroupInput, ParamStepInfo, Projection, StateDict,
 } from './types';
 
-/** What differs between AdamP and SGDP; the facade calls nothing else. */
-export interface Algorithm<O extends object, S, H> {
-  readonly kind: 'adamp' | 'sgdp';
-  /** Validates and completes one group's options (`where` prefixes messages). */
-  resolve(options: Partial<O>, defaults: Required<O> | null, where: string): Required<O>;
-  /** The engine's scalars for a resolved group. */
-  scalars(group: Required<O>): H;
-  newState(numel: number): S;
-  /** The engine's `m`, `v` for a state, and its step count after this step (AdamP) or 0. */
-  slotArrays(state: S): { m: Float32Array; v: Float32Array; step: number };
-  /** Called after a successful step. */
-  commit(state: S): void;
-  copyState(state: S): S;
-  /** A state with this state's step count and the given arrays (device state read back to the host). */
-  stateWith(state: S, m: Float32Array, v: Float32Array): S;
-  /** Validates a state dict entry and returns an owned copy. */
-  readState(raw: unknown, numel: number, where: string): S;
-  /** Keys of a resolved group's options, in display order. */
-  readonly optionKeys: readonly (keyof O & string)[];
-}
-
 const EMPTY = new Float32Array(0);
-const PROJECTION: readonly Projection[] = ['none', 'channel', 'layer', 'not_eligible'];
+const PROJECTION: Readonly<Record<number, Projection>> = {
+  [Decision.none]: 'none', [Decision.channel]: 'channel', [Decision.layer]: 'layer',
+  [Decision.notEligible]: 'not_eligible', [Decision.notApplicable]: 'not_applicable',
+};
+
+/** A param's state as the facade keeps it: its step count and its spec's slots (empty arrays while they live on the device). */
+interface ParamState {
+  step: number;
+  slots: Float32Array[];
+}
 
 interface GroupRun {
   /** Flat index of each slot's param. */
@@ -46,24 +38,28 @@ interface GroupRun {
   info: Float64Array;
 }
 
-interface Plan<H> {
-  jobs: Array<{ group: number; slots: Slot[]; hp: H; states: unknown[] }>;
+interface Plan {
+  jobs: StepJob[];
   runs: GroupRun[];
   /** Flat index -> param, for every param of every group. */
   params: AnyParam[];
+  /** Every param stepped, with its state (new ones are kept only when the step commits). */
+  stepped: Array<{ p: AnyParam; s: ParamState; fresh: boolean }>;
 }
 
-export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Param> {
+export abstract class Optimizer<O extends object, S extends object, P extends AnyParam = Param> {
   /** The param groups with every hyperparameter resolved. Change them between steps (schedulers); they are validated at each step. */
   readonly paramGroups: ParamGroup<O, P>[] = [];
   /** The defaults new groups inherit. */
   readonly defaults: Required<O>;
   /** The backend running the step: `'js'`, `'native'` or `'cuda'`. */
   readonly backend: BackendName;
+  /** The optimizer's spec: its name, options and state slots (lib/optim/). */
+  readonly spec: OptimizerSpec<O, S>;
 
-  private readonly algo: Algorithm<O, S, H>;
   private readonly engine: Engine;
-  private readonly state = new Map<AnyParam, S>();
+  private readonly stepOptions: StepOptions;
+  private readonly state = new Map<AnyParam, ParamState>();
   /** Device params whose state lives on the device: the element count it was created for. */
   private readonly deviceNumel = new Map<AnyParam, number>();
   /** CUDA device of the device params (all share one), or of the context for host params. */
@@ -75,19 +71,17 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
   private disposed = false;
 
   protected constructor(
-    algo: Algorithm<O, S, H>,
+    spec: OptimizerSpec<O, S>,
     params: readonly P[] | readonly ParamGroupInput<O, P>[],
-    options: Partial<O>,
+    options: Partial<O> | undefined,
     config: OptimizerConfig | undefined,
   ) {
-    this.algo = algo;
-    if (config !== undefined && (config === null || typeof config !== 'object')) {
-      throw invalid(`config must be an object like { backend: 'auto' }, got ${describe(config)}`);
+    this.spec = spec;
+    const cfg = parseConfig(config);
+    if (options !== undefined && !isPlainObject(options)) {
+      throw invalid(`options must be a plain object of ${spec.name} options, got ${describe(options)}`);
     }
-    if (options === null || typeof options !== 'object') {
-      throw invalid(`options must be an object, got ${describe(options)}`);
-    }
-    this.defaults = algo.resolve(options, null, 'options');
+    this.defaults = resolveOptions(spec, options ?? {}, null, 'options', 'construct') as Required<O>;
     if (!Array.isArray(params)) throw invalid(`params must be an array of params or of param groups, got ${describe(params)}`);
     if (params.length === 0) throw invalid('params is an empty list: the optimizer has nothing to update');
     const groups: ParamGroupInput<O, P>[] = isGroupList(params)
@@ -96,28 +90,23 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
     for (const g of groups) this.addParamGroupUnchecked(g);
     this.checkStructure();
     const onDevice = this.allParams().filter(isDeviceParam);
-    const requested = config?.backend ?? 'auto';
+    const requested = cfg.backend;
     if (onDevice.length > 0 && requested !== 'auto' && requested !== 'cuda') {
       const i = this.allParams().indexOf(onDevice[0]);
       throw invalid(`${label(onDevice[0], i)} lives on the GPU (its data is a DeviceTensor), which backend '${requested}' cannot step; use backend 'cuda' or 'auto'`);
     }
-    if (config?.stream !== undefined && typeof config.stream !== 'bigint') {
-      throw invalid(`config.stream must be a cudaStream_t as a bigint, got ${describe(config.stream)}`);
-    }
-    if (config?.device !== undefined && (!Number.isSafeInteger(config.device) || config.device < 0)) {
-      throw invalid(`config.device must be a non-negative integer, got ${describe(config.device)}`);
-    }
-    this.device = onDevice.length > 0 ? onDevice[0].data.device : config?.device ?? 0;
-    if (onDevice.length > 0 && config?.device !== undefined && config.device !== this.device) {
-      throw invalid(`config.device is ${config.device}, but the device params live on device ${this.device}`);
+    this.device = onDevice.length > 0 ? onDevice[0].data.device : cfg.device ?? 0;
+    if (onDevice.length > 0 && cfg.device !== undefined && cfg.device !== this.device) {
+      throw invalid(`config.device is ${cfg.device}, but the device params live on device ${this.device}`);
     }
     this.engine = createEngine(onDevice.length > 0 && requested === 'auto' ? 'cuda' : requested, {
-      threads: config?.threads, kind: algo.kind, device: this.device, stream: config?.stream,
+      threads: cfg.threads, device: this.device, stream: cfg.stream,
     });
     this.backend = this.engine.name;
-    if (config?.stream !== undefined && this.backend !== 'cuda') {
+    if (cfg.stream !== undefined && this.backend !== 'cuda') {
       throw invalid(`config.stream is a CUDA stream, but this optimizer runs on the '${this.backend}' backend`);
     }
+    this.stepOptions = { norms: cfg.diagnostics === 'full' };
     this.checkPlacement();
   }
 
@@ -136,14 +125,21 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
   }
 
   /**
-   * Performs one optimization step: every param with a gradient is updated in place.
-   * Throws before changing anything when an input is invalid.
+   * Performs one optimization step: every param with a gradient is updated in place. Throws
+   * before changing anything when an input is invalid. With a `closure` (PyTorch's
+   * `step(closure)`), calls it first (it recomputes the loss and the gradients) and returns
+   * what it returned.
    */
-  step(): void {
+  step(): void;
+  step<L>(closure: () => L): L;
+  step<L>(closure?: () => L): L | undefined {
     this.assertUsable();
+    if (closure !== undefined && typeof closure !== 'function') throw invalid(`step(closure): closure must be a function, got ${describe(closure)}`);
+    const loss = closure?.();
     const plan = this.plan();
-    for (const job of plan.jobs) this.runSync(job.slots, job.hp, plan.runs[job.group].info);
-    this.finish(plan);
+    for (const job of plan.jobs) this.engine.step(job, this.stepOptions);
+    this.commit(plan);
+    return loss;
   }
 
   /**
@@ -156,34 +152,34 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
     this.assertUsable();
     const plan = this.plan();
     if (!this.engine.stepAsync) {
-      for (const job of plan.jobs) this.runSync(job.slots, job.hp, plan.runs[job.group].info);
-      this.finish(plan);
+      for (const job of plan.jobs) this.engine.step(job, this.stepOptions);
+      this.commit(plan);
       return;
     }
-    const jobs = plan.jobs.map((j) => ({
-      kind: this.algo.kind, slots: j.slots, hp: j.hp, info: plan.runs[j.group].info,
-    })) as unknown as AsyncJob[];
     this.busy = true;
     try {
-      await this.engine.stepAsync(jobs);
+      await this.engine.stepAsync(plan.jobs, this.stepOptions);
     } finally {
       this.busy = false;
     }
-    this.finish(plan);
+    this.commit(plan);
   }
 
   /**
    * Clears gradients. By default fills each gradient with zeros (the arrays stay, so code that
    * accumulates into them keeps working); `setToNull = true` sets them to `null` instead, which
-   * skips those params at the next step, as PyTorch's `set_to_none`.
+   * skips those params at the next step, as PyTorch's `set_to_none`. Every gradient is checked
+   * before any is cleared.
    */
   zeroGrad(setToNull = false): void {
     this.assertIdle();
-    for (const group of this.paramGroups) {
-      for (const p of group.params) {
-        if (setToNull) p.grad = null;
-        else if (p.grad) p.grad.fill(0);
-      }
+    if (typeof setToNull !== 'boolean') throw invalid(`zeroGrad(setToNull): setToNull must be a boolean, got ${describe(setToNull)}`);
+    const params = this.allParams();
+    if (!setToNull) params.forEach((p, i) => checkGrad(p, i));
+    for (const p of params) {
+      if (setToNull) p.grad = null;
+      else if (p.grad instanceof DeviceTensor) p.grad.fill(0);
+      else if (p.grad) p.grad.fill(0);
     }
   }
 
@@ -212,7 +208,7 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
         indices.push(index++);
       }
       const entry = { params: indices } as { params: number[] } & Required<O>;
-      for (const k of this.algo.optionKeys) (entry as Record<string, unknown>)[k] = copyOption(group[k]);
+      for (const o of this.spec.options) (entry as Record<string, unknown>)[o.key] = copyOption((group as Record<string, unknown>)[o.key]);
       paramGroups.push(entry);
     }
     return { state, paramGroups };
@@ -225,20 +221,22 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
    */
   loadStateDict(sd: StateDict<S, O>): void {
     this.assertIdle();
-    if (sd === null || typeof sd !== 'object') throw invalid(`stateDict must be an object { state, paramGroups }, got ${describe(sd)}`);
+    const spec = this.spec;
+    if (!isPlainObject(sd)) throw invalid(`stateDict must be an object { state, paramGroups }, got ${describe(sd)}`);
+    rejectUnknown(sd, ['state', 'paramGroups'], 'stateDict', 'a state dict key', false);
     const { state, paramGroups } = sd as StateDict<S, O>;
     if (!Array.isArray(paramGroups)) throw invalid(`stateDict.paramGroups must be an array, got ${describe(paramGroups)}`);
-    if (state === null || typeof state !== 'object') throw invalid(`stateDict.state must be an object, got ${describe(state)}`);
+    if (state === null || typeof state !== 'object' || Array.isArray(state)) throw invalid(`stateDict.state must be an object, got ${describe(state)}`);
     if (paramGroups.length !== this.paramGroups.length) {
       throw invalid(`stateDict has ${paramGroups.length} param groups, this optimizer has ${this.paramGroups.length}`);
     }
-    const resolved: Required<O>[] = [];
+    const resolved: Record<string, unknown>[] = [];
     const flat: AnyParam[] = [];
     const seen = new Set<number>();
     for (let gi = 0; gi < paramGroups.length; gi++) {
-      const g = paramGroups[gi];
+      const g = paramGroups[gi] as unknown;
       const where = `stateDict.paramGroups[${gi}]`;
-      if (g === null || typeof g !== 'object' || !Array.isArray(g.params)) throw invalid(`${where}.params must be an array of param indices`);
+      if (!isPlainObject(g) || !Array.isArray(g.params)) throw invalid(`${where} must be an object { params: number[], ...options }`);
       const mine = this.paramGroups[gi].params;
       if (g.params.length !== mine.length) {
         throw invalid(`${where} has ${g.params.length} params, this optimizer's group ${gi} has ${mine.length}`);
@@ -248,21 +246,25 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
         if (!Number.isSafeInteger(idx) || idx < 0 || seen.has(idx)) throw invalid(`${where}.params[${j}] must be a unique non-negative integer index, got ${describe(idx)}`);
         seen.add(idx);
       }
-      const opts: Partial<O> = {};
-      for (const k of this.algo.optionKeys) (opts as Record<string, unknown>)[k] = (g as Record<string, unknown>)[k];
-      resolved.push(this.algo.resolve(opts, null, where));
+      const others = Object.keys(g).filter((k) => k !== 'params' && !spec.options.some((o) => o.key === k));
+      if (others.length > 0) {
+        throw invalid(`${where} has ${others.map((k) => `'${k}'`).join(', ')}, which ${spec.name} does not have; is this the state dict of another optimizer?`);
+      }
+      const opts: Record<string, unknown> = {};
+      for (const o of spec.options) if (Object.prototype.hasOwnProperty.call(g, o.key)) opts[o.key] = g[o.key];
+      resolved.push(resolveOptions(spec, opts, null, where, 'strict'));
       flat.push(...mine);
     }
     // Indices map to this optimizer's params in order over groups, as in PyTorch.
     const indexToParam = new Map<number, AnyParam>();
     let k = 0;
     for (const g of paramGroups) for (const idx of g.params) indexToParam.set(idx, flat[k++]);
-    const newState = new Map<AnyParam, S>();
+    const newState = new Map<AnyParam, ParamState>();
     for (const key of Object.keys(state)) {
       const idx = Number(key);
       const p = indexToParam.get(idx);
-      if (p === undefined) throw invalid(`stateDict.state has an entry for param index ${key}, which no group lists`);
-      newState.set(p, this.algo.readState((state as Record<string, unknown>)[key], numelOf(p), `stateDict.state[${key}] (${label(p, idx)})`));
+      if (!Number.isSafeInteger(idx) || p === undefined) throw invalid(`stateDict.state has an entry for param index ${key}, which no group lists`);
+      newState.set(p, this.readState((state as Record<string, unknown>)[key], numelOf(p), `stateDict.state[${key}] (${label(p, idx)})`));
     }
     // Everything checked: apply.
     for (let gi = 0; gi < resolved.length; gi++) Object.assign(this.paramGroups[gi], resolved[gi]);
@@ -318,12 +320,12 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
 
   private addParamGroupUnchecked(group: ParamGroupInput<O, P>): void {
     const gi = this.paramGroups.length;
-    if (group === null || typeof group !== 'object' || !Array.isArray(group.params)) {
+    if (!isPlainObject(group) || !Array.isArray(group.params)) {
       throw invalid(`paramGroups[${gi}] must be an object { params: Param[], ...options }, got ${describe(group)}`);
     }
     const { params, ...opts } = group;
-    const resolved = this.algo.resolve(opts as unknown as Partial<O>, this.defaults, `paramGroups[${gi}]`);
-    this.paramGroups.push({ ...resolved, params: params.slice() } as ParamGroup<O, P>);
+    const resolved = resolveOptions(this.spec, opts, this.defaults, `paramGroups[${gi}]`, 'construct');
+    this.paramGroups.push({ ...resolved, params: params.slice() } as unknown as ParamGroup<O, P>);
   }
 
   private allParams(): AnyParam[] {
@@ -350,14 +352,33 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
     }
   }
 
-  /** A copy of a param's state for stateDict(); device params' state comes from the device. */
-  private exportState(p: AnyParam, s: S): S {
-    if (!isDeviceParam(p)) return this.algo.copyState(s);
-    const onDevice = this.engine.readDeviceState?.(p);
-    if (onDevice) return this.algo.stateWith(s, onDevice.m, onDevice.v);
-    const { m } = this.algo.slotArrays(s);
-    if (m.length === p.data.numel) return this.algo.copyState(s); // loaded from a dict, not stepped since
-    return this.algo.stateWith(s, new Float32Array(p.data.numel), new Float32Array(p.data.numel));
+  /** The public form of a param's state (a copy); device params' state comes from the device. */
+  private exportState(p: AnyParam, s: ParamState): S {
+    let slots = s.slots;
+    if (isDeviceParam(p)) {
+      const onDevice = this.engine.readDeviceState?.(p);
+      if (onDevice) slots = onDevice;
+      else if (slots.length === 0 || slots[0].length !== p.data.numel) slots = this.spec.slots.map(() => new Float32Array(p.data.numel));
+    }
+    const out: Record<string, unknown> = {};
+    if (this.spec.hasStep) out.step = s.step;
+    this.spec.slots.forEach((def, k) => { out[def.key] = slots[k].slice(); });
+    return out as S;
+  }
+
+  /** Validates a state dict entry and returns an owned copy. */
+  private readState(raw: unknown, numel: number, where: string): ParamState {
+    const spec = this.spec;
+    const keys = [...(spec.hasStep ? ['step'] : []), ...spec.slots.map((d) => d.key)];
+    if (!isPlainObject(raw)) throw invalid(`${where} must be an object { ${keys.join(', ')} }, got ${describe(raw)}`);
+    rejectUnknown(raw, keys, where, `a ${spec.name} state key`, false);
+    let step = 1; // a state without a count (SGDP, SGD) has taken at least one step
+    if (spec.hasStep) {
+      if (!Number.isSafeInteger(raw.step) || (raw.step as number) < 0) throw invalid(`${where}.step must be a non-negative integer, got ${describe(raw.step)}`);
+      step = raw.step as number;
+    }
+    const slots = spec.slots.map((d) => stateArray(raw[d.key], numel, `${where}.${d.key}`));
+    return { step, slots };
   }
 
   /** Params are well formed and none appears twice. */
@@ -385,17 +406,18 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
     }
   }
 
-  /** Validates everything, then creates missing state and builds the engine's slots. */
-  private plan(): Plan<H> {
-    const hps: H[] = [];
+  /** Validates everything, then builds the engine's jobs. Changes nothing. */
+  private plan(): Plan {
+    const spec = this.spec;
+    const resolvedGroups: Record<string, unknown>[] = [];
     const params: AnyParam[] = [];
     const datas = new Set<Float32Array | DeviceTensor>();
     const views: Array<{ view: DeviceView; index: number }> = [];
     for (let gi = 0; gi < this.paramGroups.length; gi++) {
-      const group = this.paramGroups[gi];
-      const resolved = this.algo.resolve(group as unknown as Partial<O>, null, `paramGroups[${gi}]`);
-      hps.push(this.algo.scalars(resolved));
-      for (const p of group.params) {
+      const group = this.paramGroups[gi] as unknown as Record<string, unknown>;
+      const { params: _ps, ...opts } = group;
+      resolvedGroups.push(resolveOptions(spec, opts, null, `paramGroups[${gi}]`, 'strict'));
+      for (const p of this.paramGroups[gi].params) {
         const index = params.length;
         checkParamStatic(p, index);
         checkGrad(p, index);
@@ -408,10 +430,9 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
         }
         const s = this.state.get(p);
         if (s !== undefined) {
-          const { m, v } = this.algo.slotArrays(s);
-          const onDevice = isDeviceParam(p) && m.length === 0; // state lives on the device
-          if (!onDevice && (m.length !== numel || (v.length !== 0 && v.length !== numel))) {
-            throw invalid(`data length of ${label(p, index)} changed from ${m.length} to ${numel} since its state was created`);
+          const onDevice = isDeviceParam(p) && s.slots.every((a) => a.length === 0); // state lives on the device
+          if (!onDevice && s.slots.some((a) => a.length !== numel)) {
+            throw invalid(`data length of ${label(p, index)} changed from ${s.slots[0].length} to ${numel} since its state was created`);
           }
           if (onDevice && this.deviceNumel.get(p) !== numel) {
             throw invalid(`data of ${label(p, index)} has ${numel} elements, its state on the device was created for ${this.deviceNumel.get(p)}`);
@@ -422,49 +443,52 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
     }
     checkDeviceAliasing(views, params);
     // Nothing below throws on user input.
-    const jobs: Plan<H>['jobs'] = [];
+    const jobs: StepJob[] = [];
     const runs: GroupRun[] = [];
+    const stepped: Plan['stepped'] = [];
     let index = 0;
     for (let gi = 0; gi < this.paramGroups.length; gi++) {
       const slots: Slot[] = [];
-      const states: unknown[] = [];
       const indices: number[] = [];
       for (const p of this.paramGroups[gi].params) {
         if (p.grad) {
-          let s = this.state.get(p);
-          if (s === undefined) {
-            s = this.algo.newState(isDeviceParam(p) ? 0 : p.data.length); // device params: state is created on the device
-            this.state.set(p, s);
-            if (isDeviceParam(p)) this.deviceNumel.set(p, p.data.numel);
-          }
-          const { m, v, step } = this.algo.slotArrays(s);
+          const known = this.state.get(p);
+          // device params: new state is created on the device (empty arrays here)
+          const s = known ?? { step: 0, slots: spec.slots.map(() => (isDeviceParam(p) ? EMPTY : new Float32Array(numelOf(p)))) };
+          stepped.push({ p, s, fresh: known === undefined });
+          const base = { state: s.slots, step: s.step + 1, ...geometry(p) };
           if (isDeviceParam(p)) {
             const g = p.grad;
             slots.push({
-              p: EMPTY, g: g instanceof Float32Array ? g : EMPTY, m, v: v ?? EMPTY, step, ...geometry(p),
+              p: EMPTY, g: g instanceof Float32Array ? g : EMPTY, ...base,
               device: { key: p, numel: p.data.numel, p: p.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
             });
           } else {
-            slots.push({ p: p.data, g: p.grad, m, v: v ?? EMPTY, step, ...geometry(p) });
+            slots.push({ p: p.data, g: p.grad, ...base });
           }
-          states.push(s);
           indices.push(index);
         }
         index++;
       }
-      runs.push({ indices, info: new Float64Array(slots.length * INFO_STRIDE) });
-      if (slots.length > 0) jobs.push({ group: gi, slots, hp: hps[gi], states });
+      const info = new Float64Array(slots.length * INFO_STRIDE);
+      runs.push({ indices, info });
+      if (slots.length > 0) {
+        const options = resolvedGroups[gi];
+        jobs.push({ spec, options, hyper: spec.wire(options as Required<O>), slots, info });
+      }
     }
-    return { jobs, runs, params };
+    return { jobs, runs, params, stepped };
   }
 
-  private runSync(slots: Slot[], hp: H, info: Float64Array): void {
-    if (this.algo.kind === 'adamp') this.engine.stepAdamP(slots, hp as never, info);
-    else this.engine.stepSGDP(slots, hp as never, info);
-  }
-
-  private finish(plan: Plan<H>): void {
-    for (const job of plan.jobs) for (const s of job.states) this.algo.commit(s as S);
+  /** The step ran: keep new state, advance step counts, publish diagnostics. */
+  private commit(plan: Plan): void {
+    for (const { p, s, fresh } of plan.stepped) {
+      if (fresh) {
+        this.state.set(p, s);
+        if (isDeviceParam(p)) this.deviceNumel.set(p, p.data.numel);
+      }
+      s.step += 1;
+    }
     this.lastRuns = plan.runs;
     this.lastParams = plan.params;
     this.lastInfo = null; // built on first read: the step itself stays cheap
@@ -478,7 +502,7 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
     }));
     for (let gi = 0; gi < this.lastRuns.length; gi++) {
       const { indices, info } = this.lastRuns[gi];
-      const wdRatio = (this.paramGroups[gi] as unknown as { wdRatio: number }).wdRatio;
+      const wdRatio = (this.paramGroups[gi] as unknown as { wdRatio?: number }).wdRatio;
       for (let k = 0; k < indices.length; k++) {
         const o = k * INFO_STRIDE;
         const e = out[indices[k]];
@@ -488,9 +512,11 @@ export abstract class Optimizer<O extends object, S, H, P extends AnyParam = Par
         e.channelThreshold = nanToNull(info[o + Info.channelThreshold]);
         e.layerCos = nanToNull(info[o + Info.layerCos]);
         e.layerThreshold = nanToNull(info[o + Info.layerThreshold]);
-        e.wdRatio = code === Decision.channel || code === Decision.layer ? wdRatio : 1;
+        e.wdRatio = (code === Decision.channel || code === Decision.layer) && wdRatio !== undefined ? wdRatio : 1;
+        const after = info[o + Info.normSqAfter];
+        if (Number.isNaN(after) && Number.isNaN(info[o + Info.deltaSq])) continue; // norms not asked for (diagnostics 'decisions')
         const before = Math.sqrt(info[o + Info.normSqBefore]);
-        e.weightNorm = Math.sqrt(info[o + Info.normSqAfter]);
+        e.weightNorm = Math.sqrt(after);
         e.updateNorm = Math.sqrt(info[o + Info.deltaSq]);
         e.effectiveStepSize = before > 0 ? e.updateNorm / before : e.updateNorm > 0 ? Infinity : 0;
       }
@@ -510,6 +536,16 @@ export function geometry(p: AnyParam): Pick<Slot, 'outer' | 'channels' | 'inner'
   for (let d = 0; d < axis; d++) outer *= shape[d];
   const channels = shape[axis];
   return { outer, channels, inner: numel / outer / channels, eligible: true };
+}
+
+/** A state tensor from a state dict: a Float32Array (from any realm) of the param's length, copied. */
+export function stateArray(x: unknown, numel: number, where: string): Float32Array {
+  if (!(x instanceof Float32Array) && !(ArrayBuffer.isView(x) && Object.prototype.toString.call(x) === '[object Float32Array]')) {
+    throw invalid(`${where} must be a Float32Array, got ${describe(x)}`);
+  }
+  const a = x as Float32Array;
+  if (a.length !== numel) throw invalid(`${where} has length ${a.length}, the param has ${numel} elements`);
+  return new Float32Array(a);
 }
 
 /** No two device params share memory (sorted by address, each must end before the next begins). */

@@ -5,6 +5,7 @@
  * `param_groups` -> `paramGroups`, `state_dict()` -> `stateDict()`).
  */
 
+import type { BackendName } from './backends/engine';
 import type { DeviceTensor } from './device/tensor';
 
 /** One tensor the optimizer updates in place. */
@@ -51,52 +52,13 @@ export interface DeviceParam {
 /** Any param an optimizer accepts. */
 export type AnyParam = Param | DeviceParam;
 
-/** Hyperparameters of AdamP (Heo et al., ICLR 2021). */
-export interface AdamPOptions {
-  /** Learning rate. Default `1e-3`. Must be finite and `>= 0`. */
-  lr?: number;
-  /** Coefficients of the running averages of the gradient and its square. Default `[0.9, 0.999]`, each in `[0, 1)`. */
-  betas?: readonly [number, number];
-  /** Added to the denominator (Adam) and inside the cosine similarity and the weight norm of the projection. Default `1e-8`, `>= 0`. */
-  eps?: number;
-  /** Decoupled (AdamW-style) weight decay: `p *= 1 - lr * weightDecay * ratio`. Default `0`. Values `<= 0` apply no decay (as the official code). */
-  weightDecay?: number;
-  /** Threshold of the projection test: project when `max|cos| < delta / sqrt(fan-in)`. Default `0.1`, `>= 0`. `0` turns the projection off (AdamP becomes AdamW). */
-  delta?: number;
-  /** Weight-decay multiplier applied to params whose update was projected. Default `0.1`, `>= 0`. */
-  wdRatio?: number;
-  /** Nesterov momentum: `u = (beta1 * m + (1 - beta1) * g) / denom`. Default `false`. */
-  nesterov?: boolean;
-}
-
-/** Hyperparameters of SGDP (Heo et al., ICLR 2021). */
-export interface SGDPOptions {
-  /** Learning rate. **Required** (no default, as in the official code). Finite and `>= 0`. */
-  lr: number;
-  /** Momentum factor. Default `0`, finite and `>= 0`. `momentum >= 1` together with weight decay is rejected. */
-  momentum?: number;
-  /** Dampening of the gradient in the momentum buffer: `buf = momentum * buf + (1 - dampening) * g`, from the first step on. Default `0`. */
-  dampening?: number;
-  /** Weight decay, divided by `1 - momentum`: `p *= 1 - lr * weightDecay * ratio / (1 - momentum)`. Default `0`; values `<= 0` apply no decay. */
-  weightDecay?: number;
-  /** Nesterov momentum: `d = g + momentum * buf`. Default `false`. */
-  nesterov?: boolean;
-  /** Added inside the cosine similarity and to the weight norm of the projection. Default `1e-8`, `>= 0`. */
-  eps?: number;
-  /** Threshold of the projection test: project when `max|cos| < delta / sqrt(fan-in)`. Default `0.1`, `>= 0`. `0` turns the projection off (SGDP becomes SGD with momentum). */
-  delta?: number;
-  /** Weight-decay multiplier applied to params whose update was projected. Default `0.1`, `>= 0`. */
-  wdRatio?: number;
-}
-
 /** A parameter group: its params and any per-group hyperparameter overrides. */
 export type ParamGroupInput<O, P extends AnyParam = Param> = { params: P[] } & Partial<O>;
 
 /** A parameter group as the optimizer holds it: every hyperparameter resolved. Change values between steps (schedulers). */
 export type ParamGroup<O, P extends AnyParam = Param> = { params: P[] } & Required<O>;
 
-/** The implementations a step can run on. */
-export type BackendName = 'js' | 'native' | 'cuda';
+export type { BackendName } from './backends/engine';
 
 /** How an optimizer is constructed beyond its hyperparameters. */
 export interface OptimizerConfig {
@@ -116,10 +78,21 @@ export interface OptimizerConfig {
   stream?: bigint;
   /** CUDA backend with host (Float32Array) params: the device to run on. Default `0`; device params bring their own. */
   device?: number;
+  /**
+   * What `lastStepInfo` reports. `'decisions'` (default): the projection decision and what it
+   * compared, which come from sums the step needs anyway. `'full'`: also the weight norm, the
+   * update norm and the effective step size, which cost the step extra reductions over every
+   * param (about 10-20% of a native step, docs/performance.md).
+   */
+  diagnostics?: 'decisions' | 'full';
 }
 
-/** Which projection a param received at the last step. */
-export type Projection = 'channel' | 'layer' | 'none' | 'not_eligible' | 'no_grad';
+/**
+ * Which projection a param received at the last step: `channel`/`layer` = projected on that view;
+ * `none` = tested, not projected; `not_eligible` = ndim <= 1; `not_applicable` = the optimizer has
+ * no projection (AdamW, SGD); `no_grad` = skipped.
+ */
+export type Projection = 'channel' | 'layer' | 'none' | 'not_eligible' | 'not_applicable' | 'no_grad';
 
 /**
  * Per-param diagnostics of the last step: the projection decision, what it compared, and the
@@ -130,7 +103,7 @@ export interface ParamStepInfo {
   index: number;
   /** The param's name, when it has one. */
   name?: string;
-  /** The decision: `channel`/`layer` = projected on that view; `none` = tested, not projected; `not_eligible` = ndim <= 1; `no_grad` = skipped. */
+  /** The decision (see `Projection`). */
   projection: Projection;
   /** max over output channels of |cos(g, p)|; `null` when the channel view was not evaluated. */
   channelMaxCos: number | null;
@@ -142,24 +115,12 @@ export interface ParamStepInfo {
   layerThreshold: number | null;
   /** The weight-decay ratio applied this step: `wdRatio` when projected, else `1`. `null` for `no_grad`. */
   wdRatio: number | null;
-  /** ||p|| after the step (`null` for `no_grad`). */
+  /** ||p|| after the step (`null` for `no_grad`, and unless `diagnostics: 'full'`). */
   weightNorm: number | null;
-  /** ||p_after - p_before|| (`null` for `no_grad`). */
+  /** ||p_after - p_before|| (`null` for `no_grad`, and unless `diagnostics: 'full'`). */
   updateNorm: number | null;
-  /** The effective step size ||dp|| / ||p_before|| (`null` for `no_grad`; `Infinity` when p was zero and moved). */
+  /** The effective step size ||dp|| / ||p_before|| (`null` for `no_grad`, and unless `diagnostics: 'full'`; `Infinity` when p was zero and moved). */
   effectiveStepSize: number | null;
-}
-
-/** Per-param state of AdamP, as in `torch.optim` (`exp_avg`, `exp_avg_sq`). */
-export interface AdamPParamState {
-  step: number;
-  expAvg: Float32Array;
-  expAvgSq: Float32Array;
-}
-
-/** Per-param state of SGDP (`momentum_buffer` is named `momentum` in the official code). */
-export interface SGDPParamState {
-  momentum: Float32Array;
 }
 
 /**

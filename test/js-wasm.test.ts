@@ -7,9 +7,11 @@
 import { createHash } from 'crypto';
 import { AdamP, SGDP, backends } from '../lib/index';
 import type { Param } from '../lib/index';
-import { Decision, INFO_STRIDE } from '../lib/backends/engine';
-import type { AdamPScalars, SGDPScalars, Slot } from '../lib/backends/engine';
+import { Decision, INFO_STRIDE } from '../lib/core/info';
+import type { Slot } from '../lib/backends/engine';
+import { adampJob, FULL, sgdpJob, type AdamPHp as AdamPScalars, type SGDPHp as SGDPScalars } from './helpers/jobs';
 import { JsEngine } from '../lib/backends/js/engine';
+import { adampSpec } from '../lib/optim/adamp';
 import { DEFAULT_CHUNK, wasmKernel, wasmKernelFailure } from '../lib/backends/js/wasm';
 import { KERNEL_WASM_BASE64, KERNEL_WASM_SHA256 } from '../lib/backends/js/wasm/kernel-wasm';
 import { Rng } from '../lib/demo/rng';
@@ -142,7 +144,7 @@ function slotOf(c: Case): Slot {
   const nd = c.shape.length;
   const channels = nd === 1 ? 1 : c.axisLast ? c.shape[nd - 1] : c.shape[0];
   return {
-    p: c.p.slice(), g: new Float32Array(n), m: new Float32Array(n), v: c.algo === 'adamp' ? new Float32Array(n) : new Float32Array(0),
+    p: c.p.slice(), g: new Float32Array(n), state: c.algo === 'adamp' ? [new Float32Array(n), new Float32Array(n)] : [new Float32Array(n)],
     outer: c.axisLast ? n / channels : 1, channels: nd === 1 ? 1 : channels, inner: c.axisLast ? 1 : n / channels,
     eligible: nd > 1, step: 0,
   };
@@ -160,13 +162,12 @@ describe('wasm and TypeScript loops agree bit for bit', () => {
         a.g = g.slice(); b.g = g.slice();
         a.step = b.step = si + 1;
         const ia = new Float64Array(INFO_STRIDE), ib = new Float64Array(INFO_STRIDE);
-        if (c.algo === 'adamp') { ts.stepAdamP([a], c.hpA, ia); wa.stepAdamP([b], c.hpA, ib); }
-        else { ts.stepSGDP([a], c.hpS, ia); wa.stepSGDP([b], c.hpS, ib); }
+        if (c.algo === 'adamp') { ts.step(adampJob([a], c.hpA, ia), FULL); wa.step(adampJob([b], c.hpA, ib), FULL); }
+        else { ts.step(sgdpJob([a], c.hpS, ia), FULL); wa.step(sgdpJob([b], c.hpS, ib), FULL); }
         const where = `case ${t} (${c.algo} ${JSON.stringify(c.shape)} axisLast=${c.axisLast} chunk=${c.chunk} whole=${c.whole}) step ${si + 1}`;
         expectSame(ia, ib, `${where} info`);
         expectSame(a.p, b.p, `${where} p`);
-        expectSame(a.m, b.m, `${where} m`);
-        expectSame(a.v, b.v, `${where} v`);
+        a.state.forEach((x, k) => expectSame(x, b.state[k], `${where} state[${k}]`));
         expectSame(a.g, b.g, `${where} g (untouched)`);
         seen.set(ia[0], (seen.get(ia[0]) ?? 0) + 1);
       });
@@ -184,7 +185,7 @@ describe('wasm and TypeScript loops agree bit for bit', () => {
           const n = shape.reduce((x, y) => x * y, 1);
           const r = new Rng(n);
           const p = new Float32Array(n).map(() => r.uniform() - 0.5);
-          return { p, g: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(algo === 'adamp' ? n : 0),
+          return { p, g: new Float32Array(n), state: algo === 'adamp' ? [new Float32Array(n), new Float32Array(n)] : [new Float32Array(n)],
             outer: 1, channels: shape.length > 1 ? shape[0] : 1, inner: shape.length > 1 ? n / shape[0] : n, eligible: shape.length > 1, step: 0 };
         });
         const a = mk(), b = mk();
@@ -206,17 +207,16 @@ describe('wasm and TypeScript loops agree bit for bit', () => {
           const ia = new Float64Array(INFO_STRIDE * a.length), ib = new Float64Array(INFO_STRIDE * a.length);
           if (algo === 'adamp') {
             const hp: AdamPScalars = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2, delta: 0.1, wdRatio: 0.1, nesterov };
-            ts.stepAdamP(a, hp, ia); wa.stepAdamP(b, hp, ib);
+            ts.step(adampJob(a, hp, ia), FULL); wa.step(adampJob(b, hp, ib), FULL);
           } else {
             const hp: SGDPScalars = { lr: 1e-2, momentum: 0.9, dampening: 0, weightDecay: 1e-4, nesterov, eps: 1e-8, delta: 0.1, wdRatio: 0.1 };
-            ts.stepSGDP(a, hp, ia); wa.stepSGDP(b, hp, ib);
+            ts.step(sgdpJob(a, hp, ia), FULL); wa.step(sgdpJob(b, hp, ib), FULL);
           }
           expectSame(ia, ib, `${algo} nesterov=${nesterov} step ${step} info`);
           if (step === 2) expect(ia[0]).toBe(Decision.channel); // the first tensor's channel projection fired
           a.forEach((s, k) => {
             expectSame(s.p, b[k].p, `${algo} step ${step} tensor ${k} p`);
-            expectSame(s.m, b[k].m, `${algo} step ${step} tensor ${k} m`);
-            expectSame(s.v, b[k].v, `${algo} step ${step} tensor ${k} v`);
+            s.state.forEach((x, j) => expectSame(x, b[k].state[j], `${algo} step ${step} tensor ${k} state[${j}]`));
           });
         }
       }
@@ -227,17 +227,17 @@ describe('wasm and TypeScript loops agree bit for bit', () => {
     const chmax = wasmKernel()!.chmax;
     const n = (chmax + 3) * 2;
     const r = new Rng(3);
-    const mk = (): Slot => ({ p: new Float32Array(n).map(() => r.uniform() - 0.5), g: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n),
+    const mk = (): Slot => ({ p: new Float32Array(n).map(() => r.uniform() - 0.5), g: new Float32Array(n), state: [new Float32Array(n), new Float32Array(n)],
       outer: 1, channels: chmax + 3, inner: 2, eligible: true, step: 1 });
     const a = mk();
-    const b: Slot = { ...a, p: a.p.slice(), m: a.m.slice(), v: a.v.slice() };
+    const b: Slot = { ...a, p: a.p.slice(), state: a.state.map((x) => x.slice()) };
     a.g = new Float32Array(n).map(() => r.uniform() - 0.5);
     b.g = a.g.slice();
-    expect(wasmKernel()!.fits(a)).toBe(false);
+    expect(wasmKernel()!.takes(adampSpec, a)).toBe(false);
     const hp: AdamPScalars = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false };
     const ia = new Float64Array(INFO_STRIDE), ib = new Float64Array(INFO_STRIDE);
-    new JsEngine({ wasm: false }).stepAdamP([a], hp, ia);
-    new JsEngine({ wasm: true }).stepAdamP([b], hp, ib);
+    new JsEngine({ wasm: false }).step(adampJob([a], hp, ia), FULL);
+    new JsEngine({ wasm: true }).step(adampJob([b], hp, ib), FULL);
     expectSame(ia, ib, 'info');
     expectSame(a.p, b.p, 'p');
   });
@@ -246,12 +246,12 @@ describe('wasm and TypeScript loops agree bit for bit', () => {
     const k = wasmKernel()!;
     const bytes = (k.x.memory.buffer as ArrayBuffer).byteLength;
     const n = 3 * k.chunk + 17;
-    const s: Slot = { p: new Float32Array(n).fill(0.5), g: new Float32Array(n).fill(0.25), m: new Float32Array(n), v: new Float32Array(n),
+    const s: Slot = { p: new Float32Array(n).fill(0.5), g: new Float32Array(n).fill(0.25), state: [new Float32Array(n), new Float32Array(n)],
       outer: 1, channels: 7, inner: n / 7, eligible: false, step: 1 };
     const e = new JsEngine();
     const hp: AdamPScalars = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false };
-    e.stepAdamP([s], hp, new Float64Array(INFO_STRIDE));
-    e.stepAdamP([{ ...s, eligible: true, channels: 1, inner: n, step: 2 }], hp, new Float64Array(INFO_STRIDE));
+    e.step(adampJob([s], hp, new Float64Array(INFO_STRIDE)), FULL);
+    e.step(adampJob([{ ...s, eligible: true, channels: 1, inner: n, step: 2 }], hp, new Float64Array(INFO_STRIDE)), FULL);
     expect((k.x.memory.buffer as ArrayBuffer).byteLength).toBe(bytes);
     expect(k.P.length).toBe(k.chunk); // the views are still attached
     expect(k.U.length).toBe(k.cap);

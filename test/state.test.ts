@@ -110,7 +110,7 @@ describe.each(availableBackends())('backend %s', (backend) => {
     const p: Param = { name: 'w', data: randn(r, 40), grad: null, shape: [4, 10] };
     p.grad = gradOfKind(r, p.data, 4, 'channel');
     const before = p.data.slice();
-    const opt = new AdamP([p], { lr: 0.01 }, { backend });
+    const opt = new AdamP([p], { lr: 0.01 }, { backend, diagnostics: 'full' });
     expect(opt.lastStepInfo).toEqual([]);
     opt.step();
     const info = opt.lastStepInfo[0];
@@ -122,6 +122,12 @@ describe.each(availableBackends())('backend %s', (backend) => {
     expect(info.weightNorm!).toBeCloseTo(Math.sqrt(na), 5);
     expect(info.updateNorm!).toBeCloseTo(Math.sqrt(nd), 6);
     expect(info.effectiveStepSize!).toBeCloseTo(Math.sqrt(nd) / Math.sqrt(nb), 6);
+    // The default diagnostics report the decision only: the norms cost reductions the step does not need.
+    const q: Param = { name: 'w', data: before.slice(), grad: p.grad, shape: [4, 10] };
+    const lean = new AdamP([q], { lr: 0.01 }, { backend });
+    lean.step();
+    expect(lean.lastStepInfo[0]).toMatchObject({ projection: 'channel', channelMaxCos: info.channelMaxCos, weightNorm: null, updateNorm: null, effectiveStepSize: null });
+    expect(q.data).toEqual(p.data);
   });
 
   test('channelAxis -1 tests output channels on the last axis (TensorFlow.js layout)', () => {

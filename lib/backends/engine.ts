@@ -6,8 +6,20 @@
  * native C++ core, CUDA) receives the same jobs and fills the same info record, so the facade
  * never knows which one ran, and no engine knows which optimizer it runs beyond its spec.
  */
-import type { BackendName } from '../types';
 import type { AnySpec } from '../optim/spec';
+
+/** The implementations a step can run on. */
+export type BackendName = 'js' | 'native' | 'cuda';
+
+/** Availability of one backend, with the reason when it cannot run. */
+export interface BackendReport {
+  name: BackendName;
+  available: boolean;
+  /** Why it is unavailable (every load failure, in order), or what it runs on. */
+  reason: string;
+  /** Extra facts (SIMD level, threads, device name, addon path...). */
+  details?: Record<string, unknown>;
+}
 
 /**
  * One tensor of a step, with its channel view as `outer x channels x inner`: element `i`

@@ -2,21 +2,16 @@
  * Backend selection: which engines can run here, why the others cannot, and the choice for
  * `backend: 'auto' | 'js' | 'native' | 'cuda'`.
  */
-import { AdampError } from '../errors';
-import type { BackendName } from '../types';
-import type { Engine } from './engine';
+import { AdampError, invalid } from '../errors';
+import { describe } from '../core/describe';
+import { readEnv } from '../core/env';
+import { isPlainObject, rejectUnknown } from '../optim/options';
+import type { BackendName, OptimizerConfig } from '../types';
+import type { BackendReport, Engine } from './engine';
+
+export type { BackendReport } from './engine';
 import { JsEngine } from './js/engine';
 import { wasmKernelFailure } from './js/wasm';
-
-/** Availability of one backend, with the reason when it cannot run. */
-export interface BackendReport {
-  name: BackendName;
-  available: boolean;
-  /** Why it is unavailable (every load failure, in order), or what it runs on. */
-  reason: string;
-  /** Extra facts (SIMD level, threads, device name, addon path...). */
-  details?: Record<string, unknown>;
-}
 
 /** What a native module must provide to be selectable; implemented in `./native` and `./cuda`. */
 export interface EngineProvider {
@@ -26,7 +21,6 @@ export interface EngineProvider {
 
 export interface EngineOptions {
   threads?: number;
-  kind: 'adamp' | 'sgdp';
   /** CUDA: the device to run on. */
   device?: number;
   /** CUDA: a caller's cudaStream_t to queue on. */
@@ -64,7 +58,7 @@ export function backends(): BackendReport[] {
 
 /** The js backend: always available; says whether its WebAssembly SIMD kernel runs the steps, and why not. */
 function jsReport(): BackendReport {
-  const why = process.env.ADAMP_JS_WASM === '0' ? 'turned off by ADAMP_JS_WASM=0' : wasmKernelFailure();
+  const why = readEnv('ADAMP_JS_WASM') === '0' ? 'turned off by ADAMP_JS_WASM=0' : wasmKernelFailure();
   return why
     ? { name: 'js', available: true, reason: `pure TypeScript, single-threaded (WebAssembly SIMD kernel not used: ${why})` }
     : { name: 'js', available: true, reason: 'TypeScript with a WebAssembly SIMD kernel, single-threaded' };
@@ -72,9 +66,6 @@ function jsReport(): BackendReport {
 
 /** Creates the engine for a requested backend; throws `ERR_ADAMP_BACKEND_UNAVAILABLE` with the reasons when it cannot run. */
 export function createEngine(requested: 'auto' | BackendName, options: EngineOptions): Engine {
-  if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
-    throw new AdampError('ERR_ADAMP_INVALID_ARGUMENT', `config.threads must be a positive integer, got ${String(options.threads)}`);
-  }
   switch (requested) {
     case 'js':
       return new JsEngine();
@@ -94,6 +85,46 @@ export function createEngine(requested: 'auto' | BackendName, options: EngineOpt
       return new JsEngine();
     }
     default:
-      throw new AdampError('ERR_ADAMP_INVALID_ARGUMENT', `config.backend must be 'auto', 'js', 'native' or 'cuda', got ${JSON.stringify(requested)}`);
+      throw invalid(`config.backend must be 'auto', 'js', 'native' or 'cuda', got ${describe(requested)}`);
   }
+}
+
+/** Most worker threads a native step may ask for. */
+export const MAX_THREADS = 256;
+
+/** A checked `OptimizerConfig` with its defaults. */
+export interface ParsedConfig {
+  backend: 'auto' | BackendName;
+  threads?: number;
+  stream?: bigint;
+  device?: number;
+  diagnostics: 'decisions' | 'full';
+}
+
+const CONFIG_KEYS = ['backend', 'threads', 'stream', 'device', 'diagnostics'] as const satisfies readonly (keyof OptimizerConfig)[];
+
+/** Checks an optimizer's `config` (keys as strictly as options: a typo is an error with a hint). */
+export function parseConfig(config: unknown): ParsedConfig {
+  if (config === undefined) return { backend: 'auto', diagnostics: 'decisions' };
+  if (!isPlainObject(config)) throw invalid(`config must be a plain object like { backend: 'auto' }, got ${describe(config)}`);
+  rejectUnknown(config, CONFIG_KEYS, 'config', 'a config key', false);
+  const c = config as OptimizerConfig;
+  const backend = c.backend ?? 'auto';
+  if (!['auto', 'js', 'native', 'cuda'].includes(backend as string)) {
+    throw invalid(`config.backend must be 'auto', 'js', 'native' or 'cuda', got ${describe(backend)}`);
+  }
+  if (c.threads !== undefined && (!Number.isInteger(c.threads) || c.threads < 1 || c.threads > MAX_THREADS)) {
+    throw invalid(`config.threads must be an integer in [1, ${MAX_THREADS}], got ${describe(c.threads)}`);
+  }
+  if (c.stream !== undefined && typeof c.stream !== 'bigint') {
+    throw invalid(`config.stream must be a cudaStream_t as a bigint, got ${describe(c.stream)}`);
+  }
+  if (c.device !== undefined && (!Number.isSafeInteger(c.device) || c.device < 0)) {
+    throw invalid(`config.device must be a non-negative integer, got ${describe(c.device)}`);
+  }
+  const diagnostics = c.diagnostics ?? 'decisions';
+  if (diagnostics !== 'decisions' && diagnostics !== 'full') {
+    throw invalid(`config.diagnostics must be 'decisions' or 'full', got ${describe(diagnostics)}`);
+  }
+  return { backend, threads: c.threads, stream: c.stream, device: c.device, diagnostics };
 }

@@ -250,7 +250,7 @@ export async function runCpuBench(o: CpuBenchOptions = {}): Promise<CpuBenchResu
   const wanted = o.backends ?? (nativeOk ? ['js', 'native'] : ['js']);
   if (wanted.includes('native') && !nativeOk) throw new Error(`backend 'native' is not available: ${nativeReport?.reason ?? 'unknown'}`);
   const floor: FloorKernels | null = wanted.includes('native') ? loadFloor() : null;
-  if (wanted.includes('native') && !floor) note('note: the native addon exports no adamStep/sgdStep floor kernels; the floor is skipped');
+  if (wanted.includes('native') && !floor) note('note: the native backend cannot run here; the one-pass floor is skipped');
 
   let torchEnabled = o.torch !== false;
   let torchSkipReason: string | null = null;

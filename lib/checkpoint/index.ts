@@ -2,10 +2,10 @@
  * Optimizer checkpoints as safetensors files, with names a PyTorch user maps one to one onto
  * the official optimizer's `state_dict()`:
  *
- *   tensor `state.{i}.exp_avg`     (F32, the param's shape)  <-> state_dict['state'][i]['exp_avg']
- *   tensor `state.{i}.exp_avg_sq`  (F32)                     <-> state_dict['state'][i]['exp_avg_sq']
- *   tensor `state.{i}.step`        (I64, shape [])           <-> state_dict['state'][i]['step']  (a Python int)
- *   tensor `state.{i}.momentum`    (F32, SGDP)               <-> state_dict['state'][i]['momentum']
+ *   tensor `state.{i}.<slot>`      (F32, the param's shape)  <-> state_dict['state'][i]['<slot>'], one per
+ *                                  state slot of the optimizer's spec, by its PyTorch name (AdamP and
+ *                                  AdamW: exp_avg, exp_avg_sq; SGDP: momentum; SGD: momentum_buffer)
+ *   tensor `state.{i}.step`        (I64, shape [])           <-> state_dict['state'][i]['step'] (AdamP, AdamW)
  *   tensor `params.{i}`            (F32, optional)           <-> the i-th param of the optimizer
  *   metadata `param_groups`        (JSON, snake_case names)  <-> state_dict['param_groups']
  *
@@ -15,11 +15,12 @@
 import * as fs from 'fs';
 import { createHash } from 'crypto';
 import { invalid } from '../errors';
-import { describe, shapeOf } from '../validate';
+import { describe } from '../core/describe';
+import { shapeOf } from '../validate';
 import { DeviceTensor } from '../device/tensor';
-import type { AdamP } from '../adamp';
-import type { SGDP } from '../sgdp';
-import type { AdamPParamState, AnyParam, SGDPParamState } from '../types';
+import { Optimizer } from '../optimizer';
+import type { AnySpec } from '../optim/spec';
+import type { AnyParam } from '../types';
 import { encodeSafetensors, fileBytes, parseSafetensors, readF32, readI64, type TensorRecord, type TensorToWrite } from './safetensors';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic';
 
@@ -35,8 +36,9 @@ export const RESERVED_METADATA_KEYS = [
   'format', 'optimizer', 'param_groups', 'param_shapes', 'param_names', 'includes_params', 'data_sha256',
 ] as const;
 
-/** An optimizer a checkpoint can hold. */
-export type CheckpointOptimizer = AdamP<AnyParam> | SGDP<AnyParam>;
+/** An optimizer a checkpoint can hold: any registered optimizer. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type CheckpointOptimizer = Optimizer<any, any, AnyParam>;
 
 /** A param's values on the host (device params are downloaded). */
 function hostData(p: AnyParam): Float32Array {
@@ -62,34 +64,45 @@ export interface LoadCheckpointOptions {
 
 /** What a load found in the file. */
 export interface CheckpointInfo {
-  optimizer: 'AdamP' | 'SGDP';
+  /** The optimizer's class name (`'AdamP'`). */
+  optimizer: string;
   /** Whether the file holds the params' weights. */
   includesParams: boolean;
   /** The user metadata saved with the file (reserved keys removed). */
   metadata: Record<string, string>;
 }
 
-type Kind = 'AdamP' | 'SGDP';
+/** The spec of an optimizer instance (adamp's own; the TF.js adapter's optimizers hand over their core optimizer). */
+function specOfOptimizer(optimizer: CheckpointOptimizer): AnySpec {
+  const o = optimizer as unknown as { spec?: AnySpec; paramGroups?: unknown; stateDict?: unknown; adampCore?: () => CheckpointOptimizer };
+  if (o !== null && typeof o === 'object' && typeof o.adampCore === 'function') return specOfOptimizer(o.adampCore());
+  if (!(optimizer instanceof Optimizer) || o.spec === undefined) {
+    throw invalid(`optimizer must be an optimizer from adamp (AdamP, SGDP, AdamW, SGD, or one of adamp/tfjs), got ${describe(optimizer)}`);
+  }
+  return o.spec;
+}
 
-/** camelCase option name -> the official code's name. */
-const TO_TORCH: Record<string, string> = {
-  lr: 'lr', betas: 'betas', eps: 'eps', weightDecay: 'weight_decay', delta: 'delta', wdRatio: 'wd_ratio',
-  nesterov: 'nesterov', momentum: 'momentum', dampening: 'dampening',
-};
+/** The core optimizer behind `optimizer` (itself, or the TF.js adapter's). */
+function coreOf(optimizer: CheckpointOptimizer): CheckpointOptimizer {
+  const o = optimizer as unknown as { adampCore?: () => CheckpointOptimizer };
+  return typeof o.adampCore === 'function' ? o.adampCore() : optimizer;
+}
 
-const STATE_KEYS: Record<Kind, readonly string[]> = { AdamP: ['step', 'exp_avg', 'exp_avg_sq'], SGDP: ['momentum'] };
+/** camelCase option -> PyTorch name, for a spec. */
+function torchNames(spec: AnySpec): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const o of spec.options) out[o.key] = o.torch;
+  return out;
+}
+
+/** The state tensors' PyTorch names of a spec, in order: `step` first when it has one, then its slots. */
+function stateKeys(spec: AnySpec): string[] {
+  return [...(spec.hasStep ? ['step'] : []), ...spec.slots.map((d) => d.torch)];
+}
 
 interface Groupish {
   params: AnyParam[];
   [k: string]: unknown;
-}
-
-function kindOf(optimizer: CheckpointOptimizer): Kind {
-  const groups = (optimizer as { paramGroups?: unknown }).paramGroups;
-  if (!Array.isArray(groups) || groups.length === 0 || typeof (optimizer as { stateDict?: unknown }).stateDict !== 'function') {
-    throw invalid(`optimizer must be an AdamP or SGDP instance from adamp, got ${describe(optimizer)}`);
-  }
-  return 'betas' in groups[0] ? 'AdamP' : 'SGDP';
 }
 
 function flatParams(optimizer: CheckpointOptimizer): AnyParam[] {
@@ -107,7 +120,9 @@ function sha256Hex(bytes: Uint8Array): string {
  * Use `saveCheckpoint` to write it to disk atomically.
  */
 export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: SaveCheckpointOptions = {}): Buffer {
-  const kind = kindOf(optimizer);
+  const spec = specOfOptimizer(optimizer);
+  optimizer = coreOf(optimizer);
+  const toTorch = torchNames(spec);
   const user = options.metadata ?? {};
   if (user === null || typeof user !== 'object') throw invalid(`options.metadata must be an object of strings, got ${describe(user)}`);
   for (const [k, v] of Object.entries(user)) {
@@ -115,7 +130,7 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
     if (typeof v !== 'string') throw invalid(`options.metadata.${k} must be a string, got ${describe(v)}`);
   }
   // stateDict() first: it flushes engines that keep copies elsewhere, so params read below are current.
-  const sd = optimizer.stateDict() as { state: Record<number, AdamPParamState | SGDPParamState>; paramGroups: Array<Record<string, unknown>> };
+  const sd = optimizer.stateDict() as { state: Record<number, Record<string, unknown>>; paramGroups: Array<Record<string, unknown>> };
   const params = flatParams(optimizer);
   const tensors: TensorToWrite[] = [];
   if (options.params) {
@@ -125,18 +140,12 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
     const s = sd.state[i];
     if (s === undefined) continue;
     const shape = shapeOf(params[i]);
-    if (kind === 'AdamP') {
-      const a = s as AdamPParamState;
-      tensors.push({ name: `state.${i}.step`, dtype: 'I64', shape: [], data: BigInt64Array.of(BigInt(a.step)) });
-      tensors.push({ name: `state.${i}.exp_avg`, dtype: 'F32', shape, data: a.expAvg });
-      tensors.push({ name: `state.${i}.exp_avg_sq`, dtype: 'F32', shape, data: a.expAvgSq });
-    } else {
-      tensors.push({ name: `state.${i}.momentum`, dtype: 'F32', shape, data: (s as SGDPParamState).momentum });
-    }
+    if (spec.hasStep) tensors.push({ name: `state.${i}.step`, dtype: 'I64', shape: [], data: BigInt64Array.of(BigInt(s.step as number)) });
+    for (const d of spec.slots) tensors.push({ name: `state.${i}.${d.torch}`, dtype: 'F32', shape, data: s[d.key] as Float32Array });
   }
   const groups = sd.paramGroups.map((g) => {
     const out: Record<string, unknown> = { params: g.params };
-    for (const [k, v] of Object.entries(g)) if (k !== 'params') out[TO_TORCH[k] ?? k] = v;
+    for (const [k, v] of Object.entries(g)) if (k !== 'params') out[toTorch[k] ?? k] = v;
     return out;
   });
   // The digest covers the data section, which encodeSafetensors lays out in `tensors` order.
@@ -145,7 +154,7 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
   const metadata: Record<string, string> = {
     ...user,
     format: CHECKPOINT_FORMAT,
-    optimizer: kind,
+    optimizer: spec.name,
     param_groups: JSON.stringify(groups),
     param_shapes: JSON.stringify(params.map((p) => Array.from(shapeOf(p)))),
     param_names: JSON.stringify(params.map((p) => p.name ?? null)),
@@ -185,7 +194,10 @@ export function deserializeCheckpoint(
   optimizer: CheckpointOptimizer, bytes: Uint8Array, options: LoadCheckpointOptions & { source?: string } = {},
 ): CheckpointInfo {
   const source = options.source ?? 'checkpoint';
-  const kind = kindOf(optimizer);
+  const spec = specOfOptimizer(optimizer);
+  optimizer = coreOf(optimizer);
+  const kind = spec.name;
+  const toTorch = torchNames(spec);
   const file = parseSafetensors(bytes, source);
   const meta = file.metadata;
   const bad = (why: string) => invalid(`${source} does not fit this ${kind} optimizer: ${why}`);
@@ -230,7 +242,7 @@ export function deserializeCheckpoint(
     // Keys this optimizer does not know (a scheduler's `initial_lr`, torch's `foreach`...) are ignored, as PyTorch keeps them aside.
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(mine[gi])) {
-      const torchKey = key === 'params' ? key : TO_TORCH[key] ?? key;
+      const torchKey = key === 'params' ? key : toTorch[key] ?? key;
       if (!(torchKey in src)) throw bad(`param_groups[${gi}] lacks '${torchKey}'`);
       out[key] = src[torchKey];
     }
@@ -238,7 +250,7 @@ export function deserializeCheckpoint(
   });
 
   // Tensors: every name known, every dtype and shape right, no state half present.
-  const wanted = STATE_KEYS[kind];
+  const wanted = stateKeys(spec);
   const perParam = new Map<number, Map<string, TensorRecord>>();
   const weights = new Map<number, TensorRecord>();
   for (const t of file.tensors) {
@@ -265,19 +277,20 @@ export function deserializeCheckpoint(
     if (!perParam.has(i)) perParam.set(i, new Map());
     perParam.get(i)!.set(key, t);
   }
-  const state: Record<number, AdamPParamState | SGDPParamState> = {};
+  const state: Record<number, Record<string, unknown>> = {};
   for (const [i, recs] of perParam) {
     for (const key of wanted) if (!recs.has(key)) throw bad(`state of param ${i}${nameOf(params[i])} lacks tensor 'state.${i}.${key}'`);
-    if (kind === 'AdamP') {
+    const entry: Record<string, unknown> = {};
+    if (spec.hasStep) {
       const st = recs.get('step')!;
       const step = st.dtype === 'I64' ? readI64(st)[0] : BigInt(Math.trunc(readF32(st)[0]));
       if (step < 0n || step > BigInt(Number.MAX_SAFE_INTEGER) || (st.dtype === 'F32' && !Number.isInteger(readF32(st)[0]))) {
         throw bad(`tensor 'state.${i}.step' must hold a non-negative integer`);
       }
-      state[i] = { step: Number(step), expAvg: readF32(recs.get('exp_avg')!), expAvgSq: readF32(recs.get('exp_avg_sq')!) };
-    } else {
-      state[i] = { momentum: readF32(recs.get('momentum')!) };
+      entry.step = Number(step);
     }
+    for (const d of spec.slots) entry[d.key] = readF32(recs.get(d.torch)!);
+    state[i] = entry;
   }
   const includesParams = weights.size > 0;
   if (options.params) {

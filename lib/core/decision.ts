@@ -1,5 +1,5 @@
 /**
- * The projection decision of AdamP/SGDP from four per-channel sums (reference/SPEC.md s4-5).
+ * The projection decision of AdamP/SGDP from four per-channel sums (docs/numerics.md#the-projection-decision).
  *
  * With g.p, g.g, p.p and p.u per output channel, the channel test, the layer fallback (sums of
  * the same four) and the projection's per-channel coefficients need no further pass over the
@@ -8,7 +8,7 @@
  * `g.p / (max(||g||, e) max(||p||, e))`; the threshold is rounded to float32 and compared in
  * float32, strictly, so NaN never projects.
  */
-import { Decision, Info } from '../backends/engine';
+import { Decision, Info } from './info';
 
 const f = Math.fround;
 const FLT_MAX = 3.4028234663852886e38;

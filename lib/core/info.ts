@@ -26,5 +26,5 @@ export const Info = {
   deltaSq: 7,
 } as const;
 
-/** Decision codes in `info[decision]`. `noProjection`: the optimizer has no projection (AdamW, SGD). */
-export const Decision = { none: 0, channel: 1, layer: 2, notEligible: 3, noProjection: 4 } as const;
+/** Decision codes in `info[decision]`. `notApplicable`: the optimizer has no projection (AdamW, SGD). */
+export const Decision = { none: 0, channel: 1, layer: 2, notEligible: 3, notApplicable: 4 } as const;

@@ -236,7 +236,7 @@ export async function runTfjsDemo(o: TfjsDemoOptions = {}): Promise<TfjsDemoResu
   ];
   fs.writeFileSync(svgPath, renderFigure(charts, {
     title: 'Training a small dense + batch-norm network with TensorFlow.js',
-    subtitle: `${dataset}; dashed = baseline (delta = 0), solid = projected`,
+    subtitle: `${dataset}; dashed = baseline (SGD, AdamW), solid = projected (SGDP, AdamP)`,
   }));
   fs.writeFileSync(jsonPath, JSON.stringify({
     dataset, epochs, seed, batchSize: TFJS_DEFAULTS.batchSize, sgd: TFJS_DEFAULTS.sgd, adam: TFJS_DEFAULTS.adam, schedule: 'cosine to 0 over all steps',
@@ -252,11 +252,14 @@ async function trainOne(
 ): Promise<{ summary: TfjsRunSummary; series: RunSeries }> {
   const spec = RUN_SPECS[name];
   const started = Date.now();
-  const delta = spec.projection ? 0.1 : 0;
   const baseLr = spec.family === 'sgd' ? TFJS_DEFAULTS.sgd.lr : TFJS_DEFAULTS.adam.lr;
+  const config = { backend, diagnostics: 'full' as const };
+  const sgd = { lr: baseLr, momentum: TFJS_DEFAULTS.sgd.momentum, weightDecay: TFJS_DEFAULTS.sgd.weightDecay, ...config };
+  const adam = { lr: baseLr, weightDecay: TFJS_DEFAULTS.adam.weightDecay, ...config };
+  // The baselines are the registered SGD and AdamW (torch.optim's semantics), the paper's baselines.
   const opt = spec.family === 'sgd'
-    ? new adapter.SGDP({ lr: baseLr, momentum: TFJS_DEFAULTS.sgd.momentum, weightDecay: TFJS_DEFAULTS.sgd.weightDecay, delta, backend })
-    : new adapter.AdamP({ lr: baseLr, weightDecay: TFJS_DEFAULTS.adam.weightDecay, delta, backend });
+    ? spec.projection ? new adapter.SGDP(sgd) : new adapter.SGD(sgd)
+    : spec.projection ? new adapter.AdamP(adam) : new adapter.AdamW(adam);
   const model = buildModel(tfl, train.height, train.width, train.classes, seed);
   model.compile({ optimizer: opt, loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
   const invariantVars = model.trainableWeights.filter((w) => INVARIANT_LAYERS.some((l) => w.originalName === `${l}/kernel`));

@@ -2,15 +2,15 @@
  * The toy demo: the paper's effect on a scale-invariant objective, with no framework.
  *
  * Four runs from the same initial point and the same gradient noise: SGD vs SGDP and AdamW vs
- * AdamP, where the baselines are the same classes with `delta: 0` (the projection never fires,
- * so SGDP is SGD with momentum and AdamP is AdamW, exactly). Momentum inflates the norm of
+ * AdamP, the baselines being the registered SGD and AdamW (torch.optim's semantics, as in the
+ * paper's comparisons) with the same hyperparameters. Momentum inflates the norm of
  * scale-invariant weights, which shrinks the effective step size ||dw|| / ||w|| long before the
  * learning-rate schedule intends to; the projection removes the radial part of the update and
  * keeps the norm, and the effective step size, where they were.
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { AdamP, SGDP } from '../index';
+import { AdamP, AdamW, SGD, SGDP } from '../index';
 import type { Param, ParamStepInfo } from '../types';
 import { renderFigure, type ChartSpec } from '../svg/chart';
 import { ProgressBar, type ProgressStream } from './progress';
@@ -150,7 +150,7 @@ export async function runToyDemo(options: ToyDemoOptions = {}): Promise<ToyDemoR
     ],
     {
       title: 'Momentum inflates scale-invariant weights; the projection of SGDP/AdamP prevents it',
-      subtitle: `toy problem, seed ${seed}, ${steps} steps, cosine lr schedule; dashed = baseline (delta = 0), solid = projected`,
+      subtitle: `toy problem, seed ${seed}, ${steps} steps, cosine lr schedule; dashed = baseline (SGD, AdamW), solid = projected (SGDP, AdamP)`,
     },
   );
   fs.writeFileSync(svgPath, svg);
@@ -198,11 +198,14 @@ async function runOne(spec: RunSpec, ctx: RunContext): Promise<{ summary: ToyRun
   // A fresh problem per run: the same targets, initial point and noise stream for every optimizer.
   const prob = new ToyProblem(ctx.seed, ctx.problem);
   const params = prob.makeParams();
-  const delta = spec.projection ? 0.1 : 0;
   const baseLr = spec.family === 'sgd' ? TOY_DEFAULTS.sgd.lr : TOY_DEFAULTS.adam.lr;
-  const opt: SGDP | AdamP = spec.family === 'sgd'
-    ? new SGDP(params, { lr: baseLr, momentum: TOY_DEFAULTS.sgd.momentum, weightDecay: ctx.weightDecay, delta }, { backend: ctx.backend })
-    : new AdamP(params, { lr: baseLr, weightDecay: ctx.weightDecay, delta }, { backend: ctx.backend });
+  const config = { backend: ctx.backend, diagnostics: 'full' as const };
+  const sgd = { lr: baseLr, momentum: TOY_DEFAULTS.sgd.momentum, weightDecay: ctx.weightDecay };
+  const adam = { lr: baseLr, weightDecay: ctx.weightDecay };
+  // The baselines are the registered SGD and AdamW (torch.optim's semantics), the paper's baselines.
+  const opt = spec.family === 'sgd'
+    ? spec.projection ? new SGDP(params, sgd, config) : new SGD(params, sgd, config)
+    : spec.projection ? new AdamP(params, adam, config) : new AdamW(params, adam, config);
   const invariant = prob.tensors.map((t) => isScaleInvariant(t.spec.kind));
   const eligible = params.map((p) => p.shape.length > 1);
   const nEligible = eligible.filter(Boolean).length;

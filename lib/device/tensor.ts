@@ -11,10 +11,10 @@
  * `ERR_ADAMP_CUDA_OOM` with the bytes requested and free.
  */
 import { AdampError, invalid } from '../errors';
-import { loadAddon } from '../binding/load';
-import { hasCuda, type CudaAddon, type CudaBufferHandle, type CudaMemoryStats } from '../backends/cuda/binding';
-import { cudaProvider } from '../backends/cuda';
-import { describe, shapeNumel, shapeText } from '../validate';
+import { describe, shapeNumel, shapeText } from '../core/describe';
+import type { CudaAddon, CudaBufferHandle, CudaMemoryStats } from '../backends/cuda/binding';
+import { cudaAddonOrReport } from '../backends/cuda/availability';
+import type { DeviceView } from '../backends/engine';
 
 /** Dimensions a device tensor may have. */
 export const MAX_DIMS = 8;
@@ -45,16 +45,6 @@ export interface ExternalTensorDescriptor {
   keepAlive?: unknown;
 }
 
-/** The facts an engine needs about a device buffer. */
-export interface DeviceView {
-  /** Address of element 0. */
-  pointer: bigint;
-  device: number;
-  shape: readonly number[];
-  /** Element strides, or `null` when row-major contiguous. */
-  strides: readonly number[] | null;
-}
-
 const FLOAT32_CODE = 2; // DLPack kDLFloat
 const DL_CUDA = 2;
 const DL_CUDA_MANAGED = 13;
@@ -64,10 +54,9 @@ let addonCache: CudaAddon | undefined;
 /** The addon's CUDA functions, or an error saying why the GPU cannot be used here (the CUDA backend's own report). */
 export function cudaAddon(what: string): CudaAddon {
   if (addonCache) return addonCache;
-  const report = cudaProvider.report();
-  const r = loadAddon();
-  if (!report.available || !('addon' in r) || !hasCuda(r.addon)) {
-    throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE', `${what} needs the CUDA backend, which cannot run here: ${report.reason}`);
+  const r = cudaAddonOrReport();
+  if (!('addon' in r)) {
+    throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE', `${what} needs the CUDA backend, which cannot run here: ${r.report.reason}`);
   }
   addonCache = r.addon;
   return r.addon;

@@ -32,18 +32,21 @@ export interface StateSlotDef {
 
 /**
  * The js engine's element math of one optimizer: the TS twin of the C++ policy's `update`,
- * `stored` and `apply` (native/include/adamp/optim/policy.h), on one element each. `s` is what
- * `scalars()` returned for the tensor.
+ * `stored` and `apply` (native/include/adamp/optim/policy.h). `update` and `stored` run over a
+ * range of elements (a loop per optimizer keeps V8's loops monomorphic); `s` is what `scalars()`
+ * returned for the tensor. The step itself is the same for every optimizer:
+ * `p = f32(f32(p * wdf) + stepScale(s) * u)` (with `wdf` 1 and `stepScale` 1 where an optimizer
+ * has no such factor, both exact).
  */
 export interface ElementMath<Sc> {
-  /** Pass 1 (or the one pass): updates the state at `i` in place and returns the update before projection. */
-  update(i: number, g: Float32Array, p: Float32Array, st: readonly Float32Array[], s: Sc): number;
-  /** Projecting optimizers: the update again from the state pass 1 stored (bit-identical). */
-  stored?(i: number, g: Float32Array, st: readonly Float32Array[], s: Sc): number;
+  /** Pass 1 (or the one pass) of elements [i0, i1): updates the state in place and writes the update before projection to `u`. */
+  update(i0: number, i1: number, g: Float32Array, p: Float32Array, st: readonly Float32Array[], s: Sc, u: Float32Array): void;
+  /** Projecting optimizers: the update of [i0, i1) again, from the state pass 1 stored (bit-identical), into `u`. */
+  stored?(i0: number, i1: number, g: Float32Array, st: readonly Float32Array[], s: Sc, u: Float32Array): void;
   /** Projecting optimizers: whether a projected update is stored into state slot 0 (SGDP without Nesterov). */
   writesBack?(s: Sc): boolean;
-  /** Weight decay and the step: the new value of p. */
-  apply(p: number, u: number, wdf: number, s: Sc): number;
+  /** The factor of u in the step: `-lr / bc1` (AdamP), `-lr` (SGDP, SGD), 1 (AdamW, whose u already holds it). */
+  stepScale(s: Sc): number;
 }
 
 /** The projection test's hyperparameters. */

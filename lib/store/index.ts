@@ -9,8 +9,8 @@
  * checkpoints).
  */
 import { invalid } from '../errors';
-import { describe } from '../validate';
-import type { AdamPOptions, Param, ParamGroupInput, SGDPOptions } from '../types';
+import { describe } from '../core/describe';
+import type { Param, ParamGroupInput } from '../types';
 
 /** One tensor of a store. */
 export interface StoredTensor {
@@ -104,7 +104,7 @@ export function paramsFromStore(store: TensorStore, options: StoreParamsOptions 
  * ]), { lr: 1e-3 });
  * ```
  */
-export function groupsFromStore<O extends object = AdamPOptions & SGDPOptions>(store: TensorStore, groups: readonly StoreGroup<NoInfer<O>>[], options: Omit<StoreParamsOptions, 'select'> = {}): ParamGroupInput<O>[] {
+export function groupsFromStore<O extends object = Record<string, unknown>>(store: TensorStore, groups: readonly StoreGroup<NoInfer<O>>[], options: Omit<StoreParamsOptions, 'select'> = {}): ParamGroupInput<O>[] {
   checkStore(store);
   if (!Array.isArray(groups)) throw invalid(`groups must be an array of { select, ...options }, got ${describe(groups)}`);
   const taken = new Set<string>();

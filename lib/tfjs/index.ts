@@ -1,10 +1,11 @@
 /**
- * AdamP and SGDP for TensorFlow.js (`import { AdamP, SGDP } from 'adamp/tfjs'`).
+ * adamp's optimizers for TensorFlow.js (`import { AdamP, SGDP, AdamW, SGD } from 'adamp/tfjs'`),
+ * one adapter class per registered optimizer.
  *
  * They extend `tf.train.Optimizer`, so they work in `model.compile({ optimizer })`,
  * `model.fit`, `optimizer.minimize` and `applyGradients`. The arithmetic is adamp's own: at
  * each step the weights and gradients are read into Float32Arrays, one step of the core
- * `AdamP`/`SGDP` runs on them (same numerics, same projection decisions as the core API), and
+ * optimizer runs on them (same numerics, same projection decisions as the core API), and
  * the new weights are written back with `variable.assign`.
  *
  * note: channel view. TensorFlow.js keeps the OUTPUT channel on the LAST axis (dense kernels
@@ -15,13 +16,18 @@
  * for other layouts, e.g. `0` for embeddings `[vocab, dim]` to view them per token.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { AdamP as CoreAdamP } from '../adamp';
-import { SGDP as CoreSGDP } from '../sgdp';
+// The native backend registers itself when imported: 'auto' then picks it, as in the core API.
+import '../backends/native';
 import { AdampError, invalid } from '../errors';
-import { describe } from '../validate';
-import type {
-  AdamPOptions, AdamPParamState, BackendName, Param, ParamStepInfo, SGDPOptions, SGDPParamState, StateDict,
-} from '../types';
+import { describe } from '../core/describe';
+import type { Optimizer } from '../optimizer';
+import { adampSpec, type AdamPOptions } from '../optim/adamp';
+import { sgdpSpec, type SGDPOptions } from '../optim/sgdp';
+import { adamwSpec, type AdamWOptions } from '../optim/adamw';
+import { sgdSpec, type SGDOptions } from '../optim/sgd';
+import { classOf } from '../optim/registry';
+import type { OptimizerSpec } from '../optim/spec';
+import type { BackendName, Param, ParamStepInfo, StateDict } from '../types';
 
 /** Channel axis of the projection's channel view for each multi-dimensional variable. */
 export type ChannelAxisRule = number | ((name: string, shape: readonly number[]) => number);
@@ -38,10 +44,14 @@ export interface TfjsExtraOptions {
   backend?: 'auto' | 'js' | 'native';
   /** Threads of the native backend. */
   threads?: number;
+  /** What `lastStepInfo` reports: `'decisions'` (default) or `'full'` (also norms and effective step sizes; see the core `OptimizerConfig`). */
+  diagnostics?: 'decisions' | 'full';
 }
 
 export type TfjsAdamPOptions = AdamPOptions & TfjsExtraOptions;
 export type TfjsSGDPOptions = SGDPOptions & TfjsExtraOptions;
+export type TfjsAdamWOptions = AdamWOptions & TfjsExtraOptions;
+export type TfjsSGDOptions = SGDOptions & TfjsExtraOptions;
 
 /** What `getWeights()` returns and `setWeights()` takes (tfjs-core does not export the type from its root). */
 export interface NamedTensor {
@@ -49,8 +59,9 @@ export interface NamedTensor {
   tensor: tf.Tensor;
 }
 
-type Core = CoreAdamP | CoreSGDP;
-type AnyState = AdamPParamState | SGDPParamState;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Core = Optimizer<any, any, Param>;
+type AnyState = Record<string, unknown>;
 
 interface Entry {
   name: string;
@@ -64,24 +75,32 @@ interface PendingState {
   claimed: boolean;
 }
 
-const STATE_SUFFIXES = { adamp: ['step', 'exp_avg', 'exp_avg_sq'], sgdp: ['momentum'] } as const;
-
-/** What differs between the AdamP and SGDP adapters. */
-interface Flavor<O> {
-  kind: 'adamp' | 'sgdp';
-  className: string;
-  make(params: Param[], hp: O, config: { backend: 'auto' | 'js' | 'native'; threads?: number }): Core;
+/** The weights `getWeights()` writes per variable: `step` (when the optimizer counts steps), then its state slots by PyTorch name. */
+function suffixesOf(spec: OptimizerSpec<object, object>): string[] {
+  return [...(spec.hasStep ? ['step'] : []), ...spec.slots.map((d) => d.torch)];
 }
 
-abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer {
+interface CoreConfig {
+  backend: 'auto' | 'js' | 'native';
+  threads?: number;
+  diagnostics?: 'decisions' | 'full';
+}
+
+/** The core optimizer of a spec over `params`. */
+function makeCore(spec: OptimizerSpec<object, object>, params: Param[], hp: object, config: CoreConfig): Core {
+  return new (classOf(spec) as unknown as new (p: Param[], o: object, c: object) => Core)(params, hp, config);
+}
+
+export abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer {
   /**
    * The hyperparameters, resolved. Change them between steps (schedulers): each step copies
    * them into the core optimizer, which validates them.
    */
   readonly hyperparameters: Required<O>;
-  private readonly flavor: Flavor<Required<O>>;
+  /** The registered optimizer this adapter runs. */
+  readonly spec: OptimizerSpec<O, object>;
   private readonly channelAxis: ChannelAxisRule;
-  private readonly coreConfig: { backend: 'auto' | 'js' | 'native'; threads?: number };
+  private readonly coreConfig: CoreConfig;
   private readonly entries: Entry[] = [];
   private readonly byName = new Map<string, Entry>();
   private core: Core | null = null;
@@ -89,21 +108,21 @@ abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer {
   private disposed = false;
   private readonly selectedBackend: BackendName;
 
-  protected constructor(flavor: Flavor<Required<O>>, options: O & TfjsExtraOptions) {
+  protected constructor(spec: OptimizerSpec<O, object>, options: O & TfjsExtraOptions) {
     super();
     if (options === null || typeof options !== 'object') throw invalid(`options must be an object, got ${describe(options)}`);
-    const { channelAxis = -1, backend = 'auto', threads, ...hp } = options as TfjsExtraOptions & Record<string, unknown>;
+    const { channelAxis = -1, backend = 'auto', threads, diagnostics, ...hp } = options as TfjsExtraOptions & Record<string, unknown>;
     if (typeof channelAxis !== 'function' && !Number.isInteger(channelAxis)) {
       throw invalid(`options.channelAxis must be an integer or a function (name, shape) => axis, got ${describe(channelAxis)}`);
     }
     if (backend !== 'auto' && backend !== 'js' && backend !== 'native') {
       throw invalid(`options.backend must be 'auto', 'js' or 'native' for TensorFlow.js variables, got ${describe(backend)}`);
     }
-    this.flavor = flavor;
+    this.spec = spec;
     this.channelAxis = channelAxis;
-    this.coreConfig = { backend, ...(threads !== undefined ? { threads } : {}) };
+    this.coreConfig = { backend, ...(threads !== undefined ? { threads } : {}), ...(diagnostics !== undefined ? { diagnostics } : {}) };
     // Resolve and validate the hyperparameters now (a throwaway core over a dummy param), so a bad option fails here.
-    const probe = flavor.make([{ data: new Float32Array(1), grad: null, shape: [1] }], hp as Required<O>, this.coreConfig);
+    const probe = makeCore(spec as OptimizerSpec<object, object>, [{ data: new Float32Array(1), grad: null, shape: [1] }], hp, this.coreConfig);
     const { params: _unused, ...resolved } = probe.paramGroups[0] as unknown as Record<string, unknown>;
     this.selectedBackend = probe.backend;
     probe.dispose();
@@ -142,7 +161,7 @@ abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer {
   }
 
   override applyGradients(variableGradients: tf.NamedTensorMap | NamedTensor[]): void {
-    if (this.disposed) throw new AdampError('ERR_ADAMP_DISPOSED', `this ${this.flavor.className} optimizer was disposed; create a new one`);
+    if (this.disposed) throw new AdampError('ERR_ADAMP_DISPOSED', `this ${this.spec.name} optimizer was disposed; create a new one`);
     const list: Array<{ name: string; tensor: tf.Tensor | null | undefined }> = Array.isArray(variableGradients)
       ? variableGradients.map((v) => ({ name: v.name, tensor: v.tensor }))
       : Object.keys(variableGradients).map((name) => ({ name, tensor: variableGradients[name] }));
@@ -195,26 +214,29 @@ abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer {
   }
 
   /**
-   * `[iter, then per variable in first-seen order: <name>/step, <name>/exp_avg, <name>/exp_avg_sq]`
-   * (AdamP) or `<name>/momentum` (SGDP). Variables that have not been stepped yet carry zeros.
+   * `[iter, then per variable in first-seen order: <name>/step (AdamP, AdamW), then <name>/<slot>
+   * for each state slot by its PyTorch name (exp_avg, exp_avg_sq; momentum; momentum_buffer)]`.
+   * Variables that have not been stepped yet carry zeros.
    */
   override async getWeights(): Promise<NamedTensor[]> {
     const out: NamedTensor[] = [await this.saveIterations()];
     const sd = this.core ? this.core.stateDict() : { state: {} as Record<number, AnyState> };
+    const spec = this.spec;
     this.entries.forEach((e, i) => {
       const s = (sd.state as Record<number, AnyState>)[i];
       const shape = e.param.shape as number[];
-      if (this.flavor.kind === 'adamp') {
-        const a = s as AdamPParamState | undefined;
-        out.push({ name: `${e.name}/step`, tensor: tf.scalar(a?.step ?? 0, 'int32') });
-        out.push({ name: `${e.name}/exp_avg`, tensor: a ? tf.tensor(a.expAvg, shape, 'float32') : tf.zeros(shape) });
-        out.push({ name: `${e.name}/exp_avg_sq`, tensor: a ? tf.tensor(a.expAvgSq, shape, 'float32') : tf.zeros(shape) });
-      } else {
-        const m = s as SGDPParamState | undefined;
-        out.push({ name: `${e.name}/momentum`, tensor: m ? tf.tensor(m.momentum, shape, 'float32') : tf.zeros(shape) });
+      if (spec.hasStep) out.push({ name: `${e.name}/step`, tensor: tf.scalar((s?.step as number | undefined) ?? 0, 'int32') });
+      for (const d of spec.slots) {
+        out.push({ name: `${e.name}/${d.torch}`, tensor: s ? tf.tensor(s[d.key] as Float32Array, shape, 'float32') : tf.zeros(shape) });
       }
     });
     return out;
+  }
+
+  /** The core optimizer this adapter steps (checkpoints use it: `saveCheckpoint(tfjsOptimizer)`), or null before the first step. */
+  adampCore(): Core {
+    if (this.core === null) throw invalid(`this ${this.spec.name} optimizer has not stepped yet: it has no variables to checkpoint`);
+    return this.core;
   }
 
   /**
@@ -226,7 +248,8 @@ abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer {
   override async setWeights(weightValues: NamedTensor[]): Promise<void> {
     if (!Array.isArray(weightValues) || weightValues.length === 0) throw invalid('setWeights expects the array getWeights() returned, starting with the iteration count');
     const rest = await this.extractIterations(weightValues);
-    const suffixes: readonly string[] = STATE_SUFFIXES[this.flavor.kind];
+    const spec = this.spec;
+    const suffixes = suffixesOf(spec as OptimizerSpec<object, object>);
     const pending: PendingState[] = [];
     for (let k = 0; k < rest.length; k += suffixes.length) {
       const group = rest.slice(k, k + suffixes.length);
@@ -235,22 +258,21 @@ abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer {
         const w = group[j];
         if (!w || w.name !== `${base}/${suffixes[j]}`) {
           throw invalid(`setWeights: expected '${base}/${suffixes[j]}' at position ${k + j + 1}, got ${w ? `'${w.name}'` : 'nothing'} ` +
-            `(${this.flavor.className} weights are [iter, then per variable ${suffixes.map((s) => `<name>/${s}`).join(', ')}])`);
+            `(${this.spec.name} weights are [iter, then per variable ${suffixes.map((s) => `<name>/${s}`).join(', ')}])`);
         }
       }
       const shape = group[suffixes.length - 1].tensor.shape;
-      let state: AnyState | null;
-      if (this.flavor.kind === 'adamp') {
+      let state: AnyState | null = {};
+      const first = spec.hasStep ? 1 : 0;
+      if (spec.hasStep) {
         const step = (await group[0].tensor.data())[0];
         if (!Number.isSafeInteger(step) || step < 0) throw invalid(`setWeights: '${group[0].name}' must be a non-negative integer, got ${step}`);
-        for (const w of group.slice(1)) checkSameShape(w, shape);
-        state = step === 0 ? null : {
-          step,
-          expAvg: Float32Array.from(await group[1].tensor.data() as Float32Array),
-          expAvgSq: Float32Array.from(await group[2].tensor.data() as Float32Array),
-        };
-      } else {
-        state = { momentum: Float32Array.from(await group[0].tensor.data() as Float32Array) };
+        if (step === 0) state = null;
+        else state.step = step;
+      }
+      for (const w of group.slice(first)) checkSameShape(w, shape);
+      if (state !== null) {
+        for (let j = 0; j < spec.slots.length; j++) state[spec.slots[j].key] = Float32Array.from(await group[first + j].tensor.data() as Float32Array);
       }
       pending.push({ name: base, shape, state, claimed: false });
     }
@@ -273,6 +295,7 @@ abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer {
     }
     if (typeof this.channelAxis === 'number') config.channelAxis = this.channelAxis;
     if (this.coreConfig.backend !== 'auto') config.backend = this.coreConfig.backend;
+    if (this.coreConfig.diagnostics !== undefined) config.diagnostics = this.coreConfig.diagnostics;
     return config;
   }
 
@@ -325,7 +348,7 @@ abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer {
   /** Rebuilds the core optimizer over all variables seen so far, keeping the state of the old ones. */
   private grow(newEntries: Entry[], claims: Map<Entry, PendingState>): void {
     const all = [...this.entries, ...newEntries];
-    const next = this.flavor.make(all.map((e) => e.param), this.hyperparameters, this.coreConfig);
+    const next = makeCore(this.spec as OptimizerSpec<object, object>, all.map((e) => e.param), this.hyperparameters, this.coreConfig);
     try {
       const keep = this.core ? (this.core.stateDict() as unknown as { state: Record<number, AnyState> }) : null;
       next.loadStateDict(this.buildStateDict(all, claims, keep));
@@ -360,17 +383,36 @@ function optionsFromConfig<O>(config: tf.serialization.ConfigDict): O & TfjsExtr
   return rest as O & TfjsExtraOptions;
 }
 
-const adampFlavor: Flavor<Required<AdamPOptions>> = {
-  kind: 'adamp',
-  className: 'AdamP',
-  make: (params, hp, config) => new CoreAdamP(params, hp, config),
-};
+type RequiredKeys<T> = { [K in keyof T]-?: object extends Pick<T, K> ? never : K }[keyof T];
 
-const sgdpFlavor: Flavor<Required<SGDPOptions>> = {
-  kind: 'sgdp',
-  className: 'SGDP',
-  make: (params, hp, config) => new CoreSGDP(params, hp, config),
-};
+/** The adapter class of a registered optimizer (options are required when one of them is, as SGDP's and SGD's `lr`). */
+export interface TfjsOptimizerClass<O extends object> {
+  new (...options: [RequiredKeys<O>] extends [never] ? [options?: O & TfjsExtraOptions] : [options: O & TfjsExtraOptions]): AdampTfjsOptimizer<O>;
+  /** The name TensorFlow.js serializes (`getClassName()`, model training configs). */
+  readonly className: string;
+  fromConfig<T extends tf.serialization.Serializable>(cls: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict): T;
+}
+
+function tfjsClass<O extends object>(spec: OptimizerSpec<O, object>): TfjsOptimizerClass<O> {
+  const cls = class extends AdampTfjsOptimizer<O> {
+    /** The name TensorFlow.js serializes (`getClassName()`, model training configs). */
+    static get className(): string {
+      return spec.name;
+    }
+
+    constructor(options?: O & TfjsExtraOptions) {
+      super(spec, options ?? ({} as O & TfjsExtraOptions));
+    }
+
+    static override fromConfig<T extends tf.serialization.Serializable>(
+      c: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict,
+    ): T {
+      return new (c as unknown as new (o: O & TfjsExtraOptions) => T)(optionsFromConfig<O>(config));
+    }
+  };
+  Object.defineProperty(cls, 'name', { value: spec.name });
+  return cls as unknown as TfjsOptimizerClass<O>;
+}
 
 /**
  * AdamP as a TensorFlow.js optimizer.
@@ -382,45 +424,17 @@ const sgdpFlavor: Flavor<Required<SGDPOptions>> = {
  * await model.fit(xs, ys, { epochs: 10 });
  * ```
  */
-export class AdamP extends AdampTfjsOptimizer<AdamPOptions> {
-  /** The name TensorFlow.js serializes (`getClassName()`, model training configs). */
-  static get className(): string {
-    return 'AdamP';
-  }
-
-  constructor(options: TfjsAdamPOptions = {}) {
-    super(adampFlavor, options);
-  }
-
-  static override fromConfig<T extends tf.serialization.Serializable>(
-    cls: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict,
-  ): T {
-    return new (cls as unknown as new (o: TfjsAdamPOptions) => T)(optionsFromConfig<AdamPOptions>(config));
-  }
-}
-
-/**
- * SGDP as a TensorFlow.js optimizer (`lr` is required).
- *
- * ```ts
- * model.compile({ optimizer: new SGDP({ lr: 0.1, momentum: 0.9, nesterov: true }), loss: 'categoricalCrossentropy' });
- * ```
- */
-export class SGDP extends AdampTfjsOptimizer<SGDPOptions> {
-  static get className(): string {
-    return 'SGDP';
-  }
-
-  constructor(options: TfjsSGDPOptions) {
-    super(sgdpFlavor, options);
-  }
-
-  static override fromConfig<T extends tf.serialization.Serializable>(
-    cls: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict,
-  ): T {
-    return new (cls as unknown as new (o: TfjsSGDPOptions) => T)(optionsFromConfig<SGDPOptions>(config));
-  }
-}
+export const AdamP = tfjsClass(adampSpec);
+export type AdamP = AdampTfjsOptimizer<AdamPOptions>;
+/** SGDP as a TensorFlow.js optimizer (`lr` is required): `new SGDP({ lr: 0.1, momentum: 0.9, nesterov: true })`. */
+export const SGDP = tfjsClass(sgdpSpec);
+export type SGDP = AdampTfjsOptimizer<SGDPOptions>;
+/** AdamW (torch.optim.AdamW's semantics) as a TensorFlow.js optimizer. */
+export const AdamW = tfjsClass(adamwSpec);
+export type AdamW = AdampTfjsOptimizer<AdamWOptions>;
+/** SGD (torch.optim.SGD's semantics; `lr` is required) as a TensorFlow.js optimizer. */
+export const SGD = tfjsClass(sgdSpec);
+export type SGD = AdampTfjsOptimizer<SGDOptions>;
 
 /**
  * Registers the classes with `tf.serialization` so a saved model's training config reloads
@@ -429,7 +443,7 @@ export class SGDP extends AdampTfjsOptimizer<SGDPOptions> {
  */
 export function registerOptimizers(): void {
   const map = tf.serialization.SerializationMap.getMap().classNameMap;
-  for (const cls of [AdamP, SGDP]) {
+  for (const cls of [AdamP, SGDP, AdamW, SGD] as unknown as TfjsOptimizerClass<object>[]) {
     if (map[cls.className] === undefined) tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
   }
 }

@@ -17,8 +17,8 @@
  *
  * note: between flushes the host `param.data` arrays are stale: the device holds the truth.
  */
-import type { AdamPScalars, AsyncJob, Engine, SGDPScalars, Slot } from '../engine';
-import { INFO_STRIDE } from '../engine';
+import type { Engine, Slot, StepJob, StepOptions } from '../engine';
+import { INFO_STRIDE } from '../../core/info';
 import { CudaBuffer, CudaExternal, type CudaAddon, type CudaBufferHandle, type CudaConfig, type CudaHandle } from './binding';
 
 interface Entry {
@@ -39,7 +39,6 @@ interface Entry {
 }
 
 export interface CudaEngineOptions {
-  kind: 'adamp' | 'sgdp';
   config?: CudaConfig;
   /** A caller's cudaStream_t to queue on (default: the context's own stream). */
   stream?: bigint;
@@ -48,7 +47,7 @@ export interface CudaEngineOptions {
 export class CudaEngine implements Engine {
   readonly name = 'cuda' as const;
   private readonly addon: CudaAddon;
-  private readonly kind: 'adamp' | 'sgdp';
+  private kind: 'adamp' | 'sgdp' | null = null;
   private readonly config: CudaConfig | undefined;
   private ctx: CudaHandle | null = null;
   private stream: bigint | null;
@@ -61,30 +60,29 @@ export class CudaEngine implements Engine {
 
   constructor(addon: CudaAddon, options: CudaEngineOptions) {
     this.addon = addon;
-    this.kind = options.kind;
     this.config = options.config;
     this.stream = options.stream ?? null;
   }
 
-  stepAdamP(slots: readonly Slot[], hp: AdamPScalars, info: Float64Array): void {
-    const ids = this.prepare(slots, 'adamp');
-    this.addon.cudaStepAdamP(this.context(), ids, hp);
-    for (const s of slots) this.entries.get(keyOf(s))!.steps = s.step;
-    this.finishStep(slots, ids, info);
-  }
-
-  stepSGDP(slots: readonly Slot[], hp: SGDPScalars, info: Float64Array): void {
-    const ids = this.prepare(slots, 'sgdp');
-    this.addon.cudaStepSGDP(this.context(), ids, hp);
+  step(job: StepJob, _options: StepOptions): void {
+    const kind = job.spec.kind;
+    if (kind !== 'adamp' && kind !== 'sgdp') throw new Error(`CudaEngine: ${job.spec.name} is not available on this build's CUDA engine`);
+    if (this.kind === null) this.kind = kind;
+    const { slots, info } = job;
+    const ids = this.prepare(slots, kind);
+    const o = job.options as { lr: number; betas: [number, number]; eps: number; weightDecay: number; delta: number; wdRatio: number; nesterov: boolean; momentum: number; dampening: number };
+    if (kind === 'adamp') {
+      this.addon.cudaStepAdamP(this.context(), ids, { lr: o.lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weightDecay, delta: o.delta, wdRatio: o.wdRatio, nesterov: o.nesterov });
+      for (const s of slots) this.entries.get(keyOf(s))!.steps = s.step;
+    } else {
+      this.addon.cudaStepSGDP(this.context(), ids, o);
+    }
     this.finishStep(slots, ids, info);
   }
 
   /** Queues every group's step, then resolves when the device has finished them (waited off the JS thread). */
-  async stepAsync(jobs: readonly AsyncJob[]): Promise<void> {
-    for (const j of jobs) {
-      if (j.kind === 'adamp') this.stepAdamP(j.slots, j.hp, j.info);
-      else this.stepSGDP(j.slots, j.hp, j.info);
-    }
+  async stepAsync(jobs: readonly StepJob[], options: StepOptions): Promise<void> {
+    for (const j of jobs) this.step(j, options);
     if (this.ctx !== null) await this.addon.cudaWhenDone(this.ctx);
   }
 
@@ -118,14 +116,15 @@ export class CudaEngine implements Engine {
     this.addon.cudaSync(this.ctx);
   }
 
-  readDeviceState(key: object): { m: Float32Array; v: Float32Array } | undefined {
+  readDeviceState(key: object): Float32Array[] | undefined {
     const e = this.entries.get(key);
     if (this.ctx === null || e === undefined || e.p !== null) return undefined;
     const m = new Float32Array(e.numel);
     this.addon.cudaDownload(this.ctx, e.id, CudaBuffer.m, m);
-    const v = this.kind === 'adamp' ? new Float32Array(e.numel) : new Float32Array(0);
-    if (this.kind === 'adamp') this.addon.cudaDownload(this.ctx, e.id, CudaBuffer.v, v);
-    return { m, v };
+    if (this.kind !== 'adamp') return [m];
+    const v = new Float32Array(e.numel);
+    this.addon.cudaDownload(this.ctx, e.id, CudaBuffer.v, v);
+    return [m, v];
   }
 
   setStream(stream: bigint | null): void {
@@ -168,7 +167,7 @@ export class CudaEngine implements Engine {
 
   private context(): CudaHandle {
     if (this.ctx === null) {
-      this.ctx = this.addon.cudaCreate(this.kind, this.config);
+      this.ctx = this.addon.cudaCreate(this.kind ?? 'adamp', this.config);
       if (this.stream !== null) this.addon.cudaSetStream(this.ctx, this.stream);
     }
     return this.ctx;
@@ -216,21 +215,22 @@ export class CudaEngine implements Engine {
       const d = s.device;
       const key = keyOf(s);
       let e = this.entries.get(key);
-      if (e !== undefined && (e.m !== s.m || (kind === 'adamp' && e.v !== s.v))) e = undefined; // state replaced: upload again
+      const sm = s.state[0], sv = kind === 'adamp' ? s.state[1] : EMPTY_STATE;
+      if (e !== undefined && (e.m !== sm || (kind === 'adamp' && e.v !== sv))) e = undefined; // state replaced: upload again
       if (e === undefined) {
         const known = this.entries.get(key);
         const numel = d ? d.numel : s.p.length;
         const external = d ? (d.p.strides === null ? CudaExternal.p : 0) | (d.g !== null && d.g.strides === null ? CudaExternal.g : 0) : 0;
         const id = known?.id ?? this.addon.cudaAddTensor(h, numel, s.outer, s.channels, s.inner, s.eligible, external);
         e = {
-          id, p: d ? null : s.p, m: s.m, v: s.v, numel, steps: kind === 'adamp' ? s.step - 1 : 0,
+          id, p: d ? null : s.p, m: sm, v: sv, numel, steps: kind === 'adamp' ? s.step - 1 : 0,
           external: known?.external ?? external, staged: null, scratch: known?.scratch ?? {},
         };
         if (!d) this.addon.cudaUpload(h, id, CudaBuffer.p, s.p);
         // Device params start with zero state made on the device (empty arrays), or upload loaded state.
-        if (s.m.length === numel) this.addon.cudaUpload(h, id, CudaBuffer.m, s.m);
+        if (sm.length === numel) this.addon.cudaUpload(h, id, CudaBuffer.m, sm);
         if (kind === 'adamp') {
-          if (s.v.length === numel) this.addon.cudaUpload(h, id, CudaBuffer.v, s.v);
+          if (sv.length === numel) this.addon.cudaUpload(h, id, CudaBuffer.v, sv);
           this.addon.cudaSetStep(h, id, s.step - 1);
         }
         this.entries.set(key, e);
@@ -262,6 +262,8 @@ export class CudaEngine implements Engine {
     return ids;
   }
 }
+
+const EMPTY_STATE = new Float32Array(0);
 
 function keyOf(s: Slot): object {
   return s.device ? s.device.key : s.p;

@@ -1,54 +1,27 @@
 /**
- * The pure TypeScript engine: the CPU fallback that runs everywhere.
+ * The js engine: the CPU fallback that runs everywhere, generic over the registered specs.
  *
- * An eligible tensor (ndim > 1) takes three sweeps, because a projection decision needs the
- * whole tensor first:
- *   update  the moments (AdamP) or the buffer (SGDP), and the update u before projection
- *           (kept in a scratch array unless it is SGDP's buffer itself);
- *   sums    per output channel, g.p, g.g, p.p and p.u in double precision (each row summed in 4
- *           interleaved lanes, `rowSum` below: the order the SIMD kernel uses too);
- *   decide  channel view, then layer view (`decide()`), float32 compare;
- *   apply   remove the radial component of u where the test fired (SGDP without Nesterov writes
- *           it back into the buffer), weight decay, step.
- * The sums have a sweep of their own because V8 keeps four double accumulators in registers
- * only in a loop that does nothing else (measured: 1.6 ns/element alone, +4.4 ns fused into the
- * update). Never-projected tensors take one sweep.
+ * A tensor's step follows the step protocol (docs/architecture.md): its plan (./plan.ts) cuts it
+ * into units; stats runs pass 1 per unit (the spec's `update`, per-channel sums in double) and
+ * folds the unit's partial into the tensor's sums in unit order; decide applies the projection
+ * test (lib/core/decision.ts); apply runs pass 2 per unit (projection, decay, step) and folds its
+ * norm partials in unit order. `protocol` exposes the same phases on shards, with the same folds,
+ * so a sharded step is bit-identical to this one. One-pass tensors (1-D, AdamW, SGD) skip stats
+ * and decide.
  *
- * Element-wise arithmetic reproduces the official float32 operations one by one with
- * `Math.fround` (reference/SPEC.md s2-4): `fround(a + b * c)` on float32 inputs is the fused
- * multiply-add PyTorch's CPU kernels use. Division by a per-tensor or per-channel constant is a
- * multiplication by its double reciprocal, then rounding: the same float32 result, since the
- * double error is far below float32's rounding boundaries (checked on 2e7 random pairs).
- *
- * Where WebAssembly SIMD is available (every supported Node.js), the same steps run in a 128-bit
- * SIMD kernel with bit-identical results (`./wasm.ts`); these loops are the fallback, forced with
- * `ADAMP_JS_WASM=0` or `new JsEngine({ wasm: false })`.
+ * Element-wise arithmetic reproduces the float32 operations one by one with `Math.fround`
+ * (docs/numerics.md#conventions). Where WebAssembly SIMD is available, AdamP and SGDP run in a
+ * 128-bit SIMD kernel with bit-identical results (./wasm.ts); the TypeScript loops (./loops.ts) are
+ * the fallback, forced with `ADAMP_JS_WASM=0` or `new JsEngine({ wasm: false })`.
  */
-import { Decision, Info, INFO_STRIDE } from '../engine';
-import type { AdamPScalars, Engine, SGDPScalars, Slot } from '../engine';
-import { decide, type Sums } from '../../core/decision';
-import { adampTensorWasm, DEFAULT_CHUNK, sgdpTensorWasm, wasmKernel, writeNotEligible, type WasmKernel, type WasmPlan } from './wasm';
-
-const f = Math.fround;
-
-/** Per-channel sums and coefficients, grown on demand and reused across tensors and steps. */
-class SumsScratch implements Sums {
-  gp = new Float64Array(16);
-  gg = new Float64Array(16);
-  pp = new Float64Array(16);
-  pu = new Float64Array(16);
-  div = new Float64Array(16);
-  scale = new Float64Array(16);
-  take(channels: number): this {
-    if (this.gp.length < channels) {
-      const n = Math.max(channels, this.gp.length * 2);
-      for (const k of ['gp', 'gg', 'pp', 'pu', 'div', 'scale'] as const) this[k] = new Float64Array(n);
-    } else {
-      for (const k of ['gp', 'gg', 'pp', 'pu'] as const) this[k].fill(0, 0, channels);
-    }
-    return this;
-  }
-}
+import { readEnv } from '../../core/env';
+import { Decision, Info, INFO_STRIDE } from '../../core/info';
+import type { AnySpec } from '../../optim/spec';
+import type { Engine, Geometry, ShardJob, Slot, StepJob, StepOptions, StepProtocol } from '../engine';
+import { planOf, UNIT, unitChannels, type JsPlan } from './plan';
+import { applyRows, NORM_STRIDE, onePass, PART_STRIDE, statsRows, type ApplyArgs } from './loops';
+import { decideTensor, foldNorms, SumsScratch, writeDecided, writeOnePass } from './records';
+import { DEFAULT_CHUNK, wasmKernel, wasmTensor, type WasmKernel, type WasmPlan } from './wasm';
 
 export interface JsEngineOptions {
   /**
@@ -59,34 +32,51 @@ export interface JsEngineOptions {
   /** Elements per chunk streamed through the kernel (default 16384; at most the kernel's capacity). For tests. */
   chunk?: number;
   /**
-   * Largest tensor whose p and u stay in the kernel's memory between the two sweeps (default and
-   * at most the kernel's capacity, 4M elements); larger ones are streamed twice. For tests.
+   * Largest tensor whose u stays in the kernel's memory between the two sweeps (default and at
+   * most the kernel's capacity, 4M elements); larger ones are streamed twice. For tests.
    */
   whole?: number;
 }
 
 export class JsEngine implements Engine {
   readonly name = 'js' as const;
+  readonly protocol: StepProtocol;
   private readonly sums = new SumsScratch();
-  /** The update u of the tensor in flight (AdamP; SGDP with Nesterov). */
   private u = new Float32Array(0);
+  private part = new Float64Array(0);
+  private readonly norms = new Float64Array(NORM_STRIDE);
+  private readonly unitNorms = new Float64Array(NORM_STRIDE);
   private readonly kernel: WasmKernel | null;
-  private readonly plan: WasmPlan;
-  private readonly lend = (n: number): Float32Array => this.scratch(n);
+  private readonly wplan: WasmPlan;
 
   constructor(options: JsEngineOptions = {}) {
-    const wanted = options.wasm ?? process.env.ADAMP_JS_WASM !== '0';
+    const wanted = options.wasm ?? readEnv('ADAMP_JS_WASM') !== '0';
     this.kernel = wanted ? wasmKernel() : null;
     const k = this.kernel;
-    this.plan = {
+    this.wplan = {
       chunk: Math.max(1, Math.min(Math.floor(options.chunk ?? DEFAULT_CHUNK), k?.chunk ?? DEFAULT_CHUNK)),
       whole: Math.max(0, Math.min(Math.floor(options.whole ?? Infinity), k?.cap ?? 0)),
     };
+    this.protocol = new JsProtocol(this.sums);
   }
 
-  /** True when steps run in the WebAssembly SIMD kernel (tensors it cannot take still use the TypeScript loops). */
+  /** True when AdamP and SGDP steps run in the WebAssembly SIMD kernel (tensors it cannot take still use the TypeScript loops). */
   get usesWasm(): boolean {
     return this.kernel !== null;
+  }
+
+  step(job: StepJob, options: StepOptions): void {
+    const { spec, slots, info } = job;
+    const kernel = this.kernel;
+    for (let k = 0; k < slots.length; k++) {
+      const s = slots[k];
+      const o = k * INFO_STRIDE;
+      if (kernel !== null && kernel.takes(spec, s)) {
+        wasmTensor(kernel, this.wplan, spec, job.options, s, info, o, options.norms, this.sums, (n) => this.scratch(n));
+      } else {
+        this.tensor(spec, job.options, s, info, o, options.norms);
+      }
+    }
   }
 
   private scratch(n: number): Float32Array {
@@ -94,233 +84,148 @@ export class JsEngine implements Engine {
     return this.u;
   }
 
-  stepAdamP(slots: readonly Slot[], hp: AdamPScalars, info: Float64Array): void {
-    const kernel = this.kernel;
-    for (let k = 0; k < slots.length; k++) {
-      const s = slots[k];
-      if (kernel && kernel.fits(s)) adampTensorWasm(kernel, this.plan, s, hp, info, k * INFO_STRIDE, this.lend);
-      else adampTensor(s, hp, info, k * INFO_STRIDE, this.sums, s.eligible ? this.scratch(s.p.length) : this.u);
+  /** One tensor in the TypeScript loops: the four phases, unit by unit, folding as it goes. */
+  private tensor(spec: AnySpec, opts: Readonly<Record<string, unknown>>, s: Slot, info: Float64Array, o: number, norms: boolean): void {
+    const g = geometryOf(s);
+    const plan = planOf(spec, g);
+    const sc = spec.scalars(opts, s.step);
+    const nacc = this.norms.fill(0);
+    if (plan.onePass) {
+      const wdf = spec.wdFactor(opts, 1);
+      const u = this.scratch(Math.min(g.numel, UNIT));
+      const np = this.unitNorms;
+      for (let k = 0; k + 1 < plan.starts.length; k++) {
+        // the unit's elements index u from 0: a view that starts at the unit
+        onePass(spec, sc, s, 0, plan.starts[k], plan.starts[k + 1], wdf, norms, u, np.fill(0), 0);
+        foldNorms(nacc, np, 0);
+      }
+      writeOnePass(spec, info, o, norms ? nacc : nacc.fill(NaN));
+      return;
     }
+    const u = this.scratch(g.numel);
+    const sums = this.sums.take(g.channels);
+    for (let k = 0; k + 1 < plan.starts.length; k++) {
+      const { c0, n } = unitChannels(plan, g, k);
+      const part = this.partial(n);
+      statsRows(spec, sc, s, 0, g, plan.starts[k], plan.starts[k + 1], u, c0, part, 0);
+      sums.fold(part, 0, c0, n);
+    }
+    const d = decideTensor(spec, opts, g, sums, norms);
+    for (let k = 0; k + 1 < plan.starts.length; k++) {
+      const np = this.unitNorms.fill(0);
+      applyRows(spec, sc, s, 0, g, plan.starts[k], plan.starts[k + 1], u, false, d, np, 0);
+      foldNorms(nacc, np, 0);
+    }
+    writeDecided(info, o, d.fields, norms ? nacc : nacc.fill(NaN));
   }
 
-  stepSGDP(slots: readonly Slot[], hp: SGDPScalars, info: Float64Array): void {
-    const kernel = this.kernel;
-    for (let k = 0; k < slots.length; k++) {
-      const s = slots[k];
-      if (kernel && kernel.fits(s)) sgdpTensorWasm(kernel, this.plan, s, hp, info, k * INFO_STRIDE, this.lend);
-      else sgdpTensor(s, hp, info, k * INFO_STRIDE, this.sums, s.eligible && hp.nesterov ? this.scratch(s.p.length) : this.u);
-    }
+  /** A zeroed partial record for `channels` channels. */
+  private partial(channels: number): Float64Array {
+    const n = PART_STRIDE * channels;
+    if (this.part.length < n) this.part = new Float64Array(Math.max(n, 2 * this.part.length));
+    return this.part.fill(0, 0, n);
   }
 }
 
-function adampTensor(s: Slot, hp: AdamPScalars, info: Float64Array, o: number, sums: SumsScratch, us: Float32Array): void {
-  const { p, g, m, v } = s;
-  const n = p.length;
-  const b1 = f(hp.beta1), omb1 = f(1 - hp.beta1);
-  const b2 = f(hp.beta2), omb2 = f(1 - hp.beta2);
-  const bc1 = 1 - Math.pow(hp.beta1, s.step);
-  const rSqrtBc2 = 1 / f(Math.sqrt(1 - Math.pow(hp.beta2, s.step)));
-  const eps = f(hp.eps);
-  const negStep = f(-(hp.lr / bc1));
-  const nesterov = hp.nesterov;
-  const decay = hp.weightDecay > 0;
-
-  if (!s.eligible) {
-    const wdf = decay ? f(1 - hp.lr * hp.weightDecay) : 1;
-    let before = 0, after = 0, delta = 0;
-    for (let i = 0; i < n; i++) {
-      const gi = g[i];
-      const mi = f(f(m[i] * b1) + omb1 * gi);
-      const vi = f(f(v[i] * b2) + f(omb2 * gi) * gi);
-      m[i] = mi;
-      v[i] = vi;
-      const den = f(f(f(Math.sqrt(vi)) * rSqrtBc2) + eps);
-      const u = nesterov ? f(f(f(b1 * mi) + f(omb1 * gi)) / den) : f(mi / den);
-      const p0 = p[i];
-      const p1 = f((decay ? f(p0 * wdf) : p0) + negStep * u);
-      p[i] = p1;
-      before += p0 * p0;
-      after += p1 * p1;
-      delta += (p1 - p0) * (p1 - p0);
-    }
-    writeNotEligible(info, o, before, after, delta);
-    return;
-  }
-
-  for (let i = 0; i < n; i++) {
-    const gi = g[i];
-    const mi = f(f(m[i] * b1) + omb1 * gi);
-    const vi = f(f(v[i] * b2) + f(omb2 * gi) * gi);
-    m[i] = mi;
-    v[i] = vi;
-    const den = f(f(f(Math.sqrt(vi)) * rSqrtBc2) + eps);
-    us[i] = nesterov ? f(f(f(b1 * mi) + f(omb1 * gi)) / den) : f(mi / den);
-  }
-  channelSums(s, us, sums.take(s.channels));
-  const ratio = decide(sums, s.channels, n, hp.delta, hp.wdRatio, hp.eps, info, o);
-  const wdf = decay ? f(1 - hp.lr * hp.weightDecay * ratio) : 1;
-  apply(s, us, false, info, o, sums, decay, wdf, negStep);
-}
-
-function sgdpTensor(s: Slot, hp: SGDPScalars, info: Float64Array, o: number, sums: SumsScratch, us: Float32Array): void {
-  const { p, g, m: buf } = s;
-  const n = p.length;
-  const mom = f(hp.momentum);
-  const omd = f(1 - hp.dampening);
-  const negLr = f(-hp.lr);
-  const nesterov = hp.nesterov;
-  const decay = hp.weightDecay > 0;
-
-  if (!s.eligible) {
-    const wdf = decay ? f(1 - (hp.lr * hp.weightDecay) / (1 - hp.momentum)) : 1;
-    let before = 0, after = 0, delta = 0;
-    for (let i = 0; i < n; i++) {
-      const gi = g[i];
-      const bi = f(f(buf[i] * mom) + omd * gi);
-      buf[i] = bi;
-      const d = nesterov ? f(gi + f(mom * bi)) : bi;
-      const p0 = p[i];
-      const p1 = f((decay ? f(p0 * wdf) : p0) + negLr * d);
-      p[i] = p1;
-      before += p0 * p0;
-      after += p1 * p1;
-      delta += (p1 - p0) * (p1 - p0);
-    }
-    writeNotEligible(info, o, before, after, delta);
-    return;
-  }
-
-  if (nesterov) {
-    for (let i = 0; i < n; i++) {
-      const gi = g[i];
-      const bi = f(f(buf[i] * mom) + omd * gi);
-      buf[i] = bi;
-      us[i] = f(gi + f(mom * bi));
-    }
-  } else {
-    for (let i = 0; i < n; i++) buf[i] = f(f(buf[i] * mom) + omd * g[i]);
-  }
-  // note: without Nesterov the official `d` IS the momentum buffer and the projection is in
-  // place, so the projected update is written back into the buffer (SPEC.md s3).
-  const d = nesterov ? us : buf;
-  channelSums(s, d, sums.take(s.channels));
-  const ratio = decide(sums, s.channels, n, hp.delta, hp.wdRatio, hp.eps, info, o);
-  const wdf = decay ? f(1 - (hp.lr * hp.weightDecay * ratio) / (1 - hp.momentum)) : 1;
-  apply(s, d, !nesterov, info, o, sums, decay, wdf, negLr);
+function geometryOf(s: Slot): Geometry {
+  return { outer: s.outer, channels: s.channels, inner: s.inner, eligible: s.eligible, numel: s.p.length };
 }
 
 /**
- * Per output channel: g.p, g.g, p.p, p.u (double). Each row is summed in 4 lanes: the element at
- * offset j of the row goes to lane j % 4, each lane summed from 0 in element order, and the row's
- * sum is (lane0 + lane2) + (lane1 + lane3); rows are added into their channel's sums in order.
- * The WebAssembly kernel sums in exactly this order (two f64x2 per sum), so the two agree bit for
- * bit, and the four interleaved sums do not wait on each other.
+ * The protocol on shards: the same loops and folds as `JsEngine.step`, split at unit boundaries.
+ * Decision record: the 6 decision fields, wdf, then div and scale per channel.
  */
-function channelSums(s: Slot, u: Float32Array, sums: SumsScratch): void {
-  const { p, g, outer, channels, inner } = s;
-  const { gp, gg, pp, pu } = sums;
-  let i = 0;
-  for (let a = 0; a < outer; a++) {
-    for (let c = 0; c < channels; c++) {
-      let gp0 = 0, gp1 = 0, gp2 = 0, gp3 = 0, gg0 = 0, gg1 = 0, gg2 = 0, gg3 = 0;
-      let pp0 = 0, pp1 = 0, pp2 = 0, pp3 = 0, pu0 = 0, pu1 = 0, pu2 = 0, pu3 = 0;
-      const end = i + inner;
-      for (; i + 4 <= end; i += 4) {
-        let gi = g[i], pi = p[i], ui = u[i];
-        gp0 += gi * pi; gg0 += gi * gi; pp0 += pi * pi; pu0 += pi * ui;
-        gi = g[i + 1]; pi = p[i + 1]; ui = u[i + 1];
-        gp1 += gi * pi; gg1 += gi * gi; pp1 += pi * pi; pu1 += pi * ui;
-        gi = g[i + 2]; pi = p[i + 2]; ui = u[i + 2];
-        gp2 += gi * pi; gg2 += gi * gi; pp2 += pi * pi; pu2 += pi * ui;
-        gi = g[i + 3]; pi = p[i + 3]; ui = u[i + 3];
-        gp3 += gi * pi; gg3 += gi * gi; pp3 += pi * pi; pu3 += pi * ui;
-      }
-      // the last (inner % 4) elements: lanes 0, 1, 2
-      if (i < end) {
-        const gi = g[i], pi = p[i], ui = u[i];
-        gp0 += gi * pi; gg0 += gi * gi; pp0 += pi * pi; pu0 += pi * ui;
-        i++;
-      }
-      if (i < end) {
-        const gi = g[i], pi = p[i], ui = u[i];
-        gp1 += gi * pi; gg1 += gi * gi; pp1 += pi * pi; pu1 += pi * ui;
-        i++;
-      }
-      if (i < end) {
-        const gi = g[i], pi = p[i], ui = u[i];
-        gp2 += gi * pi; gg2 += gi * gi; pp2 += pi * pi; pu2 += pi * ui;
-        i++;
-      }
-      gp[c] += (gp0 + gp2) + (gp1 + gp3);
-      gg[c] += (gg0 + gg2) + (gg1 + gg3);
-      pp[c] += (pp0 + pp2) + (pp1 + pp3);
-      pu[c] += (pu0 + pu2) + (pu1 + pu3);
-    }
-  }
-}
+class JsProtocol implements StepProtocol {
+  constructor(private readonly sums: SumsScratch) {}
 
-/** One element of the last sweep: the projection of u (written back when asked), the step; returns p1. */
-function applyOne(p: Float32Array, u: Float32Array, i: number, projected: boolean, rdiv: number, sc: number,
-  writeBack: boolean, decay: boolean, wdf: number, negStep: number): number {
-  const p0 = p[i];
-  let ui = u[i];
-  if (projected) {
-    ui = f(ui - f(f(p0 * rdiv) * sc));
-    if (writeBack) u[i] = ui;
+  units(spec: AnySpec, g: Geometry): number[] {
+    return planOf(spec, g).starts.slice();
   }
-  const p1 = f((decay ? f(p0 * wdf) : p0) + negStep * ui);
-  p[i] = p1;
-  return p1;
-}
 
-/**
- * The last sweep: `u -= (p / div_c) * scale_c` where projected (written back into `u` when it is
- * SGDP's buffer), then `p = fma(u, negStep, p * wdf)`; measures ||p_after||^2 and ||dp||^2, each
- * row in 4 lanes as in `channelSums`.
- */
-function apply(s: Slot, u: Float32Array, writeBack: boolean, info: Float64Array, o: number, sums: SumsScratch,
-  decay: boolean, wdf: number, negStep: number): void {
-  const { p, outer, channels, inner } = s;
-  const { div, scale } = sums;
-  const code = info[o + Info.decision];
-  const projected = code === Decision.channel || code === Decision.layer;
-  let after = 0, delta = 0;
-  let i = 0;
-  for (let a = 0; a < outer; a++) {
-    for (let c = 0; c < channels; c++) {
-      const end = i + inner;
-      const rdiv = projected ? 1 / div[c] : 0, sc = projected ? scale[c] : 0;
-      let sa0 = 0, sa1 = 0, sa2 = 0, sa3 = 0, sd0 = 0, sd1 = 0, sd2 = 0, sd3 = 0;
-      let p0 = 0, p1 = 0;
-      for (; i + 4 <= end; i += 4) {
-        p0 = p[i]; p1 = applyOne(p, u, i, projected, rdiv, sc, writeBack, decay, wdf, negStep);
-        sa0 += p1 * p1; sd0 += (p1 - p0) * (p1 - p0);
-        p0 = p[i + 1]; p1 = applyOne(p, u, i + 1, projected, rdiv, sc, writeBack, decay, wdf, negStep);
-        sa1 += p1 * p1; sd1 += (p1 - p0) * (p1 - p0);
-        p0 = p[i + 2]; p1 = applyOne(p, u, i + 2, projected, rdiv, sc, writeBack, decay, wdf, negStep);
-        sa2 += p1 * p1; sd2 += (p1 - p0) * (p1 - p0);
-        p0 = p[i + 3]; p1 = applyOne(p, u, i + 3, projected, rdiv, sc, writeBack, decay, wdf, negStep);
-        sa3 += p1 * p1; sd3 += (p1 - p0) * (p1 - p0);
-      }
-      if (i < end) {
-        p0 = p[i]; p1 = applyOne(p, u, i, projected, rdiv, sc, writeBack, decay, wdf, negStep);
-        sa0 += p1 * p1; sd0 += (p1 - p0) * (p1 - p0);
-        i++;
-      }
-      if (i < end) {
-        p0 = p[i]; p1 = applyOne(p, u, i, projected, rdiv, sc, writeBack, decay, wdf, negStep);
-        sa1 += p1 * p1; sd1 += (p1 - p0) * (p1 - p0);
-        i++;
-      }
-      if (i < end) {
-        p0 = p[i]; p1 = applyOne(p, u, i, projected, rdiv, sc, writeBack, decay, wdf, negStep);
-        sa2 += p1 * p1; sd2 += (p1 - p0) * (p1 - p0);
-        i++;
-      }
-      after += (sa0 + sa2) + (sa1 + sa3);
-      delta += (sd0 + sd2) + (sd1 + sd3);
+  stats(job: ShardJob, u0: number, u1: number): Float64Array {
+    const { spec, shard } = job;
+    const g = geometryOf(shard);
+    g.numel = shard.numel;
+    const plan = this.checkedPlan(spec, g, shard, u0, u1);
+    if (plan.onePass) return new Float64Array(0);
+    const sc = spec.scalars(job.options, shard.step);
+    let size = 0;
+    for (let k = u0; k < u1; k++) size += PART_STRIDE * unitChannels(plan, g, k).n;
+    const out = new Float64Array(size);
+    const u = new Float32Array(shard.p.length);
+    let at = 0;
+    for (let k = u0; k < u1; k++) {
+      const { c0, n } = unitChannels(plan, g, k);
+      statsRows(spec, sc, shard, shard.offset, g, plan.starts[k], plan.starts[k + 1], u, c0, out, at);
+      at += PART_STRIDE * n;
     }
+    return out;
   }
-  info[o + Info.normSqAfter] = after;
-  info[o + Info.deltaSq] = delta;
+
+  decide(spec: AnySpec, g: Geometry, options: Readonly<Record<string, unknown>>, _hyper: Float64Array, partials: Float64Array): Float64Array {
+    const plan = planOf(spec, g);
+    if (plan.onePass) return new Float64Array(0);
+    const sums = this.sums.take(g.channels);
+    let at = 0;
+    for (let k = 0; k + 1 < plan.starts.length; k++) {
+      const { c0, n } = unitChannels(plan, g, k);
+      sums.fold(partials, at, c0, n);
+      at += PART_STRIDE * n;
+    }
+    if (at !== partials.length) throw new RangeError(`protocol.decide: partials hold ${partials.length} doubles, the tensor's units need ${at}`);
+    const d = decideTensor(spec, options, g, sums, true);
+    const rec = new Float64Array(7 + 2 * g.channels);
+    rec.set(d.fields, 0);
+    rec[6] = d.wdf;
+    rec.set(d.div.subarray(0, g.channels), 7);
+    rec.set(d.scale.subarray(0, g.channels), 7 + g.channels);
+    return rec;
+  }
+
+  apply(job: ShardJob, decision: Float64Array, u0: number, u1: number, options: StepOptions): Float64Array {
+    const { spec, shard } = job;
+    const g = geometryOf(shard);
+    g.numel = shard.numel;
+    const plan = this.checkedPlan(spec, g, shard, u0, u1);
+    const sc = spec.scalars(job.options, shard.step);
+    const out = new Float64Array(NORM_STRIDE * (u1 - u0));
+    if (plan.onePass) {
+      const wdf = spec.wdFactor(job.options, 1);
+      const u = new Float32Array(Math.min(UNIT, shard.p.length));
+      for (let k = u0; k < u1; k++) onePass(spec, sc, shard, shard.offset, plan.starts[k], plan.starts[k + 1], wdf, options.norms, u, out, NORM_STRIDE * (k - u0));
+      return options.norms ? out : out.fill(NaN);
+    }
+    const code = decision[Info.decision];
+    const a: ApplyArgs = {
+      projected: code === Decision.channel || code === Decision.layer,
+      div: decision.subarray(7, 7 + g.channels), scale: decision.subarray(7 + g.channels, 7 + 2 * g.channels),
+      wdf: decision[6], norms: options.norms,
+    };
+    const u = new Float32Array(shard.p.length);
+    for (let k = u0; k < u1; k++) applyRows(spec, sc, shard, shard.offset, g, plan.starts[k], plan.starts[k + 1], u, true, a, out, NORM_STRIDE * (k - u0));
+    return options.norms ? out : out.fill(NaN);
+  }
+
+  finish(spec: AnySpec, g: Geometry, decision: Float64Array, norms: Float64Array, info: Float64Array, at: number): void {
+    const plan = planOf(spec, g);
+    const units = plan.starts.length - 1;
+    if (norms.length !== NORM_STRIDE * units) throw new RangeError(`protocol.finish: norms hold ${norms.length} doubles, the tensor's ${units} units need ${NORM_STRIDE * units}`);
+    const acc = new Float64Array(NORM_STRIDE);
+    for (let k = 0; k < units; k++) foldNorms(acc, norms, NORM_STRIDE * k);
+    if (plan.onePass) writeOnePass(spec, info, at, acc);
+    else writeDecided(info, at, decision.subarray(0, 6), acc);
+  }
+
+  /** The plan, after checking that the shard holds exactly units [u0, u1). */
+  private checkedPlan(spec: AnySpec, g: Geometry, shard: { offset: number; p: Float32Array }, u0: number, u1: number): JsPlan {
+    const plan = planOf(spec, g);
+    const units = plan.starts.length - 1;
+    if (!(Number.isInteger(u0) && Number.isInteger(u1) && 0 <= u0 && u0 <= u1 && u1 <= units)) {
+      throw new RangeError(`protocol: units [${u0}, ${u1}) are not within the tensor's ${units} units`);
+    }
+    if (shard.offset !== plan.starts[u0] || shard.offset + shard.p.length !== plan.starts[u1]) {
+      throw new RangeError(`protocol: the shard holds elements [${shard.offset}, ${shard.offset + shard.p.length}), units [${u0}, ${u1}) are [${plan.starts[u0]}, ${plan.starts[u1]})`);
+    }
+    return plan;
+  }
 }

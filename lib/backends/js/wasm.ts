@@ -1,6 +1,6 @@
 /**
- * The WebAssembly SIMD path of the js backend: the same arithmetic as the TypeScript loops of
- * `./engine.ts`, bit for bit, four lanes at a time (kernel source: `./wasm/kernel.c`, rebuilt by
+ * The WebAssembly SIMD path of the js backend for AdamP and SGDP: the same arithmetic as the
+ * TypeScript loops of `./loops.ts` with their specs' element math, in the same units, bit for bit, four lanes at a time (kernel source: `./wasm/kernel.c`, rebuilt by
  * `scripts/build-wasm.sh` into `./wasm/kernel-wasm.ts`).
  *
  * WebAssembly f32x4 add/sub/mul/div/sqrt are IEEE float32 operations, as is `Math.fround` of the
@@ -19,9 +19,15 @@
  *
  * One module instance per thread, shared by every engine: steps are synchronous.
  */
-import { Decision, Info } from '../engine';
-import type { AdamPScalars, SGDPScalars, Slot } from '../engine';
+import { Decision, Info } from '../../core/info';
 import { decide, type Sums } from '../../core/decision';
+import type { AnySpec } from '../../optim/spec';
+import type { AdamScalars } from '../../optim/adam-moments';
+import type { MomentumScalars } from '../../optim/momentum';
+import type { Slot } from '../engine';
+import { UNIT } from './plan';
+import { NORM_STRIDE } from './loops';
+import { writeDecided, writeOnePass, type SumsScratch } from './records';
 import { KERNEL_WASM_BASE64 } from './wasm/kernel-wasm';
 
 const f = Math.fround;
@@ -104,9 +110,9 @@ export class WasmKernel {
     this.misc = new Float64Array(buf, x.misc_ptr(), 32);
   }
 
-  /** Can this slot run here? */
-  fits(s: Slot): boolean {
-    return s.p.length <= 0x7fffffff && (!s.eligible || s.channels <= this.chmax);
+  /** Can this tensor of this optimizer run here? (The kernel has AdamP's and SGDP's arithmetic.) */
+  takes(spec: AnySpec, s: Slot): boolean {
+    return (spec.kind === 'adamp' || spec.kind === 'sgdp') && s.p.length <= 0x7fffffff && (!s.eligible || s.channels <= this.chmax);
   }
 }
 
@@ -159,164 +165,142 @@ function zeroSums(k: WasmKernel, channels: number): void {
   pu.fill(0, 0, channels);
 }
 
-function isProjected(info: Float64Array, o: number): number {
-  const code = info[o + Info.decision];
-  return code === Decision.channel || code === Decision.layer ? 1 : 0;
-}
-
 /**
- * One AdamP tensor, in two sweeps of chunks through the staging areas (p is copied in again for
- * the second sweep unless the tensor is a single chunk). A tensor of up to `plan.whole` elements
- * keeps its u in the kernel's u area between the sweeps; a larger one keeps it in `spill(n)`
- * (a scratch array of at least n elements).
+ * One AdamP or SGDP tensor through the kernel, in the js engine's units (./plan.ts): one-pass
+ * tensors in blocks of UNIT elements; projected tensors with `outer == 1` (one unit per row: the
+ * kernel's running sums are the unit folds) in one stream; `outer > 1` unit by unit, each unit's
+ * sums and norms from 0, folded into `acc` in order. Each unit streams through the staging areas
+ * in chunks. A tensor of up to `plan.whole` elements keeps u in the kernel's u area between the
+ * sweeps; a larger one in `spill(n)`. SGDP without Nesterov: u is the buffer, written back when
+ * projected.
  */
-export function adampTensorWasm(k: WasmKernel, plan: WasmPlan, s: Slot, hp: AdamPScalars, info: Float64Array, o: number,
-  spill: (n: number) => Float32Array): void {
+export function wasmTensor(k: WasmKernel, plan: WasmPlan, spec: AnySpec, opts: Readonly<Record<string, unknown>>, s: Slot,
+  info: Float64Array, o: number, norms: boolean, acc: SumsScratch, spill: (n: number) => Float32Array): void {
   const { x, P, G, M, V, U, misc, pPtr, uPtr, gPtr, mPtr, vPtr } = k;
   const CH = plan.chunk;
-  const { p, g, m, v } = s;
+  const { p, g } = s;
+  const m = s.state[0];
+  const adam = spec.kind === 'adamp';
+  const v = adam ? s.state[1] : m;
   const n = p.length;
-  const bc1 = 1 - Math.pow(hp.beta1, s.step);
-  const rSqrtBc2 = 1 / f(Math.sqrt(1 - Math.pow(hp.beta2, s.step)));
-  const negStep = f(-(hp.lr / bc1));
-  const decay = hp.weightDecay > 0;
-  x.set_adamp(f(hp.beta1), f(1 - hp.beta1), f(hp.beta2), f(1 - hp.beta2), rSqrtBc2, f(hp.eps), hp.nesterov ? 1 : 0);
+  const sc = spec.scalars(opts, s.step);
+  let neg: number, nesterov: boolean;
+  if (adam) {
+    const a = sc as AdamScalars;
+    x.set_adamp(a.b1, a.omb1, a.b2, a.omb2, a.rSqrtBc2, a.eps, a.nesterov ? 1 : 0);
+    neg = a.negStep;
+    nesterov = a.nesterov;
+  } else {
+    const b = sc as MomentumScalars;
+    x.set_sgdp(b.mom, b.omd, b.nesterov ? 1 : 0);
+    neg = b.negLr;
+    nesterov = b.nesterov;
+  }
+  const nacc = new Float64Array(NORM_STRIDE);
 
   if (!s.eligible) {
-    x.set_apply(decay ? f(1 - hp.lr * hp.weightDecay) : 1, negStep);
-    misc[0] = misc[1] = misc[2] = 0;
-    for (let i0 = 0; i0 < n; i0 += CH) {
-      const len = Math.min(CH, n - i0), i1 = i0 + len;
-      P.set(p.subarray(i0, i1));
-      G.set(g.subarray(i0, i1));
-      M.set(m.subarray(i0, i1));
-      V.set(v.subarray(i0, i1));
-      x.adamp_flat(len, pPtr, gPtr, mPtr, vPtr, uPtr);
-      p.set(P.subarray(0, len), i0);
-      m.set(M.subarray(0, len), i0);
-      v.set(V.subarray(0, len), i0);
+    x.set_apply(spec.wdFactor(opts, 1), neg);
+    for (let u0 = 0; u0 < n; u0 += UNIT) {
+      misc[0] = misc[1] = misc[2] = 0;
+      for (let i0 = u0, uEnd = Math.min(n, u0 + UNIT); i0 < uEnd; i0 += CH) {
+        const len = Math.min(CH, uEnd - i0), i1 = i0 + len;
+        P.set(p.subarray(i0, i1));
+        G.set(g.subarray(i0, i1));
+        M.set(m.subarray(i0, i1));
+        if (adam) {
+          V.set(v.subarray(i0, i1));
+          x.adamp_flat(len, pPtr, gPtr, mPtr, vPtr, uPtr);
+          v.set(V.subarray(0, len), i0);
+        } else {
+          x.sgdp_flat(len, pPtr, gPtr, mPtr, uPtr);
+        }
+        p.set(P.subarray(0, len), i0);
+        m.set(M.subarray(0, len), i0);
+      }
+      nacc[0] += misc[2];
+      nacc[1] += misc[0];
+      nacc[2] += misc[1];
     }
-    writeNotEligible(info, o, misc[2], misc[0], misc[1]);
+    writeOnePass(spec, info, o, norms ? nacc : nacc.fill(NaN));
     return;
   }
 
-  const { channels, inner } = s;
+  const { channels, inner, outer } = s;
   x.set_shape(inner, channels);
-  zeroSums(k, channels);
+  const unitLen = outer === 1 ? n : channels * inner * Math.max(1, Math.ceil(UNIT / (channels * inner)));
   const whole = n <= plan.whole;
-  const us = whole ? U : spill(n);
-  for (let i0 = 0; i0 < n; i0 += CH) {
-    const len = Math.min(CH, n - i0), i1 = i0 + len;
-    const w = whole ? i0 : 0;
-    P.set(p.subarray(i0, i1));
-    G.set(g.subarray(i0, i1));
-    M.set(m.subarray(i0, i1));
-    V.set(v.subarray(i0, i1));
-    const [c, r] = rowAt(i0, inner, channels);
-    x.adamp_pass1(len, c, r, pPtr, gPtr, mPtr, vPtr, uPtr + 4 * w);
-    m.set(M.subarray(0, len), i0);
-    v.set(V.subarray(0, len), i0);
-    if (!whole) us.set(U.subarray(0, len), i0);
-  }
-  const ratio = decide(k.sums, channels, n, hp.delta, hp.wdRatio, hp.eps, info, o);
-  x.set_apply(decay ? f(1 - hp.lr * hp.weightDecay * ratio) : 1, negStep);
-  applySweep(k, plan, s, us, whole, null, info, o);
-}
-
-/**
- * Pass 2 of an eligible tensor, after decide() and set_apply(): p (and, when `buffer` is given,
- * the projected update written back into it: SGDP without Nesterov) from u, which is in the u area
- * when the tensor is whole, else in `us`. Writes the info record's norms.
- */
-function applySweep(k: WasmKernel, plan: WasmPlan, s: Slot, us: Float32Array, whole: boolean, buffer: Float32Array | null,
-  info: Float64Array, o: number): void {
-  const { x, P, U, misc, pPtr, uPtr } = k;
-  const CH = plan.chunk;
-  const { p, channels, inner } = s;
-  const n = p.length, multi = n > CH;
-  const projected = isProjected(info, o);
-  misc[0] = misc[1] = 0;
-  for (let i0 = 0; i0 < n; i0 += CH) {
-    const len = Math.min(CH, n - i0), i1 = i0 + len;
-    const w = whole ? i0 : 0;
-    if (multi) P.set(p.subarray(i0, i1));
-    if (!whole) U.set(us.subarray(i0, i1));
-    const [c, r] = rowAt(i0, inner, channels);
-    x.apply(len, c, r, projected, buffer ? 1 : 0, pPtr, uPtr + 4 * w);
-    p.set(P.subarray(0, len), i0);
-    // the buffer: updated in pass 1 (copied out here when whole), projected in pass 2
-    if (buffer && (whole || projected)) buffer.set(U.subarray(w, w + len), i0);
-  }
-  info[o + Info.normSqAfter] = misc[0];
-  info[o + Info.deltaSq] = misc[1];
-}
-
-/**
- * One SGDP tensor (the buffer is `s.m`); without Nesterov the projected update is written back
- * into the buffer, which then takes the u area (it is u); with Nesterov the buffer streams
- * through M and u takes the u area, as for AdamP.
- */
-export function sgdpTensorWasm(k: WasmKernel, plan: WasmPlan, s: Slot, hp: SGDPScalars, info: Float64Array, o: number,
-  spill: (n: number) => Float32Array): void {
-  const { x, P, G, M, U, misc, pPtr, uPtr, gPtr, mPtr } = k;
-  const CH = plan.chunk;
-  const { p, g, m } = s;
-  const n = p.length;
-  const negLr = f(-hp.lr);
-  const nesterov = hp.nesterov;
-  const decay = hp.weightDecay > 0;
-  x.set_sgdp(f(hp.momentum), f(1 - hp.dampening), nesterov ? 1 : 0);
-
-  if (!s.eligible) {
-    x.set_apply(decay ? f(1 - (hp.lr * hp.weightDecay) / (1 - hp.momentum)) : 1, negLr);
-    misc[0] = misc[1] = misc[2] = 0;
-    for (let i0 = 0; i0 < n; i0 += CH) {
-      const len = Math.min(CH, n - i0), i1 = i0 + len;
+  // where u stays between the sweeps when the tensor is not whole: the buffer itself, or a scratch array
+  const us = whole ? U : adam || nesterov ? spill(n) : m;
+  if (outer > 1) acc.take(channels);
+  zeroSums(k, channels);
+  for (let u0 = 0; u0 < n; u0 += unitLen) {
+    const uEnd = Math.min(n, u0 + unitLen);
+    if (outer > 1 && u0 > 0) zeroSums(k, channels);
+    for (let i0 = u0; i0 < uEnd; i0 += CH) {
+      const len = Math.min(CH, uEnd - i0), i1 = i0 + len;
+      const w = whole ? i0 : 0;
       P.set(p.subarray(i0, i1));
       G.set(g.subarray(i0, i1));
-      M.set(m.subarray(i0, i1));
-      x.sgdp_flat(len, pPtr, gPtr, mPtr, uPtr);
+      const [c, r] = rowAt(i0, inner, channels);
+      if (adam) {
+        M.set(m.subarray(i0, i1));
+        V.set(v.subarray(i0, i1));
+        x.adamp_pass1(len, c, r, pPtr, gPtr, mPtr, vPtr, uPtr + 4 * w);
+        m.set(M.subarray(0, len), i0);
+        v.set(V.subarray(0, len), i0);
+      } else if (nesterov) {
+        M.set(m.subarray(i0, i1));
+        x.sgdp_pass1(len, c, r, pPtr, gPtr, mPtr, uPtr + 4 * w);
+        m.set(M.subarray(0, len), i0);
+      } else {
+        U.set(m.subarray(i0, i1), w);
+        x.sgdp_pass1(len, c, r, pPtr, gPtr, uPtr + 4 * w, uPtr + 4 * w);
+      }
+      if (!whole) us.set(U.subarray(0, len), i0);
+    }
+    if (outer > 1) foldKernelSums(k, acc, channels);
+  }
+  if (outer > 1) {
+    k.sums.gp.set(acc.gp.subarray(0, channels));
+    k.sums.gg.set(acc.gg.subarray(0, channels));
+    k.sums.pp.set(acc.pp.subarray(0, channels));
+    k.sums.pu.set(acc.pu.subarray(0, channels));
+  }
+  const dp = spec.decisionParams!(opts);
+  const fields = new Float64Array(6);
+  const ratio = decide(k.sums, channels, n, dp.delta, dp.wdRatio, dp.eps, fields, 0);
+  x.set_apply(spec.wdFactor(opts, ratio), neg);
+  const code = fields[Info.decision];
+  const projected = code === Decision.channel || code === Decision.layer ? 1 : 0;
+  const buffer = adam || nesterov ? null : m;
+  const multi = n > CH;
+  for (let u0 = 0; u0 < n; u0 += unitLen) {
+    const uEnd = Math.min(n, u0 + unitLen);
+    misc[0] = misc[1] = 0;
+    for (let i0 = u0; i0 < uEnd; i0 += CH) {
+      const len = Math.min(CH, uEnd - i0), i1 = i0 + len;
+      const w = whole ? i0 : 0;
+      if (multi) P.set(p.subarray(i0, i1));
+      if (!whole) U.set(us.subarray(i0, i1));
+      const [c, r] = rowAt(i0, inner, channels);
+      x.apply(len, c, r, projected, buffer ? 1 : 0, pPtr, uPtr + 4 * w);
       p.set(P.subarray(0, len), i0);
-      m.set(M.subarray(0, len), i0);
+      // the buffer: updated in pass 1 (copied out here when whole), projected in pass 2
+      if (buffer && (whole || projected)) buffer.set(U.subarray(w, w + len), i0);
     }
-    writeNotEligible(info, o, misc[2], misc[0], misc[1]);
-    return;
+    nacc[1] += misc[0];
+    nacc[2] += misc[1];
   }
-
-  const { channels, inner } = s;
-  x.set_shape(inner, channels);
-  zeroSums(k, channels);
-  const whole = n <= plan.whole;
-  // the array u is kept in between the sweeps when the tensor is not whole: the buffer itself, or a scratch array
-  const us = whole ? U : nesterov ? spill(n) : m;
-  for (let i0 = 0; i0 < n; i0 += CH) {
-    const len = Math.min(CH, n - i0), i1 = i0 + len;
-    const w = whole ? i0 : 0;
-    P.set(p.subarray(i0, i1));
-    G.set(g.subarray(i0, i1));
-    const [c, r] = rowAt(i0, inner, channels);
-    if (nesterov) {
-      M.set(m.subarray(i0, i1));
-      x.sgdp_pass1(len, c, r, pPtr, gPtr, mPtr, uPtr + 4 * w);
-      m.set(M.subarray(0, len), i0);
-    } else {
-      U.set(m.subarray(i0, i1), w);
-      x.sgdp_pass1(len, c, r, pPtr, gPtr, uPtr + 4 * w, uPtr + 4 * w);
-    }
-    if (!whole) us.set(U.subarray(0, len), i0);
-  }
-  const ratio = decide(k.sums, channels, n, hp.delta, hp.wdRatio, hp.eps, info, o);
-  x.set_apply(decay ? f(1 - (hp.lr * hp.weightDecay * ratio) / (1 - hp.momentum)) : 1, negLr);
-  applySweep(k, plan, s, us, whole, nesterov ? null : m, info, o);
+  writeDecided(info, o, fields, norms ? nacc : nacc.fill(NaN));
 }
 
-export function writeNotEligible(info: Float64Array, o: number, before: number, after: number, delta: number): void {
-  info[o + Info.decision] = Decision.notEligible;
-  info[o + Info.channelMaxCos] = NaN;
-  info[o + Info.channelThreshold] = NaN;
-  info[o + Info.layerCos] = NaN;
-  info[o + Info.layerThreshold] = NaN;
-  info[o + Info.normSqBefore] = before;
-  info[o + Info.normSqAfter] = after;
-  info[o + Info.deltaSq] = delta;
+/** acc += the kernel's per-channel sums (one unit's partial). */
+function foldKernelSums(k: WasmKernel, acc: SumsScratch, channels: number): void {
+  const { gp, gg, pp, pu } = k.sums;
+  for (let c = 0; c < channels; c++) {
+    acc.gp[c] += gp[c];
+    acc.gg[c] += gg[c];
+    acc.pp[c] += pp[c];
+    acc.pu[c] += pu[c];
+  }
 }
