@@ -12,9 +12,9 @@ const path = require('path');
 
 let cli;
 try {
-  cli = require(path.join(__dirname, '..', 'dist', 'cli.js'));
+  cli = require(path.join(__dirname, '..', 'dist', 'cli', 'main.js'));
 } catch (e) {
-  process.stderr.write(`bench-cpu: cannot load dist/cli.js (${e.message}); run \`npm run build:ts\` first\n`);
+  process.stderr.write(`bench-cpu: cannot load dist/cli/main.js (${e.message}); run \`npm run build:ts\` first\n`);
   process.exit(1);
 }
 cli.main(['bench', ...process.argv.slice(2)]).then((code) => { process.exitCode = code; });

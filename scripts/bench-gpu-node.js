@@ -13,7 +13,7 @@
 const fs = require('fs');
 const path = require('path');
 const root = path.join(__dirname, '..');
-const adamp = require(path.join(root, 'dist', 'index.js'));
+const adamp = require(path.join(root, 'dist', 'lib', 'index.js'));
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {

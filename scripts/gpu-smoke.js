@@ -9,8 +9,8 @@
 'use strict';
 const path = require('path');
 const root = path.join(__dirname, '..');
-const adamp = require(path.join(root, 'dist', 'index.js'));
-require(path.join(root, 'dist', 'backends', 'cuda', 'index.js')); // registers the provider
+const adamp = require(path.join(root, 'dist', 'lib', 'index.js'));
+require(path.join(root, 'dist', 'lib', 'backends', 'cuda', 'index.js')); // registers the provider
 
 const report = adamp.backends().find((b) => b.name === 'cuda');
 if (!report || !report.available) {

@@ -156,7 +156,7 @@ elif [ ! -f "$ADDON" ]; then
 elif [ -x node_modules/.bin/jest ]; then
   export ADAMP_ADDON_PATH="$ADDON"
   step node_tests node node_modules/.bin/jest test/cuda-engine.test.ts test/cuda-device.test.ts --json --outputFile="$OUT/node.json"
-elif [ -f dist/index.js ]; then
+elif [ -f dist/lib/index.js ]; then
   export ADAMP_ADDON_PATH="$ADDON"
   step node_tests bash -c "node scripts/gpu-smoke.js | tee '$OUT/node.json'"
 else
@@ -173,7 +173,7 @@ else
 fi
 if ! want bench; then
   :
-elif [ "$NODE_VERSION" != missing ] && [ -f "$ADDON" ] && [ -f dist/index.js ]; then
+elif [ "$NODE_VERSION" != missing ] && [ -f "$ADDON" ] && [ -f dist/lib/index.js ]; then
   ADAMP_ADDON_PATH="$ADDON" step bench_node node scripts/bench-gpu-node.js --out "$OUT/bench_node.json" --iters 20 --reps 5
 else
   skip bench_node "the Node benchmark of device params needs node, the CUDA addon and dist/"

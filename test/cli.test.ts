@@ -10,7 +10,7 @@ import * as zlib from 'zlib';
 import { parseXml } from './helpers/xml';
 
 const root = path.join(__dirname, '..');
-const cli = path.join(root, 'dist', 'cli.js');
+const cli = path.join(root, 'dist', 'cli', 'main.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'adamp-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -28,7 +28,7 @@ describe('adamp (no command, help, version)', () => {
   test('the compiled CLI starts with a node shebang (package.json bin)', () => {
     expect(fs.readFileSync(cli, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
-    expect(path.normalize(pkg.bin.adamp)).toBe(path.normalize('dist/cli.js'));
+    expect(path.normalize(pkg.bin.adamp)).toBe(path.normalize('dist/cli/main.js'));
   });
 
   test('--help lists the commands and exits 0', () => {

@@ -6,9 +6,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as zlib from 'zlib';
-import { makeShapes, SHAPE_CLASSES } from '../lib/demo/shapes-data';
-import { loadIdxSplit, parseIdx, readIdxFile } from '../lib/demo/idx';
-import { runTfjsDemo, type TfjsDemoResult } from '../lib/demo/tfjs-demo';
+import { makeShapes, SHAPE_CLASSES } from '../cli/demo/shapes-data';
+import { loadIdxSplit, parseIdx, readIdxFile } from '../cli/demo/idx';
+import { runTfjsDemo, type TfjsDemoResult } from '../cli/demo/tfjs-demo';
 import { parseXml, polylinePoints } from './helpers/xml';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'adamp-tfjs-demo-'));

@@ -5,12 +5,12 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { runToyDemo, cosineLr, type ToyDemoResult } from '../lib/demo/toy-demo';
-import { DEFAULT_TOY, ToyProblem } from '../lib/demo/toy';
-import { Rng } from '../lib/demo/rng';
-import { ProgressBar } from '../lib/demo/progress';
-import { fmt, formatTable } from '../lib/demo/table';
-import { formatTick, linearTicks, logTicks, renderFigure, xmlEscape } from '../lib/svg/chart';
+import { runToyDemo, cosineLr, type ToyDemoResult } from '../cli/demo/toy-demo';
+import { DEFAULT_TOY, ToyProblem } from '../cli/demo/toy';
+import { Rng } from '../cli/rng';
+import { ProgressBar } from '../cli/demo/progress';
+import { fmt, formatTable } from '../cli/demo/table';
+import { formatTick, linearTicks, logTicks, renderFigure, xmlEscape } from '../cli/svg/chart';
 import { parseXml, polylinePoints } from './helpers/xml';
 import { availableBackends } from './helpers/backends';
 

@@ -14,7 +14,7 @@ import { JsEngine } from '../lib/backends/js/engine';
 import { adampSpec } from '../lib/optim/adamp';
 import { DEFAULT_CHUNK, wasmKernel, wasmKernelFailure } from '../lib/backends/js/wasm';
 import { KERNEL_WASM_BASE64, KERNEL_WASM_SHA256 } from '../lib/backends/js/wasm/kernel-wasm';
-import { Rng } from '../lib/demo/rng';
+import { Rng } from '../cli/rng';
 import { fixtureNames, loadFixture, toOptions } from './helpers/fixtures';
 
 /** First index where a and b differ (NaN equals NaN, +0 differs from -0), or -1. */

@@ -34,6 +34,6 @@ test('import { AdamP } from "adamp" works from an ES module', () => {
 
 test('the published typings exist for the entry point', () => {
   const pkg = require(path.join(root, 'package.json'));
-  expect(pkg.exports['.'].types).toBe('./dist/index.d.ts');
-  expect(require('fs').existsSync(path.join(root, 'dist', 'index.d.ts'))).toBe(true);
+  expect(pkg.exports['.'].types).toBe('./dist/lib/index.d.ts');
+  expect(require('fs').existsSync(path.join(root, 'dist', 'lib', 'index.d.ts'))).toBe(true);
 });

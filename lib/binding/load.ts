@@ -8,14 +8,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import bindings from 'bindings';
+import { PACKAGE_ROOT } from '../core/package-root';
+import { readEnv } from '../core/env';
 import { ADDON_FUNCTIONS, type Addon } from './types';
 
 export type AddonLoadResult =
   | { addon: Addon; path: string }
   | { errors: string[] };
 
-/** The package root (this file is lib/binding/load.ts or dist/binding/load.js). */
-export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
+export { PACKAGE_ROOT };
 
 let cached: AddonLoadResult | undefined;
 
@@ -97,8 +98,8 @@ function tryFile(file: string, errors: string[]): Addon | undefined {
 
 function tryLoad(): AddonLoadResult {
   const errors: string[] = [];
-  const explicit = process.env.ADAMP_ADDON_PATH;
-  if (explicit !== undefined && explicit !== '') {
+  const explicit = readEnv('ADAMP_ADDON_PATH');
+  if (explicit !== undefined) {
     const file = path.resolve(explicit);
     const addon = tryFile(file, errors);
     if (addon) return { addon, path: file };
@@ -127,9 +128,4 @@ function tryLoad(): AddonLoadResult {
   const addon = tryFile(prebuilt, errors);
   if (addon) return { addon, path: prebuilt };
   return { errors };
-}
-
-/** Forgets the memoized result (tests). */
-export function resetAddonCache(): void {
-  cached = undefined;
 }

@@ -1,15 +1,10 @@
 /** Seeded random data for property tests (no Math.random: every failure reproduces). */
+import { Rng } from '../../cli/rng';
 
-/** mulberry32: a small, fast, seeded 32-bit generator. */
+/** Uniforms in [0, 1) from the project's one seeded generator (cli/rng.ts). */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.uniform();
 }
 
 /** Standard normal samples (Box-Muller), as float32. */

@@ -10,8 +10,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { AdamP, AdamW, SGD, SGDP } from '../index';
-import type { Param, ParamStepInfo } from '../types';
+import { AdamP, AdamW, SGD, SGDP } from '../../lib/index';
+import type { Param, ParamStepInfo } from '../../lib/types';
 import { renderFigure, type ChartSpec } from '../svg/chart';
 import { ProgressBar, type ProgressStream } from './progress';
 import { fmt, formatTable, pct } from './table';

@@ -5,7 +5,9 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { formatOptions, parseArgs, UsageError, type OptionSpec, type Parsed } from './cli/args';
+import { formatOptions, parseArgs, UsageError, type OptionSpec, type Parsed } from './args';
+import { PACKAGE_ROOT } from '../lib/core/package-root';
+import { readEnv } from '../lib/core/env';
 
 /** Where the CLI writes; tests pass their own. Progress bars go to `stderr`. */
 export interface CliIO {
@@ -88,7 +90,7 @@ const COMMANDS: Record<string, Command> = {
 
 function packageVersion(): string {
   try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version?: string };
     return pkg.version ?? 'unknown';
   } catch {
     return 'unknown';
@@ -155,7 +157,7 @@ export async function main(argv: readonly string[], io: CliIO = { stdout: proces
     }
     const err = e as Error;
     io.stderr.write(`adamp ${first}: error: ${err && err.message ? err.message : String(e)}\n`);
-    if (process.env.ADAMP_DEBUG) io.stderr.write(`${err && err.stack ? err.stack : ''}\n`);
+    if (readEnv('ADAMP_DEBUG') !== undefined) io.stderr.write(`${err && err.stack ? err.stack : ''}\n`);
     return 1;
   }
 }
@@ -233,7 +235,7 @@ async function runBench(parsed: Parsed, io: CliIO): Promise<number> {
 }
 
 async function runInfo(parsed: Parsed, io: CliIO): Promise<number> {
-  const { backends } = await import('./index');
+  const { backends } = await import('../lib/index');
   const report = backends();
   if (parsed.options.json) {
     io.stdout.write(JSON.stringify({ version: packageVersion(), node: process.version, platform: `${process.platform}-${process.arch}`, backends: report }, null, 2) + '\n');

@@ -14,11 +14,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type * as TfCore from '@tensorflow/tfjs-core';
 import type * as TfLayers from '@tensorflow/tfjs-layers';
-import type { ParamStepInfo } from '../types';
+import type { ParamStepInfo } from '../../lib/types';
 import { renderFigure, type ChartSpec } from '../svg/chart';
 import { ProgressBar, type ProgressStream } from './progress';
 import { fmt, formatTable, pct } from './table';
-import { Rng } from './rng';
+import { Rng } from '../rng';
 import { makeShapes, type ImageSet } from './shapes-data';
 import { loadIdxSplit } from './idx';
 import { cosineLr } from './toy-demo';
@@ -88,7 +88,7 @@ const INVARIANT_LAYERS = ['fc1', 'fc2'];
 interface Tf {
   tf: typeof TfCore;
   tfl: typeof TfLayers;
-  adapter: typeof import('../tfjs');
+  adapter: typeof import('../../lib/tfjs');
 }
 
 /** Loads TensorFlow.js and the adapter, or explains what to install. */
@@ -109,7 +109,7 @@ export function loadTf(): Tf {
   const tf = require('@tensorflow/tfjs-core') as typeof TfCore;
   require('@tensorflow/tfjs-backend-cpu');
   const tfl = require('@tensorflow/tfjs-layers') as typeof TfLayers;
-  const adapter = require('../tfjs') as typeof import('../tfjs');
+  const adapter = require('../../lib/tfjs') as typeof import('../../lib/tfjs');
   /* eslint-enable @typescript-eslint/no-require-imports */
   return { tf, tfl, adapter };
 }

@@ -12,9 +12,10 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { AdamP, SGDP, backends } from '../index';
-import type { Param } from '../types';
-import { Rng } from '../demo/rng';
+import { AdamP, SGDP, backends } from '../../lib/index';
+import { PACKAGE_ROOT } from '../../lib/core/package-root';
+import type { Param } from '../../lib/types';
+import { Rng } from '../rng';
 import { fmt, formatTable } from '../demo/table';
 import type { ProgressStream } from '../demo/progress';
 import { loadFloor, type FloorKernels } from './floor';
@@ -98,12 +99,12 @@ interface ShapeSet { about?: string; shapes: number[][]; numel?: number }
 
 /** The packaged shapes file (`bench/shapes.json` at the package root). */
 export function shapesPath(): string {
-  return path.resolve(__dirname, '..', '..', 'bench', 'shapes.json');
+  return path.join(PACKAGE_ROOT, 'bench', 'shapes.json');
 }
 
 /** The PyTorch side (`scripts/bench_torch_cpu.py` at the package root). */
 export function torchScriptPath(): string {
-  return path.resolve(__dirname, '..', '..', 'scripts', 'bench_torch_cpu.py');
+  return path.join(PACKAGE_ROOT, 'scripts', 'bench_torch_cpu.py');
 }
 
 function median(xs: number[]): number {

@@ -3,9 +3,9 @@
  * (momentum), on the same native backend, flags, SIMD and thread pool, with the default
  * diagnostics, so the ratio isolates what the projection costs.
  */
-import { AdamW, SGD } from '../optim/registry';
-import { backends } from '../backends/select';
-import type { Param } from '../types';
+import { AdamW, SGD } from '../../lib/optim/registry';
+import { backends } from '../../lib/backends/select';
+import type { Param } from '../../lib/types';
 
 export interface FloorRun {
   step(): void;

@@ -4,7 +4,7 @@
  * random position, size, stroke width, contrast, background gradient and pixel noise, so the
  * classes are easy for a person and take a small conv net a few epochs to learn.
  */
-import { Rng } from './rng';
+import { Rng } from '../rng';
 
 /** A dataset in memory: images `[n, size, size]` row-major in [0, 1], labels 0..classes-1. */
 export interface ImageSet {

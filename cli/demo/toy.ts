@@ -20,8 +20,8 @@
  * momentum inflates the weight norm and shrinks the effective step size, and what the
  * projection of AdamP/SGDP removes.
  */
-import type { Param } from '../types';
-import { Rng } from './rng';
+import type { Param } from '../../lib/types';
+import { Rng } from '../rng';
 
 /** How a tensor enters the objective. */
 export type ToyKind = 'channel' | 'layer' | 'plain' | 'gain';
