@@ -65,7 +65,7 @@ export function maxDiff(a: Float32Array, b: Float32Array): { diff: number; scale
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i] - b[i]);
     if (d > diff || Number.isNaN(d)) diff = Number.isNaN(d) && !(Number.isNaN(a[i]) && Number.isNaN(b[i])) ? Infinity : Math.max(diff, Number.isNaN(d) ? 0 : d);
-    scale = Math.max(scale, Math.abs(b[i]));
+    if (Math.abs(b[i]) > scale) scale = Math.abs(b[i]); // NaN expected elements are compared as NaN, not as a scale
   }
   return { diff, scale };
 }
