@@ -42,7 +42,7 @@ for (const file of fs.readdirSync(casesDir).filter((f) => f.endsWith('.input.jso
   };
   const out = {
     name,
-    source: 'shared/reference/cases (official clovaai/AdamP v0.3.0, torch ' + expected.meta.torch_version + ', ' + expected.meta.dtype + ')',
+    source: 'official clovaai/AdamP v0.3.0 (torch ' + expected.meta.torch_version + ', ' + expected.meta.dtype + ')',
     optimizer: input.optimizer,
     hyperparameters: input.hyperparameters,
     params: input.params.map((p) => ({ shape: p.shape, data: put(p.data) })),

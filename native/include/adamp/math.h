@@ -115,7 +115,7 @@ ADAMP_HD static inline F f_splat(float x) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-step constants, rounded to float32 once (SPEC.md s1: scalars are doubles until they meet a
+// Per-step constants, rounded to float32 once (docs/numerics.md#conventions: scalars are doubles until they meet a
 // tensor).
 
 struct AdamPScalarsF {
@@ -303,7 +303,7 @@ struct DecisionResult {
  * The decision once the channels are reduced: `max_cos` = max over channels of |cos| (NaN
  * sticky) and `totals` = the four sums added over channels (the layer view's sums). The channel
  * view first (all rows below the float32 threshold, strict <, so NaN never projects), then the
- * layer view; the first that fires wins (SPEC.md s4). The CUDA kernels reduce in parallel and
+ * layer view; the first that fires wins (docs/numerics.md#the-projection-decision). The CUDA kernels reduce in parallel and
  * call this directly; `decide()` below is the sequential reduction.
  */
 ADAMP_HD static inline DecisionResult decide_reduced(double max_cos, const ChannelSums& totals, int64_t channels,
