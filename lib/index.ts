@@ -36,3 +36,5 @@ export {
 export type { CheckpointInfo, CheckpointOptimizer, LoadCheckpointOptions, SaveCheckpointOptions } from './checkpoint';
 export { paramsFromStore, groupsFromStore, storeParam } from './store';
 export type { StoredTensor, TensorStore, TensorSelector, StoreParamsOptions, StoreGroup } from './store';
+export { clipGradNorm } from './clip';
+export type { ClipGradNormOptions, GradHolder } from './clip';
