@@ -3,13 +3,20 @@
  * lr_scheduler.json): every value of every sequence (lr, and momentum where OneCycleLR cycles it),
  * the groups after construction, the state-dict round trips, on each optimizer the fixture's
  * optimizer maps to (SGD -> SGD, SGDP; AdamW -> AdamW, AdamP) and on the TF.js adapter's
- * optimizers (one group); then validation and state dicts.
+ * optimizers (one group); then validation, state dicts, and the tfjs-layers callback with a real
+ * model.fit.
  */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import * as tfl from '@tensorflow/tfjs-layers';
+import * as adamp from '../lib/index';
 import {
   AdamP, AdamW, CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, MultiStepLR, OneCycleLR, SGD, SGDP, SequentialLR,
   StepLR, type LRScheduler, type Param, type SchedulableGroup, type SchedulableOptimizer,
 } from '../lib/index';
-import { AdamW as TfAdamW, SGD as TfSGD } from '../lib/tfjs';
+import { AdamW as TfAdamW, SGD as TfSGD, schedulerCallback } from '../lib/tfjs';
 import { LAMBDAS, loadSchedulerFixtures, type SchedulerCase, type SchedulerSpec } from './helpers/torch-fixtures';
 import { rng } from './helpers/random';
 
@@ -541,4 +548,88 @@ describe('state dicts', () => {
     y.s.loadStateDict(JSON.parse(JSON.stringify(sd)));
     expect(y.s.stateDict()).toEqual(sd);
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('tfjs-layers callback', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+    tf.tensor([0]).dispose();
+    warn.mockRestore();
+  });
+
+  function data() {
+    const r = rng(3);
+    const x = Float32Array.from({ length: 8 * 2 }, () => r() - 0.5);
+    const y = Float32Array.from({ length: 8 }, (_, i) => x[2 * i] - 2 * x[2 * i + 1]);
+    return { xs: tf.tensor2d(x, [8, 2]), ys: tf.tensor2d(y, [8, 1]) };
+  }
+
+  /** A dense model trained by `optimizer`; the lr (and momentum) the optimizer had at each of its steps. */
+  async function fit(optimizer: InstanceType<typeof TfSGD>, callback: object, epochs: number) {
+    const model = tfl.sequential();
+    model.add(tfl.layers.dense({ units: 1, inputShape: [2], kernelInitializer: 'ones' }));
+    model.compile({ optimizer, loss: 'meanSquaredError' });
+    const seen: Array<[number, number]> = [];
+    const apply = optimizer.applyGradients.bind(optimizer);
+    optimizer.applyGradients = (vg) => {
+      seen.push([optimizer.learningRate, (optimizer.hyperparameters as { momentum: number }).momentum]);
+      apply(vg);
+    };
+    const { xs, ys } = data();
+    const kernel0 = (model.getWeights()[0].dataSync() as Float32Array).slice();
+    await model.fit(xs, ys, { epochs, batchSize: 2, shuffle: false, verbose: 0, callbacks: [callback] });
+    expect(model.getWeights()[0].dataSync()).not.toEqual(kernel0); // it trained
+    tf.dispose([xs, ys]);
+    model.dispose();
+    return seen;
+  }
+
+  test('every batch: OneCycleLR over 3 epochs of 4 batches', async () => {
+    const optimizer = new TfSGD({ lr: 0.1, momentum: 0.9, backend: 'js' });
+    const scheduler = new OneCycleLR(optimizer, { maxLr: 0.5, totalSteps: 12 });
+    const seen = await fit(optimizer, schedulerCallback(scheduler, { every: 'batch' }), 3);
+    // the same schedule on a plain group
+    const twin = { paramGroups: [{ lr: 0.1, momentum: 0.9 }] };
+    const ref = new OneCycleLR(twin, { maxLr: 0.5, totalSteps: 12 });
+    const expected: Array<[number, number]> = [];
+    for (let k = 0; k < 12; k++) {
+      expected.push([twin.paramGroups[0].lr, twin.paramGroups[0].momentum]);
+      ref.step();
+    }
+    expect(seen).toEqual(expected);
+    expect(scheduler.lastEpoch).toBe(12);
+    expect(optimizer.learningRate).toBe(twin.paramGroups[0].lr);
+  });
+
+  test('every epoch: StepLR over 4 epochs', async () => {
+    const optimizer = new TfSGD({ lr: 0.1, backend: 'js' });
+    const scheduler = new StepLR(optimizer, { stepSize: 2, gamma: 0.5 });
+    const seen = await fit(optimizer, schedulerCallback(scheduler), 4);
+    expect(seen.map(([lr]) => lr)).toEqual([...Array(8).fill(0.1), ...Array(8).fill(0.05)]);
+    expect(scheduler.lastEpoch).toBe(4);
+    expect(optimizer.learningRate).toBe(0.025);
+  });
+
+  test('bad arguments', () => {
+    expectInvalid(() => schedulerCallback({} as never), 'scheduler must be a scheduler');
+    const s = new StepLR({ paramGroups: [{ lr: 1 }] }, { stepSize: 1 });
+    expectInvalid(() => schedulerCallback(s, { every: 'step' as never }), "options.every must be 'batch' or 'epoch'");
+    expectInvalid(() => schedulerCallback(s, { each: 'batch' } as never), 'options.each is not an option');
+  });
+});
+
+test('docs/schedulers.md: the js example runs', () => {
+  const md = fs.readFileSync(path.join(__dirname, '..', 'docs', 'schedulers.md'), 'utf8');
+  const blocks = [...md.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+  expect(blocks).toHaveLength(1);
+  const logs: unknown[][] = [];
+  const req = (name: string) => {
+    if (name === 'adamp') return adamp;
+    throw new Error(`the example requires ${name}`);
+  };
+  new Function('require', 'console', blocks[0])(req, { log: (...a: unknown[]) => logs.push(a) });
+  expect(logs.length).toBeGreaterThan(0);
 });

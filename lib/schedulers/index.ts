@@ -12,3 +12,5 @@ export { OneCycleLR } from './one-cycle';
 export type { OneCycleLROptions, OneCyclePhase } from './one-cycle';
 export { SequentialLR } from './sequential';
 export type { SequentialLROptions } from './sequential';
+export { schedulerCallback } from './callback';
+export type { SchedulerCallback, SchedulerCallbackOptions } from './callback';
