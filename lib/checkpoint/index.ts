@@ -19,6 +19,7 @@ import { shapeOf } from '../validate';
 import { DeviceTensor } from '../device/tensor';
 import { Optimizer } from '../optimizer';
 import { isPlainObject, rejectUnknown, resolveOptions } from '../optim/options';
+import { SPECS } from '../optim/registry';
 import type { AnySpec } from '../optim/spec';
 import type { AnyParam } from '../types';
 import { encodeSafetensors, parseSafetensors, readF32, readI64, type ParsedSafetensors, type TensorRecord, type TensorToWrite } from './safetensors';
@@ -324,7 +325,10 @@ function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Ui
       throw new AdampError('ERR_ADAMP_BAD_CHECKPOINT', `${source} is damaged or was altered: the SHA-256 of its data does not match its metadata 'data_sha256'`);
     }
   }
-  if (typeof meta.optimizer !== 'string') throw bad(`metadata 'optimizer' is missing`);
+  if (meta.optimizer === undefined) throw bad(`metadata 'optimizer' is missing`);
+  if (!SPECS.some((s) => s.name === meta.optimizer)) {
+    throw bad(`metadata 'optimizer' is ${JSON.stringify(meta.optimizer)}, which is not an adamp optimizer (${SPECS.map((s) => s.name).join(', ')})`);
+  }
   if (meta.optimizer !== kind) throw misfit(`it was saved from ${JSON.stringify(meta.optimizer)}`);
 
   // 2. The file on its own: groups, shapes, tensors, values.

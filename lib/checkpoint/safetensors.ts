@@ -23,6 +23,7 @@ const ITEM_SIZE: Record<string, number> = {
 /** The safetensors reference implementation refuses headers above 100 MB. */
 const MAX_HEADER = 100_000_000;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /** One tensor to write. `F32` takes a Float32Array; `I64` a BigInt64Array. */
 export interface TensorToWrite {
@@ -104,7 +105,7 @@ export function parseSafetensors(buf: Uint8Array, source: string): ParsedSafeten
   if (n < 2) throw bad(`the header length ${n} is too small for a JSON object`);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + n)));
+    header = JSON.parse(UTF8.decode(buf.subarray(8, 8 + n)));
   } catch (e) {
     throw bad(`the header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
