@@ -397,6 +397,30 @@ describe('foreign files ({ trust: \'foreign\' }): no digest needed, everything e
 
 const groupsEditForeign = (edit: (g: any[]) => void) => (h: any) => { const g = JSON.parse(h.__metadata__.param_groups); edit(g); h.__metadata__.param_groups = JSON.stringify(g); };
 
+describe('a step in flight', () => {
+  test('loading or saving while a stepAsync() is in flight throws ERR_ADAMP_STEP_IN_FLIGHT before anything changes or is written', async () => {
+    const params = makeParams(18);
+    const opt = makers.AdamP(params);
+    train(opt, params, 0, 2);
+    const bytes = serializeCheckpoint(makers.AdamP(makeParams(19)), { params: true });
+    const before = { sd: opt.stateDict(), data: params.map((p) => p.data.slice()) };
+    // The js backend steps synchronously; a native stepAsync() holds this flag while it runs.
+    (opt as unknown as { busy: boolean }).busy = true;
+    const file = path.join(dir, 'busy.safetensors');
+    try {
+      const inFlight = expect.objectContaining({ code: 'ERR_ADAMP_STEP_IN_FLIGHT' });
+      expect(() => deserializeCheckpoint(opt, bytes, { params: true })).toThrow(inFlight);
+      expect(() => saveCheckpointSync(file, opt)).toThrow(inFlight);
+      await expect(saveCheckpoint(file, opt)).rejects.toEqual(inFlight);
+    } finally {
+      (opt as unknown as { busy: boolean }).busy = false;
+    }
+    expect(fs.existsSync(file)).toBe(false);
+    expect(opt.stateDict()).toEqual(before.sd);
+    params.forEach((p, i) => expect(p.data).toEqual(before.data[i]));
+  });
+});
+
 describe('bad arguments are refused with ERR_ADAMP_INVALID_ARGUMENT', () => {
   test('paths, options, bytes', async () => {
     const params = makeParams(17);

@@ -263,15 +263,20 @@ export function deserializeCheckpoint(
     throw invalid(`${source} holds no params (it was saved without { params: true }); load it without { params: true }`);
   }
 
-  // Everything checked. Params are written first so that loadStateDict's engine invalidation
-  // (backends that keep copies, e.g. on a GPU) covers them; loadStateDict validates again and
-  // throws before changing anything, and then the params are put back.
+  // Everything checked. First the optimizer must be idle: a stepAsync() in flight throws
+  // ERR_ADAMP_STEP_IN_FLIGHT here, before anything changes (and queued device steps complete).
+  (optimizer as { synchronize(): void }).synchronize();
+  // Params are written first so that loadStateDict's engine invalidation (backends that keep
+  // copies, e.g. on a GPU) covers them; loadStateDict validates again and throws before
+  // changing anything, and then the params written are put back. The backup is read before any
+  // write, so a param that cannot be read (a disposed device tensor) fails before any change.
   const backup = opts.params ? params.map((p) => hostData(p).slice()) : null;
-  if (opts.params) for (let i = 0; i < n; i++) setData(params[i], plan.weights[i]);
+  let written = 0;
   try {
+    if (opts.params) for (; written < n; written++) setData(params[written], plan.weights[written]);
     (optimizer as { loadStateDict(sd: unknown): void }).loadStateDict({ state: plan.state, paramGroups: plan.paramGroups });
   } catch (e) {
-    if (backup) for (let i = 0; i < n; i++) setData(params[i], backup[i]);
+    if (backup) for (let i = 0; i < written; i++) setData(params[i], backup[i]);
     const err = e as { code?: string; message: string };
     throw err.code === 'ERR_ADAMP_INVALID_ARGUMENT' ? invalid(`${source} does not fit this ${spec.name} optimizer: ${err.message}`) : e;
   }
