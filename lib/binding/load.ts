@@ -128,8 +128,3 @@ function tryLoad(): AddonLoadResult {
   if (addon) return { addon, path: prebuilt };
   return { errors };
 }
-
-/** Forgets the memoized result (tests). */
-export function resetAddonCache(): void {
-  cached = undefined;
-}

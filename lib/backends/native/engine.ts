@@ -1,35 +1,67 @@
 /**
- * The native CPU engine: the C++ core (native/cpu) behind the addon. Same slots, same info
- * record as the TypeScript engine; the addon validates again and throws instead of crashing.
+ * The native CPU engine: the C++ core (native/cpu) behind the addon, for every optimizer of the
+ * registry (the addon runs the C++ policy named by `spec.kind`). Same slots, same info record as
+ * the TypeScript engine; the addon validates again and throws instead of crashing.
  */
-import type { AdamPScalars, AsyncJob, Engine, SGDPScalars, Slot } from '../engine';
+import type { Engine, Geometry, ShardJob, StepJob, StepOptions, StepProtocol } from '../engine';
+import type { AnySpec } from '../../optim/spec';
 import type { Addon, AddonJob } from '../../binding/types';
+import { invalid } from '../../errors';
 
 export interface NativeEngineOptions {
   /** Threads per step (the caller's thread included). Default / 0: all hardware threads. Results are identical for every count. */
   threads?: number;
 }
 
+/** Whether a typed array's buffer can change size under a worker thread (resizable ArrayBuffer, growable SharedArrayBuffer). */
+function resizable(a: ArrayBufferView): boolean {
+  const b = a.buffer as ArrayBufferLike & { resizable?: boolean; growable?: boolean };
+  return b.resizable === true || b.growable === true;
+}
+
+/** The step protocol on shards, run by the addon on the calling thread (docs/architecture.md, "The step protocol"). */
+class NativeProtocol implements StepProtocol {
+  constructor(private readonly addon: Addon) {}
+
+  units(spec: AnySpec, geometry: Geometry): number[] {
+    return Array.from(this.addon.protocolUnits(spec.kind, geometry));
+  }
+
+  stats(job: ShardJob, u0: number, u1: number): Float64Array {
+    return this.addon.protocolStats(job.spec.kind, job.shard, job.hyper, u0, u1);
+  }
+
+  decide(spec: AnySpec, geometry: Geometry, _options: Readonly<Record<string, unknown>>, hyper: Float64Array, partials: Float64Array): Float64Array {
+    return this.addon.protocolDecide(spec.kind, geometry, hyper, partials);
+  }
+
+  apply(job: ShardJob, decision: Float64Array, u0: number, u1: number, options: StepOptions): Float64Array {
+    return this.addon.protocolApply(job.spec.kind, job.shard, job.hyper, decision, u0, u1, options.norms);
+  }
+
+  finish(spec: AnySpec, geometry: Geometry, decision: Float64Array, norms: Float64Array, info: Float64Array, at: number): void {
+    this.addon.protocolFinish(spec.kind, geometry, decision, norms, info, at);
+  }
+}
+
 export class NativeEngine implements Engine {
   readonly name = 'native' as const;
   readonly threads: number;
+  readonly protocol: StepProtocol;
   private readonly addon: Addon;
 
   constructor(addon: Addon, options: NativeEngineOptions = {}) {
     const t = options.threads ?? 0;
     if (!Number.isInteger(t) || t < 0 || t > 256) {
-      throw new RangeError(`NativeEngine: threads must be an integer in [0, 256] (0 = all cores), got ${String(options.threads)}`);
+      throw invalid(`NativeEngine: threads must be an integer in [0, 256] (0 = all cores), got ${String(options.threads)}`);
     }
     this.addon = addon;
     this.threads = t;
+    this.protocol = new NativeProtocol(addon);
   }
 
-  stepAdamP(slots: readonly Slot[], hp: AdamPScalars, info: Float64Array): void {
-    this.addon.adampStep(slots, hp, info, this.threads);
-  }
-
-  stepSGDP(slots: readonly Slot[], hp: SGDPScalars, info: Float64Array): void {
-    this.addon.sgdpStep(slots, hp, info, this.threads);
+  step(job: StepJob, options: StepOptions): void {
+    this.addon.step(job.spec.kind, job.slots, job.hyper, job.info, { threads: this.threads, norms: options.norms });
   }
 
   /**
@@ -37,25 +69,26 @@ export class NativeEngine implements Engine {
    * the arrays alive until the promise settles. Arguments are validated before anything runs, so
    * a rejected call has changed nothing.
    */
-  stepAsync(jobs: readonly AsyncJob[]): Promise<void> {
+  stepAsync(jobs: readonly StepJob[], options: StepOptions): Promise<void> {
     // A resizable buffer shrunk while a worker thread writes into it would fault: refuse them here.
-    for (const j of jobs) {
-      for (let k = 0; k < j.slots.length; k++) {
-        const s = j.slots[k];
-        for (const [name, a] of [['p', s.p], ['g', s.g], ['m', s.m], ['v', s.v]] as const) {
-          const b = a.buffer as ArrayBufferLike & { resizable?: boolean; growable?: boolean };
-          if (b.resizable === true || b.growable === true) {
-            return Promise.reject(new RangeError(`stepAsync: slots[${k}].${name} is backed by a resizable ArrayBuffer; async steps need fixed-size buffers (use step())`));
+    for (let j = 0; j < jobs.length; j++) {
+      const job = jobs[j];
+      if (resizable(job.info)) {
+        return Promise.reject(invalid(`stepAsync: jobs[${j}].info is backed by a resizable ArrayBuffer; async steps need fixed-size buffers (use step())`));
+      }
+      for (let k = 0; k < job.slots.length; k++) {
+        const s = job.slots[k];
+        const arrays: Array<[string, ArrayBufferView]> = [['p', s.p], ['g', s.g], ...s.state.map((a, i): [string, ArrayBufferView] => [`state[${i}]`, a])];
+        for (const [name, a] of arrays) {
+          if (resizable(a)) {
+            return Promise.reject(invalid(`stepAsync: jobs[${j}].slots[${k}].${name} is backed by a resizable ArrayBuffer; async steps need fixed-size buffers (use step())`));
           }
         }
       }
     }
-    const addonJobs: AddonJob[] = jobs.map((j) =>
-      j.kind === 'adamp'
-        ? { kind: 'adamp', slots: j.slots, hp: j.hp, info: j.info }
-        : { kind: 'sgdp', slots: j.slots, hp: j.hp, info: j.info });
+    const addonJobs: AddonJob[] = jobs.map((j) => ({ kind: j.spec.kind, slots: j.slots, hyper: j.hyper, info: j.info }));
     try {
-      return this.addon.stepAsync(addonJobs, this.threads);
+      return this.addon.stepAsync(addonJobs, { threads: this.threads, norms: options.norms });
     } catch (e) {
       return Promise.reject(e);
     }
