@@ -308,8 +308,7 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
     const int64_t at = parse_index(env, info[5], fn + ": at");
     if ((size_t)at > in || in - (size_t)at < (size_t)kInfoStride)
       range_error(env, fn + ": info has " + std::to_string(in) + " elements, needs 8 at " + std::to_string(at));
-    double* out = reinterpret_cast<double*>(
-        static_cast<uint8_t*>(info[4].As<Napi::TypedArray>().ArrayBuffer().Data()) + info[4].As<Napi::TypedArray>().ByteOffset());
+    double* out = static_cast<double*>(typed_data(info[4].As<Napi::TypedArray>()));
     double rec[kInfoStride];
     cpu::protocol::finish(kind, geo, d, dn, norms, rec);
     memcpy(out + at, rec, sizeof rec);

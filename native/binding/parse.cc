@@ -64,11 +64,23 @@ Napi::TypedArray as_f32(Napi::Env env, Napi::Value v, const std::string& name) {
 }
 
 float* data_of(Napi::TypedArray ta) {
-  // ByteOffset is a multiple of 4 for every Float32Array, so the pointer is float-aligned.
-  return reinterpret_cast<float*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  // The byte offset is a multiple of 4 for every Float32Array, so the pointer is float-aligned.
+  return static_cast<float*>(typed_data(ta));
 }
 
 }  // namespace
+
+void* typed_data(Napi::TypedArray ta) {
+  // napi_get_typedarray_info gives the first element's address for arrays on an ArrayBuffer and on
+  // a SharedArrayBuffer alike (Napi::ArrayBuffer::Data() refuses the latter).
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  if (napi_get_typedarray_info(ta.Env(), ta, &type, &length, &data, &buffer, &offset) != napi_ok)
+    throw Napi::Error::New(ta.Env(), "adamp: could not read a typed array's memory");
+  return data;
+}
 
 OptKind parse_kind(Napi::Env env, Napi::Value v, const std::string& what) {
   OptKind kind;
@@ -90,7 +102,7 @@ std::vector<double> parse_hyper(Napi::Env env, OptKind kind, Napi::Value v, cons
     range_error(env, what + " has " + std::to_string(ta.ElementLength()) + " values; " + k.name + " takes " +
                          std::to_string(k.hyper_count) + " (" + names + ")");
   }
-  const double* d = reinterpret_cast<const double*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  const double* d = static_cast<const double*>(typed_data(ta));
   std::vector<double> h(d, d + k.hyper_count);
   int field = -1;
   const char* bad = cpu::check_hyper(kind, h.data(), &field);
@@ -175,7 +187,7 @@ double* parse_info(Napi::Env env, Napi::Value v, size_t count, const std::string
   if (ta.ElementLength() < count * kInfoStride)
     range_error(env, fn + ": info has " + std::to_string(ta.ElementLength()) + " elements, needs " +
                          std::to_string(count * kInfoStride) + " (8 per slot)");
-  return reinterpret_cast<double*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  return static_cast<double*>(typed_data(ta));
 }
 
 cpu::StepConfig parse_step_options(Napi::Env env, Napi::Value v, const std::string& fn) {
@@ -218,7 +230,7 @@ const double* parse_f64(Napi::Env env, Napi::Value v, const std::string& what, s
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   if (ta.ArrayBuffer().IsDetached()) type_error(env, what + " is backed by a detached ArrayBuffer");
   *length = ta.ElementLength();
-  return reinterpret_cast<const double*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  return static_cast<const double*>(typed_data(ta));
 }
 
 int64_t parse_index(Napi::Env env, Napi::Value v, const std::string& what) {

@@ -29,6 +29,9 @@ struct ParsedSlots {
 };
 
 /** A registered kind name ('adamp'); `what` names the argument in messages ("step: kind"). */
+/** The address of a typed array's first element, on an ArrayBuffer or a SharedArrayBuffer. */
+void* typed_data(Napi::TypedArray ta);
+
 OptKind parse_kind(Napi::Env env, Napi::Value v, const std::string& what);
 
 /** A Float64Array of exactly the policy's kHyperCount values that pass its check(); copied. */
