@@ -1,7 +1,8 @@
 /**
  * Per-variable groups of the TensorFlow.js optimizers: `groups: [{ select, ...options }]`, where
- * `select` is a RegExp tested on the variable's name or a predicate `(name, shape) => boolean`.
- * The first group whose `select` matches a variable gives it its options; the other variables
+ * `select` is a RegExp tested on the variable's name (and, when that fails, on the name without
+ * the `_N` suffix TensorFlow.js adds to names already taken) or a predicate `(name, shape) =>
+ * boolean`. The first group whose `select` matches a variable gives it its options; the other variables
  * use the optimizer's options. In the core optimizer (state dicts, checkpoints) group 0 holds the
  * variables no group selected and group `k + 1` those of `groups[k]`.
  */
@@ -56,9 +57,11 @@ export function groupOf(groups: readonly ResolvedGroup<unknown>[], name: string,
     const s = groups[k].select;
     let hit: unknown;
     if (s instanceof RegExp) {
-      s.lastIndex = 0; // a global or sticky RegExp keeps its position between tests
-      hit = s.test(name);
-      s.lastIndex = 0;
+      hit = test(s, name);
+      // TensorFlow.js appends `_1`, `_2`... to a name taken before (a model built or loaded twice
+      // in one process: `dense_Dense1/bias_1`): /bias$/ selects that variable too.
+      const base = name.replace(/_\d+$/, '');
+      if (!hit && base !== name) hit = test(s, base);
     } else {
       hit = s(name, shape.slice());
       if (typeof hit !== 'boolean') throw invalid(`options.groups[${k}].select returned ${describe(hit)} for variable '${name}'; it must return a boolean`);
@@ -66,6 +69,13 @@ export function groupOf(groups: readonly ResolvedGroup<unknown>[], name: string,
     if (hit) return k;
   }
   return -1;
+}
+
+function test(re: RegExp, text: string): boolean {
+  re.lastIndex = 0; // a global or sticky RegExp keeps its position between tests
+  const hit = re.test(text);
+  re.lastIndex = 0;
+  return hit;
 }
 
 export function serializeSelector(re: RegExp): SerializedSelector {
