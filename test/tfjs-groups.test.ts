@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { AdamP, SGDP, type AdampTfjsOptimizer } from '../lib/tfjs';
+import { AdamP, SGDP, AdamW, SGD, type AdampTfjsOptimizer } from '../lib/tfjs';
 import { AdamP as CoreAdamP } from '../lib/index';
 import type { AdamPOptions } from '../lib/index';
 import type { Param } from '../lib/types';
@@ -154,6 +154,11 @@ describe('getConfig / fromConfig', () => {
     expect(copy.backend).toBe('js');
     // Defaults: channelAxis 'auto', no groups, nothing else.
     expect(new AdamP().getConfig()).toEqual({ lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false, channelAxis: 'auto' });
+    // Every adapter class is registered under its own class name; SGD's is namespaced (tfjs-core has an 'SGD').
+    const map = tf.serialization.SerializationMap.getMap().classNameMap;
+    for (const cls of [AdamP, SGDP, AdamW, SGD]) expect(map[cls.className][0]).toBe(cls);
+    expect([AdamP, SGDP, AdamW, SGD].map((c) => c.className)).toEqual(['AdamP', 'SGDP', 'AdamW', 'adamp.SGD']);
+    expect(new SGD({ lr: 0.1 }).getClassName()).toBe('adamp.SGD');
     const s = new SGDP({ lr: 0.5, momentum: 0.9, dampening: 0.1, groups: [{ select: /x/, momentum: 0 }] });
     expect((SGDP.fromConfig(SGDP, s.getConfig()) as SGDP).getConfig()).toEqual(s.getConfig());
   });

@@ -564,11 +564,24 @@ export interface TfjsOptimizerClass<O extends object> {
   fromConfig<T extends tf.serialization.Serializable>(cls: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict): T;
 }
 
+/**
+ * The class names tfjs-core registers for its own optimizers. An adapter whose optimizer has one
+ * of these names (SGD) serializes as `adamp.<name>`: under the plain name, a saved model would
+ * reload with tfjs's optimizer instead.
+ */
+const TFJS_OPTIMIZER_NAMES = ['Adadelta', 'Adagrad', 'Adam', 'Adamax', 'Momentum', 'RMSProp', 'SGD'];
+
+/** The name an adapter class serializes as: its optimizer's name (`AdamP`), or `adamp.SGD` where tfjs-core has the name. */
+export function tfjsClassName(spec: OptimizerSpec<object, object>): string {
+  return TFJS_OPTIMIZER_NAMES.includes(spec.name) ? `adamp.${spec.name}` : spec.name;
+}
+
 function tfjsClass<O extends object>(spec: OptimizerSpec<O, object>): TfjsOptimizerClass<O> {
+  const className = tfjsClassName(spec as OptimizerSpec<object, object>);
   const cls = class extends AdampTfjsOptimizer<O> {
     /** The name TensorFlow.js serializes (`getClassName()`, model training configs). */
     static get className(): string {
-      return spec.name;
+      return className;
     }
 
     constructor(options?: O & TfjsExtraOptions<O>) {
@@ -603,7 +616,7 @@ export type SGDP = AdampTfjsOptimizer<SGDPOptions>;
 /** AdamW (torch.optim.AdamW's semantics) as a TensorFlow.js optimizer. */
 export const AdamW = tfjsClass(adamwSpec);
 export type AdamW = AdampTfjsOptimizer<AdamWOptions>;
-/** SGD (torch.optim.SGD's semantics; `lr` is required) as a TensorFlow.js optimizer. */
+/** SGD (torch.optim.SGD's semantics; `lr` is required) as a TensorFlow.js optimizer; it serializes as `adamp.SGD` (tfjs-core's own SGD is `SGD`). */
 export const SGD = tfjsClass(sgdSpec);
 export type SGD = AdampTfjsOptimizer<SGDOptions>;
 
