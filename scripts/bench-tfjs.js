@@ -15,8 +15,11 @@
  * Rows: `tfjs` (tf.train.adam / tf.train.momentum), `adamp-js` and `adamp-native` (adamp/tfjs on
  * adamp's js or native backend, stepping on the tfjs backend's storage), and `adamp-js-copies`
  * (the same with `inPlace: false`: every variable and gradient read back with dataSync and the
- * result uploaded, the path every other tfjs backend takes). Ratios are medians of per-step
- * ratios: each adamp step over the tfjs step taken right before it in the same round.
+ * result uploaded, the path every other tfjs backend takes). Ratios are medians of per-round
+ * ratios: each adamp step over the tfjs step of the same round (one step of each optimizer per
+ * round, in an order that rotates every round). `core-js` and `core-native` step adamp's core
+ * optimizer alone on Float32Arrays holding the same values (no TensorFlow.js): the floor of what
+ * the adapter can reach on each adamp backend.
  *
  * tfjs-backend-wasm is not a dependency of adamp; install it (`npm i -D
  * @tensorflow/tfjs-backend-wasm@4.22.0`) or point --wasm at a copy that resolves the same
@@ -29,12 +32,14 @@ const path = require('path');
 
 const ROOT = path.join(__dirname, '..');
 
+const IMPLS = ['tfjs', 'adamp-js', 'adamp-native', 'adamp-js-copies', 'core-js', 'core-native'];
+
 const USAGE = `usage: node scripts/bench-tfjs.js [--backends cpu,wasm] [--steps N] [--warmup N]
-                                  [--impls tfjs,adamp-js,adamp-native,adamp-js-copies]
-                                  [--algos adam,momentum] [--wasm DIR] [--out FILE] [--quiet]`;
+                                  [--impls ${IMPLS.join(',')}]
+                                  [--algos adam,momentum] [--wasm DIR] [--out FILE] [--note TEXT]... [--quiet]`;
 
 function parseArgs(argv) {
-  const o = { backends: ['cpu', 'wasm'], steps: 15, warmup: 3, impls: ['tfjs', 'adamp-js', 'adamp-native', 'adamp-js-copies'], algos: ['adam', 'momentum'], wasm: null, out: null, quiet: false };
+  const o = { backends: ['cpu', 'wasm'], steps: 15, warmup: 3, impls: ['tfjs', 'adamp-js', 'adamp-native', 'adamp-js-copies', 'core-js', 'core-native'], algos: ['adam', 'momentum'], wasm: null, out: null, quiet: false, note: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -54,11 +59,12 @@ function parseArgs(argv) {
     else if (a === '--wasm') o.wasm = path.resolve(val());
     else if (a === '--out') o.out = path.resolve(val());
     else if (a === '--quiet') o.quiet = true;
+    else if (a === '--note') o.note.push(val());
     else if (a === '--help' || a === '-h') { process.stdout.write(`${USAGE}\n`); process.exit(0); }
     else throw new Error(`unknown argument ${a}\n${USAGE}`);
   }
   for (const b of o.backends) if (b !== 'cpu' && b !== 'wasm') throw new Error(`--backends: 'cpu' or 'wasm', got '${b}'`);
-  for (const m of o.impls) if (!['tfjs', 'adamp-js', 'adamp-native', 'adamp-js-copies'].includes(m)) throw new Error(`--impls: unknown '${m}'`);
+  for (const m of o.impls) if (!IMPLS.includes(m)) throw new Error(`--impls: unknown '${m}' (${IMPLS.join(', ')})`);
   for (const m of o.algos) if (m !== 'adam' && m !== 'momentum') throw new Error(`--algos: 'adam' or 'momentum', got '${m}'`);
   if (!o.impls.includes('tfjs')) throw new Error('--impls must include tfjs (the ratios are against it)');
   return o;
@@ -66,7 +72,7 @@ function parseArgs(argv) {
 
 /**
  * The variables: a VGG-like convnet (conv kernels [3, 3, in, out] with bias and batch-norm
- * gamma/beta, a dense head), 2,194,788 float32 parameters in 21 tensors.
+ * gamma/beta, a dense head), 2,194,688 float32 parameters in 21 tensors.
  */
 function convnetShapes() {
   const shapes = [];
@@ -149,9 +155,20 @@ async function main() {
     console.warn = warn;
     const threads = backend === 'wasm' && typeof tf.engine().backend.wasm?.tfjs?.getThreadsCount === 'function' ? tf.engine().backend.wasm.tfjs.getThreadsCount() : 1;
     for (const algo of o.algos) {
-      const impls = o.impls.filter((m) => m !== 'adamp-native' || nativeOk);
-      if (o.impls.includes('adamp-native') && !nativeOk) log(`${backend}/${algo}: adamp-native skipped (the native addon is unavailable)`);
+      const impls = o.impls.filter((m) => !m.endsWith('native') || nativeOk);
+      if (o.impls.some((m) => m.endsWith('native')) && !nativeOk) log(`${backend}/${algo}: native rows skipped (the native addon is unavailable)`);
       const runs = impls.map((impl, k) => {
+        if (impl.startsWith('core-')) {
+          // The core optimizer alone on Float32Arrays of the same values and views: what the adapter adds is the difference.
+          const params = shapes.map((s, i) => {
+            const view = adamp.layerChannelView(s.name, s.shape);
+            return { name: s.name, data: init[i].slice(), grad: gradInit[i], shape: view.shape, ...(view.channelAxis !== undefined ? { channelAxis: view.channelAxis } : {}) };
+          });
+          const config = { backend: impl === 'core-native' ? 'native' : 'js' };
+          const core = algo === 'adam' ? new adampRoot.AdamP(params, { lr: hp.lr }, config) : new adampRoot.SGDP(params, { lr: hp.lr, momentum: hp.momentum }, config);
+          const opt = { applyGradients: () => core.step(), dispose: () => core.dispose(), get backend() { return core.backend; }, get lastStepInfo() { return core.lastStepInfo; } };
+          return { impl, opt, vars: [], grads: [], map: null, times: [] };
+        }
         const vars = shapes.map((s, i) => tf.variable(tf.tensor(init[i].slice(), s.shape, 'float32'), true, `${backend}_${algo}_${impl}_${k}_${s.name}`));
         const grads = shapes.map((s, i) => tf.tensor(gradInit[i], s.shape, 'float32'));
         const map = {};
@@ -168,7 +185,10 @@ async function main() {
       log(`${label}: ${impls.join(', ')}; ${o.warmup} warm-up + ${o.steps} timed rounds`);
       const tensorsBefore = [];
       for (let step = 0; step < o.warmup + o.steps; step++) {
-        for (const r of runs) {
+        // The order rotates every round, so each optimizer follows each other one equally often
+        // (a step pays for the garbage the step before it left: tf.train.* on cpu leaves a lot).
+        for (let k = 0; k < runs.length; k++) {
+          const r = runs[(step + k) % runs.length];
           if (step === o.warmup) tensorsBefore.push(tf.memory().numTensors);
           const t0 = process.hrtime.bigint();
           r.opt.applyGradients(r.map);
@@ -217,14 +237,42 @@ async function main() {
       adampAddonPath: process.env.ADAMP_ADDON_PATH ?? null,
     },
     settings: { set: 'convnet (VGG-like, 21 tensors)', numel, tensors: shapes.length, steps: o.steps, warmup: o.warmup, hyperparameters: hp, gradients: 'fixed seeded normals (scale 0.01), the same every step', impls: o.impls },
-    rows, ratios, notes,
+    rows, ratios, notes: [...o.note, ...notes],
   };
+  result.table = markdownTable(result);
+  log(`\n${result.table}`);
   if (o.out) {
     fs.mkdirSync(path.dirname(o.out), { recursive: true });
     fs.writeFileSync(o.out, `${JSON.stringify(result, null, 2)}\n`);
     log(`wrote ${path.relative(process.cwd(), o.out)}`);
   }
   if (o.quiet || !o.out) process.stdout.write(`${JSON.stringify({ ratios, notes })}\n`);
+}
+
+/** The results as docs/tfjs.md shows them: median ms per step, and in parentheses the median per-round ratio to the tfjs optimizer. */
+function markdownTable(result) {
+  const cols = ['adamp-js', 'adamp-native', 'adamp-js-copies', 'core-js', 'core-native'].filter((c) => result.rows.some((r) => r.impl === c));
+  const head = {
+    'adamp-js': 'adamp/tfjs, js', 'adamp-native': 'adamp/tfjs, native', 'adamp-js-copies': 'adamp/tfjs, js, `inPlace: false`',
+    'core-js': 'core alone, js', 'core-native': 'core alone, native',
+  };
+  const lines = [
+    `| tfjs backend | tfjs optimizer (ms) | adamp | ${cols.map((c) => head[c]).join(' | ')} |`,
+    `|---|---|---|${cols.map(() => '---|').join('')}`,
+  ];
+  for (const backend of [...new Set(result.rows.map((r) => r.backend))]) {
+    for (const [tfName, ours] of [['tf.train.adam', 'AdamP'], ['tf.train.momentum', 'SGDP']]) {
+      const base = result.rows.find((r) => r.backend === backend && r.algo === tfName);
+      if (!base) continue;
+      const cells = cols.map((c) => {
+        const row = result.rows.find((r) => r.backend === backend && r.algo === ours && r.impl === c);
+        const ratio = result.ratios.find((x) => x.backend === backend && x.what.startsWith(`${ours} (${c})`));
+        return row ? `${row.medianMs.toFixed(1)} (${ratio.ratio.toFixed(2)}x)` : '-';
+      });
+      lines.push(`| ${backend} | ${tfName} ${base.medianMs.toFixed(1)} | ${ours} | ${cells.join(' | ')} |`);
+    }
+  }
+  return lines.join('\n');
 }
 
 main().catch((e) => {
