@@ -50,18 +50,21 @@ interface WasmBackend {
 
 type Kind = { kind: 'cpu'; backend: CpuBackend } | { kind: 'wasm'; backend: WasmBackend } | null;
 
-/** The current backend, when its storage is one this module can step on. */
+/** The current backend, when it is tfjs-backend-cpu or tfjs-backend-wasm (by name, and by the internals used here). */
 export function currentStorage(): Kind {
-  const b = tf.engine().backend as unknown as Record<string, unknown>;
+  const engine = tf.engine();
+  const name = engine.backendName;
+  if (name !== 'cpu' && name !== 'wasm') return null;
+  const b = engine.backend as unknown as Record<string, unknown>;
   if (b === null || typeof b !== 'object' || typeof b.refCount !== 'function') return null;
   const map = b.dataIdMap as { has?: unknown; get?: unknown } | undefined;
   const wasm = b.wasm as { HEAPU8?: unknown; tfjs?: { registerTensor?: unknown; disposeData?: unknown } } | undefined;
   if (map && typeof map.has === 'function' && typeof map.get === 'function' && wasm && wasm.HEAPU8 instanceof Uint8Array &&
     typeof wasm.tfjs?.registerTensor === 'function' && typeof wasm.tfjs?.disposeData === 'function' && typeof b.dataIdNextNumber === 'number') {
-    return { kind: 'wasm', backend: b as unknown as WasmBackend };
+    return name === 'wasm' ? { kind: 'wasm', backend: b as unknown as WasmBackend } : null;
   }
   const data = b.data as { has?: unknown; get?: unknown } | undefined;
-  if (data && typeof data.has === 'function' && typeof data.get === 'function' && !map) {
+  if (name === 'cpu' && data && typeof data.has === 'function' && typeof data.get === 'function' && !map) {
     return { kind: 'cpu', backend: b as unknown as CpuBackend };
   }
   return null;
