@@ -228,7 +228,7 @@ async function main() {
   }
   const result = {
     date: new Date().toISOString(),
-    command: `node scripts/bench-tfjs.js ${process.argv.slice(2).join(' ')}`.trim(),
+    command: `node scripts/bench-tfjs.js ${process.argv.slice(2).map((a) => (/[\s'"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}`.trim(),
     machine: {
       cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memGB: +(os.totalmem() / 2 ** 30).toFixed(1),
       node: process.version, loadavgStart: loadStart, loadavgEnd: os.loadavg(),
