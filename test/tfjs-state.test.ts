@@ -156,7 +156,7 @@ describe.each(adampCpuBackends())('checkpoints through adampCore(), adamp %s', (
 });
 
 describe('attach', () => {
-  test('refuses what is not a registered float32 variable, naming it; skips variables already known', () => {
+  test('refuses what is not a registered float32 variable, naming it; skips variables already known', async () => {
     const opt = new AdamP();
     expect(() => opt.attach({} as never)).toThrow(/must be an array/);
     expect(() => opt.attach([{ name: 'no_such_variable_abc' }])).toThrow(/'no_such_variable_abc' is not a registered tf.Variable/);
@@ -168,6 +168,7 @@ describe('attach', () => {
     expect(opt.variableNames).toEqual([v.name]);
     opt.dispose();
     expect(() => opt.attach([v])).toThrow(/disposed/);
+    await expect(opt.getWeights()).rejects.toThrow(/disposed/);
     iv.dispose();
     v.dispose();
   });

@@ -312,6 +312,7 @@ export abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer 
    * Variables that have not been stepped yet carry zeros.
    */
   override async getWeights(): Promise<NamedTensor[]> {
+    this.assertUsable();
     const out: NamedTensor[] = [await this.saveIterations()];
     const sd = this.core ? this.core.stateDict() : { state: {} as Record<number, AnyState> };
     const index = new Map(this.coreOrder().map((e, i) => [e, i]));
