@@ -8,7 +8,9 @@ export type AdampErrorCode =
   | 'ERR_ADAMP_STEP_IN_FLIGHT' // an async step of this optimizer has not finished
   | 'ERR_ADAMP_DISPOSED' // the optimizer or device tensor was disposed
   | 'ERR_ADAMP_CUDA' // a CUDA call failed (thrown by the addon; `cudaError` holds the code)
-  | 'ERR_ADAMP_CUDA_OOM'; // the GPU is out of memory (thrown by the addon, with the bytes requested and free)
+  | 'ERR_ADAMP_CUDA_OOM' // the GPU is out of memory (thrown by the addon, with the bytes requested and free)
+  | 'ERR_ADAMP_BAD_CHECKPOINT' // a checkpoint file is damaged, altered, truncated or malformed (see docs/checkpoints.md)
+  | 'ERR_ADAMP_IO'; // a file-system call failed: `path` names the file, `errnoCode` holds Node's code ('ENOENT', 'EACCES'...)
 
 export class AdampError extends Error {
   readonly code: AdampErrorCode;

@@ -36,3 +36,13 @@ export {
 export type { CheckpointInfo, CheckpointOptimizer, LoadCheckpointOptions, SaveCheckpointOptions } from './checkpoint';
 export { paramsFromStore, groupsFromStore, storeParam } from './store';
 export type { StoredTensor, TensorStore, TensorSelector, StoreParamsOptions, StoreGroup } from './store';
+export {
+  LRScheduler, LambdaLR, StepLR, MultiStepLR, ExponentialLR, LinearLR, CosineAnnealingLR, OneCycleLR, SequentialLR,
+} from './schedulers';
+export type {
+  SchedulableGroup, SchedulableOptimizer, SchedulerStateDict, GroupValueKey, LrLambda, LambdaLROptions, StepLROptions,
+  MultiStepLROptions, ExponentialLROptions, LinearLROptions, CosineAnnealingLROptions, OneCycleLROptions, OneCyclePhase,
+  SequentialLROptions,
+} from './schedulers';
+export { clipGradNorm } from './clip';
+export type { ClipGradNormOptions, GradHolder } from './clip';

@@ -12,7 +12,7 @@ import { describe, label } from './core/describe';
 import { Decision, Info, INFO_STRIDE } from './core/info';
 import type { Engine, StepJob, StepOptions, Slot, DeviceView } from './backends/engine';
 import { createEngine, parseConfig } from './backends/select';
-import { checkGrad, checkParamStatic, isDeviceParam, numelOf, shapeOf } from './validate';
+import { checkGrad, checkHostAliasing, checkParamStatic, isDeviceParam, isFloat32Array, numelOf, shapeOf, type HostArray } from './validate';
 import { DeviceTensor } from './device/tensor';
 import { isPlainObject, rejectUnknown, resolveOptions } from './optim/options';
 import type { OptimizerSpec } from './optim/spec';
@@ -411,8 +411,8 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     const spec = this.spec;
     const resolvedGroups: Record<string, unknown>[] = [];
     const params: AnyParam[] = [];
-    const datas = new Set<Float32Array | DeviceTensor>();
     const views: Array<{ view: DeviceView; index: number }> = [];
+    const hostArrays: HostArray[] = [];
     for (let gi = 0; gi < this.paramGroups.length; gi++) {
       const group = this.paramGroups[gi] as unknown as Record<string, unknown>;
       const { params: _ps, ...opts } = group;
@@ -421,9 +421,9 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
         const index = params.length;
         checkParamStatic(p, index);
         checkGrad(p, index);
-        if (datas.has(p.data)) throw invalid(`data of ${label(p, index)} is the same ${p.data instanceof DeviceTensor ? 'DeviceTensor' : 'Float32Array'} as another param's`);
-        datas.add(p.data);
         const numel = numelOf(p);
+        if (!isDeviceParam(p)) hostArrays.push({ a: p.data, what: `data of ${label(p, index)}`, readOnly: false });
+        if (isFloat32Array(p.grad)) hostArrays.push({ a: p.grad, what: `grad of ${label(p, index)}`, readOnly: true });
         if (isDeviceParam(p)) {
           if (this.backend !== 'cuda' || p.data.device !== this.device) this.checkPlacement();
           views.push({ view: p.data.view(), index });
@@ -441,6 +441,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
         params.push(p);
       }
     }
+    checkHostAliasing(hostArrays);
     checkDeviceAliasing(views, params);
     // Nothing below throws on user input.
     const jobs: StepJob[] = [];
@@ -460,11 +461,11 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
           if (isDeviceParam(p)) {
             const g = p.grad;
             slots.push({
-              p: EMPTY, g: g instanceof Float32Array ? g : EMPTY, ...base,
+              p: EMPTY, g: isFloat32Array(g) ? g : EMPTY, ...base,
               device: { key: p, numel: p.data.numel, p: p.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
             });
           } else {
-            slots.push({ p: p.data, g: p.grad, ...base });
+            slots.push({ p: p.data, g: p.grad as Float32Array, ...base });
           }
           indices.push(index);
         }

@@ -7,6 +7,29 @@ import { describe, label, shapeNumel, shapeText } from './core/describe';
 import { DeviceTensor, viewsOverlap } from './device/tensor';
 import type { AnyParam, DeviceParam, Param } from './types';
 
+/** A Float32Array from any realm (a `vm` context's arrays are not `instanceof` this realm's Float32Array). */
+export function isFloat32Array(x: unknown): x is Float32Array {
+  return x instanceof Float32Array || (ArrayBuffer.isView(x) && Object.prototype.toString.call(x) === '[object Float32Array]');
+}
+
+/**
+ * Checks that a host array holds `numel` floats in a buffer the step can use: attached (its byte
+ * length, which a detached buffer reports as 0, matches; `length` can read stale in optimised
+ * code), fixed-size (a resizable or growable buffer could change under the step). Plain and
+ * shared (SharedArrayBuffer) buffers are both fine.
+ */
+function checkHostArray(a: Float32Array, numel: number, what: string, who: string, shape: readonly number[]): void {
+  const buf = a.buffer as ArrayBufferLike & { resizable?: boolean; growable?: boolean };
+  if (buf.resizable === true || buf.growable === true) {
+    throw invalid(`${what} of ${who} is backed by a ${buf.growable ? 'growable SharedArrayBuffer' : 'resizable ArrayBuffer'}; params, grads and state need fixed-size buffers`);
+  }
+  if (a.byteLength !== numel * 4 || buf.byteLength < a.byteOffset + a.byteLength) {
+    const len = a.byteLength / 4;
+    throw invalid(`${what} length ${len} does not match shape ${shapeText(shape)} of ${who} (expected ${numel})` +
+      (len === 0 && numel > 0 ? '; was its ArrayBuffer transferred or detached?' : ''));
+  }
+}
+
 /** A param whose data lives on the GPU. */
 export function isDeviceParam(p: AnyParam): p is DeviceParam {
   return p.data instanceof DeviceTensor;
@@ -47,13 +70,10 @@ export function checkParamStatic(p: unknown, index: number): number {
   const q = p as Param;
   const who = label(q, index);
   const numel = shapeNumel(q.shape, `shape of ${who}`);
-  if (!(q.data instanceof Float32Array)) {
+  if (!isFloat32Array(q.data)) {
     throw invalid(`data of ${who} must be a Float32Array, got ${describe(q.data)}`);
   }
-  if (q.data.length !== numel) {
-    throw invalid(`data length ${q.data.length} does not match shape ${shapeText(q.shape)} of ${who} (expected ${numel})` +
-      (q.data.length === 0 && numel > 0 ? '; was its ArrayBuffer transferred or detached?' : ''));
-  }
+  checkHostArray(q.data, numel, 'data', who, q.shape);
   checkChannelAxis(q.channelAxis, q.shape, who);
   if (q.name !== undefined && typeof q.name !== 'string') throw invalid(`name of param #${index} must be a string, got ${describe(q.name)}`);
   return numel;
@@ -71,8 +91,8 @@ function checkChannelAxis(a: unknown, shape: readonly number[], who: string): vo
 function checkDeviceGrad(p: DeviceParam, who: string): void {
   const g = p.grad;
   const t = p.data;
-  if (g instanceof Float32Array) {
-    if (g.length !== t.numel) throw invalid(`grad length ${g.length} does not match shape ${shapeText(t.shape)} of ${who} (expected ${t.numel})`);
+  if (isFloat32Array(g)) {
+    checkHostArray(g, t.numel, 'grad', who, t.shape);
     return;
   }
   if (!(g instanceof DeviceTensor)) throw invalid(`grad of ${who} must be a DeviceTensor, a Float32Array or null, got ${describe(g)}`);
@@ -96,12 +116,45 @@ export function checkGrad(p: AnyParam, index: number): void {
   if (g instanceof DeviceTensor) {
     throw invalid(`grad of ${who} is a DeviceTensor but its data is a Float32Array; put the data on the device too (DeviceTensor.fromHost), or download the gradient`);
   }
-  if (!(g instanceof Float32Array)) throw invalid(`grad of ${who} must be a Float32Array or null, got ${describe(g)}`);
-  if (g.length !== p.data.length) {
-    throw invalid(`grad length ${g.length} does not match shape ${shapeText(p.shape)} of ${who} (expected ${p.data.length})` +
-      (g.length === 0 && p.data.length > 0 ? '; was its ArrayBuffer transferred or detached?' : ''));
+  if (!isFloat32Array(g)) throw invalid(`grad of ${who} must be a Float32Array or null, got ${describe(g)}`);
+  checkHostArray(g, p.data.byteLength / 4, 'grad', who, p.shape);
+}
+
+/** One host array of a step, for the overlap check. */
+export interface HostArray {
+  a: Float32Array;
+  /** `data of param 'w'`, `grad of param #3`. */
+  what: string;
+  /** Grads are only read: two params may share one. */
+  readOnly: boolean;
+}
+
+/**
+ * No two host arrays of a step share memory, except grads with grads (both only read): a param
+ * whose data overlaps another's, or whose grad is (part of) another param's data, would make the
+ * result depend on param order.
+ */
+export function checkHostAliasing(arrays: readonly HostArray[]): void {
+  const byBuffer = new Map<ArrayBufferLike, HostArray[]>();
+  for (const x of arrays) {
+    if (x.a.byteLength === 0) continue;
+    const list = byBuffer.get(x.a.buffer);
+    if (list) list.push(x);
+    else byBuffer.set(x.a.buffer, [x]);
   }
-  if (g.buffer === p.data.buffer && g.byteOffset < p.data.byteOffset + p.data.byteLength && p.data.byteOffset < g.byteOffset + g.byteLength) {
-    throw invalid(`grad of ${who} overlaps its data in memory; they must be separate arrays`);
+  for (const list of byBuffer.values()) {
+    if (list.length < 2) continue;
+    list.sort((u, v) => u.a.byteOffset - v.a.byteOffset);
+    // the writable array reaching furthest so far, and the furthest of any array
+    let lastW: HostArray | null = null, lastAny: HostArray = list[0];
+    for (const x of list) {
+      const start = x.a.byteOffset;
+      const clash = x.readOnly
+        ? lastW !== null && start < lastW.a.byteOffset + lastW.a.byteLength ? lastW : null
+        : start < lastAny.a.byteOffset + lastAny.a.byteLength && lastAny !== x ? lastAny : null;
+      if (clash !== null) throw invalid(`${x.what} overlaps ${clash.what} in memory; every param's data needs its own memory, and a grad must not be a param's data`);
+      if (!x.readOnly && (lastW === null || start + x.a.byteLength > lastW.a.byteOffset + lastW.a.byteLength)) lastW = x;
+      if (start + x.a.byteLength > lastAny.a.byteOffset + lastAny.a.byteLength) lastAny = x;
+    }
   }
 }

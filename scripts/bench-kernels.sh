@@ -2,7 +2,9 @@
 # A/B of the CPU core's kernels: builds native/tests/bench_cpu_kernels.cpp against the core of
 # this working tree (A) and, with --base REV, against the core of another revision (B), then runs
 # them alternately for --rounds rounds and prints each round's JSON and the medians of the
-# per-step ratios (AdamP / one-pass Adam, SGDP / one-pass SGD).
+# per-step ratios (AdamP / the registered one-pass AdamW, SGDP / the registered one-pass SGD; with
+# the info norms on, and off: *NoNorms*). --base needs a revision whose core has the generic
+# cpu::step (the benchmark is this tree's).
 #
 #   bash scripts/bench-kernels.sh [--base REV] [--rounds N] [--out FILE] [--flags-a "-DX ..."] [-- bench args...]
 #   e.g. bash scripts/bench-kernels.sh --base HEAD~1 --rounds 5 -- --set resnet50 --threads 1 --grads fire
@@ -69,7 +71,9 @@ const out = {};
 for (const b of [...new Set(rows.map((r) => r.build))]) {
   const rs = rows.filter((r) => r.build === b).map((r) => r.result);
   out[b] = { adampOverAdam: med(rs.map((r) => r.adampOverAdam)), sgdpOverSgd: med(rs.map((r) => r.sgdpOverSgd)),
-             rounds: rs.length, perRound: rs.map((r) => [r.adampOverAdam, r.sgdpOverSgd]) };
+             adampNoNormsOverAdam: med(rs.map((r) => r.adampNoNormsOverAdam)), sgdpNoNormsOverSgd: med(rs.map((r) => r.sgdpNoNormsOverSgd)),
+             rounds: rs.length,
+             perRound: rs.map((r) => [r.adampOverAdam, r.adampNoNormsOverAdam, r.sgdpOverSgd, r.sgdpNoNormsOverSgd]) };
 }
 console.log(JSON.stringify(out));
 ' "$log")

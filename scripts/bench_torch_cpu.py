@@ -2,7 +2,7 @@
 """PyTorch CPU side of the adamp benchmark.
 
 Times, per parameter set and thread count, one optimizer step of:
-  * the official AdamP and SGDP algorithm (clovaai/AdamP v0.3.0, as specified in SPEC.md:
+  * the official AdamP and SGDP algorithm (clovaai/AdamP v0.3.0, as specified in docs/numerics.md:
     eager per-tensor ops, F.cosine_similarity on the channel view then the layer view, early
     return, decoupled weight decay), written out here;
   * torch.optim.Adam and torch.optim.SGD (momentum 0.9), foreach=False: PyTorch's own floor.

@@ -5,7 +5,7 @@ On the ResNet-50 and GPT-2-small parameter sets of bench/shapes.json (fp32 param
   - torch.optim.Adam(fused=True) and AdamW(fused=True, weight_decay=0.01)   (the targets for AdamP)
   - torch.optim.SGD(momentum=0.9, foreach=True)                              (the target for SGDP)
   - the official AdamP / SGDP algorithm (clovaai/AdamP v0.3.0 as described in
-    shared/reference/SPEC.md), written here in eager PyTorch: ~20 kernels and host syncs per tensor
+    docs/numerics.md), written here in eager PyTorch: ~20 kernels and host syncs per tensor
   - a device-to-device copy, for the bandwidth that bounds all of them
 Times are CUDA-event medians of one optimizer step. Writes JSON (--out).
 

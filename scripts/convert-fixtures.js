@@ -1,17 +1,22 @@
 #!/usr/bin/env node
 /*
- * Converts the reference cases (shared/reference/cases, produced by the official clovaai/AdamP
- * v0.3.0 code under PyTorch 1.13.1, see shared/reference/SPEC.md) into compact test fixtures:
- * test/fixtures/<case>.json (structure, hyperparameters, decisions) and <case>.f32 (every array,
- * float32 little-endian; the JSON holds [offset, length] pairs into it).
+ * Converts reference cases produced by the official clovaai/AdamP v0.3.0 code under PyTorch
+ * 1.13.1 (a harness runs it on `<case>.input.json` and writes `<case>.expected.json`; see
+ * test/fixtures/README.md) into compact test fixtures: test/fixtures/<case>.json (structure,
+ * hyperparameters, decisions) and <case>.f32 (every array, float32 little-endian; the JSON holds
+ * [offset, length] pairs into it).
  *
- *   node scripts/convert-fixtures.js [CASES_DIR] [OUT_DIR]
+ *   node scripts/convert-fixtures.js CASES_DIR [OUT_DIR]
  */
 'use strict';
 const fs = require('fs');
 const path = require('path');
 
-const casesDir = process.argv[2] || path.join(__dirname, '..', '..', 'shared', 'reference', 'cases');
+const casesDir = process.argv[2];
+if (!casesDir) {
+  process.stderr.write('usage: node scripts/convert-fixtures.js CASES_DIR [OUT_DIR]\n');
+  process.exit(2);
+}
 const outDir = process.argv[3] || path.join(__dirname, '..', 'test', 'fixtures');
 
 function num(x) {
@@ -37,7 +42,7 @@ for (const file of fs.readdirSync(casesDir).filter((f) => f.endsWith('.input.jso
   };
   const out = {
     name,
-    source: 'shared/reference/cases (official clovaai/AdamP v0.3.0, torch ' + expected.meta.torch_version + ', ' + expected.meta.dtype + ')',
+    source: 'official clovaai/AdamP v0.3.0 (torch ' + expected.meta.torch_version + ', ' + expected.meta.dtype + ')',
     optimizer: input.optimizer,
     hyperparameters: input.hyperparameters,
     params: input.params.map((p) => ({ shape: p.shape, data: put(p.data) })),

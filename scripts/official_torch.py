@@ -1,5 +1,5 @@
 """The official AdamP / SGDP algorithm (clovaai/AdamP v0.3.0, as specified in
-shared/reference/SPEC.md sections 2-4), written out in eager PyTorch for the benchmarks:
+docs/numerics.md#adamp, #sgdp, #the-projection), written out in eager PyTorch for the benchmarks:
 per-tensor ops, F.cosine_similarity on the channel view then the layer view (early return, a
 host sync per test on a GPU), decoupled weight decay, SGDP's buffer aliasing. Device-agnostic;
 `counts` tallies the projection decisions. Used by bench_torch_cpu.py and bench_torch_gpu.py.
@@ -36,7 +36,7 @@ def _project(p, grad, perturb, delta, wd_ratio, eps, counts):
 
 
 class OfficialAdamP(Optimizer):
-    """AdamP as the official v0.3.0 computes it (SPEC.md section 2)."""
+    """AdamP as the official v0.3.0 computes it (docs/numerics.md#adamp)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  delta=0.1, wd_ratio=0.1, nesterov=False):
@@ -80,7 +80,7 @@ class OfficialAdamP(Optimizer):
 
 
 class OfficialSGDP(Optimizer):
-    """SGDP as the official v0.3.0 computes it (SPEC.md section 3), buffer aliasing included."""
+    """SGDP as the official v0.3.0 computes it (docs/numerics.md#sgdp), buffer aliasing included."""
 
     def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False,
                  eps=1e-8, delta=0.1, wd_ratio=0.1):

@@ -1,6 +1,6 @@
 /**
  * Every backend against the TypeScript one, through the public API, on many random shapes,
- * seeds, gradient kinds and options (SPEC.md s8 edge cases included): decisions identical,
+ * seeds, gradient kinds and options (docs/numerics.md#edge-cases included): decisions identical,
  * values within float32 rounding.
  */
 import { AdamP, SGDP } from '../lib/index';
@@ -68,7 +68,7 @@ describe.each(others.length ? others : ['none'])('backend %s agrees with js', (b
           for (const [name, arr] of Object.entries(sa[Number(key)] as object)) {
             // SGDP's buffer holds the projected update: when the projection removes almost all of
             // it (an update parallel to the weights) what is left is rounding noise of the
-            // pre-projection magnitude (SPEC.md s6), not of the tiny remainder. That magnitude is
+            // pre-projection magnitude (docs/numerics.md#tolerance), not of the tiny remainder. That magnitude is
             // at most momentum * max|old buffer| + max|g| (a zero gradient still projects the
             // old buffer).
             // A param without a gradient this step kept the buffer of the step that last wrote it.

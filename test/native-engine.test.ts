@@ -1,18 +1,21 @@
 /**
- * The native engine against the TypeScript engine, at the engine level (slots, scalars, info
- * record), on every channel layout the C++ core schedules differently: rows (axis 0), rows with
- * outer > 1 (a middle axis), channels innermost (TensorFlow.js, inner == 1), rows longer than a
- * task (split into pieces). Plus: bit-identical results for every thread count and both kernel
- * sets, async stepping, and the addon's argument checks.
+ * The native engine and the addon at the engine level (slots, wire hyperparameters, info record)
+ * for every optimizer of the registry: against float32 references written here from the
+ * definitions (docs/numerics.md) on every channel layout the C++ core schedules differently (rows,
+ * rows with outer > 1, channels innermost, rows split into pieces, one pass); bit-identical
+ * results for every thread count and both kernel sets; the info norms switch; the step protocol on
+ * shards (byte-identical to the unsharded step); async stepping; the addon's argument checks.
+ *
+ * Only the addon and lib/backends/native/engine.ts are imported (the facade and the js engine
+ * are tested elsewhere); a spec is reduced to its `kind` here.
  */
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
-import { Decision, Info, INFO_STRIDE } from '../lib/backends/engine';
-import type { AdamPScalars, SGDPScalars, Slot } from '../lib/backends/engine';
-import { JsEngine } from '../lib/backends/js/engine';
+import type { Geometry, Shard, Slot, StepJob } from '../lib/backends/engine';
 import { NativeEngine } from '../lib/backends/native/engine';
 import { loadAddon } from '../lib/binding/load';
-import type { Addon } from '../lib/binding/types';
+import type { Addon, AddonSlot } from '../lib/binding/types';
+import type { AnySpec } from '../lib/optim/spec';
 import { randn, rng } from './helpers/random';
 
 const loaded = loadAddon();
@@ -24,12 +27,60 @@ if (!addon) {
 }
 const d = addon ? describe : describe.skip;
 
+// The info record (lib/core/info.ts): 8 doubles per slot.
+const STRIDE = 8;
+const F = { decision: 0, channelMaxCos: 1, channelThreshold: 2, layerCos: 3, layerThreshold: 4, normSqBefore: 5, normSqAfter: 6, deltaSq: 7 } as const;
+const DEC = { none: 0, channel: 1, layer: 2, notEligible: 3, noProjection: 4 } as const;
+
+type Kind = 'adamp' | 'sgdp' | 'adamw' | 'sgd';
+const KINDS: Kind[] = ['adamp', 'sgdp', 'adamw', 'sgd'];
+const SLOTS: Record<Kind, number> = { adamp: 2, sgdp: 1, adamw: 2, sgd: 1 };
+const spec = (kind: Kind): AnySpec => ({ kind }) as unknown as AnySpec;
+
+// ------------------------------------------------------------------------------------------------
+// Hyperparameters, in each C++ policy's wire order (native/include/adamp/optim/*.h).
+
+interface AdamPH { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; delta: number; wdRatio: number; nesterov: boolean }
+interface SGDPH { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; eps: number; delta: number; wdRatio: number }
+interface AdamWH { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }
+interface SGDH { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean }
+type Hyper = AdamPH | SGDPH | AdamWH | SGDH;
+
+function wire(kind: Kind, h: Hyper): Float64Array {
+  const b = (x: boolean) => (x ? 1 : 0);
+  switch (kind) {
+    case 'adamp': { const x = h as AdamPH; return Float64Array.of(x.lr, x.beta1, x.beta2, x.eps, x.weightDecay, x.delta, x.wdRatio, b(x.nesterov)); }
+    case 'sgdp': { const x = h as SGDPH; return Float64Array.of(x.lr, x.momentum, x.dampening, x.weightDecay, b(x.nesterov), x.eps, x.delta, x.wdRatio); }
+    case 'adamw': { const x = h as AdamWH; return Float64Array.of(x.lr, x.beta1, x.beta2, x.eps, x.weightDecay); }
+    case 'sgd': { const x = h as SGDH; return Float64Array.of(x.lr, x.momentum, x.dampening, x.weightDecay, b(x.nesterov)); }
+  }
+}
+
+function randomHyper(kind: Kind, r: () => number): Hyper {
+  const nesterov = r() < 0.5;
+  switch (kind) {
+    case 'adamp':
+      return { lr: r() < 0.5 ? 1e-3 : 0.05 * r(), beta1: r() < 0.7 ? 0.9 : 0.8, beta2: r() < 0.7 ? 0.999 : 0.99, eps: r() < 0.8 ? 1e-8 : 1e-6,
+        weightDecay: [0, 0.01, 0.1][Math.floor(r() * 3)], delta: r() < 0.7 ? 0.1 : 0.5, wdRatio: r() < 0.7 ? 0.1 : 0.3, nesterov };
+    case 'sgdp':
+      return { lr: 0.1 * r() + 1e-3, momentum: r() < 0.2 ? 0 : 0.9, dampening: r() < 0.3 ? 0.1 : 0, weightDecay: [0, 1e-3, 1e-2][Math.floor(r() * 3)],
+        nesterov, eps: r() < 0.8 ? 1e-8 : 1e-6, delta: r() < 0.7 ? 0.1 : 0.5, wdRatio: r() < 0.7 ? 0.1 : 0.3 };
+    case 'adamw':
+      return { lr: r() < 0.5 ? 1e-3 : 0.05 * r(), beta1: 0.9, beta2: r() < 0.5 ? 0.999 : 0.99, eps: 1e-8, weightDecay: [0, 0.01, 0.1][Math.floor(r() * 3)] };
+    case 'sgd': {
+      const momentum = r() < 0.3 ? 0 : 0.9;
+      const nest = nesterov && momentum > 0;
+      return { lr: 0.1 * r() + 1e-3, momentum, dampening: nest || r() < 0.5 ? 0 : 0.1, weightDecay: [0, 1e-3, 1e-2][Math.floor(r() * 3)], nesterov: nest };
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Data
 
-interface Geometry { shape: number[]; axis: number }
+interface Shape { shape: number[]; axis: number }
 
-function geometry({ shape, axis }: Geometry): { outer: number; channels: number; inner: number; eligible: boolean } {
+function geometryOf({ shape, axis }: Shape): { outer: number; channels: number; inner: number; eligible: boolean } {
   const n = shape.reduce((a, b) => a * b, 1);
   if (shape.length <= 1) return { outer: 1, channels: 1, inner: n, eligible: false };
   const ax = axis < 0 ? shape.length + axis : axis;
@@ -38,13 +89,10 @@ function geometry({ shape, axis }: Geometry): { outer: number; channels: number;
   return { outer, channels: shape[ax], inner, eligible: true };
 }
 
-/** Element i of a tensor with this geometry belongs to channel floor(i / inner) % channels. */
-function channelOf(i: number, channels: number, inner: number): number {
-  return Math.floor(i / inner) % channels;
-}
+const channelOf = (i: number, channels: number, inner: number): number => Math.floor(i / inner) % channels;
 
-type GradKind = 'random' | 'channel' | 'layer' | 'parallel' | 'zero' | 'tiny' | 'nan' | 'zeroRow';
-const GRAD_KINDS: GradKind[] = ['random', 'channel', 'layer', 'parallel', 'zero', 'tiny', 'nan', 'zeroRow'];
+type GradKind = 'random' | 'channel' | 'layer' | 'parallel' | 'zero';
+const GRAD_KINDS: GradKind[] = ['random', 'channel', 'layer', 'parallel', 'zero'];
 
 function makeGrad(r: () => number, p: Float32Array, channels: number, inner: number, kind: GradKind): Float32Array {
   const n = p.length;
@@ -52,9 +100,7 @@ function makeGrad(r: () => number, p: Float32Array, channels: number, inner: num
   switch (kind) {
     case 'zero': return new Float32Array(n);
     case 'parallel': return p.map((x) => x * 0.5);
-    case 'tiny': return g.map((x) => x * 1e-10);
-    case 'nan': g[Math.floor(r() * n)] = NaN; return g;
-    case 'random': case 'zeroRow': return g;
+    case 'random': return g;
     case 'channel': case 'layer': {
       const rows = kind === 'channel' ? channels : 1;
       const gp = new Float64Array(rows), pp = new Float64Array(rows);
@@ -66,46 +112,133 @@ function makeGrad(r: () => number, p: Float32Array, channels: number, inner: num
   }
 }
 
-interface Case { slots: Slot[]; kinds: GradKind[] }
-
-function makeCase(r: () => number, geos: Geometry[], kind: 'adamp' | 'sgdp'): Case {
+function makeSlots(r: () => number, shapes: Shape[], kind: Kind): { slots: Slot[]; grads: GradKind[] } {
   const slots: Slot[] = [];
-  const kinds: GradKind[] = [];
-  for (const geo of geos) {
-    const gm = geometry(geo);
+  const grads: GradKind[] = [];
+  for (const s of shapes) {
+    const gm = geometryOf(s);
     const n = gm.outer * gm.channels * gm.inner;
-    const e = r();
-    const p = e < 0.05 ? new Float32Array(n) : e < 0.1 ? randn(r, n, 1e-9) : e < 0.12 ? randn(r, n, 1e20) : randn(r, n);
+    const p = randn(r, n);
     const gk = GRAD_KINDS[Math.floor(r() * GRAD_KINDS.length)];
-    if (gk === 'zeroRow') for (let i = 0; i < n; i++) if (channelOf(i, gm.channels, gm.inner) === 0) p[i] = 0;
-    slots.push({ p, g: makeGrad(r, p, gm.channels, gm.inner, gk), m: new Float32Array(n), v: kind === 'adamp' ? new Float32Array(n) : new Float32Array(0), ...gm, step: 1 });
-    kinds.push(gk);
+    const state = Array.from({ length: SLOTS[kind] }, () => new Float32Array(n));
+    if (kind === 'sgd' || kind === 'sgdp') state[0].set(randn(r, n, 0.1));
+    slots.push({ p, g: makeGrad(r, p, gm.channels, gm.inner, gk), state, ...gm, step: 1 });
+    grads.push(gk);
   }
-  return { slots, kinds };
+  return { slots, grads };
 }
 
 function cloneSlots(slots: readonly Slot[]): Slot[] {
-  return slots.map((s) => ({ ...s, p: s.p.slice(), g: s.g.slice(), m: s.m.slice(), v: s.v.slice() }));
+  return slots.map((s) => ({ ...s, p: s.p.slice(), g: s.g.slice(), state: s.state.map((a) => a.slice()) }));
 }
 
-function adampHp(r: () => number): AdamPScalars {
-  return {
-    lr: r() < 0.5 ? 1e-3 : 0.05 * r(), beta1: r() < 0.7 ? 0.9 : 0.8, beta2: r() < 0.7 ? 0.999 : 0.99,
-    eps: r() < 0.8 ? 1e-8 : r() < 0.5 ? 1e-6 : 0, weightDecay: [0, 0.01, 0.1, -0.1][Math.floor(r() * 4)],
-    delta: r() < 0.7 ? 0.1 : 0.5, wdRatio: r() < 0.7 ? 0.1 : 0.3, nesterov: r() < 0.5,
-  };
-}
-
-function sgdpHp(r: () => number): SGDPScalars {
-  return {
-    lr: 0.1 * r() + 1e-3, momentum: r() < 0.2 ? 0 : 0.9, dampening: r() < 0.3 ? 0.1 : 0,
-    weightDecay: [0, 1e-3, 1e-2, -1e-3][Math.floor(r() * 4)], nesterov: r() < 0.5,
-    eps: r() < 0.8 ? 1e-8 : 1e-6, delta: r() < 0.7 ? 0.1 : 0.5, wdRatio: r() < 0.7 ? 0.1 : 0.3,
-  };
-}
+// Shapes covering every layout of the C++ scheduler (see native/cpu/step.cpp).
+const SHAPES: Shape[] = [
+  { shape: [128], axis: 0 }, { shape: [], axis: 0 }, { shape: [7], axis: 0 },
+  { shape: [10, 20], axis: 0 }, { shape: [64, 3, 3, 3], axis: 0 }, { shape: [256, 128, 1, 1], axis: 0 },
+  { shape: [1, 16], axis: 0 }, { shape: [10, 1], axis: 0 }, { shape: [3, 3, 8, 16], axis: -1 },
+  { shape: [5, 13], axis: -1 }, { shape: [4, 6, 5], axis: 1 }, { shape: [3, 9, 2], axis: 1 },
+  { shape: [2, 3, 3, 33], axis: -1 }, { shape: [17, 9], axis: 0 }, { shape: [1, 1], axis: 0 },
+];
+const BIG_SHAPES: Shape[] = [
+  { shape: [2, 70001], axis: 0 }, // rows longer than a unit: pieces
+  { shape: [20000, 3], axis: -1 }, // channels innermost, several row chunks
+  { shape: [3, 9000], axis: -1 }, // channels innermost, several channel tiles
+  { shape: [8, 300, 30], axis: 1 }, // middle axis, outer > 1
+  { shape: [100000], axis: 0 }, // one pass, several blocks
+];
 
 // ------------------------------------------------------------------------------------------------
-// Comparison
+// float32 references (docs/numerics.md): one element at a time, sums in double.
+
+const f = Math.fround;
+
+function absCos(gp: number, gg: number, pp: number, e: number): number {
+  const max = 3.4028234663852886e38;
+  if (gg > max || pp > max) return gg === Infinity || pp === Infinity || Number.isNaN(gp) ? NaN : 0;
+  return Math.abs(gp) / (Math.max(Math.sqrt(gg), e) * Math.max(Math.sqrt(pp), e));
+}
+
+/** The projection decision and each element's projected update (AdamP / SGDP). */
+function project(s: Slot, u: Float32Array, delta: number, wdRatio: number, eps: number): { code: number; ratio: number; u: Float32Array } {
+  const C = s.channels, n = s.p.length;
+  const sums = Array.from({ length: C }, () => [0, 0, 0, 0]);
+  for (let i = 0; i < n; i++) {
+    const c = sums[channelOf(i, C, s.inner)];
+    c[0] += s.g[i] * s.p[i]; c[1] += s.g[i] * s.g[i]; c[2] += s.p[i] * s.p[i]; c[3] += s.p[i] * u[i];
+  }
+  const e = Math.sqrt(f(eps * eps));
+  let maxCos = 0;
+  const tot = [0, 0, 0, 0];
+  for (const c of sums) {
+    const cs = absCos(c[0], c[1], c[2], e);
+    if (!(cs <= maxCos)) maxCos = Number.isNaN(maxCos) ? maxCos : cs;
+    for (let k = 0; k < 4; k++) tot[k] += c[k];
+  }
+  const coef = (pp: number, pu: number) => { const div = f(f(Math.sqrt(pp)) + f(eps)); return { div, scale: f(pu / div) }; };
+  let code: number = DEC.none;
+  if (f(maxCos) < f(delta / Math.sqrt(n / C))) code = DEC.channel;
+  else if (f(absCos(tot[0], tot[1], tot[2], e)) < f(delta / Math.sqrt(n))) code = DEC.layer;
+  if (code === DEC.none) return { code, ratio: 1, u };
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = code === DEC.channel ? sums[channelOf(i, C, s.inner)] : tot;
+    const k = coef(c[2], c[3]);
+    out[i] = f(u[i] - f(f(s.p[i] / k.div) * k.scale));
+  }
+  return { code, ratio: wdRatio, u: out };
+}
+
+/** One step of one slot; returns the decision code. */
+function reference(kind: Kind, s: Slot, h: Hyper): number {
+  const n = s.p.length;
+  if (kind === 'adamp' || kind === 'adamw') {
+    const x = h as AdamPH;
+    const bc1 = 1 - x.beta1 ** s.step, bc2 = 1 - x.beta2 ** s.step;
+    const [m, v] = s.state;
+    const u = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const g = s.g[i];
+      m[i] = f(g * f(1 - x.beta1) + f(m[i] * f(x.beta1)));
+      v[i] = f(f(f(1 - x.beta2) * g) * g + f(v[i] * f(x.beta2)));
+      const den = f(f(f(Math.sqrt(v[i])) / f(Math.sqrt(bc2))) + f(x.eps));
+      if (kind === 'adamw') u[i] = f(f(f(-(x.lr / bc1)) * m[i]) / den);
+      else u[i] = x.nesterov ? f(f(f(f(x.beta1) * m[i]) + f(f(1 - x.beta1) * g)) / den) : f(m[i] / den);
+    }
+    if (kind === 'adamw') {
+      const wdf = f(1 - x.lr * x.weightDecay);
+      for (let i = 0; i < n; i++) s.p[i] = f(f(s.p[i] * wdf) + u[i]);
+      return DEC.noProjection;
+    }
+    const r = s.eligible ? project(s, u, x.delta, x.wdRatio, x.eps) : { code: DEC.notEligible, ratio: 1, u };
+    const wdf = x.weightDecay > 0 ? f(1 - x.lr * x.weightDecay * r.ratio) : 1;
+    for (let i = 0; i < n; i++) s.p[i] = f(r.u[i] * f(-(x.lr / bc1)) + f(s.p[i] * wdf));
+    return r.code;
+  }
+  const x = h as SGDPH;
+  const buf = s.state[0];
+  if (kind === 'sgd') {
+    for (let i = 0; i < n; i++) {
+      let dp = x.weightDecay !== 0 ? f(s.p[i] * f(x.weightDecay) + s.g[i]) : s.g[i];
+      if (x.momentum !== 0) {
+        buf[i] = s.step <= 1 ? dp : f(dp * f(1 - x.dampening) + f(buf[i] * f(x.momentum)));
+        dp = x.nesterov ? f(buf[i] * f(x.momentum) + dp) : buf[i];
+      }
+      s.p[i] = f(dp * f(-x.lr) + s.p[i]);
+    }
+    return DEC.noProjection;
+  }
+  const u = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    buf[i] = f(s.g[i] * f(1 - x.dampening) + f(buf[i] * f(x.momentum)));
+    u[i] = x.nesterov ? f(s.g[i] + f(f(x.momentum) * buf[i])) : buf[i];
+  }
+  const r = s.eligible ? project(s, u, x.delta, x.wdRatio, x.eps) : { code: DEC.notEligible, ratio: 1, u };
+  if (r.code === DEC.channel || r.code === DEC.layer) if (!x.nesterov) buf.set(r.u);
+  const wdf = x.weightDecay > 0 ? f(1 - (x.lr * x.weightDecay * r.ratio) / (1 - x.momentum)) : 1;
+  for (let i = 0; i < n; i++) s.p[i] = f(r.u[i] * f(-x.lr) + f(s.p[i] * wdf));
+  return r.code;
+}
 
 function maxAbs(a: Float32Array): number {
   let m = 0;
@@ -113,166 +246,134 @@ function maxAbs(a: Float32Array): number {
   return m;
 }
 
-/**
- * |a-b| <= 1e-6 * max(max|b|, floorScale) per tensor; NaN and infinities must match exactly.
- * floorScale: the pre-projection magnitude of a projected SGDP buffer (SPEC.md s6: where the
- * projection removes almost all of it, what is left is rounding noise of that magnitude).
- */
-function expectClose(a: Float32Array, b: Float32Array, where: string, floorScale = 0): void {
+/** |a-b| <= tol * max(max|b|, floorScale) per tensor (the reference sums in another order, and fuses nothing). */
+function expectClose(a: Float32Array, b: Float32Array, where: string, floorScale = 0, tol = 2e-6): void {
   expect(a.length).toBe(b.length);
-  const tol = 1e-6 * Math.max(maxAbs(b), floorScale);
+  const t = tol * Math.max(maxAbs(b), floorScale);
   for (let i = 0; i < a.length; i++) {
-    if (Number.isFinite(b[i])) {
-      if (!(Math.abs(a[i] - b[i]) <= tol)) throw new Error(`${where}: element ${i}: native ${a[i]} vs js ${b[i]} (tolerance ${tol})`);
-    } else if (!Object.is(a[i], b[i]) && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) {
-      throw new Error(`${where}: element ${i}: native ${a[i]} vs js ${b[i]}`);
-    }
+    if (!(Math.abs(a[i] - b[i]) <= t)) throw new Error(`${where}: element ${i}: native ${a[i]} vs reference ${b[i]} (tolerance ${t})`);
   }
 }
 
-function expectInfoClose(a: Float64Array, b: Float64Array, k: number, where: string): void {
-  const o = k * INFO_STRIDE;
-  const dec = (x: number) => ['none', 'channel', 'layer', 'notEligible'][x];
-  if (a[o + Info.decision] !== b[o + Info.decision]) {
-    throw new Error(`${where}: decision native ${dec(a[o])} vs js ${dec(b[o])} (channel cos ${a[o + 1]} / ${b[o + 1]}, thr ${b[o + 2]}; layer cos ${a[o + 3]} / ${b[o + 3]}, thr ${b[o + 4]})`);
-  }
-  for (const f of [Info.channelThreshold, Info.layerThreshold]) expect(Object.is(a[o + f], b[o + f]) || a[o + f] === b[o + f]).toBe(true);
-  for (const f of [Info.channelMaxCos, Info.layerCos, Info.normSqBefore, Info.normSqAfter, Info.deltaSq]) {
-    const x = a[o + f], y = b[o + f];
-    if (Number.isNaN(y)) { expect(Number.isNaN(x)).toBe(true); continue; }
-    // The native core sums float32 products in 16-term float lanes folded in double: a dot
-    // product's error is below 9.6e-7 * ||x|| ||y||, so a cos near 0 carries up to ~1e-6 absolute.
-    const floor = f === Info.channelMaxCos || f === Info.layerCos ? 1e-6 : 1e-30;
-    if (!(Math.abs(x - y) <= 1e-5 * Math.abs(y) + floor) && !(x === y)) throw new Error(`${where}: info field ${f}: native ${x} vs js ${y}`);
-  }
+function job(kind: Kind, slots: Slot[], h: Hyper | Float64Array, info: Float64Array): StepJob {
+  return { spec: spec(kind), options: {}, hyper: h instanceof Float64Array ? h : wire(kind, h), slots, info };
 }
 
-// Shapes covering every layout of the C++ scheduler (see native/cpu/step.cpp).
-const SHAPES: Geometry[] = [
-  { shape: [128], axis: 0 }, { shape: [], axis: 0 }, { shape: [7], axis: 0 },
-  { shape: [10, 20], axis: 0 }, { shape: [64, 3, 3, 3], axis: 0 }, { shape: [256, 128, 1, 1], axis: 0 },
-  { shape: [1, 16], axis: 0 }, { shape: [10, 1], axis: 0 }, { shape: [3, 3, 8, 16], axis: -1 },
-  { shape: [5, 13], axis: -1 }, { shape: [4, 6, 5], axis: 1 }, { shape: [3, 9, 2], axis: 1 },
-  { shape: [2, 3, 3, 33], axis: -1 }, { shape: [17, 9], axis: 0 }, { shape: [1, 1], axis: 0 },
-];
-const BIG_SHAPES: Geometry[] = [
-  { shape: [2, 70001], axis: 0 }, // rows longer than a task: pieces
-  { shape: [20000, 3], axis: -1 }, // channels innermost, many rows
-  { shape: [3, 40001], axis: -1 }, // channels innermost, many channels
-  { shape: [8, 300, 30], axis: 1 }, // middle axis, outer > 1
-  { shape: [300000], axis: 0 }, // not eligible, several blocks
-];
+// ------------------------------------------------------------------------------------------------
 
-d('NativeEngine agrees with JsEngine', () => {
-  const native = () => new NativeEngine(addon!, { threads: 2 });
-
-  test.each(['adamp', 'sgdp'] as const)('%s: 50 random cases x 3 steps, every layout and SPEC s8 edge case', (kind) => {
-    const counts = { channel: 0, layer: 0, none: 0, notEligible: 0 };
-    for (let seed = 1; seed <= 50; seed++) {
-      const r = rng(seed * 1009 + (kind === 'adamp' ? 0 : 7));
-      const geos = Array.from({ length: 1 + Math.floor(r() * 5) }, () => SHAPES[Math.floor(r() * SHAPES.length)]);
-      if (seed % 10 === 0) geos.push(BIG_SHAPES[(seed / 10) % BIG_SHAPES.length]);
-      const { slots: a, kinds } = makeCase(r, geos, kind);
+d('NativeEngine against the float32 references', () => {
+  test.each(KINDS)('%s: 30 random cases x 3 steps over every layout', (kind) => {
+    const counts = new Map<number, number>();
+    for (let seed = 1; seed <= 30; seed++) {
+      const r = rng(seed * 1009 + KINDS.indexOf(kind));
+      const shapes = Array.from({ length: 1 + Math.floor(r() * 4) }, () => SHAPES[Math.floor(r() * SHAPES.length)]);
+      if (seed % 6 === 0) shapes.push(BIG_SHAPES[(seed / 6) % BIG_SHAPES.length]);
+      const { slots: a, grads } = makeSlots(r, shapes, kind);
       const b = cloneSlots(a);
-      const hpA = kind === 'adamp' ? adampHp(r) : undefined;
-      const hpS = kind === 'sgdp' ? sgdpHp(r) : undefined;
-      const js = new JsEngine(), nat = native();
+      const h = randomHyper(kind, r);
+      const eng = new NativeEngine(addon!, { threads: 2 });
       for (let t = 1; t <= 3; t++) {
         for (const s of [...a, ...b]) s.step = t;
         if (t > 1) {
-          // fresh gradients for later steps, the same for both
           const gr = rng(seed * 31 + t);
-          a.forEach((s, k) => { const g = makeGrad(gr, s.p, s.channels, s.inner, kinds[k]); s.g = g; b[k].g = g.slice(); });
+          a.forEach((s, k) => { const g = makeGrad(gr, s.p, s.channels, s.inner, grads[k]); s.g = g; b[k].g = g.slice(); });
         }
-        const ia = new Float64Array(a.length * INFO_STRIDE), ib = new Float64Array(b.length * INFO_STRIDE);
-        // SGDP's buffer before its projection is momentum * old buffer + (1 - dampening) * g.
-        const pre = b.map((s) => (kind === 'sgdp' ? hpS!.momentum * maxAbs(s.m) + maxAbs(s.g) : 0));
-        if (kind === 'adamp') { nat.stepAdamP(a, hpA!, ia); js.stepAdamP(b, hpA!, ib); }
-        else { nat.stepSGDP(a, hpS!, ia); js.stepSGDP(b, hpS!, ib); }
+        const info = new Float64Array(a.length * STRIDE);
+        // SGDP's buffer before its projection: momentum * old buffer + (1 - dampening) * g (docs/numerics.md).
+        const pre = b.map((s) => (kind === 'sgdp' ? (h as SGDPH).momentum * maxAbs(s.state[0]) + maxAbs(s.g) : 0));
+        const normsBefore = b.map((s) => s.p.reduce((acc, x) => acc + x * x, 0));
+        eng.step(job(kind, a, h, info), { norms: true });
         for (let k = 0; k < a.length; k++) {
-          const where = `${kind} seed ${seed} step ${t} slot ${k} shape [${geos[k].shape}] axis ${geos[k].axis} grad ${kinds[k]} hp ${JSON.stringify(hpA ?? hpS)}`;
-          expectInfoClose(ia, ib, k, where);
+          const code = reference(kind, b[k], h);
+          const where = `${kind} seed ${seed} step ${t} slot ${k} shape [${shapes[k].shape}] axis ${shapes[k].axis} grad ${grads[k]} hyper ${JSON.stringify(h)}`;
+          const o = k * STRIDE;
+          if (info[o + F.decision] !== code) throw new Error(`${where}: decision ${info[o]} vs reference ${code} (cos ${info[o + 1]}, thr ${info[o + 2]}; layer ${info[o + 3]}, thr ${info[o + 4]})`);
+          counts.set(code, (counts.get(code) ?? 0) + 1);
           expectClose(a[k].p, b[k].p, `${where}: p`);
-          expectClose(a[k].m, b[k].m, `${where}: m`, pre[k]);
-          if (kind === 'adamp') expectClose(a[k].v, b[k].v, `${where}: v`);
-          const dec = ia[k * INFO_STRIDE];
-          if (dec === Decision.channel) counts.channel++;
-          else if (dec === Decision.layer) counts.layer++;
-          else if (dec === Decision.none) counts.none++;
-          else counts.notEligible++;
+          a[k].state.forEach((st, i) => expectClose(st, b[k].state[i], `${where}: state[${i}]`, i === 0 ? pre[k] : 0));
+          // ||p||^2 before and after from blocked float sums: relative error below ~1e-6
+          expect(Math.abs(info[o + F.normSqBefore] - normsBefore[k])).toBeLessThanOrEqual(1e-5 * normsBefore[k] + 1e-30);
+          const after = b[k].p.reduce((acc, x) => acc + x * x, 0);
+          expect(Math.abs(info[o + F.normSqAfter] - after)).toBeLessThanOrEqual(1e-5 * after + 1e-30);
+          if (code === DEC.noProjection || code === DEC.notEligible) {
+            for (const fl of [F.channelMaxCos, F.channelThreshold, F.layerCos, F.layerThreshold]) expect(info[o + fl]).toBeNaN();
+          }
         }
       }
     }
-    // the random cases must exercise every decision
-    expect(counts.channel).toBeGreaterThan(10);
-    expect(counts.layer).toBeGreaterThan(10);
-    expect(counts.none).toBeGreaterThan(10);
-    expect(counts.notEligible).toBeGreaterThan(10);
+    if (kind === 'adamp' || kind === 'sgdp') {
+      for (const code of [DEC.channel, DEC.layer, DEC.none, DEC.notEligible]) expect(counts.get(code) ?? 0).toBeGreaterThan(5);
+    } else {
+      expect([...counts.keys()]).toEqual([DEC.noProjection]);
+    }
   });
 
   test('SGDP without Nesterov writes the projected update into the buffer; with Nesterov it does not', () => {
     for (const nesterov of [false, true]) {
       const r = rng(5);
-      const { slots: a } = makeCase(r, [{ shape: [16, 32], axis: 0 }], 'sgdp');
+      const { slots: a } = makeSlots(r, [{ shape: [16, 32], axis: 0 }], 'sgdp');
       a[0].g = makeGrad(r, a[0].p, 16, 32, 'channel');
-      const b = cloneSlots(a);
-      const hp: SGDPScalars = { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov, eps: 1e-8, delta: 0.1, wdRatio: 0.1 };
-      const ia = new Float64Array(8), ib = new Float64Array(8);
-      native().stepSGDP(a, hp, ia);
-      new JsEngine().stepSGDP(b, hp, ib);
-      expect(ia[Info.decision]).toBe(Decision.channel);
-      expectClose(a[0].m, b[0].m, 'buffer');
+      a[0].state[0].fill(0);
+      const h: SGDPH = { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov, eps: 1e-8, delta: 0.1, wdRatio: 0.1 };
+      const info = new Float64Array(8);
+      new NativeEngine(addon!, { threads: 1 }).step(job('sgdp', a, h, info), { norms: true });
+      expect(info[F.decision]).toBe(DEC.channel);
       // the buffer equals the gradient only when it was not projected
-      const same = a[0].m.every((x, i) => x === a[0].g[i]);
-      expect(same).toBe(nesterov);
+      expect(a[0].state[0].every((x, i) => x === a[0].g[i])).toBe(nesterov);
     }
   });
 });
 
-d('determinism', () => {
-  const made: Partial<Record<'adamp' | 'sgdp', Slot[]>> = {};
-  function bigCase(kind: 'adamp' | 'sgdp'): { slots: Slot[] } {
-    if (!made[kind]) {
-      const r = rng(42);
-      const geos = [...BIG_SHAPES, { shape: [64, 64, 3, 3], axis: 0 }, { shape: [512], axis: 0 }, { shape: [3, 3, 64, 64], axis: -1 }];
-      made[kind] = makeCase(r, geos, kind).slots.map((s) => ({ ...s, g: randn(r, s.p.length) }));
+// ------------------------------------------------------------------------------------------------
+
+function bitwise(x: { slots: Slot[]; info: Float64Array }, y: { slots: Slot[]; info: Float64Array }, what: string): void {
+  for (let k = 0; k < x.slots.length; k++) {
+    const arrays: Array<[string, Float32Array, Float32Array]> = [['p', x.slots[k].p, y.slots[k].p], ...x.slots[k].state.map((s, i): [string, Float32Array, Float32Array] => [`state[${i}]`, s, y.slots[k].state[i]])];
+    for (const [name, a, b] of arrays) {
+      if (!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) throw new Error(`${what}: slot ${k} ${name} differs`);
     }
-    return { slots: cloneSlots(made[kind]!) };
   }
-  function run(kind: 'adamp' | 'sgdp', threads: number, simd: 'avx2' | 'portable' | 'auto' = 'auto'): { slots: Slot[]; info: Float64Array } {
+  if (!Buffer.from(x.info.buffer).equals(Buffer.from(y.info.buffer))) throw new Error(`${what}: info differs: ${Array.from(x.info)} vs ${Array.from(y.info)}`);
+}
+
+d('determinism and the norms switch', () => {
+  const made = new Map<Kind, Slot[]>();
+  function bigCase(kind: Kind): Slot[] {
+    if (!made.has(kind)) {
+      const r = rng(42);
+      const shapes = [...BIG_SHAPES, { shape: [64, 64, 3, 3], axis: 0 }, { shape: [512], axis: 0 }, { shape: [3, 3, 64, 64], axis: -1 }];
+      made.set(kind, makeSlots(r, shapes, kind).slots.map((s) => ({ ...s, g: randn(r, s.p.length) })));
+    }
+    return cloneSlots(made.get(kind)!);
+  }
+  const HYPER: Record<Kind, (t: number) => Hyper> = {
+    adamp: (t) => ({ lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, delta: 0.1, wdRatio: 0.1, nesterov: t === 2 }),
+    sgdp: () => ({ lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 1e-4, nesterov: false, eps: 1e-8, delta: 0.1, wdRatio: 0.1 }),
+    adamw: () => ({ lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }),
+    sgd: (t) => ({ lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 1e-4, nesterov: t === 2 }),
+  };
+  function run(kind: Kind, threads: number, simd: 'avx2' | 'portable' | 'auto' = 'auto', norms = true): { slots: Slot[]; info: Float64Array } {
     addon!.setSimd(simd);
     try {
-      const { slots } = bigCase(kind);
-      const info = new Float64Array(slots.length * INFO_STRIDE);
+      const slots = bigCase(kind);
+      const info = new Float64Array(slots.length * STRIDE);
       const eng = new NativeEngine(addon!, { threads });
       for (let t = 1; t <= 2; t++) {
         for (const s of slots) s.step = t;
-        if (kind === 'adamp') eng.stepAdamP(slots, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, delta: 0.1, wdRatio: 0.1, nesterov: t === 2 }, info);
-        else eng.stepSGDP(slots, { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 1e-4, nesterov: false, eps: 1e-8, delta: 0.1, wdRatio: 0.1 }, info);
+        eng.step(job(kind, slots, HYPER[kind](t), info), { norms });
       }
       return { slots, info };
     } finally {
       addon!.setSimd('auto');
     }
   }
-  function expectBitwise(x: { slots: Slot[]; info: Float64Array }, y: { slots: Slot[]; info: Float64Array }, what: string): void {
-    for (let k = 0; k < x.slots.length; k++) {
-      for (const f of ['p', 'm', 'v'] as const) {
-        const a = new Uint32Array(x.slots[k][f].buffer), b = new Uint32Array(y.slots[k][f].buffer);
-        let diff = -1;
-        for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) { diff = i; break; }
-        if (diff >= 0) throw new Error(`${what}: slot ${k} ${f}[${diff}] differs`);
-      }
-    }
-    expect(Buffer.from(x.info.buffer).equals(Buffer.from(y.info.buffer))).toBe(true);
-  }
 
-  test.each(['adamp', 'sgdp'] as const)('%s: bit-identical for 1, 2, 3 and 8 threads', (kind) => {
+  test.each(KINDS)('%s: bit-identical for 1, 2, 3 and 8 threads', (kind) => {
     const one = run(kind, 1);
-    for (const t of [2, 3, 8]) expectBitwise(one, run(kind, t), `${t} threads vs 1`);
+    for (const t of [2, 3, 8]) bitwise(one, run(kind, t), `${t} threads vs 1`);
   });
 
-  test.each(['adamp', 'sgdp'] as const)('%s: AVX2 and portable kernels are bit-identical', (kind) => {
+  test.each(KINDS)('%s: AVX2 and portable kernels are bit-identical', (kind) => {
     if (!addon!.info().avx2) {
       // eslint-disable-next-line no-console
       console.warn('AVX2 not available on this CPU/build: only the portable kernels can run');
@@ -280,30 +381,150 @@ d('determinism', () => {
     }
     expect(addon!.setSimd('portable')).toBe('portable');
     addon!.setSimd('auto');
-    expectBitwise(run(kind, 2, 'avx2'), run(kind, 2, 'portable'), 'avx2 vs portable');
+    bitwise(run(kind, 2, 'avx2'), run(kind, 2, 'portable'), 'avx2 vs portable');
+  });
+
+  test.each(KINDS)('%s: norms off changes nothing but the norms (NaN; normSqBefore stays for projected tensors)', (kind) => {
+    const on = run(kind, 2, 'auto', true), off = run(kind, 2, 'auto', false);
+    bitwise(on, { ...off, info: on.info }, 'norms off vs on');
+    for (let k = 0; k < on.slots.length; k++) {
+      const o = k * STRIDE;
+      for (let fl = 0; fl < 5; fl++) expect(Object.is(off.info[o + fl], on.info[o + fl])).toBe(true);
+      const decided = on.info[o] <= DEC.layer;
+      if (decided) expect(off.info[o + F.normSqBefore]).toBe(on.info[o + F.normSqBefore]);
+      else expect(off.info[o + F.normSqBefore]).toBeNaN();
+      expect(off.info[o + F.normSqAfter]).toBeNaN();
+      expect(off.info[o + F.deltaSq]).toBeNaN();
+    }
+  });
+
+  test('speculation off gives the same bits (AdamP)', () => {
+    const on = run('adamp', 2);
+    addon!.setSpeculation('off');
+    try {
+      bitwise(on, run('adamp', 2), 'speculation off vs on');
+    } finally {
+      addon!.setSpeculation('on');
+    }
   });
 });
 
-d('async', () => {
-  const hp: AdamPScalars = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, delta: 0.1, wdRatio: 0.1, nesterov: false };
+// ------------------------------------------------------------------------------------------------
 
-  test('stepAsync gives the same bits as the synchronous step', async () => {
+d('the step protocol on shards', () => {
+  const eng = () => new NativeEngine(addon!, { threads: 2 });
+
+  /** One step of one tensor through the protocol on shards cut at `cuts` (unit indices), each in arrays of its own. */
+  function sharded(kind: Kind, s: Slot, hyper: Float64Array, cuts: number[], norms: boolean, info: Float64Array): void {
+    const e = eng();
+    const protocol = e.protocol;
+    const geo: Geometry = { outer: s.outer, channels: s.channels, inner: s.inner, eligible: s.eligible, numel: s.p.length };
+    const starts = protocol.units(spec(kind), geo);
+    const shards: Shard[] = [];
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      const a = starts[cuts[i]], b = starts[cuts[i + 1]];
+      shards.push({ ...s, p: s.p.slice(a, b), g: s.g.slice(a, b), state: s.state.map((x) => x.slice(a, b)), offset: a, numel: s.p.length });
+    }
+    const shardJob = (sh: Shard) => ({ spec: spec(kind), options: {}, hyper, shard: sh });
+    const parts = shards.map((sh, i) => protocol.stats(shardJob(sh), cuts[i], cuts[i + 1]));
+    const partials = new Float64Array(parts.reduce((n, x) => n + x.length, 0));
+    let at = 0;
+    for (const x of parts) { partials.set(x, at); at += x.length; }
+    const decision = protocol.decide(spec(kind), geo, {}, hyper, partials);
+    const nparts = shards.map((sh, i) => protocol.apply(shardJob(sh), decision, cuts[i], cuts[i + 1], { norms }));
+    const nrm = new Float64Array(nparts.reduce((n, x) => n + x.length, 0));
+    at = 0;
+    for (const x of nparts) { nrm.set(x, at); at += x.length; }
+    protocol.finish(spec(kind), geo, decision, nrm, info, 0);
+    shards.forEach((sh) => {
+      s.p.set(sh.p, sh.offset);
+      s.state.forEach((x, k) => x.set(sh.state[k], sh.offset));
+    });
+  }
+
+  // every layout: pieces, lanes (row chunks; channel tiles; both), rows with outer > 1, one pass, rows, empty
+  const PROTO_SHAPES: Shape[] = [...BIG_SHAPES, { shape: [40, 9000], axis: -1 }, { shape: [64, 3, 3, 3], axis: 0 }, { shape: [4, 6, 5], axis: 1 },
+    { shape: [300, 400], axis: 0 }, { shape: [3, 3, 8, 16], axis: -1 }, { shape: [7], axis: 0 }, { shape: [], axis: 0 }];
+
+  test.each(KINDS)('%s: any split into 2-4 shards gives the unsharded step byte for byte (norms on and off)', (kind) => {
+    let multi = 0;
+    for (let seed = 0; seed < 2 * PROTO_SHAPES.length; seed++) {
+      const r = rng(seed * 77 + KINDS.indexOf(kind));
+      const shape = PROTO_SHAPES[seed % PROTO_SHAPES.length];
+      const { slots: [a] } = makeSlots(r, [shape], kind);
+      const [b] = cloneSlots([a]);
+      const h = wire(kind, randomHyper(kind, r));
+      const norms = seed < PROTO_SHAPES.length;
+      const geo: Geometry = { outer: a.outer, channels: a.channels, inner: a.inner, eligible: a.eligible, numel: a.p.length };
+      const units = eng().protocol.units(spec(kind), geo).length - 1;
+      if (units > 1) multi++;
+      for (let t = 1; t <= 2; t++) {
+        a.step = b.step = t;
+        const ia = new Float64Array(STRIDE), ib = new Float64Array(STRIDE);
+        eng().step(job(kind, [a], h, ia), { norms });
+        const n = 2 + Math.floor(r() * 3);
+        const cuts = [0, units, ...Array.from({ length: n - 1 }, () => Math.floor(r() * (units + 1)))].sort((x, y) => x - y);
+        sharded(kind, b, h, cuts, norms, ib);
+        bitwise({ slots: [a], info: ia }, { slots: [b], info: ib }, `${kind} seed ${seed} shape [${shape.shape}] step ${t} cuts ${cuts}`);
+      }
+    }
+    expect(multi).toBeGreaterThan(3);
+  });
+
+  test('units: element offsets of the plan, then numel', () => {
+    const u = Array.from(addon!.protocolUnits('adamp', { outer: 1, channels: 2, inner: 70001, eligible: true, numel: 140002 }));
+    expect(u).toEqual([0, 32768, 65536, 70001, 102769, 135537, 140002]);
+    expect(Array.from(addon!.protocolUnits('adamw', { outer: 1, channels: 2, inner: 70001, eligible: true, numel: 140002 })))
+      .toEqual([0, 32768, 65536, 98304, 131072, 140002]);
+  });
+
+  test('shards, partials and records that do not fit are refused with a message', () => {
+    const h = wire('sgdp', randomHyper('sgdp', rng(1)));
+    const geo = { outer: 5000, channels: 12, inner: 1, eligible: true, numel: 60000 };
+    const shard = (offset: number, n: number) => ({ p: new Float32Array(n), g: new Float32Array(n), state: [new Float32Array(n)], outer: 5000, channels: 12, inner: 1, eligible: true, step: 1, offset, numel: 60000 });
+    const code = { code: 'ERR_ADAMP_INVALID_ARGUMENT' };
+    expect(() => addon!.protocolStats('sgdp', shard(0, 100), h, 0, 1)).toThrow(expect.objectContaining({ ...code, name: 'RangeError', message: expect.stringContaining('units [0, 1) are elements [0, 24576)') }));
+    expect(() => addon!.protocolStats('sgdp', shard(1, 24576), h, 0, 1)).toThrow(expect.objectContaining({ ...code, message: expect.stringContaining('offset must be where unit u0 starts') }));
+    expect(() => addon!.protocolStats('sgdp', shard(0, 0), h, 0, 9)).toThrow(expect.objectContaining({ ...code, message: expect.stringContaining('the tensor has 3 units') }));
+    expect(() => addon!.protocolDecide('sgdp', geo, h, new Float64Array(5))).toThrow(expect.objectContaining({ ...code, message: expect.stringContaining('partials has 5 values, this tensor\'s units give 144') }));
+    const decision = addon!.protocolDecide('sgdp', geo, h, new Float64Array(144));
+    const bad = decision.slice(0, 11);
+    expect(() => addon!.protocolApply('sgdp', shard(0, 24576), h, bad, 0, 1, true)).toThrow(expect.objectContaining({ ...code, message: expect.stringContaining('protocolApply: decision:') }));
+    expect(() => addon!.protocolApply('sgdp', shard(0, 24576), h, decision, 0, 1, 1 as never)).toThrow(expect.objectContaining({ ...code, name: 'TypeError', message: 'protocolApply: norms must be a boolean' }));
+    expect(() => addon!.protocolFinish('sgdp', geo, decision, new Float64Array(8), new Float64Array(8), 0)).toThrow(expect.objectContaining({ ...code, message: expect.stringContaining('norms has 8 values, needs 9') }));
+    expect(() => addon!.protocolFinish('sgdp', geo, decision, new Float64Array(9), new Float64Array(8), 1)).toThrow(expect.objectContaining({ ...code, message: expect.stringContaining('needs 8 at 1') }));
+    expect(() => addon!.protocolUnits('sgdp', { ...geo, numel: 5 })).toThrow(expect.objectContaining({ ...code, message: expect.stringContaining('does not match numel = 5') }));
+    const info = new Float64Array(16);
+    addon!.protocolFinish('sgdp', geo, decision, new Float64Array(9), info, 8);
+    expect(info[8]).toBe(DEC.channel);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+
+d('async', () => {
+  const h: AdamPH = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, delta: 0.1, wdRatio: 0.1, nesterov: false };
+
+  test('stepAsync gives the same bits as the synchronous step, for several groups of different optimizers', async () => {
     const r = rng(9);
-    const { slots: a } = makeCase(r, [...SHAPES, ...BIG_SHAPES], 'adamp');
-    const b = cloneSlots(a);
-    const ia = new Float64Array(a.length * 8), ib = new Float64Array(b.length * 8);
+    const { slots: a } = makeSlots(r, [...SHAPES, ...BIG_SHAPES], 'adamp');
+    const { slots: c } = makeSlots(r, [...SHAPES, BIG_SHAPES[1]], 'sgd');
+    const b = cloneSlots(a), e = cloneSlots(c);
+    const ia = new Float64Array(a.length * 8), ib = new Float64Array(b.length * 8), ic = new Float64Array(c.length * 8), ie = new Float64Array(e.length * 8);
     const eng = new NativeEngine(addon!, { threads: 2 });
-    await eng.stepAsync([{ kind: 'adamp', slots: a, hp, info: ia }]);
-    eng.stepAdamP(b, hp, ib);
-    for (let k = 0; k < a.length; k++) expect(a[k].p).toEqual(b[k].p);
-    expect(Array.from(ia)).toEqual(Array.from(ib));
+    const sgd: SGDH = { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: true };
+    await eng.stepAsync([job('adamp', a, h, ia), job('sgd', c, sgd, ic)], { norms: true });
+    eng.step(job('adamp', b, h, ib), { norms: true });
+    eng.step(job('sgd', e, sgd, ie), { norms: true });
+    bitwise({ slots: a, info: ia }, { slots: b, info: ib }, 'async adamp');
+    bitwise({ slots: c, info: ic }, { slots: e, info: ie }, 'async sgd');
   });
 
   test('the JavaScript thread stays responsive during an async step', async () => {
     const n = 1_000_000;
     const wave = (k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + k));
     const slots: Slot[] = Array.from({ length: 4 }, (_, k) => ({
-      p: wave(k), g: wave(k + 10), m: new Float32Array(n), v: new Float32Array(n), outer: 1, channels: 1000, inner: n / 1000, eligible: true, step: 1,
+      p: wave(k), g: wave(k + 10), state: [new Float32Array(n), new Float32Array(n)], outer: 1, channels: 1000, inner: n / 1000, eligible: true, step: 1,
     }));
     const info = new Float64Array(slots.length * 8);
     const eng = new NativeEngine(addon!, { threads: 1 });
@@ -312,50 +533,50 @@ d('async', () => {
     const t0 = Date.now();
     for (let t = 1; t <= 3; t++) {
       for (const s of slots) s.step = t;
-      await eng.stepAsync([{ kind: 'adamp', slots, hp, info }]);
+      await eng.stepAsync([job('adamp', slots, h, info)], { norms: true });
     }
     const elapsed = Date.now() - t0;
     clearInterval(timer);
     // the timer fires while the steps run (a synchronous step would block it completely)
     expect(ticks).toBeGreaterThanOrEqual(Math.min(3, Math.floor(elapsed / 20)));
     expect(ticks).toBeGreaterThan(0);
-    expect(info[Info.normSqAfter]).toBeGreaterThan(0);
+    expect(info[F.normSqAfter]).toBeGreaterThan(0);
   });
 
   test('bad arguments reject before anything runs; detached buffers are refused', async () => {
     const r = rng(4);
-    const { slots } = makeCase(r, [{ shape: [8, 8], axis: 0 }], 'adamp');
+    const { slots } = makeSlots(r, [{ shape: [8, 8], axis: 0 }], 'adamp');
     const before = slots[0].p.slice();
     const eng = new NativeEngine(addon!, { threads: 1 });
-    const bad = [{ ...slots[0], g: new Float32Array(3) }];
-    await expect(eng.stepAsync([{ kind: 'adamp', slots: bad, hp, info: new Float64Array(8) }])).rejects.toMatchObject({ name: 'RangeError', message: expect.stringContaining('slots[0].g has 3 elements but p has 64') });
+    const good = job('adamp', slots, h, new Float64Array(8));
+    const bad = job('adamp', [{ ...slots[0], g: new Float32Array(3) }], h, new Float64Array(8));
+    await expect(eng.stepAsync([good, bad], { norms: true })).rejects.toMatchObject({
+      name: 'RangeError', code: 'ERR_ADAMP_INVALID_ARGUMENT', message: expect.stringContaining('stepAsync: jobs[1]: slots[0].g has 3 elements but p has 64'),
+    });
     const detached = new Float32Array(64);
     structuredClone(detached.buffer, { transfer: [detached.buffer] });
-    await expect(eng.stepAsync([{ kind: 'adamp', slots: [{ ...slots[0], m: detached }], hp, info: new Float64Array(8) }]))
-      .rejects.toMatchObject({ name: 'TypeError', message: expect.stringContaining('slots[0].m is backed by a detached ArrayBuffer') });
+    await expect(eng.stepAsync([job('adamp', [{ ...slots[0], state: [slots[0].state[0], detached] }], h, new Float64Array(8))], { norms: true }))
+      .rejects.toMatchObject({ name: 'TypeError', code: 'ERR_ADAMP_INVALID_ARGUMENT', message: expect.stringContaining('slots[0].state[1] is backed by a detached ArrayBuffer') });
     expect(slots[0].p).toEqual(before);
   });
-});
 
-d('async steps and buffer lifetime', () => {
-  const hp: AdamPScalars = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false };
-
-  test('resizable buffers are refused by stepAsync (sync step() accepts them)', async () => {
+  test('resizable buffers are refused by stepAsync with an AdampError (the synchronous step accepts them)', async () => {
     const n = 16;
     const buf = new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer)(n * 4, { maxByteLength: n * 8 });
-    const slot: Slot = { p: new Float32Array(buf), g: new Float32Array(n).fill(1), m: new Float32Array(n), v: new Float32Array(n), outer: 1, channels: 4, inner: 4, eligible: true, step: 1 };
+    const slot: Slot = { p: new Float32Array(n).fill(1), g: new Float32Array(n).fill(1), state: [new Float32Array(n), new Float32Array(buf)], outer: 1, channels: 4, inner: 4, eligible: true, step: 1 };
     const eng = new NativeEngine(addon!, { threads: 1 });
-    await expect(eng.stepAsync([{ kind: 'adamp', slots: [slot], hp, info: new Float64Array(8) }]))
-      .rejects.toMatchObject({ name: 'RangeError', message: expect.stringContaining('slots[0].p is backed by a resizable ArrayBuffer') });
-    eng.stepAdamP([slot], hp, new Float64Array(8));
-    expect(slot.p[0]).not.toBe(0);
+    await expect(eng.stepAsync([job('adamp', [slot], h, new Float64Array(8))], { norms: true }))
+      .rejects.toMatchObject({ name: 'AdampError', code: 'ERR_ADAMP_INVALID_ARGUMENT', message: expect.stringContaining('jobs[0].slots[0].state[1] is backed by a resizable ArrayBuffer') });
+    expect(slot.p[0]).toBe(1);
+    eng.step(job('adamp', [slot], h, new Float64Array(8)), { norms: true });
+    expect(slot.p[0]).not.toBe(1);
   });
 
   test('an array transferred away while the step runs rejects the promise with a code', async () => {
     const n = 4_000_000;
-    const slot: Slot = { p: new Float32Array(n).fill(0.5), g: new Float32Array(n).fill(1), m: new Float32Array(n), v: new Float32Array(n), outer: 1, channels: 4, inner: n / 4, eligible: true, step: 1 };
+    const slot: Slot = { p: new Float32Array(n).fill(0.5), g: new Float32Array(n).fill(1), state: [new Float32Array(n), new Float32Array(n)], outer: 1, channels: 4, inner: n / 4, eligible: true, step: 1 };
     const eng = new NativeEngine(addon!, { threads: 1 });
-    const pending = eng.stepAsync([{ kind: 'adamp', slots: [slot], hp, info: new Float64Array(8) }]);
+    const pending = eng.stepAsync([job('adamp', [slot], h, new Float64Array(8))], { norms: true });
     const gbuf = slot.g.buffer as ArrayBuffer;
     const moved = structuredClone(gbuf, { transfer: [gbuf] }); // keeps the memory alive
     await expect(pending).rejects.toMatchObject({ code: 'ERR_ADAMP_DETACHED_DURING_STEP' });
@@ -363,42 +584,71 @@ d('async steps and buffer lifetime', () => {
   });
 });
 
+// ------------------------------------------------------------------------------------------------
+
 d('addon argument checks (never a crash)', () => {
-  const hp: AdamPScalars = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false };
-  const slot = (): Slot => ({ p: new Float32Array(12), g: new Float32Array(12), m: new Float32Array(12), v: new Float32Array(12), outer: 1, channels: 3, inner: 4, eligible: true, step: 1 });
+  const H = wire('adamp', { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false });
+  const slot = (): AddonSlot => ({ p: new Float32Array(12), g: new Float32Array(12), state: [new Float32Array(12), new Float32Array(12)], outer: 1, channels: 3, inner: 4, eligible: true, step: 1 });
+  const info = () => new Float64Array(8);
+  const step = (slots: unknown, hyper: unknown = H, inf: unknown = info(), options?: unknown, kind: unknown = 'adamp') =>
+    addon!.step(kind as string, slots as AddonSlot[], hyper as Float64Array, inf as Float64Array, options as never);
   const cases: Array<[string, () => void, string, string]> = [
-    ['slots not an array', () => addon!.adampStep({} as never, hp, new Float64Array(8)), 'TypeError', 'adampStep: slots must be an array'],
-    ['p not a Float32Array', () => addon!.adampStep([{ ...slot(), p: new Float64Array(12) as never }], hp, new Float64Array(8)), 'TypeError', 'adampStep: slots[0].p must be a Float32Array'],
-    ['geometry mismatch', () => addon!.adampStep([{ ...slot(), channels: 5 }], hp, new Float64Array(8)), 'RangeError', 'outer * channels * inner = 20 does not match p.length = 12'],
-    ['negative geometry', () => addon!.adampStep([{ ...slot(), inner: -4 }], hp, new Float64Array(8)), 'RangeError', 'slots[0].inner must be a non-negative integer'],
-    ['aliased arrays', () => { const s = slot(); addon!.adampStep([{ ...s, m: s.p }], hp, new Float64Array(8)); }, 'RangeError', 'must be distinct arrays'],
-    ['missing hyperparameter', () => addon!.adampStep([slot()], { ...hp, beta2: undefined as never }, new Float64Array(8)), 'TypeError', 'adampStep: hp.beta2 must be a number'],
-    ['info too short', () => addon!.adampStep([slot(), slot()], hp, new Float64Array(8)), 'RangeError', 'info has 8 elements, needs 16'],
-    ['info wrong type', () => addon!.sgdpStep([slot()], { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, eps: 1e-8, delta: 0.1, wdRatio: 0.1 }, new Float32Array(8) as never), 'TypeError', 'sgdpStep: info must be a Float64Array'],
-    ['bad step', () => addon!.adampStep([{ ...slot(), step: 0 }], hp, new Float64Array(8)), 'RangeError', 'slots[0].step must be an integer >= 1'],
-    ['bad threads', () => addon!.adampStep([slot()], hp, new Float64Array(8), 1.5), 'RangeError', 'threads must be an integer in [0, 256]'],
+    ['unknown kind', () => step([slot()], H, info(), undefined, 'adam'), 'TypeError', "step: kind must be one of 'adamp', 'sgdp', 'adamw', 'sgd'"],
+    ['slots not an array', () => step({}), 'TypeError', 'step: slots must be an array'],
+    ['slot not an object', () => step([3]), 'TypeError', 'step: slots[0] must be an object'],
+    ['p not a Float32Array', () => step([{ ...slot(), p: new Float64Array(12) }]), 'TypeError', 'step: slots[0].p must be a Float32Array'],
+    ['state not an array', () => step([{ ...slot(), state: new Float32Array(12) }]), 'TypeError', 'step: slots[0].state must be an array of 2 Float32Array'],
+    ['state count', () => step([{ ...slot(), state: [new Float32Array(12)] }]), 'RangeError', 'step: slots[0].state has 1 arrays; adamp keeps 2'],
+    ['state length', () => step([{ ...slot(), state: [new Float32Array(12), new Float32Array(11)] }]), 'RangeError', 'slots[0].state[1] has 11 elements but p has 12'],
+    ['geometry mismatch', () => step([{ ...slot(), channels: 5 }]), 'RangeError', 'outer * channels * inner = 20 does not match p.length = 12'],
+    ['negative geometry', () => step([{ ...slot(), inner: -4 }]), 'RangeError', 'slots[0].inner must be a non-negative integer'],
+    ['aliased arrays', () => { const s = slot(); step([{ ...s, state: [s.p, s.state[1]] }]); }, 'RangeError', 'p and state[0] overlap'],
+    ['overlapping views', () => { const b = new Float32Array(30); step([{ ...slot(), g: b.subarray(0, 12), state: [b.subarray(10, 22), new Float32Array(12)] }]); }, 'RangeError', 'g and state[0] overlap'],
+    ['hyper not a Float64Array', () => step([slot()], [1, 2, 3]), 'TypeError', 'step: hyper must be a Float64Array'],
+    ['hyper length', () => step([slot()], new Float64Array(5)), 'RangeError', 'step: hyper has 5 values; adamp takes 8 (lr, beta1, beta2, eps, weightDecay, delta, wdRatio, nesterov)'],
+    ['hyper out of range', () => step([slot()], Float64Array.of(1e-3, 1, 0.999, 1e-8, 0, 0.1, 0.1, 0)), 'RangeError', 'step: hyper[1] (beta1) must be in [0, 1) (got 1)'],
+    ['hyper NaN', () => step([slot()], Float64Array.of(NaN, 0.9, 0.999, 1e-8, 0, 0.1, 0.1, 0)), 'RangeError', 'step: hyper[0] (lr) must be finite and >= 0 (got NaN)'],
+    ['sgd nesterov without momentum', () => step([{ ...slot(), state: [new Float32Array(12)] }], Float64Array.of(0.1, 0, 0, 0, 1), info(), undefined, 'sgd'), 'RangeError', 'hyper[4] (nesterov) needs momentum > 0 and dampening 0'],
+    ['info too short', () => step([slot(), slot()]), 'RangeError', 'step: info has 8 elements, needs 16'],
+    ['info wrong type', () => step([slot()], H, new Float32Array(8)), 'TypeError', 'step: info must be a Float64Array'],
+    ['bad step', () => step([{ ...slot(), step: 0 }]), 'RangeError', 'slots[0].step must be an integer >= 1'],
+    ['step not finite', () => step([{ ...slot(), step: Infinity }]), 'RangeError', 'slots[0].step must be an integer >= 1'],
+    ['bad threads', () => step([slot()], H, info(), { threads: 1.5 }), 'RangeError', 'step: options.threads must be an integer in [0, 256]'],
+    ['bad norms', () => step([slot()], H, info(), { norms: 'yes' }), 'TypeError', 'step: options.norms must be a boolean'],
+    ['options not an object', () => step([slot()], H, info(), 3), 'TypeError', 'step: options must be an object'],
+    ['stepAsync jobs', () => { void addon!.stepAsync({} as never); }, 'TypeError', 'stepAsync: jobs must be an array'],
+    ['stepAsync hyper', () => { void addon!.stepAsync([{ kind: 'adamw', slots: [], hyper: H, info: info() }]); }, 'RangeError', 'stepAsync: jobs[0]: hyper has 8 values; adamw takes 5'],
     ['bad simd', () => addon!.setSimd('sse' as never), 'TypeError', "setSimd: level must be 'auto', 'avx2' or 'portable'"],
+    ['bad speculation', () => addon!.setSpeculation(true as never), 'TypeError', "setSpeculation: mode must be 'on' or 'off'"],
   ];
   test.each(cases)('%s', (_what, fn, name, msg) => {
     let err: unknown;
     try { fn(); } catch (e) { err = e; }
     expect(err).toBeDefined();
     expect((err as Error).name).toBe(name);
+    expect((err as { code?: string }).code).toBe('ERR_ADAMP_INVALID_ARGUMENT');
     expect((err as Error).message).toContain(msg);
   });
 
+  test('nothing is changed when a later slot is invalid', () => {
+    const a = slot();
+    a.p.fill(1);
+    a.g.fill(1);
+    expect(() => step([a, { ...slot(), step: -1 }], H, new Float64Array(16))).toThrow(/slots\[1\]\.step/);
+    expect(a.p[0]).toBe(1);
+  });
+
   test('empty tensors and an empty slot list are fine', () => {
-    const info = new Float64Array(16);
-    addon!.adampStep([], hp, info);
-    const e = { p: new Float32Array(0), g: new Float32Array(0), m: new Float32Array(0), v: new Float32Array(0), outer: 1, channels: 0, inner: 0, eligible: true, step: 1 };
-    const js = new Float64Array(16);
-    addon!.adampStep([e, { ...e, eligible: false, channels: 1 }], hp, info);
-    new JsEngine().stepAdamP([{ ...e }, { ...e, eligible: false, channels: 1 }], hp, js);
-    expect(Array.from(info)).toEqual(Array.from(js));
+    const inf = new Float64Array(16);
+    step([], H, inf);
+    const e: AddonSlot = { p: new Float32Array(0), g: new Float32Array(0), state: [new Float32Array(0), new Float32Array(0)], outer: 1, channels: 0, inner: 0, eligible: true, step: 1 };
+    step([e, { ...e, eligible: false, channels: 1 }], H, inf);
+    expect(inf[8 + F.decision]).toBe(DEC.notEligible);
+    expect(inf[8 + F.normSqAfter]).toBe(0);
   });
 });
 
-d('addon info, floors and worker threads', () => {
+d('addon info, kinds and worker threads', () => {
   test('info() describes the build', () => {
     const i = addon!.info();
     expect(i.version).toBe(require('../package.json').version);
@@ -408,54 +658,33 @@ d('addon info, floors and worker threads', () => {
     expect(i.napiVersion).toBeGreaterThanOrEqual(8);
   });
 
-  test('adamStep (one-pass AdamW floor) matches AdamP on a never-projected tensor', () => {
-    const r = rng(11);
-    const n = 1003;
-    const p = randn(r, n), g = randn(r, n);
-    const a = { p: p.slice(), g, m: new Float32Array(n), v: new Float32Array(n), outer: 1, channels: 1, inner: n, eligible: false, step: 1 };
-    const b = { ...a, p: p.slice(), m: new Float32Array(n), v: new Float32Array(n) };
-    addon!.adamStep([a], { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 });
-    addon!.adampStep([b], { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, delta: 0.1, wdRatio: 0.1, nesterov: false }, new Float64Array(8));
-    expect(a.p).toEqual(b.p);
-    expect(a.v).toEqual(b.v);
-  });
-
-  test('sgdStep (one-pass SGD floor) follows torch.optim.SGD', () => {
-    const r = rng(12);
-    const n = 77;
-    const p = randn(r, n), g = randn(r, n), m = randn(r, n);
-    const s = { p: p.slice(), g, m: m.slice() };
-    addon!.sgdStep([s], { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 1e-2, nesterov: false });
-    const f = Math.fround;
-    for (let i = 0; i < n; i++) {
-      const dp = f(g[i] + f(1e-2) * p[i]);
-      const b = f(f(m[i] * f(0.9)) + dp);
-      expect(s.m[i]).toBe(b);
-      expect(s.p[i]).toBe(f(p[i] + f(-0.1) * b));
-    }
+  test('kinds() lists the C++ registry: names, state slots, hyperparameters in wire order', () => {
+    expect(addon!.kinds()).toEqual([
+      { name: 'adamp', slots: 2, hyper: ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'delta', 'wdRatio', 'nesterov'], projects: true },
+      { name: 'sgdp', slots: 1, hyper: ['lr', 'momentum', 'dampening', 'weightDecay', 'nesterov', 'eps', 'delta', 'wdRatio'], projects: true },
+      { name: 'adamw', slots: 2, hyper: ['lr', 'beta1', 'beta2', 'eps', 'weightDecay'], projects: false },
+      { name: 'sgd', slots: 1, hyper: ['lr', 'momentum', 'dampening', 'weightDecay', 'nesterov'], projects: false },
+    ]);
   });
 
   test('the addon loads and steps in a worker thread', async () => {
-    const file = 'addon' in loaded ? loaded.path : '';
+    const file = 'addon' in loaded ? loaded.path : path.resolve(__dirname, '..', 'build', 'Release', 'adamp.node');
     const script = `
       const { parentPort, workerData } = require('node:worker_threads');
-      const a = require(workerData.file.startsWith('bindings:') ? workerData.fallback : workerData.file);
+      const a = require(workerData.file);
       const p = new Float32Array([1, 2, 3, 4]), g = new Float32Array([0.5, -1, 0.25, 2]);
       const info = new Float64Array(8);
-      a.adampStep([{ p, g, m: new Float32Array(4), v: new Float32Array(4), outer: 1, channels: 2, inner: 2, eligible: true, step: 1 }],
-        { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false }, info, 1);
+      a.step('adamp', [{ p, g, state: [new Float32Array(4), new Float32Array(4)], outer: 1, channels: 2, inner: 2, eligible: true, step: 1 }],
+        Float64Array.of(0.1, 0.9, 0.999, 1e-8, 0, 0.1, 0.1, 0), info, { threads: 1 });
       parentPort.postMessage({ p: Array.from(p), decision: info[0] });`;
-    const fallback = path.resolve(__dirname, '..', 'build', 'Release', 'adamp.node');
     const result = await new Promise<{ p: number[]; decision: number }>((resolve, reject) => {
-      const w = new Worker(script, { eval: true, workerData: { file, fallback } });
+      const w = new Worker(script, { eval: true, workerData: { file } });
       w.once('message', resolve);
       w.once('error', reject);
     });
-    const p = new Float32Array([1, 2, 3, 4]);
-    const info = new Float64Array(8);
-    new JsEngine().stepAdamP([{ p, g: new Float32Array([0.5, -1, 0.25, 2]), m: new Float32Array(4), v: new Float32Array(4), outer: 1, channels: 2, inner: 2, eligible: true, step: 1 }],
-      { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false }, info);
-    expect(result.decision).toBe(info[0]);
-    for (let i = 0; i < 4; i++) expect(Math.abs(result.p[i] - p[i])).toBeLessThanOrEqual(1e-6 * 4);
+    const s: Slot = { p: new Float32Array([1, 2, 3, 4]), g: new Float32Array([0.5, -1, 0.25, 2]), state: [new Float32Array(4), new Float32Array(4)], outer: 1, channels: 2, inner: 2, eligible: true, step: 1 };
+    const h: AdamPH = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false };
+    expect(result.decision).toBe(reference('adamp', s, h));
+    for (let i = 0; i < 4; i++) expect(Math.abs(result.p[i] - s.p[i])).toBeLessThanOrEqual(1e-6 * 4);
   });
 });

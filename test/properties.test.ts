@@ -119,7 +119,7 @@ describe.each(availableBackends())('backend %s', (backend) => {
     expect(Array.from(p.data)).toEqual(new Array(12).fill(f(1 - 0.1 * 0.5 * 0.2)));
   });
 
-  test('random gradients fire the layer view about 8% of the time (SPEC s8), channel almost never', () => {
+  test('random gradients fire the layer view about 8% of the time (docs/numerics.md#edge-cases), channel almost never', () => {
     const counts = { channel: 0, layer: 0, none: 0 } as Record<string, number>;
     const r = rng(7);
     const trials = 400;
@@ -181,7 +181,7 @@ function expectClose(a: Float32Array, b: Float32Array, rel: number): void {
   if (!(diff <= rel * scale)) throw new Error(`max|diff| ${diff} > ${rel} * ${scale}`);
 }
 
-/** AdamW in float32, written from SPEC.md s2 independently of the engines. */
+/** AdamW in float32, written from docs/numerics.md#adamp independently of the engines. */
 function adamwReference(s: { p: Float32Array; m: Float32Array; v: Float32Array }, g: Float32Array,
   hp: { lr: number; betas: [number, number]; eps: number; weightDecay: number; nesterov: boolean }, t: number): void {
   const [b1, b2] = hp.betas;

@@ -102,7 +102,7 @@ describe.each(availableBackends())('a rejected step changes nothing (backend %s)
     ['a scheduler wrote NaN into lr', (_ps, opt) => { opt.paramGroups[0].lr = NaN; }, 'paramGroups[0].lr must be a finite number, got NaN'],
     ['data was replaced by a wrong-size array', (ps) => { ps[1].data = new Float32Array(7); }, "data length 7 does not match shape [8] of param 'conv1.bias'"],
     ['a gradient buffer was transferred away', (ps) => { const b = ps[2].grad!.buffer as ArrayBuffer; structuredClone(b, { transfer: [b] }); }, 'was its ArrayBuffer transferred or detached?'],
-    ['grad aliases data', (ps) => { ps[2].grad = ps[2].data; }, "grad of param 'fc.weight' overlaps its data"],
+    ['grad aliases data', (ps) => { ps[2].grad = ps[2].data; }, "grad of param 'fc.weight' overlaps data of param 'fc.weight'"],
   ];
   test.each(cases)('when %s', (_what, breakIt, message) => {
     for (const make of [(ps: Param[]) => new AdamP(ps, { weightDecay: 0.1 }, { backend }), (ps: Param[]) => new SGDP(ps, { lr: 0.1, momentum: 0.9, weightDecay: 0.1 }, { backend })]) {

@@ -93,18 +93,3 @@ export function makeShapes(count: number, seed: number, size = 16): ImageSet {
   });
   return { images: img2, labels: lab2, count, height: size, width: size, classes, classNames: [...SHAPE_CLASSES] };
 }
-
-/** The image as ASCII art (for docs and debugging). */
-export function asciiImage(set: ImageSet, index: number): string {
-  const ramp = ' .:-=+*#%@';
-  const lines: string[] = [];
-  for (let y = 0; y < set.height; y++) {
-    let s = '';
-    for (let x = 0; x < set.width; x++) {
-      const v = set.images[index * set.height * set.width + y * set.width + x];
-      s += ramp[Math.min(ramp.length - 1, Math.floor(v * ramp.length))];
-    }
-    lines.push(s);
-  }
-  return lines.join('\n');
-}

@@ -26,12 +26,6 @@ export function loadAddon(): AddonLoadResult {
   return cached;
 }
 
-/** The addon, or undefined. */
-export function addonOrUndefined(): Addon | undefined {
-  const r = loadAddon();
-  return 'addon' in r ? r.addon : undefined;
-}
-
 /** What to do about a failed load, chosen from the causes. */
 export function loadHints(errors: readonly string[]): string[] {
   const text = errors.join('\n');

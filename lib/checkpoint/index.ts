@@ -8,32 +8,44 @@
  *   tensor `state.{i}.step`        (I64, shape [])           <-> state_dict['state'][i]['step'] (AdamP, AdamW)
  *   tensor `params.{i}`            (F32, optional)           <-> the i-th param of the optimizer
  *   metadata `param_groups`        (JSON, snake_case names)  <-> state_dict['param_groups']
+ *   metadata `checkpoint_sha256`   (hex)                     a SHA-256 of the whole file (integrity.ts)
  *
  * `i` is the param's index over all groups, in order (PyTorch's numbering). Writes are atomic;
- * loads are validated whole before anything changes.
+ * loads are validated whole before anything changes. docs/checkpoints.md is the user's guide.
  */
-import * as fs from 'fs';
-import { createHash } from 'crypto';
-import { invalid } from '../errors';
+import { AdampError, invalid } from '../errors';
 import { describe } from '../core/describe';
 import { shapeOf } from '../validate';
 import { DeviceTensor } from '../device/tensor';
 import { Optimizer } from '../optimizer';
+import { isPlainObject, rejectUnknown, resolveOptions } from '../optim/options';
+import { SPECS } from '../optim/registry';
 import type { AnySpec } from '../optim/spec';
 import type { AnyParam } from '../types';
-import { encodeSafetensors, fileBytes, parseSafetensors, readF32, readI64, type TensorRecord, type TensorToWrite } from './safetensors';
+import { encodeSafetensors, parseSafetensors, readF32, readI64, type ParsedSafetensors, type TensorRecord, type TensorToWrite } from './safetensors';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic';
+import { DIGEST_KEY, seal, sha256Hex, verify } from './integrity';
+import { checkPath, readFileChecked, readFileSyncChecked } from './io';
 
 export { encodeSafetensors, parseSafetensors } from './safetensors';
 export type { ParsedSafetensors, SafetensorsDtype, TensorRecord, TensorToWrite } from './safetensors';
 export { writeFileAtomic, writeFileAtomicSync } from './atomic';
+export { DIGEST_KEY } from './integrity';
+export type { CheckpointIoError } from './io';
 
 /** The value of the `format` metadata key of files this version writes. */
-export const CHECKPOINT_FORMAT = 'adamp-optimizer/1';
+export const CHECKPOINT_FORMAT = 'adamp-optimizer/2';
+
+/**
+ * The format adamp 0.1 wrote: its digest (`data_sha256`) covers the data section only, so the
+ * header is unprotected. Such files load with `{ trust: 'foreign' }` (the data digest is still
+ * checked); saving them again writes format 2.
+ */
+export const CHECKPOINT_FORMAT_1 = 'adamp-optimizer/1';
 
 /** Metadata keys the checkpoint itself uses; user metadata may not use them. */
 export const RESERVED_METADATA_KEYS = [
-  'format', 'optimizer', 'param_groups', 'param_shapes', 'param_names', 'includes_params', 'data_sha256',
+  'format', 'optimizer', 'param_groups', 'param_shapes', 'param_names', 'includes_params', DIGEST_KEY, 'data_sha256',
 ] as const;
 
 /** An optimizer a checkpoint can hold: any registered optimizer. */
@@ -57,9 +69,23 @@ export interface SaveCheckpointOptions {
   metadata?: Record<string, string>;
 }
 
+/**
+ * How far a load trusts the file:
+ * - `'verified'` (the default): the file must carry adamp's digest (`checkpoint_sha256`, a
+ *   SHA-256 of the whole file), and it must match. Every file adamp writes has it, so a file
+ *   without it was altered or written by another program.
+ * - `'foreign'`: a file without the digest is accepted (written by PyTorch or another program,
+ *   or by adamp 0.1, format 1): its structure, names, dtypes, shapes, step counts and
+ *   hyperparameters are still checked, but nothing proves its bytes are the ones its writer
+ *   wrote. A digest the file does carry is still checked.
+ */
+export type CheckpointTrust = 'verified' | 'foreign';
+
 export interface LoadCheckpointOptions {
   /** Also restore the params' weights from `params.{i}` (the file must hold them). Default `false`. */
   params?: boolean;
+  /** `'verified'` (default) or `'foreign'`: see `CheckpointTrust`. */
+  trust?: CheckpointTrust;
 }
 
 /** What a load found in the file. */
@@ -70,6 +96,8 @@ export interface CheckpointInfo {
   includesParams: boolean;
   /** The user metadata saved with the file (reserved keys removed). */
   metadata: Record<string, string>;
+  /** Whether the file's digest covered it whole and matched (false: a foreign file without it). */
+  verified: boolean;
 }
 
 /** The spec of an optimizer instance (adamp's own; the TF.js adapter's optimizers hand over their core optimizer). */
@@ -95,7 +123,7 @@ function torchNames(spec: AnySpec): Record<string, string> {
   return out;
 }
 
-/** The state tensors' PyTorch names of a spec, in order: `step` first when it has one, then its slots. */
+/** The state tensors' PyTorch names of a spec, in the order the writer lays them out: `step` first when it has one, then its slots. */
 function stateKeys(spec: AnySpec): string[] {
   return [...(spec.hasStep ? ['step'] : []), ...spec.slots.map((d) => d.torch)];
 }
@@ -111,8 +139,12 @@ function flatParams(optimizer: CheckpointOptimizer): AnyParam[] {
   return out;
 }
 
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+function checkOptions(options: unknown, known: readonly string[], where: string): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (!isPlainObject(options)) throw invalid(`${where} must be an object, got ${describe(options)}`);
+  rejectUnknown(options, known, where, 'an option', false);
+  if (options.params !== undefined && typeof options.params !== 'boolean') throw invalid(`${where}.params must be a boolean, got ${describe(options.params)}`);
+  return options;
 }
 
 /**
@@ -122,9 +154,10 @@ function sha256Hex(bytes: Uint8Array): string {
 export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: SaveCheckpointOptions = {}): Buffer {
   const spec = specOfOptimizer(optimizer);
   optimizer = coreOf(optimizer);
+  options = checkOptions(options, ['params', 'metadata'], 'options') as SaveCheckpointOptions;
   const toTorch = torchNames(spec);
   const user = options.metadata ?? {};
-  if (user === null || typeof user !== 'object') throw invalid(`options.metadata must be an object of strings, got ${describe(user)}`);
+  if (!isPlainObject(user)) throw invalid(`options.metadata must be an object of strings, got ${describe(user)}`);
   for (const [k, v] of Object.entries(user)) {
     if ((RESERVED_METADATA_KEYS as readonly string[]).includes(k)) throw invalid(`options.metadata.${k} is reserved by the checkpoint format; choose another key`);
     if (typeof v !== 'string') throw invalid(`options.metadata.${k} must be a string, got ${describe(v)}`);
@@ -132,6 +165,7 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
   // stateDict() first: it flushes engines that keep copies elsewhere, so params read below are current.
   const sd = optimizer.stateDict() as { state: Record<number, Record<string, unknown>>; paramGroups: Array<Record<string, unknown>> };
   const params = flatParams(optimizer);
+  // The canonical order, which loads check: params.0..n-1, then each param's state in index order, step first, then the spec's slots.
   const tensors: TensorToWrite[] = [];
   if (options.params) {
     params.forEach((p, i) => tensors.push({ name: `params.${i}`, dtype: 'F32', shape: shapeOf(p), data: hostData(p) }));
@@ -148,9 +182,6 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
     for (const [k, v] of Object.entries(g)) if (k !== 'params') out[toTorch[k] ?? k] = v;
     return out;
   });
-  // The digest covers the data section, which encodeSafetensors lays out in `tensors` order.
-  const hash = createHash('sha256');
-  for (const t of tensors) hash.update(fileBytes(t));
   const metadata: Record<string, string> = {
     ...user,
     format: CHECKPOINT_FORMAT,
@@ -159,178 +190,344 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
     param_shapes: JSON.stringify(params.map((p) => Array.from(shapeOf(p)))),
     param_names: JSON.stringify(params.map((p) => p.name ?? null)),
     includes_params: options.params ? 'true' : 'false',
-    data_sha256: hash.digest('hex'),
+    [DIGEST_KEY]: '0'.repeat(64), // the placeholder seal() overwrites with the file's digest
   };
-  return encodeSafetensors(tensors, metadata);
+  const bytes = encodeSafetensors(tensors, metadata);
+  seal(bytes, Number(bytes.readBigUInt64LE(0)));
+  return bytes;
 }
 
-/** Saves the optimizer's checkpoint to `path` atomically (temporary file, fsync, rename, fsync of the directory). */
+/**
+ * Saves the optimizer's checkpoint to `path` atomically (temporary file, fsync, rename, fsync of
+ * the folder), creating the folder when it is missing. File-system failures throw `ERR_ADAMP_IO`
+ * naming `path`, and leave any previous file as it was.
+ */
 export async function saveCheckpoint(path: string, optimizer: CheckpointOptimizer, options: SaveCheckpointOptions = {}): Promise<void> {
-  await writeFileAtomic(path, serializeCheckpoint(optimizer, options));
+  checkPath(path);
+  await writeFileAtomic(path, serializeCheckpoint(optimizer, options), 'cannot save checkpoint');
 }
 
 /** Synchronous `saveCheckpoint`. */
 export function saveCheckpointSync(path: string, optimizer: CheckpointOptimizer, options: SaveCheckpointOptions = {}): void {
-  writeFileAtomicSync(path, serializeCheckpoint(optimizer, options));
+  checkPath(path);
+  writeFileAtomicSync(path, serializeCheckpoint(optimizer, options), 'cannot save checkpoint');
 }
 
-/** Loads a checkpoint file into the optimizer (see `deserializeCheckpoint`). */
+/**
+ * Loads a checkpoint file into the optimizer (see `deserializeCheckpoint`). A file that cannot be
+ * read throws `ERR_ADAMP_IO` naming `path`.
+ */
 export async function loadCheckpoint(path: string, optimizer: CheckpointOptimizer, options: LoadCheckpointOptions = {}): Promise<CheckpointInfo> {
-  return deserializeCheckpoint(optimizer, await fs.promises.readFile(path), { ...options, source: `checkpoint '${path}'` });
+  checkPath(path);
+  specOfOptimizer(optimizer);
+  checkLoadOptions(options, false);
+  return deserializeCheckpoint(optimizer, await readFileChecked(path, 'cannot read checkpoint'), { ...options, source: `checkpoint '${path}'` });
 }
 
 /** Synchronous `loadCheckpoint`. */
 export function loadCheckpointSync(path: string, optimizer: CheckpointOptimizer, options: LoadCheckpointOptions = {}): CheckpointInfo {
-  return deserializeCheckpoint(optimizer, fs.readFileSync(path), { ...options, source: `checkpoint '${path}'` });
+  checkPath(path);
+  specOfOptimizer(optimizer);
+  checkLoadOptions(options, false);
+  return deserializeCheckpoint(optimizer, readFileSyncChecked(path, 'cannot read checkpoint'), { ...options, source: `checkpoint '${path}'` });
+}
+
+function checkLoadOptions(options: unknown, withSource: boolean): LoadCheckpointOptions & { source?: string } {
+  const o = checkOptions(options, withSource ? ['params', 'trust', 'source'] : ['params', 'trust'], 'options');
+  if (o.trust !== undefined && o.trust !== 'verified' && o.trust !== 'foreign') throw invalid(`options.trust must be 'verified' or 'foreign', got ${describe(o.trust)}`);
+  if (o.source !== undefined && typeof o.source !== 'string') throw invalid(`options.source must be a string, got ${describe(o.source)}`);
+  return o as LoadCheckpointOptions & { source?: string };
 }
 
 /**
  * Restores hyperparameters and state (and, with `params: true`, the weights) from checkpoint
- * bytes. The file is checked whole against the optimizer first: format, digest, optimizer type,
- * groups, every tensor's name, dtype and shape. On any mismatch it throws
- * `ERR_ADAMP_INVALID_ARGUMENT` and nothing changes.
+ * bytes. The file is checked whole first, and on any failure nothing changes:
+ * - `ERR_ADAMP_BAD_CHECKPOINT`: the bytes are not a checkpoint adamp would write: damaged,
+ *   truncated, altered (the digest does not match, or is missing: see `trust`), or malformed
+ *   (offsets, tensor names, dtypes and shapes, tensor order, step counts, hyperparameters);
+ * - `ERR_ADAMP_INVALID_ARGUMENT`: a sound checkpoint that does not fit this optimizer (another
+ *   optimizer, other params or shapes, other groups), or `{ params: true }` for a file without params.
  */
 export function deserializeCheckpoint(
   optimizer: CheckpointOptimizer, bytes: Uint8Array, options: LoadCheckpointOptions & { source?: string } = {},
 ): CheckpointInfo {
-  const source = options.source ?? 'checkpoint';
   const spec = specOfOptimizer(optimizer);
   optimizer = coreOf(optimizer);
-  const kind = spec.name;
-  const toTorch = torchNames(spec);
-  const file = parseSafetensors(bytes, source);
-  const meta = file.metadata;
-  const bad = (why: string) => invalid(`${source} does not fit this ${kind} optimizer: ${why}`);
-
-  if (meta.format !== CHECKPOINT_FORMAT) {
-    throw invalid(`${source} is not an adamp optimizer checkpoint: metadata 'format' is ${JSON.stringify(meta.format)}, expected '${CHECKPOINT_FORMAT}'`);
-  }
-  if (meta.data_sha256 !== undefined) {
-    if (sha256Hex(bytes.subarray(bytes.length - file.dataLength)) !== meta.data_sha256) throw invalid(`${source} is corrupt: the SHA-256 of its data does not match the one recorded when it was saved`);
-  }
-  if (meta.optimizer !== kind) throw bad(`it was saved from ${JSON.stringify(meta.optimizer)}`);
-
+  const opts = checkLoadOptions(options, true);
+  if (!(bytes instanceof Uint8Array)) throw invalid(`bytes must be a Uint8Array (or Buffer) holding a checkpoint, got ${describe(bytes)}`);
+  const source = opts.source ?? 'checkpoint';
+  const plan = readCheckpoint(spec, optimizer, bytes, opts.trust ?? 'verified', source);
   const params = flatParams(optimizer);
   const n = params.length;
-  const shapeText = (i: number) => JSON.stringify(Array.from(shapeOf(params[i])));
-
-  if (meta.param_shapes !== undefined) {
-    const shapes = parseJson(meta.param_shapes, 'param_shapes', source) as unknown;
-    if (!Array.isArray(shapes) || shapes.length !== n) {
-      throw bad(`it holds ${Array.isArray(shapes) ? shapes.length : '?'} params, the optimizer has ${n}`);
-    }
-    shapes.forEach((s, i) => {
-      if (JSON.stringify(s) !== shapeText(i)) throw bad(`param ${i}${nameOf(params[i])} has shape ${shapeText(i)} here, ${JSON.stringify(s)} in the file`);
-    });
+  if (opts.params && !plan.includesParams) {
+    throw invalid(`${source} holds no params (it was saved without { params: true }); load it without { params: true }`);
   }
 
-  // Groups: PyTorch names back to camelCase; every option of this optimizer must be present.
-  const rawGroups = parseJson(meta.param_groups, 'param_groups', source);
-  if (!Array.isArray(rawGroups)) throw invalid(`${source}: metadata 'param_groups' must be a JSON array`);
-  const mine = optimizer.paramGroups as unknown as Groupish[];
-  if (rawGroups.length !== mine.length) throw bad(`it has ${rawGroups.length} param groups, the optimizer has ${mine.length}`);
-  let first = 0;
-  const paramGroups = rawGroups.map((g: unknown, gi: number) => {
-    if (g === null || typeof g !== 'object') throw invalid(`${source}: param_groups[${gi}] is not an object`);
-    const src = g as Record<string, unknown>;
-    // Indices run in order over the groups, as PyTorch numbers them (and as tensors are named here).
-    const expected = mine[gi].params.map((_, j) => first + j);
-    first += expected.length;
-    if (JSON.stringify(src.params) !== JSON.stringify(expected)) {
-      throw bad(`param_groups[${gi}].params is ${JSON.stringify(src.params)}, the optimizer's group ${gi} holds params ${JSON.stringify(expected)}`);
-    }
-    // Keys this optimizer does not know (a scheduler's `initial_lr`, torch's `foreach`...) are ignored, as PyTorch keeps them aside.
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(mine[gi])) {
-      const torchKey = key === 'params' ? key : toTorch[key] ?? key;
-      if (!(torchKey in src)) throw bad(`param_groups[${gi}] lacks '${torchKey}'`);
-      out[key] = src[torchKey];
-    }
-    return out;
-  });
+  // Everything checked. First the optimizer must be idle: a stepAsync() in flight throws
+  // ERR_ADAMP_STEP_IN_FLIGHT here, before anything changes (and queued device steps complete).
+  (optimizer as { synchronize(): void }).synchronize();
+  // Params are written first so that loadStateDict's engine invalidation (backends that keep
+  // copies, e.g. on a GPU) covers them; loadStateDict validates again and throws before
+  // changing anything, and then the params written are put back. The backup is read before any
+  // write, so a param that cannot be read (a disposed device tensor) fails before any change.
+  const backup = opts.params ? params.map((p) => hostData(p).slice()) : null;
+  let written = 0;
+  try {
+    if (opts.params) for (; written < n; written++) setData(params[written], plan.weights[written]);
+    (optimizer as { loadStateDict(sd: unknown): void }).loadStateDict({ state: plan.state, paramGroups: plan.paramGroups });
+  } catch (e) {
+    if (backup) for (let i = 0; i < written; i++) setData(params[i], backup[i]);
+    const err = e as { code?: string; message: string };
+    throw err.code === 'ERR_ADAMP_INVALID_ARGUMENT' ? invalid(`${source} does not fit this ${spec.name} optimizer: ${err.message}`) : e;
+  }
+  return { optimizer: spec.name, includesParams: plan.includesParams, metadata: plan.metadata, verified: plan.verified };
+}
 
-  // Tensors: every name known, every dtype and shape right, no state half present.
+interface LoadPlan {
+  state: Record<number, Record<string, unknown>>;
+  paramGroups: Array<Record<string, unknown>>;
+  /** Params' weights by index (all of them when the file has them). */
+  weights: Float32Array[];
+  includesParams: boolean;
+  metadata: Record<string, string>;
+  verified: boolean;
+}
+
+const PARAM_NAME = /^params\.(0|[1-9]\d{0,8})$/;
+const STATE_NAME = /^state\.(0|[1-9]\d{0,8})\.([a-z_]+)$/;
+const MAX_STEP = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Reads and checks a checkpoint against an optimizer, changing nothing. The file is first
+ * checked on its own (ERR_ADAMP_BAD_CHECKPOINT), then against the optimizer
+ * (ERR_ADAMP_INVALID_ARGUMENT).
+ */
+function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Uint8Array, trust: CheckpointTrust, source: string): LoadPlan {
+  const kind = spec.name;
+  const bad = (why: string) => new AdampError('ERR_ADAMP_BAD_CHECKPOINT', `${source} is not a valid ${kind} checkpoint: ${why}`);
+  const misfit = (why: string) => invalid(`${source} does not fit this ${kind} optimizer: ${why}`);
+  const file: ParsedSafetensors = parseSafetensors(bytes, source);
+  const meta = file.metadata;
+
+  // 1. What the file is, and whether its bytes are the ones adamp wrote.
+  const format = meta.format;
+  if (format !== CHECKPOINT_FORMAT && format !== CHECKPOINT_FORMAT_1) {
+    throw new AdampError('ERR_ADAMP_BAD_CHECKPOINT',
+      `${source} is not an adamp optimizer checkpoint: metadata 'format' is ${format === undefined ? 'missing' : JSON.stringify(format)}, expected '${CHECKPOINT_FORMAT}'`);
+  }
+  const own = meta[DIGEST_KEY] !== undefined;
+  if (own) {
+    verify(bytes, file.headerLength, meta[DIGEST_KEY], source);
+    if (format !== CHECKPOINT_FORMAT) throw bad(`format '${format}' does not have '${DIGEST_KEY}'`);
+  } else if (trust !== 'foreign') {
+    throw new AdampError('ERR_ADAMP_BAD_CHECKPOINT', format === CHECKPOINT_FORMAT_1
+      ? `${source} was written by adamp 0.1 (format '${CHECKPOINT_FORMAT_1}'), whose digest covers the tensor data but not the header; `
+        + `load it with { trust: 'foreign' } if you trust it (then save it again to get a format-2 file)`
+      : `${source} has no digest (metadata '${DIGEST_KEY}'), which every checkpoint adamp writes carries: it was altered, or written by `
+        + `another program. If it comes from PyTorch or another program you trust, load it with { trust: 'foreign' }`);
+  } else if (meta.data_sha256 !== undefined) {
+    if (sha256Hex(bytes.subarray(bytes.length - file.dataLength)) !== meta.data_sha256) {
+      throw new AdampError('ERR_ADAMP_BAD_CHECKPOINT', `${source} is damaged or was altered: the SHA-256 of its data does not match its metadata 'data_sha256'`);
+    }
+  }
+  if (meta.optimizer === undefined) throw bad(`metadata 'optimizer' is missing`);
+  if (!SPECS.some((s) => s.name === meta.optimizer)) {
+    throw bad(`metadata 'optimizer' is ${JSON.stringify(meta.optimizer)}, which is not an adamp optimizer (${SPECS.map((s) => s.name).join(', ')})`);
+  }
+  if (meta.optimizer !== kind) throw misfit(`it was saved from ${JSON.stringify(meta.optimizer)}`);
+
+  // 2. The file on its own: groups, shapes, tensors, values.
+  const json = (key: string, required: boolean): unknown => {
+    const text = meta[key];
+    if (text === undefined) {
+      if (required) throw bad(`it lacks the metadata key '${key}'`);
+      return undefined;
+    }
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw bad(`metadata '${key}' is not valid JSON (${(e as Error).message})`);
+    }
+  };
+  const rawGroups = json('param_groups', true);
+  if (!Array.isArray(rawGroups)) throw bad(`metadata 'param_groups' must be a JSON array`);
+  let count = 0;
+  rawGroups.forEach((g: unknown, gi: number) => {
+    if (!isPlainObject(g)) throw bad(`param_groups[${gi}] is not an object`);
+    const ps = g.params;
+    // Indices run in order over the groups, as PyTorch numbers them (and as tensors are named here).
+    if (!Array.isArray(ps) || !ps.every((x, j) => x === count + j)) {
+      throw bad(`param_groups[${gi}].params must list the indices ${count}, ${count + 1}... in order, got ${JSON.stringify(ps)}`);
+    }
+    count += ps.length;
+  });
+  const N = count;
+  const fileShapes = json('param_shapes', own) as unknown;
+  if (fileShapes !== undefined) {
+    if (!Array.isArray(fileShapes) || !fileShapes.every((s) => Array.isArray(s) && s.every((d) => Number.isSafeInteger(d) && d >= 0))) {
+      throw bad(`metadata 'param_shapes' must be an array of shapes (arrays of non-negative integers)`);
+    }
+    if (fileShapes.length !== N) throw bad(`metadata 'param_shapes' lists ${fileShapes.length} params, 'param_groups' ${N}`);
+  }
+  if (own) {
+    const names = json('param_names', true);
+    if (!Array.isArray(names) || names.length !== N || !names.every((x) => x === null || typeof x === 'string')) {
+      throw bad(`metadata 'param_names' must be an array of ${N} names (strings or null)`);
+    }
+  }
+  const declared = meta.includes_params;
+  if (declared === undefined ? own : declared !== 'true' && declared !== 'false') {
+    throw bad(`metadata 'includes_params' must be 'true' or 'false', got ${declared === undefined ? 'nothing' : JSON.stringify(declared)}`);
+  }
+
+  const params = flatParams(optimizer);
+  const shapeText = (s: readonly number[]) => `[${s.join(',')}]`;
+  /** The shape tensor `t` of param i must have: param_shapes' (the file's own, BAD), else the param's (a misfit). */
+  const checkShape = (t: TensorRecord, i: number) => {
+    if (fileShapes !== undefined) {
+      const want = (fileShapes as number[][])[i];
+      if (shapeText(t.shape) !== shapeText(want)) throw bad(`tensor '${t.name}' has shape ${shapeText(t.shape)}, metadata 'param_shapes' gives param ${i} ${shapeText(want)}`);
+    } else if (i < params.length && shapeText(t.shape) !== shapeText(shapeOf(params[i]))) {
+      throw misfit(`tensor '${t.name}' has shape ${shapeText(t.shape)}, the param${nameOf(params[i])} has ${shapeText(shapeOf(params[i]))}`);
+    }
+  };
   const wanted = stateKeys(spec);
   const perParam = new Map<number, Map<string, TensorRecord>>();
   const weights = new Map<number, TensorRecord>();
+  const orderKeys: number[] = [];
   for (const t of file.tensors) {
-    const ms = /^state\.(0|[1-9]\d*)\.([a-z_]+)$/.exec(t.name);
-    const mp = /^params\.(0|[1-9]\d*)$/.exec(t.name);
-    const i = Number(ms ? ms[1] : mp ? mp[1] : NaN);
-    if (!(i >= 0 && i < n)) {
-      throw bad(ms || mp ? `tensor '${t.name}' refers to param ${i}, the optimizer has ${n} params` : `unexpected tensor '${t.name}'`);
-    }
+    const ms = STATE_NAME.exec(t.name);
+    const mp = PARAM_NAME.exec(t.name);
+    if (!ms && !mp) throw bad(`unexpected tensor '${t.name}'`);
+    const i = Number(ms ? ms[1] : mp![1]);
+    if (i >= N) throw bad(`tensor '${t.name}' refers to param ${i}, the file's param_groups list ${N} params`);
     if (mp) {
-      checkF32(t, params[i], bad);
+      if (t.dtype !== 'F32') throw bad(`tensor '${t.name}' has dtype ${t.dtype}, expected F32`);
+      checkShape(t, i);
       weights.set(i, t);
+      orderKeys.push(i);
       continue;
     }
     const key = ms![2];
-    if (!wanted.includes(key)) throw bad(`unexpected tensor '${t.name}' (${kind} state holds ${wanted.join(', ')})`);
+    const slot = wanted.indexOf(key);
+    if (slot < 0) throw bad(`unexpected tensor '${t.name}' (${kind} state holds ${wanted.join(', ')})`);
     if (key === 'step') {
-      if (t.shape.length !== 0 || (t.dtype !== 'I64' && t.dtype !== 'F32')) {
-        throw bad(`tensor '${t.name}' must be an I64 scalar (shape []), got ${t.dtype} [${t.shape.join(',')}]`);
+      // adamp writes I64; torch.optim (1.12 and later) keeps a float32 step tensor, accepted in foreign files.
+      const dtypes = own ? ['I64'] : ['I64', 'F32'];
+      if (t.shape.length !== 0 || !dtypes.includes(t.dtype)) {
+        throw bad(`tensor '${t.name}' must be an ${dtypes.join(' or ')} scalar (shape []), got ${t.dtype} ${shapeText(t.shape)}`);
       }
     } else {
-      checkF32(t, params[i], bad);
+      if (t.dtype !== 'F32') throw bad(`tensor '${t.name}' has dtype ${t.dtype}, expected F32`);
+      checkShape(t, i);
     }
     if (!perParam.has(i)) perParam.set(i, new Map());
     perParam.get(i)!.set(key, t);
+    orderKeys.push(N + i * wanted.length + slot);
   }
   const state: Record<number, Record<string, unknown>> = {};
   for (const [i, recs] of perParam) {
-    for (const key of wanted) if (!recs.has(key)) throw bad(`state of param ${i}${nameOf(params[i])} lacks tensor 'state.${i}.${key}'`);
+    for (const key of wanted) if (!recs.has(key)) throw bad(`the state of param ${i} lacks tensor 'state.${i}.${key}'`);
     const entry: Record<string, unknown> = {};
-    if (spec.hasStep) {
-      const st = recs.get('step')!;
-      const step = st.dtype === 'I64' ? readI64(st)[0] : BigInt(Math.trunc(readF32(st)[0]));
-      if (step < 0n || step > BigInt(Number.MAX_SAFE_INTEGER) || (st.dtype === 'F32' && !Number.isInteger(readF32(st)[0]))) {
-        throw bad(`tensor 'state.${i}.step' must hold a non-negative integer`);
-      }
-      entry.step = Number(step);
-    }
+    if (spec.hasStep) entry.step = stepValue(recs.get('step')!, bad);
     for (const d of spec.slots) entry[d.key] = readF32(recs.get(d.torch)!);
     state[i] = entry;
   }
   const includesParams = weights.size > 0;
-  if (options.params) {
-    if (!includesParams) throw invalid(`${source} holds no params (it was saved without { params: true }); load it without { params: true }`);
-    for (let i = 0; i < n; i++) if (!weights.has(i)) throw bad(`tensor 'params.${i}' is missing`);
+  if (includesParams && weights.size !== N) {
+    const missing = Array.from({ length: N }, (_, i) => i).find((i) => !weights.has(i));
+    throw bad(`it holds some params but not 'params.${missing}'`);
+  }
+  if (declared !== undefined && (declared === 'true') !== includesParams) {
+    throw bad(`metadata 'includes_params' is '${declared}' but the file holds ${includesParams ? '' : 'no '}params.* tensors`);
+  }
+  if (own) {
+    // The order the writer lays the data out in: params.0..N-1, then each param's state in index
+    // order, step first, then the spec's slots. Two tensors whose data_offsets were swapped break it.
+    for (let k = 1; k < orderKeys.length; k++) {
+      if (orderKeys[k] <= orderKeys[k - 1]) {
+        throw bad(`tensor '${file.tensors[k].name}' is stored after '${file.tensors[k - 1].name}' (data_offsets out of the order adamp writes: `
+          + 'params.0..n-1, then each param\'s state in index order, step first, then the slots in the optimizer\'s order)');
+      }
+    }
   }
 
-  // Everything checked. Params are written first so that loadStateDict's engine invalidation
-  // (backends that keep copies, e.g. on a GPU) covers them; loadStateDict validates again and
-  // throws before changing anything, and then the params are put back.
-  const backup = options.params ? params.map((p) => hostData(p).slice()) : null;
-  if (options.params) for (let i = 0; i < n; i++) setData(params[i], readF32(weights.get(i)!));
-  try {
-    (optimizer as { loadStateDict(sd: unknown): void }).loadStateDict({ state, paramGroups });
-  } catch (e) {
-    if (backup) for (let i = 0; i < n; i++) setData(params[i], backup[i]);
-    const err = e as { code?: string; message: string };
-    throw err.code === 'ERR_ADAMP_INVALID_ARGUMENT' ? bad(err.message) : e;
+  // Hyperparameters: PyTorch names back to camelCase; every option of this optimizer must be
+  // present and valid. Keys this optimizer does not know (a scheduler's `initial_lr`, torch's
+  // `foreach`...) are ignored in foreign files, as PyTorch keeps them aside; adamp never writes them.
+  const torchToKey = new Map(spec.options.map((o) => [o.torch, o.key]));
+  const paramGroups = rawGroups.map((g: Record<string, unknown>, gi: number) => {
+    const where = `param_groups[${gi}]`;
+    if (own) {
+      const unknown = Object.keys(g).filter((k) => k !== 'params' && !torchToKey.has(k));
+      if (unknown.length > 0) throw bad(`${where} has ${unknown.map((k) => `'${k}'`).join(', ')}, which adamp does not write for ${kind}`);
+    }
+    // torch.optim flags that change the update, which adamp's optimizers do not have: ignoring them would be wrong.
+    for (const flag of ['maximize', 'amsgrad'] as const) {
+      if (!torchToKey.has(flag) && g[flag] !== undefined && g[flag] !== false && g[flag] !== null) {
+        throw misfit(`${where} has ${flag}=${JSON.stringify(g[flag])}; adamp's ${kind} has no '${flag}'`);
+      }
+    }
+    const opts: Record<string, unknown> = {};
+    for (const o of spec.options) {
+      if (!Object.prototype.hasOwnProperty.call(g, o.torch)) throw bad(`${where} lacks '${o.torch}'`);
+      opts[o.key] = g[o.torch];
+    }
+    try {
+      resolveOptions(spec, opts, null, where, 'strict');
+    } catch (e) {
+      let message = (e as Error).message;
+      for (const o of spec.options) message = message.split(`${where}.${o.key}`).join(`${where}.${o.torch}`);
+      throw bad(message);
+    }
+    return { params: g.params, ...opts };
+  });
+
+  // 3. The file against this optimizer.
+  const mine = optimizer.paramGroups as unknown as Groupish[];
+  if (N !== params.length) throw misfit(`it holds ${N} params, the optimizer has ${params.length}`);
+  if (rawGroups.length !== mine.length) throw misfit(`it has ${rawGroups.length} param groups, the optimizer has ${mine.length}`);
+  let first = 0;
+  rawGroups.forEach((g: Record<string, unknown>, gi: number) => {
+    const expected = mine[gi].params.map((_, j) => first + j);
+    first += expected.length;
+    if (JSON.stringify(g.params) !== JSON.stringify(expected)) {
+      throw misfit(`param_groups[${gi}].params is ${JSON.stringify(g.params)}, the optimizer's group ${gi} holds params ${JSON.stringify(expected)}`);
+    }
+  });
+  if (fileShapes !== undefined) {
+    (fileShapes as number[][]).forEach((s, i) => {
+      if (shapeText(s) !== shapeText(shapeOf(params[i]))) throw misfit(`param ${i}${nameOf(params[i])} has shape ${shapeText(shapeOf(params[i]))} here, ${shapeText(s)} in the file`);
+    });
   }
+
   const metadata: Record<string, string> = {};
-  for (const [k, v] of Object.entries(meta)) if (!(RESERVED_METADATA_KEYS as readonly string[]).includes(k)) metadata[k] = v;
-  return { optimizer: kind, includesParams, metadata };
+  for (const [k, v] of Object.entries(meta)) if (!(RESERVED_METADATA_KEYS as readonly string[]).includes(k)) Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
+  return {
+    state,
+    paramGroups,
+    weights: includesParams ? Array.from({ length: N }, (_, i) => readF32(weights.get(i)!)) : [],
+    includesParams,
+    metadata,
+    verified: own,
+  };
 }
 
-function checkF32(t: TensorRecord, p: AnyParam, bad: (why: string) => Error): void {
-  if (t.dtype !== 'F32') throw bad(`tensor '${t.name}' has dtype ${t.dtype}, expected F32`);
-  if (JSON.stringify(t.shape) !== JSON.stringify(Array.from(shapeOf(p)))) {
-    throw bad(`tensor '${t.name}' has shape [${t.shape.join(',')}], the param${nameOf(p)} has [${shapeOf(p).join(',')}]`);
+/** A `step` tensor's count: an integer from 0 to 2^53 - 1, or ERR_ADAMP_BAD_CHECKPOINT naming the tensor. */
+function stepValue(t: TensorRecord, bad: (why: string) => Error): number {
+  let value: number | bigint;
+  let ok: boolean;
+  if (t.dtype === 'I64') {
+    value = readI64(t)[0];
+    ok = value >= 0n && value <= BigInt(MAX_STEP);
+  } else {
+    value = readF32(t)[0];
+    ok = Number.isInteger(value) && value >= 0 && value <= MAX_STEP;
   }
+  if (!ok) throw bad(`tensor '${t.name}' holds ${String(value)}; a step count must be an integer from 0 to 2^53 - 1`);
+  return Number(value);
 }
 
 function nameOf(p: AnyParam): string {
   return p.name ? ` ('${p.name}')` : '';
-}
-
-function parseJson(text: string | undefined, key: string, source: string): unknown {
-  if (text === undefined) throw invalid(`${source} lacks the metadata key '${key}'`);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw invalid(`${source}: metadata '${key}' is not valid JSON (${(e as Error).message})`);
-  }
 }

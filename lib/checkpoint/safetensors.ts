@@ -6,10 +6,11 @@
  * The header maps each tensor name to `{ dtype, shape, data_offsets: [begin, end] }` (offsets
  * relative to the start of the data, end exclusive) and may hold `__metadata__`, a map of
  * strings to strings. Data is raw little-endian, row-major. The reader accepts only files the
- * reference implementation accepts: offsets contiguous from 0 with no holes or overlaps, sizes
- * equal to `numel * itemsize`, the data region exactly covered.
+ * reference implementation accepts, and is stricter where the format leaves room: offsets
+ * contiguous from 0 with no holes or overlaps, sizes equal to `numel * itemsize`, the data region
+ * exactly covered, and no keys in a tensor's entry besides `dtype`, `shape` and `data_offsets`.
  */
-import { invalid } from '../errors';
+import { AdampError, invalid } from '../errors';
 
 /** The dtypes this package writes and reads. */
 export type SafetensorsDtype = 'F32' | 'I64';
@@ -22,6 +23,7 @@ const ITEM_SIZE: Record<string, number> = {
 /** The safetensors reference implementation refuses headers above 100 MB. */
 const MAX_HEADER = 100_000_000;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /** One tensor to write. `F32` takes a Float32Array; `I64` a BigInt64Array. */
 export interface TensorToWrite {
@@ -40,7 +42,10 @@ export interface TensorRecord {
 }
 
 export interface ParsedSafetensors {
+  /** `__metadata__` (an object without a prototype, so that any key, `__proto__` included, is kept as it is). */
   metadata: Record<string, string>;
+  /** Bytes of the JSON header (spaces of padding included); the data starts at `8 + headerLength`. */
+  headerLength: number;
   /** Bytes of the data section (the end of the file). */
   dataLength: number;
   /** In file order (ascending offsets). */
@@ -87,11 +92,11 @@ export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata: R
 
 /**
  * Parses and structurally validates a safetensors file. `source` names the file in messages.
- * Throws `ERR_ADAMP_INVALID_ARGUMENT` on anything malformed.
+ * Throws `ERR_ADAMP_BAD_CHECKPOINT` on anything malformed, and never anything else.
  */
 export function parseSafetensors(buf: Uint8Array, source: string): ParsedSafetensors {
-  const bad = (why: string) => invalid(`${source} is not a valid safetensors file: ${why}`);
-  if (buf.length < 8) throw bad(`it has ${buf.length} bytes, fewer than the 8-byte header length`);
+  const bad = (why: string) => new AdampError('ERR_ADAMP_BAD_CHECKPOINT', `${source} is not a valid safetensors file: ${why}`);
+  if (buf.length < 8) throw bad(`it has ${buf.length} bytes, fewer than the 8-byte header length (truncated file?)`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const n64 = view.getBigUint64(0, true);
   if (n64 > BigInt(buf.length - 8)) throw bad(`the header length ${n64} exceeds the ${buf.length - 8} bytes after it (truncated file?)`);
@@ -100,14 +105,14 @@ export function parseSafetensors(buf: Uint8Array, source: string): ParsedSafeten
   if (n < 2) throw bad(`the header length ${n} is too small for a JSON object`);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + n)));
+    header = JSON.parse(UTF8.decode(buf.subarray(8, 8 + n)));
   } catch (e) {
     throw bad(`the header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) throw bad('the header is not a JSON object');
   const dataStart = 8 + n;
   const dataLength = buf.length - dataStart;
-  const metadata: Record<string, string> = {};
+  const metadata: Record<string, string> = Object.create(null);
   const tensors: TensorRecord[] = [];
   const ranges: Array<{ name: string; begin: number; end: number; rec: TensorRecord }> = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
@@ -119,9 +124,11 @@ export function parseSafetensors(buf: Uint8Array, source: string): ParsedSafeten
       }
       continue;
     }
-    if (raw === null || typeof raw !== 'object') throw bad(`the entry of tensor '${name}' is not an object`);
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw bad(`the entry of tensor '${name}' is not an object`);
+    const extra = Object.keys(raw).filter((k) => k !== 'dtype' && k !== 'shape' && k !== 'data_offsets');
+    if (extra.length > 0) throw bad(`the entry of tensor '${name}' has ${extra.map((k) => `'${k}'`).join(', ')} besides dtype, shape and data_offsets`);
     const { dtype, shape, data_offsets: offs } = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof dtype !== 'string' || !(dtype in ITEM_SIZE)) throw bad(`tensor '${name}' has unknown dtype ${JSON.stringify(dtype)}`);
+    if (typeof dtype !== 'string' || !Object.prototype.hasOwnProperty.call(ITEM_SIZE, dtype)) throw bad(`tensor '${name}' has unknown dtype ${JSON.stringify(dtype)}`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw bad(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
     }
@@ -146,8 +153,8 @@ export function parseSafetensors(buf: Uint8Array, source: string): ParsedSafeten
     expectedBegin = r.end;
     tensors.push(r.rec);
   }
-  if (expectedBegin !== dataLength) throw bad(`the tensors cover ${expectedBegin} bytes but the data section has ${dataLength}`);
-  return { metadata, dataLength, tensors, byName: new Map(tensors.map((t) => [t.name, t])) };
+  if (expectedBegin !== dataLength) throw bad(`the tensors cover ${expectedBegin} bytes but the data section has ${dataLength} (truncated file, or bytes appended?)`);
+  return { metadata, headerLength: n, dataLength, tensors, byName: new Map(tensors.map((t) => [t.name, t])) };
 }
 
 /** Copies an F32 record into a new Float32Array (aligned, native byte order). */

@@ -25,9 +25,18 @@ export interface Sums {
   scale: Float64Array;
 }
 
+/**
+ * Whether a squared norm overflows float32. The official code sums squares in float32, so there
+ * the norm is inf: the cosine is 0 (x / inf) and the projection removes nothing (p / inf); the
+ * cosine and the projection test this one boundary (docs/numerics.md#the-float32-edge).
+ */
+export function sqOverflowsF32(x: number): boolean {
+  return x > FLT_MAX;
+}
+
 /** |cos| of one row from its sums; float32 overflow of a squared norm behaves as in torch (x / inf = 0). */
 export function absCos(gp: number, gg: number, pp: number, epsCos: number): number {
-  if (gg > FLT_MAX || pp > FLT_MAX) {
+  if (sqOverflowsF32(gg) || sqOverflowsF32(pp)) {
     // torch sums x^2 in float32: inf there makes every x_i / inf = 0 (cos 0), unless an element is inf or NaN.
     return gg === Infinity || pp === Infinity || gp !== gp ? NaN : 0;
   }
@@ -65,11 +74,7 @@ export function decide(
   info[o + Info.channelMaxCos] = chMax;
   info[o + Info.channelThreshold] = chThr;
   if (chMax < chThr) {
-    for (let c = 0; c < channels; c++) {
-      const d = f(f(Math.sqrt(pp[c])) + epsf);
-      div[c] = d;
-      scale[c] = f(pu[c] / d);
-    }
+    for (let c = 0; c < channels; c++) projCoef(pp[c], pu[c], epsf, div, scale, c);
     info[o + Info.decision] = Decision.channel;
     info[o + Info.layerCos] = NaN;
     info[o + Info.layerThreshold] = NaN;
@@ -81,13 +86,28 @@ export function decide(
   info[o + Info.layerCos] = lCos;
   info[o + Info.layerThreshold] = lThr;
   if (lCos < lThr) {
-    const d = f(f(Math.sqrt(PP)) + epsf);
-    const sc = f(PU / d);
-    div.fill(d, 0, channels);
-    scale.fill(sc, 0, channels);
+    projCoef(PP, PU, epsf, div, scale, 0);
+    div.fill(div[0], 0, channels);
+    scale.fill(scale[0], 0, channels);
     info[o + Info.decision] = Decision.layer;
     return wdRatio;
   }
   info[o + Info.decision] = Decision.none;
   return 1;
+}
+
+/**
+ * The projection coefficients of one row into div[at], scale[at]: `f32(f32(||p||) + eps)` and
+ * `f32((p.u) / div)`; where ||p||^2 overflows float32, the official code's inf norm: div inf and
+ * scale 0 (p / inf removes nothing), or NaN when p.u is not finite (its float32 sum is NaN).
+ */
+function projCoef(pp: number, pu: number, epsf: number, div: Float64Array, scale: Float64Array, at: number): void {
+  if (sqOverflowsF32(pp)) {
+    div[at] = Infinity;
+    scale[at] = pu - pu === 0 ? 0 : NaN;
+    return;
+  }
+  const d = f(f(Math.sqrt(pp)) + epsf);
+  div[at] = d;
+  scale[at] = f(pu / d);
 }

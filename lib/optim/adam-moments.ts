@@ -1,9 +1,7 @@
 /**
- * Adam's moments in PyTorch's float32 operation order, shared by the AdamP and AdamW specs
- * (docs/numerics.md#adamp; the C++ twin is native/include/adamp/optim/adam_moments.h).
- *
- * `fround(a + b * c)` with float32 inputs is the fused multiply-add PyTorch's CPU kernels use;
- * division by `sqrt(bc2)` is a multiplication by its double reciprocal, then rounding: the same
+ * The float32 constants of an Adam-family step, shared by the AdamP and AdamW specs
+ * (docs/numerics.md#adamp; the C++ twin is native/include/adamp/optim/adam_moments.h). The specs'
+ * loops divide by `sqrt(bc2)` as a multiplication by its double reciprocal, then rounding: the same
  * float32 result (the double error is far below float32's rounding boundaries).
  */
 const f = Math.fround;
@@ -32,15 +30,4 @@ export function adamScalars(lr: number, betas: readonly [number, number], eps: n
     negStep: f(-(lr / (1 - Math.pow(beta1, step)))),
     nesterov,
   };
-}
-
-/** m.mul_(b1).add_(g, alpha=1-b1); v.mul_(b2).addcmul_(g, g, value=1-b2), in place at i. */
-export function adamMoments(i: number, g: number, m: Float32Array, v: Float32Array, s: AdamScalars): void {
-  m[i] = f(f(m[i] * s.b1) + s.omb1 * g);
-  v[i] = f(f(v[i] * s.b2) + f(s.omb2 * g) * g);
-}
-
-/** sqrt(v) / sqrt(bc2) + eps. */
-export function adamDenom(v: number, s: AdamScalars): number {
-  return f(f(f(Math.sqrt(v)) * s.rSqrtBc2) + s.eps);
 }

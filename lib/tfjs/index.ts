@@ -634,3 +634,7 @@ export function registerOptimizers(): void {
 }
 
 registerOptimizers();
+
+/** A tfjs-layers callback (`model.fit({ callbacks })`) stepping an LR scheduler of `adamp` after every batch or epoch. */
+export { schedulerCallback } from '../schedulers/callback';
+export type { SchedulerCallback, SchedulerCallbackOptions } from '../schedulers/callback';

@@ -1,6 +1,8 @@
 // Turning JavaScript arguments into the CPU core's POD structs, with every check the core relies
-// on. Errors are Napi::Error (TypeError / RangeError) whose message names the argument, the
-// slot and the problem; nothing here crashes on bad input.
+// on, for any optimizer of the registry (the kind string picks the policy; its kSlots, its
+// kHyperCount and its check() drive the checks). Errors are TypeError / RangeError whose message
+// names the export, the slot and the field, with `code: 'ERR_ADAMP_INVALID_ARGUMENT'`; nothing
+// here crashes on bad input, and nothing is changed when it throws.
 #ifndef ADAMP_BINDING_PARSE_H
 #define ADAMP_BINDING_PARSE_H
 
@@ -14,27 +16,49 @@
 namespace adamp {
 namespace binding {
 
+/** The `code` of every argument error. */
+extern const char* const kInvalidArgument;
+
+[[noreturn]] void type_error(Napi::Env env, const std::string& msg);
+[[noreturn]] void range_error(Napi::Env env, const std::string& msg);
+
 /** Parsed slots plus the typed arrays they point into (kept alive by async steps). */
 struct ParsedSlots {
   std::vector<cpu::TensorSlot> slots;
-  std::vector<Napi::Value> arrays;  // every Float32Array seen, for references
+  std::vector<Napi::Value> arrays;  // every typed array seen, for references
 };
 
-enum class Kind { AdamP, SGDP, Adam, SGD };
+/** A registered kind name ('adamp'); `what` names the argument in messages ("step: kind"). */
+OptKind parse_kind(Napi::Env env, Napi::Value v, const std::string& what);
+
+/** A Float64Array of exactly the policy's kHyperCount values that pass its check(); copied. */
+std::vector<double> parse_hyper(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what);
 
 /**
- * `slots` must be an array of { p, g, m, v, outer, channels, inner, eligible, step }.
- * `fn` names the export in messages.
+ * One slot { p, g, state: Float32Array[kSlots], outer, channels, inner, eligible, step }: the arrays
+ * the same length (outer * channels * inner), not overlapping; step an integer >= 1. `what` names
+ * it ("step: slots[2]"); its typed arrays are appended to `arrays`.
  */
-ParsedSlots parse_slots(Napi::Env env, Napi::Value slots, Kind kind, const std::string& fn);
-cpu::AdamPHyper parse_adamp_hyper(Napi::Env env, Napi::Value hp, const std::string& fn);
-cpu::SGDPHyper parse_sgdp_hyper(Napi::Env env, Napi::Value hp, const std::string& fn);
-cpu::AdamHyper parse_adam_hyper(Napi::Env env, Napi::Value hp, const std::string& fn);
-cpu::SGDHyper parse_sgd_hyper(Napi::Env env, Napi::Value hp, const std::string& fn);
+cpu::TensorSlot parse_slot(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what,
+                           std::vector<Napi::Value>& arrays);
+
+/** An array of slots; `fn` names the export. */
+ParsedSlots parse_slots(Napi::Env env, OptKind kind, Napi::Value slots, const std::string& fn);
+
 /** A Float64Array of at least `count * 8` elements. */
 double* parse_info(Napi::Env env, Napi::Value info, size_t count, const std::string& fn);
-/** undefined -> 0 (all hardware threads); otherwise an integer in [0, 256]. */
-int parse_threads(Napi::Env env, Napi::Value threads, const std::string& fn);
+
+/** The options of a step: { threads?: integer in [0, 256], norms?: boolean }. */
+cpu::StepConfig parse_step_options(Napi::Env env, Napi::Value v, const std::string& fn);
+
+/** { outer, channels, inner, eligible, numel } with numel == outer * channels * inner. */
+cpu::protocol::Geometry parse_geometry(Napi::Env env, Napi::Value v, const std::string& what);
+
+/** A Float64Array (not detached): its data and length. */
+const double* parse_f64(Napi::Env env, Napi::Value v, const std::string& what, size_t* length);
+
+/** A non-negative integer (a unit index, an offset). */
+int64_t parse_index(Napi::Env env, Napi::Value v, const std::string& what);
 
 }  // namespace binding
 }  // namespace adamp

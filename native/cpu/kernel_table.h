@@ -1,6 +1,7 @@
 // The CPU core's inner loops, one table per instruction set (portable, AVX2+FMA), chosen at run
-// time. Every entry works on one contiguous range and returns its reductions already summed in
-// a fixed order, so the caller's task split alone decides the order of every addition.
+// time. A table holds one PolicyKernels<P> per registered optimizer policy (registry.h); every
+// entry works on one contiguous range and returns its reductions already summed in a fixed order,
+// so the caller's unit split alone decides the order of every addition.
 #ifndef ADAMP_CPU_KERNEL_TABLE_H
 #define ADAMP_CPU_KERNEL_TABLE_H
 
@@ -8,32 +9,61 @@
 #include <string.h>
 
 #include "adamp/math.h"
+#include "adamp/optim/registry.h"
 
 namespace adamp {
 namespace cpu {
 
-/** Reductions of a pass that writes p: ||p_before||^2 (one-pass kernels only), ||p_after||^2, ||dp||^2. */
+/** The most state slots any registered policy has. */
+constexpr int kMaxSlots = 2;
+
+#define ADAMP_CHECK_SLOTS(P) static_assert(P::kSlots >= 1 && P::kSlots <= kMaxSlots, "kMaxSlots is too small for " #P);
+ADAMP_OPTIMIZERS(ADAMP_CHECK_SLOTS)
+#undef ADAMP_CHECK_SLOTS
+
+/**
+ * Reductions of a pass that writes p: ||p_before||^2 (one-pass kernels only; 0 from the others),
+ * ||p_after||^2, ||dp||^2. A kernel run with `norms` off computes none and returns NaN in all three.
+ */
 struct Norms {
   double before, after, delta;
 };
 
-/**
- * One lanes-layout task's per-channel double accumulators (its channels' sums over its rows) and
- * the kernel's float scratch: `fblk` 4 x padded floats (the current block's partial sums),
- * `gbits` padded floats (every g of a channel OR-ed). Padded: channels rounded up to 8.
- */
-struct LaneSums {
+/** The arrays of one tensor at the first element of a range: p, g and the policy's state slots (st[k], k < kSlots). */
+struct Span {
+  float* p;
+  const float* g;
+  float* st[kMaxSlots];
+};
+
+/** One tile of the channels-innermost layout: `rows` rows of n channels, row a at a * stride floats. */
+struct LaneRows {
+  int64_t rows, n, stride;
+};
+
+/** Where a lanes tile's pass 1 writes its n channels' sums (n doubles each; the tile's part of a unit's partial record). */
+struct LaneOut {
   double* gp;
   double* gg;
   double* pp;
   double* pu;
-  float* fblk;
+};
+
+/**
+ * A lanes tile's per-thread scratch, for npad = n rounded up to 8: `d` 4 x npad doubles (the
+ * channels' double sums), `f` 4 x npad floats (the current block's float partials), `gbits` npad
+ * floats (every g of a channel OR-ed).
+ */
+struct LaneScratch {
+  double* d;
+  float* f;
   float* gbits;
 };
 
-/** One task of the channels-innermost layout: `rows` rows of n channels, row a at a * stride floats. */
-struct LaneRows {
-  int64_t rows, n, stride;
+/** Per-channel projection coefficients of a lanes tile, padded to a multiple of 8 (div 1, scale 0). */
+struct LaneCoefs {
+  const float* div;
+  const float* scale;
 };
 
 // Scalar checks shared by the kernels and the scheduler. `static`: every TU (the AVX2 one
@@ -47,13 +77,19 @@ static inline bool bits_zero(float x) {
 }
 
 /**
- * Whether the blocked float sums of a row or channel cannot be trusted: a product or a block
- * overflowed float (the double sums, and the js backend, stay finite up to ||x|| ~ 1e154), or
- * ||g|| or ||p|| is so small (below 1e-10) that products may have lost bits as float subnormals.
- * NaN/inf inputs also land here; the double redo gives them their usual NaN/inf.
- * A gradient that is exactly zero (every element +0 or -0: `g_zero`) is exact in float, its
- * g.p and g.g are 0 either way, so only p's range decides. Rows of an embedding's gradient are
- * mostly zero, and would otherwise be summed twice every step.
+ * Whether the blocked float sums of a row, a piece or a lanes tile's channel cannot be trusted: a
+ * product or a block overflowed float (the double sums, and the js backend, stay finite up to
+ * ||x|| ~ 1e154), or ||g|| or ||p|| is so small (below 1e-10) that products may have lost bits as
+ * float subnormals. NaN/inf inputs also land here; the double redo gives them their usual NaN/inf.
+ * A gradient that is exactly zero (every element +0 or -0: `g_zero`) is exact in float, its g.p
+ * and g.g are 0 either way, so only p's range decides. Rows of an embedding's gradient are mostly
+ * zero, and would otherwise be summed twice every step.
+ *
+ * note: the test is applied to each range on its own (never to a channel's total), so the redo
+ * reads only that range's memory: a unit of the step protocol stays self-contained. Summing the
+ * ranges' bounds: a range that passes has error <= gamma_16 * ||x_r|| ||y_r|| (simd.h BSum), one
+ * redone in double is exact to double rounding, and sum_r ||x_r|| ||y_r|| <= ||x|| ||y||
+ * (Cauchy-Schwarz), so the channel's total keeps the bound gamma_16 * ||x|| ||y||.
  */
 static inline bool row_sums_need_double(const ChannelSums& c, bool g_zero) {
   const double kMinSq = 1e-20;
@@ -62,60 +98,45 @@ static inline bool row_sums_need_double(const ChannelSums& c, bool g_zero) {
   return !(finite && g_ok && c.pp >= kMinSq && c.pp <= 1e300);
 }
 
-/** Per-channel projection coefficients for the channels-innermost layout, padded to a multiple of 8 (div 1, scale 0). */
-struct LaneCoefs {
-  const float* div;
-  const float* scale;
+/**
+ * The kernels of one policy P. Every entry dispatches once on the scalars' variant (with_variant)
+ * and on its flags to a fully specialised loop. `norms` false: the info norms are skipped
+ * entirely (no norm sums, no copies of the old p) and NaN is returned.
+ */
+template <class P>
+struct PolicyKernels {
+  using S = typename P::Scalars;
+  /** The one pass (non-projecting policies; 1-D tensors of projecting ones): update, decay, step; norms with `before`. */
+  Norms (*one_pass)(Span x, int64_t n, const S& s, float wdf, bool norms);
+
+  // Projecting policies only (null otherwise). `row` entries treat [0, n) as one row of one
+  // channel; `lanes` entries run a tile of the channels-innermost layout (element a * stride + k
+  // is channel k).
+  /** Pass 1 of a row: state update and the four sums (redone in double where float falls short); `uo` (may be null): store u there. */
+  ChannelSums (*pass1_row)(Span x, int64_t n, const S& s, float* uo);
+  /** Pass 1 of a lanes tile: per channel the four sums over the tile's rows (each channel redone in double over those rows where float falls short). */
+  void (*pass1_lanes)(Span x, LaneRows lr, const S& s, LaneOut out, LaneScratch scratch, float* uo);
+  /** Pass 2 recomputing u from the state pass 1 stored (bit-identical): project, write back (P::writes_back), decay, step. */
+  Norms (*pass2_row)(Span x, int64_t n, const S& s, int projected, ProjCoef k, float wdf, bool norms);
+  Norms (*pass2_lanes)(Span x, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf, bool norms);
+
+  // P::kStoreU only: pass 2 from the u pass 1 stored; reads p and u only.
+  Norms (*apply_u_row)(float* p, const float* u, int64_t n, const S& s, int projected, ProjCoef k, float wdf, bool norms);
+  Norms (*apply_u_lanes)(float* p, const float* u, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf,
+                         bool norms);
+  // P::kSpeculate only: apply_u_row that first copies the old p to psave (the speculative single pass).
+  Norms (*apply_u_save_row)(float* p, const float* u, int64_t n, const S& s, int projected, ProjCoef k, float wdf,
+                            float* psave, bool norms);
 };
 
-/** torch.optim.SGD-style momentum step used as the benchmark floor (coupled weight decay, 20 B/elem). */
-struct SGDScalarsF {
-  float mom, omd, neg_lr, wd;
-  int nesterov;
-};
-
+/** One instruction set's kernels for every registered policy: `of(P())`. */
 struct KernelTable {
   const char* name;
-
-  // AdamP. `row` entries treat [0, n) as one row of one channel; `lanes` entries run a whole task
-  // of the channels-innermost layout (element a * stride + k is channel k) and accumulate into /
-  // read per-channel arrays.
-  // `uo` (may be null): where pass 1 also stores u for adamp_apply_u_*.
-  ChannelSums (*adamp_pass1_row)(const float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s,
-                                 float* uo);
-  void (*adamp_pass1_lanes)(const float* p, const float* g, float* m, float* v, LaneRows lr, const AdamPScalarsF& s,
-                            LaneSums acc, float* uo);
-  // One channel's four sums in double, row by row (p, g, m, v at the channel's first element;
-  // element a * stride): the exact fallback of the lanes layout's float partials.
-  ChannelSums (*adamp_lane_sums_double)(const float* p, const float* g, const float* m, const float* v, int64_t rows,
-                                        int64_t stride, const AdamPScalarsF& s);
-  Norms (*adamp_pass2_row)(float* p, const float* g, const float* m, const float* v, int64_t n, const AdamPScalarsF& s,
-                           int projected, ProjCoef k, float wdf);
-  Norms (*adamp_pass2_lanes)(float* p, const float* g, const float* m, const float* v, LaneRows lr,
-                             const AdamPScalarsF& s, int projected, LaneCoefs k, float wdf);
-  // Pass 2 from the u stored by pass 1: reads p and u only.
-  Norms (*adamp_apply_u_row)(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k, float wdf);
-  Norms (*adamp_apply_u_lanes)(float* p, const float* u, LaneRows lr, float neg_step, int projected, LaneCoefs k,
-                               float wdf);
-  // The speculative single pass: adamp_apply_u_row that first copies the old p to psave.
-  Norms (*adamp_apply_u_save_row)(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k,
-                                  float wdf, float* psave);
-  Norms (*adamp_one_pass)(float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s, float wdf);
-
-  // SGDP (m = the momentum buffer).
-  ChannelSums (*sgdp_pass1_row)(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s);
-  void (*sgdp_pass1_lanes)(const float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s, LaneSums acc);
-  ChannelSums (*sgdp_lane_sums_double)(const float* p, const float* g, const float* buf, int64_t rows, int64_t stride,
-                                       const SGDPScalarsF& s);
-  Norms (*sgdp_pass2_row)(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s, int projected,
-                          ProjCoef k, float wdf);
-  Norms (*sgdp_pass2_lanes)(float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s, int projected,
-                            LaneCoefs k, float wdf);
-  Norms (*sgdp_one_pass)(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s, float wdf);
-
-  // One-pass floors for the benchmark: AdamW (28 B/elem) and SGD with momentum (20 B/elem).
-  void (*adam_floor)(float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s, float wdf);
-  void (*sgd_floor)(float* p, const float* g, float* buf, int64_t n, const SGDScalarsF& s);
+#define ADAMP_KT_MEMBER(P) \
+  PolicyKernels<P> k_##P;  \
+  const PolicyKernels<P>& of(P) const { return k_##P; }
+  ADAMP_OPTIMIZERS(ADAMP_KT_MEMBER)
+#undef ADAMP_KT_MEMBER
 };
 
 const KernelTable& portable_kernels();

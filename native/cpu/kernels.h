@@ -1,5 +1,7 @@
-// The CPU inner loops as templates over the lane type of simd.h. Included by exactly two TUs,
-// each inside its own namespace (kernels_portable.cpp, kernels_avx2.cpp), so the two builds never
+// The CPU inner loops as templates over the lane type of simd.h and over the element policy P
+// (native/include/adamp/optim/policy.h) with its compile-time variant V: one set of loops for every
+// registered optimizer, instantiated per policy by make_table. Included by exactly two TUs, each
+// inside its own namespace (kernels_portable.cpp, kernels_avx2.cpp), so the two builds never
 // share a symbol. Vector body and tail run the same code: the tail loads zero-padded lanes and
 // masks them out of every reduction and store, so FMA use cannot differ between them.
 //
@@ -8,7 +10,8 @@
 // row sums and the info record's norms); the lanes are summed by acc_sum's tree. In the Lanes
 // layout a channel's products go to a float partial per kLaneFoldRows rows, folded into the
 // channel's double (lanes_pass1). Callers fix the order across calls. Sums whose float partials
-// overflow or are tiny are summed again in double (row_sums_need_double, NormSums).
+// overflow or are tiny are summed again in double over the same range (row_sums_need_double,
+// NormSums), so a kernel call reads nothing outside its range.
 #include "simd.h"
 
 // Full vectors use plain loads and stores; only the tail uses the masked ones (masked stores are
@@ -103,74 +106,116 @@ struct RowSums {
   }
 };
 
-// Pass 1's work on the r elements at o, shared by the row and lanes layouts: update the moments,
-// give g, p and u (and store u to uo when StoreU).
-template <bool Nesterov, bool StoreU, class IO>
-static inline void adamp_pass1_elem(IO, const float* p, const float* g, float* m, float* v, float* uo, int64_t o, int r,
-                                    const AdamPScalarsF& s, Vec& gv, Vec& pv, Vec& u) {
-  gv = IO::ld(g + o, r);
-  pv = IO::ld(p + o, r);
-  Vec mv = IO::ld(m + o, r), vv = IO::ld(v + o, r);
-  adamp_moments(mv, vv, gv, s);
-  IO::st(m + o, mv, r);
-  IO::st(v + o, vv, r);
-  u = IO::keep(adamp_update<Nesterov>(mv, vv, gv, s), r);  // tail: 0/0 when eps == 0
+/** What a kernel with its norms switched off returns. */
+static inline Norms nan_norms() { return Norms{(double)NAN, (double)NAN, (double)NAN}; }
+
+/** x moved on by o elements (the policy's state slots only). */
+template <class P>
+static inline Span span_at(const Span& x, int64_t o) {
+  Span y = x;
+  y.p += o;
+  y.g += o;
+  for (int k = 0; k < P::kSlots; ++k) y.st[k] += o;
+  return y;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The policy's element code on lanes.
+
+/** The policy's state of the r elements at o. */
+template <class P, class IO>
+static inline void load_state(const Span& x, int64_t o, int r, Vec (&st)[P::kSlots]) {
+  for (int k = 0; k < P::kSlots; ++k) st[k] = IO::ld(x.st[k] + o, r);
+}
+
+template <class P, class IO>
+static inline void store_state(const Span& x, int64_t o, int r, const Vec (&st)[P::kSlots]) {
+  for (int k = 0; k < P::kSlots; ++k) IO::st(x.st[k] + o, st[k], r);
+}
+
+// Pass 1's work on the r elements at o, shared by the row and lanes layouts: update the state,
+// give g, p and u (and store u to uo when StoreU). The tail's padding lanes of u are zeroed (u may
+// be 0/0 there when eps == 0) so they add nothing to the sums.
+template <class P, int V, bool StoreU, class IO>
+static inline void pass1_elem(IO, const Span& x, float* uo, int64_t o, int r, const typename P::Scalars& s, Vec& gv,
+                              Vec& pv, Vec& u) {
+  gv = IO::ld(x.g + o, r);
+  pv = IO::ld(x.p + o, r);
+  Vec st[P::kSlots];
+  load_state<P, IO>(x, o, r, st);
+  u = P::template update<V>(gv, pv, st, s);
+  store_state<P, IO>(x, o, r, st);
+  u = IO::keep(u, r);
   if (StoreU) IO::st(uo + o, u, r);
 }
 
-/** u of the r elements at o again, from the moments pass 1 stored (bit-identical): the double redo's. */
-template <bool Nesterov, class IO>
-static inline Vec adamp_stored_u(IO, const float* g, const float* m, const float* v, int64_t o, int r,
-                                 const AdamPScalarsF& s) {
-  const Vec gv = Nesterov ? IO::ld(g + o, r) : Vec(0.0f);
-  return IO::keep(adamp_update<Nesterov>(IO::ld(m + o, r), IO::ld(v + o, r), gv, s), r);
+/** u of the r elements at o again, from the state pass 1 stored (bit-identical): the double redo's. */
+template <class P, int V, class IO>
+static inline Vec stored_u(IO, const Span& x, int64_t o, int r, const typename P::Scalars& s) {
+  const Vec gv = P::stored_reads_g(V) ? IO::ld(x.g + o, r) : Vec(0.0f);
+  Vec st[P::kSlots];
+  load_state<P, IO>(x, o, r, st);
+  return IO::keep(P::template stored<V>(gv, st, s), r);
 }
 
-// Pass 1. When `uo` is not null the update u is also stored there, so pass 2 need not recompute
-// it (no sqrt, no divisions: the floor's arithmetic is the bottleneck on a CPU).
-template <bool Nesterov, bool StoreU>
-static ChannelSums adamp_pass1_row_t(const float* p, const float* g, float* m, float* v, int64_t n,
-                                     const AdamPScalarsF& s_ref, float* uo) {
-  const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
+// ------------------------------------------------------------------------------------------------
+// Pass 1, rows. When `uo` is not null (P::kStoreU) the update u is also stored there, so pass 2
+// need not recompute it (no sqrt, no divisions: the floor's arithmetic is the bottleneck on a CPU).
+
+template <class P, int V, bool StoreU>
+static ChannelSums pass1_row_t(Span x, int64_t n, const typename P::Scalars& s_ref, float* uo) {
+  const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   RowSums acc;
   for_lanes_folded(
       n,
       [&](auto io, int64_t i, int r) {
         Vec gv, pv, u;
-        adamp_pass1_elem<Nesterov, StoreU>(io, p, g, m, v, uo, i, r, s, gv, pv, u);
+        pass1_elem<P, V, StoreU>(io, x, uo, i, r, s, gv, pv, u);
         acc.add(gv, pv, u);
       },
       [&](int64_t, int64_t) { acc.fold(); });
-  return acc.finish(p, g, n, [&](auto io, int64_t i, int r) { return adamp_stored_u<Nesterov>(io, g, m, v, i, r, s); });
+  return acc.finish(x.p, x.g, n, [&](auto io, int64_t i, int r) { return stored_u<P, V>(io, x, i, r, s); });
 }
 
-static ChannelSums adamp_pass1_row(const float* p, const float* g, float* m, float* v, int64_t n,
-                                   const AdamPScalarsF& s, float* uo) {
-  if (uo != nullptr)
-    return s.nesterov ? adamp_pass1_row_t<true, true>(p, g, m, v, n, s, uo) : adamp_pass1_row_t<false, true>(p, g, m, v, n, s, uo);
-  return s.nesterov ? adamp_pass1_row_t<true, false>(p, g, m, v, n, s, uo) : adamp_pass1_row_t<false, false>(p, g, m, v, n, s, uo);
+template <class P>
+static ChannelSums pass1_row(Span x, int64_t n, const typename P::Scalars& s, float* uo) {
+  ChannelSums out;
+  with_variant<P>(s.variant, [&](auto tag) {
+    constexpr int V = decltype(tag)::value;
+    if constexpr (P::kStoreU) {
+      if (uo != nullptr) {
+        out = pass1_row_t<P, V, true>(x, n, s, uo);
+        return;
+      }
+    }
+    out = pass1_row_t<P, V, false>(x, n, s, nullptr);
+  });
+  return out;
 }
+
+// ------------------------------------------------------------------------------------------------
+// Pass 1, channels innermost.
 
 /** Rows per float block of the lanes layout's channel sums (16 products per float partial, like BSum). */
 constexpr int64_t kLaneFoldRows = 16;
 
 /**
- * Pass 1 of one task of the channels-innermost layout (element a * stride + k is channel k).
+ * Pass 1 of one tile of the channels-innermost layout (element a * stride + k is channel k).
  * step(io, o, r, g, p, u) updates the state of the r elements at o and gives their g, p and u.
  * Per channel, the products of kLaneFoldRows consecutive rows accumulate in a float partial
- * (acc.fblk), folded into the task's double accumulators (acc.gp ...) after every block: RowSums'
- * scheme and error bound, with the blocks along the rows. acc.gbits gets every g OR-ed per
- * channel. The scheduler adds the tasks' sums in order and redoes in double the channels whose
- * float sums cannot be trusted (lane_sums_double).
+ * (fblk: 4 x npad floats), folded into the tile's double accumulators (dgp ..., npad each, zeroed
+ * by the caller) after every block: RowSums' scheme and error bound, with the blocks along the
+ * rows. gbits gets every g OR-ed per channel.
  */
 template <class Step>
-static void lanes_pass1(const LaneRows& lr, const LaneSums& acc, const Step& step) {
+static void lanes_pass1(const LaneRows& lr, double* dgp, double* dgg, double* dpp, double* dpu, float* fblk,
+                        float* gbits, const Step& step) {
   const int64_t npad = (lr.n + 7) & ~int64_t(7);
-  float* const fgp = acc.fblk;
+  float* const fgp = fblk;
   float* const fgg = fgp + npad;
   float* const fpp = fgg + npad;
   float* const fpu = fpp + npad;
-  for (int64_t i = 0; i < npad; ++i) acc.gbits[i] = 0.0f;
+  for (int64_t i = 0; i < npad; ++i) gbits[i] = 0.0f;
   const Vec one(1.0f);
   for (int64_t a0 = 0; a0 < lr.rows; a0 += kLaneFoldRows) {
     const int64_t a1 = lr.rows - a0 < kLaneFoldRows ? lr.rows : a0 + kLaneFoldRows;
@@ -184,22 +229,22 @@ static void lanes_pass1(const LaneRows& lr, const LaneSums& acc, const Step& ste
         f_fma(gv, gv, Vec::load(fgg + i)).store(fgg + i);
         f_fma(pv, pv, Vec::load(fpp + i)).store(fpp + i);
         f_fma(pv, u, Vec::load(fpu + i)).store(fpu + i);
-        or_bits(Vec::load(acc.gbits + i), gv).store(acc.gbits + i);
+        or_bits(Vec::load(gbits + i), gv).store(gbits + i);
       });
     }
     for (int64_t i = 0; i < npad; i += 8) {
-      add_prod_to(acc.gp + i, Vec::load(fgp + i), one);
-      add_prod_to(acc.gg + i, Vec::load(fgg + i), one);
-      add_prod_to(acc.pp + i, Vec::load(fpp + i), one);
-      add_prod_to(acc.pu + i, Vec::load(fpu + i), one);
+      add_prod_to(dgp + i, Vec::load(fgp + i), one);
+      add_prod_to(dgg + i, Vec::load(fgg + i), one);
+      add_prod_to(dpp + i, Vec::load(fpp + i), one);
+      add_prod_to(dpu + i, Vec::load(fpu + i), one);
     }
   }
 }
 
 /**
- * The four sums of one channel of the channels-innermost layout in double, row by row (element
- * a * stride of p and g; upd1(o) recomputes u of element o from what pass 1 stored): the exact
- * fallback of lanes_pass1's float partials.
+ * The four sums of one channel of a lanes tile in double, row by row (element a * stride of p and
+ * g; upd1(o) recomputes u of element o from what pass 1 stored): the exact fallback of
+ * lanes_pass1's float partials, over the tile's rows only.
  */
 template <class Upd1>
 static ChannelSums lane_sums_double(const float* p, const float* g, int64_t rows, int64_t stride, const Upd1& upd1) {
@@ -224,41 +269,52 @@ static inline double lane0(Vec v) {
   return (double)x;
 }
 
-template <bool Nesterov, bool StoreU>
-static void adamp_pass1_lanes_t(const float* p, const float* g, float* m, float* v, LaneRows lr, const AdamPScalarsF& s_ref,
-                                LaneSums acc, float* uo) {
-  const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  lanes_pass1(lr, acc, [&](auto io, int64_t o, int r, Vec& gv, Vec& pv, Vec& u) {
-    adamp_pass1_elem<Nesterov, StoreU>(io, p, g, m, v, uo, o, r, s, gv, pv, u);
+// A tile's channel sums: the float partials of lanes_pass1, and for every channel whose float sums
+// of this tile fall short (row_sums_need_double on the tile's sums and g bits) the exact double
+// sum over the tile's rows. The tile reads only its own rows, so a unit of the step protocol (a
+// row chunk: its tiles) needs no other memory.
+template <class P, int V, bool StoreU>
+static void pass1_lanes_t(Span x, LaneRows lr, const typename P::Scalars& s_ref, LaneOut out, LaneScratch scr, float* uo) {
+  const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
+  const int64_t npad = (lr.n + 7) & ~int64_t(7);
+  double* const d = scr.d;
+  for (int64_t i = 0; i < 4 * npad; ++i) d[i] = 0.0;
+  lanes_pass1(lr, d, d + npad, d + 2 * npad, d + 3 * npad, scr.f, scr.gbits,
+              [&](auto io, int64_t o, int r, Vec& gv, Vec& pv, Vec& u) { pass1_elem<P, V, StoreU>(io, x, uo, o, r, s, gv, pv, u); });
+  for (int64_t i = 0; i < lr.n; ++i) {
+    ChannelSums c;
+    c.gp = d[i];
+    c.gg = d[npad + i];
+    c.pp = d[2 * npad + i];
+    c.pu = d[3 * npad + i];
+    if (row_sums_need_double(c, bits_zero(scr.gbits[i]))) {
+      const Span xc = span_at<P>(x, i);
+      c = lane_sums_double(xc.p, xc.g, lr.rows, lr.stride,
+                           [&](int64_t o) { return lane0(stored_u<P, V>(Io<false>(), xc, o, 1, s)); });
+    }
+    out.gp[i] = c.gp;
+    out.gg[i] = c.gg;
+    out.pp[i] = c.pp;
+    out.pu[i] = c.pu;
+  }
+}
+
+template <class P>
+static void pass1_lanes(Span x, LaneRows lr, const typename P::Scalars& s, LaneOut out, LaneScratch scr, float* uo) {
+  with_variant<P>(s.variant, [&](auto tag) {
+    constexpr int V = decltype(tag)::value;
+    if constexpr (P::kStoreU) {
+      if (uo != nullptr) {
+        pass1_lanes_t<P, V, true>(x, lr, s, out, scr, uo);
+        return;
+      }
+    }
+    pass1_lanes_t<P, V, false>(x, lr, s, out, scr, nullptr);
   });
 }
 
-template <bool Nesterov>
-static ChannelSums adamp_lane_sums_double_t(const float* p, const float* g, const float* m, const float* v, int64_t rows,
-                                            int64_t stride, const AdamPScalarsF& s) {
-  return lane_sums_double(p, g, rows, stride,
-                          [&](int64_t o) { return lane0(adamp_stored_u<Nesterov>(Io<false>(), g, m, v, o, 1, s)); });
-}
-
-static ChannelSums adamp_lane_sums_double(const float* p, const float* g, const float* m, const float* v, int64_t rows,
-                                          int64_t stride, const AdamPScalarsF& s) {
-  return s.nesterov ? adamp_lane_sums_double_t<true>(p, g, m, v, rows, stride, s)
-                    : adamp_lane_sums_double_t<false>(p, g, m, v, rows, stride, s);
-}
-
-static void adamp_pass1_lanes(const float* p, const float* g, float* m, float* v, LaneRows lr, const AdamPScalarsF& s,
-                              LaneSums acc, float* uo) {
-  if (uo != nullptr) {
-    if (s.nesterov)
-      adamp_pass1_lanes_t<true, true>(p, g, m, v, lr, s, acc, uo);
-    else
-      adamp_pass1_lanes_t<false, true>(p, g, m, v, lr, s, acc, uo);
-  } else if (s.nesterov) {
-    adamp_pass1_lanes_t<true, false>(p, g, m, v, lr, s, acc, uo);
-  } else {
-    adamp_pass1_lanes_t<false, false>(p, g, m, v, lr, s, acc, uo);
-  }
-}
+// ------------------------------------------------------------------------------------------------
+// Pass 2.
 
 /** The projection of pass 2: per channel lane (`kl` from channel i) or one coefficient per row. */
 template <bool PerLane>
@@ -267,351 +323,207 @@ static inline Vec project_at(Vec u, Vec p0, const LaneCoefs& kl, int64_t i, Vec 
   return project(u, p0, div, scale);
 }
 
-/** Decays and steps p0 by u, stores the r lanes at dst and adds them to the info norms. */
-template <class IO>
-static inline void step_store(float* dst, Vec p0, Vec u, Vec wd, Vec neg_step, int r, NormSums& ns) {
-  const Vec p1 = IO::keep(apply_step(p0, u, wd, neg_step), r);
-  IO::st(dst, p1, r);
-  ns.add(p0, p1, false);
+/**
+ * Runs body over the lanes of [0, n); with the norms (Nm) it also ends every block with
+ * ns.fold(new values, the block's old values from p0of(b0), length). Without them there is no
+ * folding at all: the plain loop.
+ */
+template <bool Nm, class Body, class P0Of>
+static inline void for_lanes_norms(int64_t n, NormSums& ns, float* p1, const P0Of& p0of, bool with_before,
+                                   const Body& body) {
+  if constexpr (Nm)
+    for_lanes_folded(n, body, [&](int64_t b0, int64_t b1) { ns.fold(p1 + b0, p0of(b0), b1 - b0, with_before); });
+  else
+    for_lanes(n, body);
 }
 
 // Pass 2 from a stored u (bit-identical to recomputing it): project, decay, step.
 // Save: also copy the old p to `psave` (the speculative single pass keeps it for a redo).
-template <bool Projected, bool PerLane, bool Save = false>
-static Norms adamp_apply_u_t(float* p, const float* uin, LaneRows lr, float neg_step, ProjCoef k, LaneCoefs kl,
-                             float wdf, float* psave = nullptr) {
+template <class P, bool Projected, bool PerLane, bool Save, bool Nm>
+static Norms apply_u_t(float* p, const float* uin, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k,
+                       LaneCoefs kl, float wdf, float* psave) {
+  const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
-  const Vec wv(wdf), nsv(neg_step), divc(k.div), scc(k.scale);
+  const Vec wv(wdf), divc(k.div), scc(k.scale);
   for (int64_t a = 0; a < lr.rows; ++a) {
     float* const pr = p + a * lr.stride;
     const float* const ur = uin + a * lr.stride;
     float* const sr = Save ? psave + a * lr.stride : nullptr;
-    for_lanes_folded(lr.n, [&](auto io, int64_t i, int r) {
-      using IO = decltype(io);
-      const Vec p0 = IO::ld(pr + i, r);
-      if (Save)
-        IO::st(sr + i, p0, r);
-      else
-        IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-      Vec u = IO::ld(ur + i, r);
-      if (Projected) u = project_at<PerLane>(u, p0, kl, i, divc, scc);
-      step_store<IO>(pr + i, p0, u, wv, nsv, r, ns);
-    }, [&](int64_t b0, int64_t b1) { ns.fold(pr + b0, (Save ? sr + b0 : p0blk), b1 - b0, false); });
+    for_lanes_norms<Nm>(
+        lr.n, ns, pr, [&](int64_t b0) { return Save ? sr + b0 : p0blk; }, false,
+        [&](auto io, int64_t i, int r) {
+          using IO = decltype(io);
+          const Vec p0 = IO::ld(pr + i, r);
+          if (Save)
+            IO::st(sr + i, p0, r);
+          else if (Nm)
+            IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
+          Vec u = IO::ld(ur + i, r);
+          if (Projected) u = project_at<PerLane>(u, p0, kl, i, divc, scc);
+          const Vec p1 = IO::keep(P::apply(p0, u, wv, s), r);
+          IO::st(pr + i, p1, r);
+          if (Nm) ns.add(p0, p1, false);
+        });
   }
-  return ns.norms();
+  return Nm ? ns.norms() : nan_norms();
 }
 
-static Norms adamp_apply_u_row(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k,
-                               float wdf) {
-  const LaneCoefs none = {nullptr, nullptr};
-  const LaneRows one = {1, n, 0};
-  return projected ? adamp_apply_u_t<true, false>(p, u, one, neg_step, k, none, wdf)
-                   : adamp_apply_u_t<false, false>(p, u, one, neg_step, k, none, wdf);
+template <class P, bool PerLane, bool Save>
+static Norms apply_u_any(float* p, const float* u, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k,
+                         LaneCoefs kl, float wdf, float* psave, bool norms) {
+  if (norms)
+    return projected ? apply_u_t<P, true, PerLane, Save, true>(p, u, lr, s, k, kl, wdf, psave)
+                     : apply_u_t<P, false, PerLane, Save, true>(p, u, lr, s, k, kl, wdf, psave);
+  return projected ? apply_u_t<P, true, PerLane, Save, false>(p, u, lr, s, k, kl, wdf, psave)
+                   : apply_u_t<P, false, PerLane, Save, false>(p, u, lr, s, k, kl, wdf, psave);
+}
+
+template <class P>
+static Norms apply_u_row(float* p, const float* u, int64_t n, const typename P::Scalars& s, int projected, ProjCoef k,
+                         float wdf, bool norms) {
+  return apply_u_any<P, false, false>(p, u, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, nullptr,
+                                      norms);
 }
 
 // The speculative single pass: apply from u (a row buffer) and save the old p row first.
-static Norms adamp_apply_u_save_row(float* p, const float* u, int64_t n, float neg_step, int projected, ProjCoef k,
-                                    float wdf, float* psave) {
-  const LaneCoefs none = {nullptr, nullptr};
-  const LaneRows one = {1, n, 0};
-  return projected ? adamp_apply_u_t<true, false, true>(p, u, one, neg_step, k, none, wdf, psave)
-                   : adamp_apply_u_t<false, false, true>(p, u, one, neg_step, k, none, wdf, psave);
+template <class P>
+static Norms apply_u_save_row(float* p, const float* u, int64_t n, const typename P::Scalars& s, int projected,
+                              ProjCoef k, float wdf, float* psave, bool norms) {
+  return apply_u_any<P, false, true>(p, u, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, psave,
+                                     norms);
 }
 
-static Norms adamp_apply_u_lanes(float* p, const float* u, LaneRows lr, float neg_step, int projected, LaneCoefs kl,
-                                 float wdf) {
-  const ProjCoef k = {1.0f, 0.0f};
-  return projected ? adamp_apply_u_t<true, true>(p, u, lr, neg_step, k, kl, wdf)
-                   : adamp_apply_u_t<false, true>(p, u, lr, neg_step, k, kl, wdf);
+template <class P>
+static Norms apply_u_lanes(float* p, const float* u, LaneRows lr, const typename P::Scalars& s, int projected,
+                           LaneCoefs kl, float wdf, bool norms) {
+  return apply_u_any<P, true, false>(p, u, lr, s, projected, ProjCoef{1.0f, 0.0f}, kl, wdf, nullptr, norms);
 }
 
-// Pass 2: recompute u (bit-identical to pass 1's), project, decay, step.
-template <bool Nesterov, bool Projected, bool PerLane>
-static Norms adamp_pass2_t(float* p, const float* g, const float* m, const float* v, LaneRows lr,
-                           const AdamPScalarsF& s_ref, ProjCoef k, LaneCoefs kl, float wdf) {
-  const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
+// Pass 2: recompute u from the state (bit-identical to pass 1's), project (and write the projected
+// u back into state slot 0 where P::writes_back: SGDP without Nesterov), decay, step.
+template <class P, int V, bool Projected, bool PerLane, bool Nm>
+static Norms pass2_t(Span x, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k, LaneCoefs kl, float wdf) {
+  const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
-  const Vec wv(wdf), nsv(s.neg_step), divc(k.div), scc(k.scale);
+  const Vec wv(wdf), divc(k.div), scc(k.scale);
   for (int64_t a = 0; a < lr.rows; ++a) {
     const int64_t off = a * lr.stride;
-    float* const pr = p + off;
-    for_lanes_folded(lr.n, [&](auto io, int64_t i, int r) {
-      using IO = decltype(io);
-      const Vec mv = IO::ld(m + off + i, r), vv = IO::ld(v + off + i, r), p0 = IO::ld(pr + i, r);
-      IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-      const Vec gv = Nesterov ? IO::ld(g + off + i, r) : Vec(0.0f);
-      Vec u = adamp_update<Nesterov>(mv, vv, gv, s);
-      if (Projected) u = project_at<PerLane>(u, p0, kl, i, divc, scc);
-      step_store<IO>(pr + i, p0, u, wv, nsv, r, ns);
-    }, [&](int64_t b0, int64_t b1) { ns.fold(pr + b0, p0blk, b1 - b0, false); });
+    float* const pr = x.p + off;
+    for_lanes_norms<Nm>(
+        lr.n, ns, pr, [&](int64_t) { return p0blk; }, false,
+        [&](auto io, int64_t i, int r) {
+          using IO = decltype(io);
+          const int64_t o = off + i;
+          Vec st[P::kSlots];
+          load_state<P, IO>(x, o, r, st);
+          const Vec p0 = IO::ld(pr + i, r);
+          if (Nm) IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
+          const Vec gv = P::stored_reads_g(V) ? IO::ld(x.g + o, r) : Vec(0.0f);
+          Vec u = P::template stored<V>(gv, st, s);
+          if constexpr (Projected) {
+            u = project_at<PerLane>(u, p0, kl, i, divc, scc);
+            if constexpr (P::writes_back(V)) IO::st(x.st[0] + o, u, r);
+          }
+          const Vec p1 = IO::keep(P::apply(p0, u, wv, s), r);
+          IO::st(pr + i, p1, r);
+          if (Nm) ns.add(p0, p1, false);
+        });
   }
-  return ns.norms();
+  return Nm ? ns.norms() : nan_norms();
 }
 
-template <bool PerLane>
-static Norms adamp_pass2_any(float* p, const float* g, const float* m, const float* v, LaneRows lr,
-                             const AdamPScalarsF& s, int projected, ProjCoef k, LaneCoefs kl, float wdf) {
-  if (s.nesterov)
-    return projected ? adamp_pass2_t<true, true, PerLane>(p, g, m, v, lr, s, k, kl, wdf)
-                     : adamp_pass2_t<true, false, PerLane>(p, g, m, v, lr, s, k, kl, wdf);
-  return projected ? adamp_pass2_t<false, true, PerLane>(p, g, m, v, lr, s, k, kl, wdf)
-                   : adamp_pass2_t<false, false, PerLane>(p, g, m, v, lr, s, k, kl, wdf);
+template <class P, bool PerLane>
+static Norms pass2_any(Span x, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k, LaneCoefs kl,
+                       float wdf, bool norms) {
+  Norms out;
+  with_variant<P>(s.variant, [&](auto tag) {
+    constexpr int V = decltype(tag)::value;
+    if (norms)
+      out = projected ? pass2_t<P, V, true, PerLane, true>(x, lr, s, k, kl, wdf)
+                      : pass2_t<P, V, false, PerLane, true>(x, lr, s, k, kl, wdf);
+    else
+      out = projected ? pass2_t<P, V, true, PerLane, false>(x, lr, s, k, kl, wdf)
+                      : pass2_t<P, V, false, PerLane, false>(x, lr, s, k, kl, wdf);
+  });
+  return out;
 }
 
-static Norms adamp_pass2_row(float* p, const float* g, const float* m, const float* v, int64_t n,
-                             const AdamPScalarsF& s, int projected, ProjCoef k, float wdf) {
-  LaneCoefs none = {nullptr, nullptr};
+template <class P>
+static Norms pass2_row(Span x, int64_t n, const typename P::Scalars& s, int projected, ProjCoef k, float wdf, bool norms) {
   // The vector body is hot for rows: keep the PerLane=false instantiation.
-  return adamp_pass2_any<false>(p, g, m, v, LaneRows{1, n, 0}, s, projected, k, none, wdf);
+  return pass2_any<P, false>(x, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, norms);
 }
 
-static Norms adamp_pass2_lanes(float* p, const float* g, const float* m, const float* v, LaneRows lr,
-                               const AdamPScalarsF& s, int projected, LaneCoefs kl, float wdf) {
-  ProjCoef k = {1.0f, 0.0f};
-  return adamp_pass2_any<true>(p, g, m, v, lr, s, projected, k, kl, wdf);
-}
-
-template <bool Nesterov>
-static Norms adamp_one_pass_t(float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s_ref,
-                              float wdf) {
-  const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  NormSums ns;
-  alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
-  const Vec wv(wdf), nsv(s.neg_step);
-  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
-    using IO = decltype(io);
-    const Vec gv = IO::ld(g + i, r), p0 = IO::ld(p + i, r);
-    IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-    Vec mv = IO::ld(m + i, r), vv = IO::ld(v + i, r);
-    adamp_moments(mv, vv, gv, s);
-    IO::st(m + i, mv, r);
-    IO::st(v + i, vv, r);
-    const Vec u = adamp_update<Nesterov>(mv, vv, gv, s);
-    const Vec p1 = IO::keep(apply_step(p0, u, wv, nsv), r);
-    IO::st(p + i, p1, r);
-    ns.add(p0, p1, true);
-  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, p0blk, b1 - b0, true); });
-  return ns.norms();
-}
-
-static Norms adamp_one_pass(float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s,
-                            float wdf) {
-  return s.nesterov ? adamp_one_pass_t<true>(p, g, m, v, n, s, wdf) : adamp_one_pass_t<false>(p, g, m, v, n, s, wdf);
+template <class P>
+static Norms pass2_lanes(Span x, LaneRows lr, const typename P::Scalars& s, int projected, LaneCoefs kl, float wdf,
+                         bool norms) {
+  return pass2_any<P, true>(x, lr, s, projected, ProjCoef{1.0f, 0.0f}, kl, wdf, norms);
 }
 
 // ------------------------------------------------------------------------------------------------
-// SGDP
+// The one pass: update, decay, step (every tensor of a non-projecting policy, 1-D tensors of a
+// projecting one). With the norms it also sums ||p_before||^2.
 
-// Pass 1's work on the r elements at o, shared by the row and lanes layouts: update the buffer,
-// give g, p and the update d.
-template <bool Nesterov, class IO>
-static inline void sgdp_pass1_elem(IO, const float* p, const float* g, float* buf, int64_t o, int r,
-                                   const SGDPScalarsF& s, Vec& gv, Vec& pv, Vec& d) {
-  gv = IO::ld(g + o, r);
-  pv = IO::ld(p + o, r);
-  const Vec bv = sgdp_buffer(IO::ld(buf + o, r), gv, s);
-  IO::st(buf + o, bv, r);
-  d = sgdp_update<Nesterov>(bv, gv, s);
-}
-
-/** d of the r elements at o again, from the buffer pass 1 stored (bit-identical): the double redo's. */
-template <bool Nesterov, class IO>
-static inline Vec sgdp_stored_d(IO, const float* g, const float* buf, int64_t o, int r, const SGDPScalarsF& s) {
-  return sgdp_update<Nesterov>(IO::ld(buf + o, r), Nesterov ? IO::ld(g + o, r) : Vec(0.0f), s);
-}
-
-template <bool Nesterov>
-static ChannelSums sgdp_pass1_row_t(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s_ref) {
-  const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  RowSums acc;
-  for_lanes_folded(
-      n,
-      [&](auto io, int64_t i, int r) {
-        Vec gv, pv, d;
-        sgdp_pass1_elem<Nesterov>(io, p, g, buf, i, r, s, gv, pv, d);
-        acc.add(gv, pv, d);
-      },
-      [&](int64_t, int64_t) { acc.fold(); });
-  return acc.finish(p, g, n, [&](auto io, int64_t i, int r) { return sgdp_stored_d<Nesterov>(io, g, buf, i, r, s); });
-}
-
-static ChannelSums sgdp_pass1_row(const float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s) {
-  return s.nesterov ? sgdp_pass1_row_t<true>(p, g, buf, n, s) : sgdp_pass1_row_t<false>(p, g, buf, n, s);
-}
-
-template <bool Nesterov>
-static void sgdp_pass1_lanes_t(const float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s_ref,
-                               LaneSums acc) {
-  const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  lanes_pass1(lr, acc, [&](auto io, int64_t o, int r, Vec& gv, Vec& pv, Vec& d) {
-    sgdp_pass1_elem<Nesterov>(io, p, g, buf, o, r, s, gv, pv, d);
-  });
-}
-
-template <bool Nesterov>
-static ChannelSums sgdp_lane_sums_double_t(const float* p, const float* g, const float* buf, int64_t rows, int64_t stride,
-                                           const SGDPScalarsF& s) {
-  return lane_sums_double(p, g, rows, stride,
-                          [&](int64_t o) { return lane0(sgdp_stored_d<Nesterov>(Io<false>(), g, buf, o, 1, s)); });
-}
-
-static ChannelSums sgdp_lane_sums_double(const float* p, const float* g, const float* buf, int64_t rows, int64_t stride,
-                                         const SGDPScalarsF& s) {
-  return s.nesterov ? sgdp_lane_sums_double_t<true>(p, g, buf, rows, stride, s)
-                    : sgdp_lane_sums_double_t<false>(p, g, buf, rows, stride, s);
-}
-
-static void sgdp_pass1_lanes(const float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s,
-                             LaneSums acc) {
-  if (s.nesterov)
-    sgdp_pass1_lanes_t<true>(p, g, buf, lr, s, acc);
-  else
-    sgdp_pass1_lanes_t<false>(p, g, buf, lr, s, acc);
-}
-
-// note: without Nesterov the official `d` IS the momentum buffer and the projection runs in place
-// on it, so a projected update is written back into the buffer (SPEC.md s3).
-template <bool Nesterov, bool Projected, bool PerLane>
-static Norms sgdp_pass2_t(float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s_ref, ProjCoef k,
-                          LaneCoefs kl, float wdf) {
-  const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
+template <class P, int V, bool Nm>
+static Norms one_pass_t(Span x, int64_t n, const typename P::Scalars& s_ref, float wdf) {
+  const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
-  const Vec wv(wdf), nlr(s.neg_lr), divc(k.div), scc(k.scale);
-  for (int64_t a = 0; a < lr.rows; ++a) {
-    const int64_t off = a * lr.stride;
-    float* const pr = p + off;
-    float* const br = buf + off;
-    for_lanes_folded(lr.n, [&](auto io, int64_t i, int r) {
-      using IO = decltype(io);
-      const Vec bv = IO::ld(br + i, r), p0 = IO::ld(pr + i, r);
-      IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-      const Vec gv = Nesterov ? IO::ld(g + off + i, r) : Vec(0.0f);
-      Vec d = sgdp_update<Nesterov>(bv, gv, s);
-      if (Projected) {
-        d = project_at<PerLane>(d, p0, kl, i, divc, scc);
-        if (!Nesterov) IO::st(br + i, d, r);
-      }
-      step_store<IO>(pr + i, p0, d, wv, nlr, r, ns);
-    }, [&](int64_t b0, int64_t b1) { ns.fold(pr + b0, p0blk, b1 - b0, false); });
-  }
-  return ns.norms();
-}
-
-template <bool PerLane>
-static Norms sgdp_pass2_any(float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s, int projected,
-                            ProjCoef k, LaneCoefs kl, float wdf) {
-  if (s.nesterov)
-    return projected ? sgdp_pass2_t<true, true, PerLane>(p, g, buf, lr, s, k, kl, wdf)
-                     : sgdp_pass2_t<true, false, PerLane>(p, g, buf, lr, s, k, kl, wdf);
-  return projected ? sgdp_pass2_t<false, true, PerLane>(p, g, buf, lr, s, k, kl, wdf)
-                   : sgdp_pass2_t<false, false, PerLane>(p, g, buf, lr, s, k, kl, wdf);
-}
-
-static Norms sgdp_pass2_row(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s, int projected,
-                            ProjCoef k, float wdf) {
-  LaneCoefs none = {nullptr, nullptr};
-  return sgdp_pass2_any<false>(p, g, buf, LaneRows{1, n, 0}, s, projected, k, none, wdf);
-}
-
-static Norms sgdp_pass2_lanes(float* p, const float* g, float* buf, LaneRows lr, const SGDPScalarsF& s, int projected,
-                              LaneCoefs kl, float wdf) {
-  ProjCoef k = {1.0f, 0.0f};
-  return sgdp_pass2_any<true>(p, g, buf, lr, s, projected, k, kl, wdf);
-}
-
-template <bool Nesterov>
-static Norms sgdp_one_pass_t(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s_ref, float wdf) {
-  const SGDPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  NormSums ns;
-  alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
-  const Vec wv(wdf), nlr(s.neg_lr);
-  for_lanes_folded(n, [&](auto io, int64_t i, int r) {
+  const Vec wv(wdf);
+  for_lanes_norms<Nm>(n, ns, x.p, [&](int64_t) { return p0blk; }, true, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
-    const Vec gv = IO::ld(g + i, r), p0 = IO::ld(p + i, r);
-    IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-    const Vec bv = sgdp_buffer(IO::ld(buf + i, r), gv, s);
-    IO::st(buf + i, bv, r);
-    const Vec d = sgdp_update<Nesterov>(bv, gv, s);
-    const Vec p1 = IO::keep(apply_step(p0, d, wv, nlr), r);
-    IO::st(p + i, p1, r);
-    ns.add(p0, p1, true);
-  }, [&](int64_t b0, int64_t b1) { ns.fold(p + b0, p0blk, b1 - b0, true); });
-  return ns.norms();
+    const Vec gv = IO::ld(x.g + i, r), p0 = IO::ld(x.p + i, r);
+    if (Nm) IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
+    Vec st[P::kSlots];
+    load_state<P, IO>(x, i, r, st);
+    const Vec u = P::template update<V>(gv, p0, st, s);
+    store_state<P, IO>(x, i, r, st);
+    const Vec p1 = IO::keep(P::apply(p0, u, wv, s), r);
+    IO::st(x.p + i, p1, r);
+    if (Nm) ns.add(p0, p1, true);
+  });
+  return Nm ? ns.norms() : nan_norms();
 }
 
-static Norms sgdp_one_pass(float* p, const float* g, float* buf, int64_t n, const SGDPScalarsF& s, float wdf) {
-  return s.nesterov ? sgdp_one_pass_t<true>(p, g, buf, n, s, wdf) : sgdp_one_pass_t<false>(p, g, buf, n, s, wdf);
+template <class P>
+static Norms one_pass(Span x, int64_t n, const typename P::Scalars& s, float wdf, bool norms) {
+  Norms out;
+  with_variant<P>(s.variant, [&](auto tag) {
+    constexpr int V = decltype(tag)::value;
+    out = norms ? one_pass_t<P, V, true>(x, n, s, wdf) : one_pass_t<P, V, false>(x, n, s, wdf);
+  });
+  return out;
 }
 
 // ------------------------------------------------------------------------------------------------
-// Floors: the cheapest possible one-pass steps, same lanes and same math primitives.
+// The table: every registered policy's kernels.
 
-static void adam_floor(float* p, const float* g, float* m, float* v, int64_t n, const AdamPScalarsF& s_ref, float wdf) {
-  const AdamPScalarsF s = s_ref;  // a local copy: stores through float* cannot alias it
-  const Vec wv(wdf), nsv(s.neg_step);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const Vec gv = Vec::load(g + i);
-    Vec mv = Vec::load(m + i), vv = Vec::load(v + i);
-    adamp_moments(mv, vv, gv, s);
-    mv.store(m + i);
-    vv.store(v + i);
-    apply_step(Vec::load(p + i), adamp_update<false>(mv, vv, gv, s), wv, nsv).store(p + i);
+template <class P>
+static PolicyKernels<P> make_policy_kernels() {
+  PolicyKernels<P> t;
+  memset(&t, 0, sizeof t);
+  t.one_pass = one_pass<P>;
+  if constexpr (P::kProjects) {
+    t.pass1_row = pass1_row<P>;
+    t.pass1_lanes = pass1_lanes<P>;
+    t.pass2_row = pass2_row<P>;
+    t.pass2_lanes = pass2_lanes<P>;
+    if constexpr (P::kStoreU) {
+      t.apply_u_row = apply_u_row<P>;
+      t.apply_u_lanes = apply_u_lanes<P>;
+    }
+    if constexpr (P::kSpeculate) t.apply_u_save_row = apply_u_save_row<P>;
   }
-  if (i < n) {
-    const int r = (int)(n - i);
-    const Vec gv = load_partial(g + i, r);
-    Vec mv = load_partial(m + i, r), vv = load_partial(v + i, r);
-    adamp_moments(mv, vv, gv, s);
-    store_partial(m + i, mv, r);
-    store_partial(v + i, vv, r);
-    store_partial(p + i, apply_step(load_partial(p + i, r), adamp_update<false>(mv, vv, gv, s), wv, nsv), r);
-  }
-}
-
-template <bool Nesterov>
-static void sgd_floor_t(float* p, const float* g, float* buf, int64_t n, const SGDScalarsF& s) {
-  const Vec wd(s.wd), mom(s.mom), omd(s.omd), nlr(s.neg_lr);
-  for_lanes(n, [&](auto io, int64_t i, int r) {
-    using IO = decltype(io);
-    const Vec p0 = IO::ld(p + i, r);
-    const Vec dp = f_fma(p0, wd, IO::ld(g + i, r));  // torch: d_p = g + wd * p
-    const Vec bv = f_fma(dp, omd, f_mul(IO::ld(buf + i, r), mom));
-    IO::st(buf + i, bv, r);
-    const Vec d = Nesterov ? f_fma(bv, mom, dp) : bv;
-    IO::st(p + i, f_fma(d, nlr, p0), r);
-  });
-}
-
-static void sgd_floor(float* p, const float* g, float* buf, int64_t n, const SGDScalarsF& s) {
-  if (s.nesterov)
-    sgd_floor_t<true>(p, g, buf, n, s);
-  else
-    sgd_floor_t<false>(p, g, buf, n, s);
+  return t;
 }
 
 static KernelTable make_table(const char* name) {
   KernelTable t;
   t.name = name;
-  t.adamp_pass1_row = adamp_pass1_row;
-  t.adamp_pass1_lanes = adamp_pass1_lanes;
-  t.adamp_lane_sums_double = adamp_lane_sums_double;
-  t.adamp_pass2_row = adamp_pass2_row;
-  t.adamp_pass2_lanes = adamp_pass2_lanes;
-  t.adamp_apply_u_row = adamp_apply_u_row;
-  t.adamp_apply_u_lanes = adamp_apply_u_lanes;
-  t.adamp_apply_u_save_row = adamp_apply_u_save_row;
-  t.adamp_one_pass = adamp_one_pass;
-  t.sgdp_pass1_row = sgdp_pass1_row;
-  t.sgdp_pass1_lanes = sgdp_pass1_lanes;
-  t.sgdp_lane_sums_double = sgdp_lane_sums_double;
-  t.sgdp_pass2_row = sgdp_pass2_row;
-  t.sgdp_pass2_lanes = sgdp_pass2_lanes;
-  t.sgdp_one_pass = sgdp_one_pass;
-  t.adam_floor = adam_floor;
-  t.sgd_floor = sgd_floor;
+#define ADAMP_KT_FILL(P) t.k_##P = make_policy_kernels<P>();
+  ADAMP_OPTIMIZERS(ADAMP_KT_FILL)
+#undef ADAMP_KT_FILL
   return t;
 }

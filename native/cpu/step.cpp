@@ -1,32 +1,50 @@
-// Scheduling of a step: tensors are split into tasks whose boundaries depend only on the
-// tensor's shape, tasks run on the pool in any order, and every partial result is folded in
-// task order afterwards. That is what makes the results identical for every thread count.
+// Scheduling of a step, generic over the element policy P (native/include/adamp/optim): every
+// registered optimizer runs through the same code, instantiated once per policy.
 //
-// Per eligible tensor: pass 1 (moments + per-channel sums; AdamP also stores u) -> decide ->
-// pass 2 (apply from the stored u; tensors over kStoreU elements recompute it bit-identically).
-// Tensors are processed in waves of about kWave elements: pass 1 of a wave, its decisions, then
-// pass 2 of the wave, so a wave's data is still in the last-level cache for pass 2 and small
-// tensors share one dispatch.
+// Units. A tensor is cut into units whose boundaries depend only on its shape (make_units): each
+// unit is a contiguous range of elements, and every partial result of the step (the stats of pass
+// 1, the info norms of pass 2) is produced per unit and folded in unit order. Units are what the
+// step protocol (step.h, namespace protocol) hands to shards, and the ordinary step below folds
+// exactly the same per-unit partials in the same order: any split of a tensor's units into shards
+// gives p, state and info bit-identical to `step`. Work items of the thread pool are units, runs
+// of small units (Rows) or tiles of a unit (Lanes); which thread runs which item never matters.
 //
-// AdamP's speculative single pass (eligible tensors with outer == 1 whose rows fit one task, up
-// to kStoreU elements): pass 1 applies a predicted final update to each row right after the
-// row's moments and sums, while the row and its u are in L1/L2, saving the old p to a per-wave
-// scratch (u never leaves a per-thread row buffer).
+// Layouts (outer x channels x inner; channel of element i: (i / inner) % channels):
+//   OnePass  non-projecting policies, and 1-D tensors: units of kBlock elements, one pass.
+//   Pieces   outer == 1 and rows longer than kBlock: a unit is a piece of one row.
+//   Rows     inner > 1: a unit is a run of whole channel rows within one outer index a
+//            (outer == 1: the PyTorch layout, a run of channels).
+//   Lanes    inner == 1 (TensorFlow.js kernels, channels innermost): a unit is a chunk of whole
+//            rows (every channel), cut into tiles of up to kLaneChannels channels for the pool;
+//            vectorised across channels.
+//
+// Per eligible tensor of a projecting policy: pass 1 (state + per-channel sums; kStoreU policies
+// also store u) -> decide -> pass 2 (apply from the stored u; tensors over kStoreU elements
+// recompute it bit-identically). Tensors are processed in waves of about kWave elements: pass 1 of
+// a wave, its decisions, then pass 2 of the wave, so a wave's data is still in the last-level
+// cache for pass 2 and small tensors share one dispatch.
+//
+// The speculative single pass (policies with kSpeculate; eligible tensors with outer == 1 whose
+// rows fit one unit, up to kStoreU elements): pass 1 applies a predicted final update to each row
+// right after the row's state update and sums, while the row and its u are in L1/L2, saving the
+// old p to a per-wave scratch (u never leaves a per-thread row buffer).
 // The prediction for a row is "channel projection" while this row's and every earlier row's
 // |cos| are below the channel threshold (the decision's own float32 compare), else "none".
 // After the real decision, pass 2 only redoes the rows whose applied update differs from it
 // (restore from the scratch, then the exact pass-2 kernel). The apply of a row is the same
 // kernel arithmetic as pass 2 with the same inputs (the row's own sums, wd factor), and each
-// row's norms are kept and folded in the same order as pass 2 folds them, so p, the moments and
+// row's norms are kept and folded in the same order as pass 2 folds them, so p, the state and
 // the info record are bit-identical to the two-pass path (set_speculation(Speculation::Off)).
-// Measured on the 2-core bench machine it pays at 2 threads (the apply's arithmetic runs under
-// pass 1's memory stalls instead of after them) and was neutral at 1 thread while the reductions
-// were in double (measured before the blocked float sums of simd.h). SGDP does not use it: its pass
-// 2 is cheap and served from the last-level cache, and the extra store of the old p (plus the
+// Measured on the 2-core bench machine it pays for AdamP at 2 threads (the apply's arithmetic
+// runs under pass 1's memory stalls instead of after them). SGDP does not use it: its pass 2 is
+// cheap and served from the last-level cache, and the extra store of the old p (plus the
 // unprojected buffer without Nesterov) made it no faster at 2 threads and slower at 1.
+//
+// The info norms (StepConfig::norms) cost a second set of blocked sums in every pass that writes
+// p and a copy of each block's old p for their double redo; with norms off none of it runs.
 #include "step.h"
 
-#include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include <algorithm>
@@ -47,21 +65,28 @@ namespace cpu {
 
 namespace {
 
-constexpr int64_t kBlock = 32768;   // target elements per task
+constexpr int64_t kBlock = 32768;  // target elements per unit
 #ifndef ADAMP_WAVE_ELEMS
 #define ADAMP_WAVE_ELEMS (1 << 20)
 #endif
 constexpr int64_t kWave = ADAMP_WAVE_ELEMS;  // target elements per wave
 constexpr int kMaxThreads = 256;
-// AdamP stores u between the passes for tensors up to this size (the scratch is at most
+// kStoreU policies store u between the passes for tensors up to this size (the scratch is at most
 // max(kWave, kStoreU) floats, reused across steps); larger tensors recompute u in pass 2.
 constexpr int64_t kStoreU = int64_t(1) << 22;
-// The lanes layout (channels innermost): channels per task, and at most this many row chunks.
+// The lanes layout (channels innermost): channels per tile, and at most this many row chunks (units).
 constexpr int64_t kLaneChannels = 4096;
 constexpr int64_t kLaneRowChunks = 64;
 
+// Doubles per channel in a stats record (g.p, g.g, p.p, p.u), per unit in a norm record, and the
+// decision record's header (see encode_decision).
+constexpr int64_t kSumsLen = 4;
+constexpr int64_t kNormLen = 3;
+constexpr int64_t kDecisionHeader = 11;
+
 // ------------------------------------------------------------------------------------------------
-// Kernel selection.
+// Kernel selection. The environment is read by the TS loader (lib/backends/native/index.ts), which
+// calls set_simd / set_speculation.
 
 bool detect_avx2() {
 #if defined(ADAMP_X86) && defined(ADAMP_HAVE_AVX2_TU)
@@ -73,20 +98,12 @@ bool detect_avx2() {
 }
 
 std::atomic<int>& simd_state() {
-  static std::atomic<int> state([] {
-    if (!detect_avx2()) return (int)Simd::Portable;
-    const char* env = getenv("ADAMP_SIMD");
-    if (env != nullptr && strcmp(env, "portable") == 0) return (int)Simd::Portable;
-    return (int)Simd::Avx2;
-  }());
+  static std::atomic<int> state(detect_avx2() ? (int)Simd::Avx2 : (int)Simd::Portable);
   return state;
 }
 
 std::atomic<int>& spec_state() {
-  static std::atomic<int> state([] {
-    const char* env = getenv("ADAMP_SPECULATE");
-    return (env != nullptr && strcmp(env, "0") == 0) ? (int)Speculation::Off : (int)Speculation::On;
-  }());
+  static std::atomic<int> state((int)Speculation::On);
   return state;
 }
 
@@ -97,204 +114,32 @@ const KernelTable& kernels() {
   return portable_kernels();
 }
 
-// ------------------------------------------------------------------------------------------------
-// Plans.
+// Policy traits that only projecting policies define.
+template <class P>
+constexpr bool stores_u() {
+  if constexpr (P::kProjects)
+    return P::kStoreU;
+  else
+    return false;
+}
+template <class P>
+constexpr bool speculates() {
+  if constexpr (P::kProjects)
+    return P::kSpeculate;
+  else
+    return false;
+}
 
-enum class Layout {
-  OnePass,  // not eligible: blocks of kBlock elements, one pass
-  Pieces,   // outer == 1 and rows longer than kBlock: task = one piece of one row
-  Rows,     // inner > 1: task = a run of channels, each over all its `outer` rows in order
-  Lanes,    // inner == 1: task = a run of rows x a run of channels, vectorised across channels
-};
+template <class P>
+typename P::Hyper hyper_of(const double* hyper) {
+  static_assert(sizeof(typename P::Hyper) == sizeof(double) * P::kHyperCount, "Hyper must be kHyperCount doubles");
+  typename P::Hyper h;
+  memcpy(&h, hyper, sizeof h);
+  return h;
+}
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up8(int64_t a) { return (a + 7) & ~int64_t(7); }
-
-struct Plan {
-  const TensorSlot* s = nullptr;
-  double* info = nullptr;
-  Layout layout = Layout::OnePass;
-  int64_t tasks = 0;
-  int64_t piece_len = 0, pieces_per_row = 0;  // Pieces
-  int64_t channels_per_task = 0;              // Rows, Lanes
-  int64_t rows_per_task = 0, row_chunks = 0, channel_chunks = 0;  // Lanes
-
-  std::vector<ChannelSums> sums;    // per channel
-  std::vector<ChannelSums> pieces;  // Pieces: per (channel, piece)
-  std::vector<double> lane_part;    // Lanes: per row chunk, 4 x padded channels (gp, gg, pp, pu)
-  std::vector<float> lane_bits;     // Lanes: per row chunk, padded channels: g's bits OR-ed
-  std::vector<Norms> partials;      // per task
-  AdamPScalarsF asf{};  // AdamP: this tensor's float constants (its step count)
-  float* u = nullptr;    // AdamP: where pass 1 stores u for pass 2 (null: pass 2 recomputes it)
-
-  // The speculative single pass (Rows, outer == 1).
-  bool spec = false;
-  float* save_p = nullptr;       // the old p, indexed like p
-  std::vector<uint8_t> applied;  // per channel: 1 = applied with its channel projection, 0 = unprojected
-  std::vector<Norms> row_norms;  // per channel: the norms of the applied row
-  std::vector<uint8_t> redo;     // per task: some row of it must be redone
-  std::atomic<int> broken{0};    // some row's |cos| reached the channel threshold (prediction only)
-  float spec_thr = 0.0f;         // the channel threshold, as decide_reduced computes it
-  double spec_cos_e = 0.0;       // cos_eps(eps)
-  float spec_wdf_proj = 1.0f, spec_wdf_none = 1.0f;
-  Speculation spec_mode = Speculation::On;  // tests: PredictNone / PredictChannel force every row
-  DecisionResult decision;
-  float wdf = 1.0f;
-  std::vector<float> div, scale;  // per channel (Lanes: padded with 1 / 0)
-
-  void init(const TensorSlot& slot, double* info_rec) {
-    s = &slot;
-    info = info_rec;
-    const int64_t n = slot.numel;
-    if (!slot.eligible) {
-      layout = Layout::OnePass;
-      tasks = ceil_div(n, kBlock);
-    } else if (slot.inner == 1) {
-      // Tasks are tiles of whole rows (contiguous memory) by up to kLaneChannels channels. Each
-      // task sums its rows per channel; decide_plan adds the row chunks in order. At most
-      // kLaneRowChunks row chunks bound the partials' memory for tall tensors.
-      layout = Layout::Lanes;
-      channels_per_task = std::max<int64_t>(8, std::min(kLaneChannels, round_up8(slot.channels)));
-      channel_chunks = ceil_div(slot.channels, channels_per_task);
-      rows_per_task = std::max<int64_t>({1, kBlock / channels_per_task, ceil_div(slot.outer, kLaneRowChunks)});
-      row_chunks = ceil_div(slot.outer, rows_per_task);
-      tasks = slot.channels == 0 ? 0 : row_chunks * channel_chunks;
-      lane_part.assign((size_t)(row_chunks * 4 * round_up8(slot.channels)), 0.0);
-      lane_bits.assign((size_t)(row_chunks * round_up8(slot.channels)), 0.0f);
-    } else if (slot.outer == 1 && slot.inner > kBlock) {
-      layout = Layout::Pieces;
-      piece_len = kBlock;
-      pieces_per_row = ceil_div(slot.inner, kBlock);
-      tasks = slot.channels * pieces_per_row;
-      pieces.resize((size_t)tasks);
-    } else {
-      layout = Layout::Rows;
-      const int64_t row_block = std::max<int64_t>(1, slot.outer * slot.inner);
-      channels_per_task = std::max<int64_t>(1, kBlock / row_block);
-      tasks = slot.channels == 0 ? 0 : ceil_div(slot.channels, channels_per_task);
-    }
-    if (slot.eligible) {
-      ChannelSums zero;
-      sums_zero(zero);
-      sums.assign((size_t)slot.channels, zero);
-    }
-    partials.assign((size_t)tasks, Norms{0.0, 0.0, 0.0});
-  }
-
-  /** Whether this plan qualifies for the speculative single pass (the shape alone decides). */
-  bool spec_shape() const {
-    return s->eligible && layout == Layout::Rows && s->outer == 1 && s->numel > 0 && s->numel <= kStoreU;
-  }
-  int64_t row_offset(int64_t a, int64_t c) const { return (a * s->channels + c) * s->inner; }
-  int64_t pad_channels() const { return round_up8(s->channels); }
-  /** Lanes task t: rows [a0, a0 + rows) x channels [c0, c0 + n) of row chunk rc. */
-  struct LaneTask {
-    int64_t rc, a0, rows, c0, n;
-  };
-  LaneTask lane_task(int64_t t) const {
-    LaneTask k;
-    k.rc = t / channel_chunks;
-    k.a0 = k.rc * rows_per_task;
-    k.rows = std::min(rows_per_task, s->outer - k.a0);
-    k.c0 = (t % channel_chunks) * channels_per_task;
-    k.n = std::min(channels_per_task, s->channels - k.c0);
-    return k;
-  }
-  /** A task's accumulators (its row chunk's slice of lane_part and lane_bits); scratch: 4 x round_up8(k.n) floats. */
-  LaneSums lane_sums(const LaneTask& k, float* scratch) {
-    const int64_t padc = pad_channels();
-    double* base = lane_part.data() + k.rc * 4 * padc + k.c0;
-    return LaneSums{base, base + padc, base + 2 * padc, base + 3 * padc, scratch,
-                    lane_bits.data() + k.rc * padc + k.c0};
-  }
-};
-
-// Sequences of (plan, task) to hand to the pool.
-struct TaskRef {
-  int32_t plan;
-  int64_t task;
-};
-
-// ------------------------------------------------------------------------------------------------
-// The per-optimizer parts, as small policy structs so one scheduler serves AdamP and SGDP.
-
-struct AdamPOps {
-  static constexpr bool kStoresU = true;
-  static constexpr bool kSpeculates = true;
-  const KernelTable& k;
-  const AdamPHyper& hp;
-
-  void prepare(Plan& pl) const { pl.asf = make_adamp_scalars(hp.lr, hp.beta1, hp.beta2, hp.eps, pl.s->step, hp.nesterov); }
-  float wdf(double ratio) const { return adamp_wd_factor(hp.lr, hp.weight_decay, ratio); }
-  double delta() const { return hp.delta; }
-  double wd_ratio() const { return hp.wd_ratio; }
-  double eps() const { return hp.eps; }
-
-  Norms one_pass(const Plan& pl, int64_t off, int64_t n, float wdf) const {
-    return k.adamp_one_pass(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, wdf);
-  }
-  ChannelSums pass1_row(const Plan& pl, int64_t off, int64_t n) const {
-    return k.adamp_pass1_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf,
-                             pl.u ? pl.u + off : nullptr);
-  }
-  void pass1_lanes(const Plan& pl, int64_t off, LaneRows lr, LaneSums acc) const {
-    k.adamp_pass1_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, lr, pl.asf, acc,
-                        pl.u ? pl.u + off : nullptr);
-  }
-  // The speculative pass: pass 1 of a row storing u to a row buffer, then the apply from it.
-  ChannelSums spec_pass1_row(const Plan& pl, int64_t off, int64_t n, float* ubuf) const {
-    return k.adamp_pass1_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, ubuf);
-  }
-  Norms spec_apply_row(const Plan& pl, int64_t off, int64_t n, const float* ubuf, int projected, ProjCoef c, float wdf) const {
-    return k.adamp_apply_u_save_row(pl.s->p + off, ubuf, n, pl.asf.neg_step, projected, c, wdf, pl.save_p + off);
-  }
-  Norms pass2_row(const Plan& pl, int64_t off, int64_t n, int projected, ProjCoef c, float wdf) const {
-    if (pl.u) return k.adamp_apply_u_row(pl.s->p + off, pl.u + off, n, pl.asf.neg_step, projected, c, wdf);
-    return k.adamp_pass2_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, n, pl.asf, projected, c, wdf);
-  }
-  ChannelSums lane_sums_double(const Plan& pl, int64_t c) const {
-    const TensorSlot& s = *pl.s;
-    return k.adamp_lane_sums_double(s.p + c, s.g + c, s.m + c, s.v + c, s.outer, s.channels, pl.asf);
-  }
-  Norms pass2_lanes(const Plan& pl, int64_t off, LaneRows lr, int projected, LaneCoefs c, float wdf) const {
-    if (pl.u) return k.adamp_apply_u_lanes(pl.s->p + off, pl.u + off, lr, pl.asf.neg_step, projected, c, wdf);
-    return k.adamp_pass2_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, pl.s->v + off, lr, pl.asf, projected, c, wdf);
-  }
-};
-
-struct SGDPOps {
-  static constexpr bool kStoresU = false;
-  static constexpr bool kSpeculates = false;
-  const KernelTable& k;
-  SGDPScalarsF sf;
-  const SGDPHyper& hp;
-
-  float wdf(double ratio) const { return sgdp_wd_factor(hp.lr, hp.weight_decay, ratio, hp.momentum); }
-  void prepare(Plan&) const {}
-  double delta() const { return hp.delta; }
-  double wd_ratio() const { return hp.wd_ratio; }
-  double eps() const { return hp.eps; }
-
-  Norms one_pass(const Plan& pl, int64_t off, int64_t n, float wdf) const {
-    return k.sgdp_one_pass(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf, wdf);
-  }
-  ChannelSums pass1_row(const Plan& pl, int64_t off, int64_t n) const {
-    return k.sgdp_pass1_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf);
-  }
-  void pass1_lanes(const Plan& pl, int64_t off, LaneRows lr, LaneSums acc) const {
-    k.sgdp_pass1_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, lr, sf, acc);
-  }
-  Norms pass2_row(const Plan& pl, int64_t off, int64_t n, int projected, ProjCoef c, float wdf) const {
-    return k.sgdp_pass2_row(pl.s->p + off, pl.s->g + off, pl.s->m + off, n, sf, projected, c, wdf);
-  }
-  ChannelSums lane_sums_double(const Plan& pl, int64_t c) const {
-    const TensorSlot& s = *pl.s;
-    return k.sgdp_lane_sums_double(s.p + c, s.g + c, s.m + c, s.outer, s.channels, sf);
-  }
-  Norms pass2_lanes(const Plan& pl, int64_t off, LaneRows lr, int projected, LaneCoefs c, float wdf) const {
-    return k.sgdp_pass2_lanes(pl.s->p + off, pl.s->g + off, pl.s->m + off, lr, sf, projected, c, wdf);
-  }
-};
 
 void norms_add(Norms& acc, const Norms& x) {
   acc.before += x.before;
@@ -302,161 +147,465 @@ void norms_add(Norms& acc, const Norms& x) {
   acc.delta += x.delta;
 }
 
-/** Per-thread float scratch of the lanes layout's pass 1 (LaneSums::fblk, 4 x npad floats). */
-float* lane_scratch(int64_t npad) {
-  thread_local std::vector<float> buf;
-  if ((int64_t)buf.size() < 4 * npad) buf.resize((size_t)(4 * npad));
-  return buf.data();
+// ------------------------------------------------------------------------------------------------
+// Units.
+
+enum class Layout { OnePass, Pieces, Rows, Lanes };
+
+struct Units {
+  Layout layout = Layout::OnePass;
+  int64_t numel = 0, outer = 0, channels = 0, inner = 0;
+  int64_t count = 0;                        // units
+  int64_t items = 0;                        // pool work items
+  int64_t ppr = 0;                          // Pieces: pieces per row
+  int64_t cpu = 0, chunks = 0, group = 1;   // Rows: channels per unit, units per outer index, units per item
+  int64_t rpu = 0, cpt = 0, tiles = 0;      // Lanes: rows per unit, channels per tile, tiles (items) per unit
+
+  /** The unit's first element; start(count) = numel. */
+  int64_t start(int64_t u) const {
+    if (u >= count) return numel;
+    switch (layout) {
+      case Layout::OnePass:
+        return u * kBlock;
+      case Layout::Pieces:
+        return (u / ppr) * inner + (u % ppr) * kBlock;
+      case Layout::Rows:
+        return ((u / chunks) * channels + (u % chunks) * cpu) * inner;
+      case Layout::Lanes:
+        return u * rpu * channels;
+    }
+    return numel;
+  }
+  /** Doubles of the stats records before unit u's; rec_offset(count) = all of them. */
+  int64_t rec_offset(int64_t u) const {
+    switch (layout) {
+      case Layout::OnePass:
+        return 0;
+      case Layout::Pieces:
+        return kSumsLen * u;
+      case Layout::Rows:
+        if (u >= count) return kSumsLen * outer * channels;
+        return kSumsLen * ((u / chunks) * channels + (u % chunks) * cpu);
+      case Layout::Lanes:
+        return kSumsLen * channels * u;
+    }
+    return 0;
+  }
+  /** Rows: unit u is outer index a, channels [c0, c1). */
+  void rows_unit(int64_t u, int64_t& a, int64_t& c0, int64_t& c1) const {
+    a = u / chunks;
+    c0 = (u % chunks) * cpu;
+    c1 = std::min(channels, c0 + cpu);
+  }
+  /** Lanes: unit u's rows [a0, a0 + rows). */
+  void lanes_rows(int64_t u, int64_t& a0, int64_t& rows) const {
+    a0 = u * rpu;
+    rows = std::min(rpu, outer - a0);
+  }
+  /** Rows items: item t runs units [u0, u1). */
+  void item_units(int64_t t, int64_t& u0, int64_t& u1) const {
+    u0 = t * group;
+    u1 = std::min(count, u0 + group);
+  }
+  bool projecting() const { return layout != Layout::OnePass; }
+};
+
+Units make_units(const protocol::Geometry& g, bool projects) {
+  Units U;
+  U.numel = g.numel;
+  U.outer = g.outer;
+  U.channels = g.channels;
+  U.inner = g.inner;
+  if (!projects || !g.eligible) {
+    U.layout = Layout::OnePass;
+    U.count = ceil_div(g.numel, kBlock);
+    U.items = U.count;
+  } else if (g.inner == 1) {
+    // Units are chunks of whole rows (contiguous memory); a unit's tiles of up to kLaneChannels
+    // channels are the pool's items. At most kLaneRowChunks units bound the partials' memory.
+    U.layout = Layout::Lanes;
+    U.cpt = std::max<int64_t>(8, std::min(kLaneChannels, round_up8(g.channels)));
+    U.tiles = ceil_div(g.channels, U.cpt);
+    U.rpu = std::max<int64_t>({1, kBlock / U.cpt, ceil_div(g.outer, kLaneRowChunks)});
+    U.count = g.channels == 0 ? 0 : ceil_div(g.outer, U.rpu);
+    U.items = U.count * U.tiles;
+  } else if (g.outer == 1 && g.inner > kBlock) {
+    U.layout = Layout::Pieces;
+    U.ppr = ceil_div(g.inner, kBlock);
+    U.count = g.channels * U.ppr;
+    U.items = U.count;
+  } else {
+    U.layout = Layout::Rows;
+    U.cpu = std::max<int64_t>(1, kBlock / std::max<int64_t>(1, g.inner));
+    U.chunks = ceil_div(g.channels, U.cpu);
+    U.count = g.channels == 0 ? 0 : g.outer * U.chunks;
+    // Small units (outer > 1, short rows) run several to an item; outer == 1 keeps item == unit
+    // (the speculative pass works per item).
+    if (g.outer > 1) U.group = std::max<int64_t>(1, kBlock / std::max<int64_t>(1, std::min(U.cpu, g.channels) * g.inner));
+    U.items = ceil_div(U.count, U.group);
+  }
+  return U;
 }
 
-/** A per-thread row buffer for AdamP's u in the speculative pass (rows are at most kBlock long). */
+protocol::Geometry geometry_of(const TensorSlot& s) { return protocol::Geometry{s.numel, s.outer, s.channels, s.inner, s.eligible}; }
+
+// ------------------------------------------------------------------------------------------------
+// One tensor's (or shard's) arrays, its kernels and scalars: the unit functions both the step and
+// the protocol run.
+
+/** A decision as pass 2 uses it. */
+struct Decided {
+  DecisionResult r;
+  float wdf = 1.0f;
+  std::vector<float> div, scale;  // per channel, padded to 8 (div 1, scale 0); empty unless projected
+  ProjCoef layer{1.0f, 0.0f};     // a layer projection's one coefficient pair
+};
+
+/** Lanes tiles' per-thread scratch (kernel_table.h LaneScratch) for tiles of up to n channels. */
+LaneScratch lane_scratch(int64_t n) {
+  const int64_t npad = round_up8(n);
+  thread_local std::vector<double> d;
+  thread_local std::vector<float> f;
+  if ((int64_t)d.size() < 4 * npad) d.resize((size_t)(4 * npad));
+  if ((int64_t)f.size() < 5 * npad) f.resize((size_t)(5 * npad));
+  return LaneScratch{d.data(), f.data(), f.data() + 4 * npad};
+}
+
+template <class P>
+struct Run {
+  using S = typename P::Scalars;
+  const PolicyKernels<P>& k;
+  const Units& U;
+  // Element e of the whole tensor is at index e - base of these arrays.
+  float* p;
+  const float* g;
+  float* st[kMaxSlots];
+  int64_t base;
+  S s;
+  float* ustore;  // kStoreU: u stored by pass 1, indexed like p (null: pass 2 recomputes it)
+  bool norms;
+
+  Span at(int64_t e) const {
+    Span x;
+    x.p = p + (e - base);
+    x.g = g + (e - base);
+    for (int j = 0; j < kMaxSlots; ++j) x.st[j] = j < P::kSlots ? st[j] + (e - base) : nullptr;
+    return x;
+  }
+  float* u_at(int64_t e) const { return ustore != nullptr ? ustore + (e - base) : nullptr; }
+
+  static void put(double* rec, const ChannelSums& c) {
+    rec[0] = c.gp;
+    rec[1] = c.gg;
+    rec[2] = c.pp;
+    rec[3] = c.pu;
+  }
+
+  /** Pass 1 of a Rows or Pieces unit; rec: the unit's stats record. */
+  void stats_unit(int64_t u, double* rec) const {
+    if (U.layout == Layout::Pieces) {
+      const int64_t c = u / U.ppr, k0 = (u % U.ppr) * kBlock, e = c * U.inner + k0;
+      put(rec, k.pass1_row(at(e), std::min(kBlock, U.inner - k0), s, u_at(e)));
+      return;
+    }
+    int64_t a, c0, c1;
+    U.rows_unit(u, a, c0, c1);
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t e = (a * U.channels + c) * U.inner;
+      put(rec + kSumsLen * (c - c0), k.pass1_row(at(e), U.inner, s, u_at(e)));
+    }
+  }
+
+  /** Pass 1 of tile `tile` of Lanes unit u; rec: the unit's stats record (4 x channels). */
+  void stats_tile(int64_t u, int64_t tile, double* rec) const {
+    int64_t a0, rows;
+    U.lanes_rows(u, a0, rows);
+    const int64_t c0 = tile * U.cpt, n = std::min(U.cpt, U.channels - c0), C = U.channels;
+    const int64_t e = a0 * C + c0;
+    const LaneOut out{rec + c0, rec + C + c0, rec + 2 * C + c0, rec + 3 * C + c0};
+    k.pass1_lanes(at(e), LaneRows{rows, n, C}, s, out, lane_scratch(n), u_at(e));
+  }
+
+  Norms pass2_row(int64_t e, int64_t n, int projected, ProjCoef c, float wdf) const {
+    if constexpr (stores_u<P>()) {
+      if (ustore != nullptr) return k.apply_u_row(p + (e - base), u_at(e), n, s, projected, c, wdf, norms);
+    }
+    return k.pass2_row(at(e), n, s, projected, c, wdf, norms);
+  }
+
+  /** Pass 2 of a Rows or Pieces unit. */
+  Norms apply_unit(int64_t u, const Decided& d) const {
+    const int projected = is_projected(d.r.code) ? 1 : 0;
+    auto coef = [&](int64_t c) { return projected ? ProjCoef{d.div[(size_t)c], d.scale[(size_t)c]} : ProjCoef{1.0f, 0.0f}; };
+    if (U.layout == Layout::Pieces) {
+      const int64_t c = u / U.ppr, k0 = (u % U.ppr) * kBlock;
+      return pass2_row(c * U.inner + k0, std::min(kBlock, U.inner - k0), projected, coef(c), d.wdf);
+    }
+    int64_t a, c0, c1;
+    U.rows_unit(u, a, c0, c1);
+    Norms acc{0.0, 0.0, 0.0};
+    for (int64_t c = c0; c < c1; ++c) norms_add(acc, pass2_row((a * U.channels + c) * U.inner, U.inner, projected, coef(c), d.wdf));
+    return acc;
+  }
+
+  /** Pass 2 of tile `tile` of Lanes unit u. */
+  Norms apply_tile(int64_t u, int64_t tile, const Decided& d) const {
+    const int projected = is_projected(d.r.code) ? 1 : 0;
+    int64_t a0, rows;
+    U.lanes_rows(u, a0, rows);
+    const int64_t c0 = tile * U.cpt, n = std::min(U.cpt, U.channels - c0), C = U.channels;
+    const int64_t e = a0 * C + c0;
+    const LaneCoefs coef = projected ? LaneCoefs{d.div.data() + c0, d.scale.data() + c0} : LaneCoefs{nullptr, nullptr};
+    if constexpr (stores_u<P>()) {
+      if (ustore != nullptr) return k.apply_u_lanes(p + (e - base), u_at(e), LaneRows{rows, n, C}, s, projected, coef, d.wdf, norms);
+    }
+    return k.pass2_lanes(at(e), LaneRows{rows, n, C}, s, projected, coef, d.wdf, norms);
+  }
+
+  /** A OnePass unit. */
+  Norms one_pass_unit(int64_t u, float wdf) const {
+    const int64_t e = U.start(u);
+    return k.one_pass(at(e), U.start(u + 1) - e, s, wdf, norms);
+  }
+
+  /** Pass 2 / the one pass of unit u, whole (the protocol's apply; Lanes: its tiles folded in order). */
+  Norms apply_whole_unit(int64_t u, const Decided& d) const {
+    switch (U.layout) {
+      case Layout::OnePass:
+        return one_pass_unit(u, d.wdf);
+      case Layout::Lanes: {
+        Norms acc{0.0, 0.0, 0.0};
+        for (int64_t t = 0; t < U.tiles; ++t) norms_add(acc, apply_tile(u, t, d));
+        return acc;
+      }
+      default:
+        return apply_unit(u, d);
+    }
+  }
+};
+
+/** The tensor's channel sums from its units' stats records (in unit order), then the decision. */
+template <class P>
+void decide_records(const Units& U, const typename P::Hyper& h, const double* rec, Decided& d) {
+  const int64_t C = U.channels;
+  ChannelSums zero;
+  sums_zero(zero);
+  std::vector<ChannelSums> sums((size_t)C, zero);
+  auto get = [](const double* r) {
+    ChannelSums c;
+    c.gp = r[0], c.gg = r[1], c.pp = r[2], c.pu = r[3];
+    return c;
+  };
+  for (int64_t u = 0; u < U.count; ++u) {
+    const double* r = rec + U.rec_offset(u);
+    switch (U.layout) {
+      case Layout::Pieces:
+        sums_add(sums[(size_t)(u / U.ppr)], get(r));
+        break;
+      case Layout::Rows: {
+        int64_t a, c0, c1;
+        U.rows_unit(u, a, c0, c1);
+        for (int64_t c = c0; c < c1; ++c) sums_add(sums[(size_t)c], get(r + kSumsLen * (c - c0)));
+        break;
+      }
+      case Layout::Lanes:
+        for (int64_t c = 0; c < C; ++c) {
+          ChannelSums& acc = sums[(size_t)c];
+          acc.gp += r[c];
+          acc.gg += r[C + c];
+          acc.pp += r[2 * C + c];
+          acc.pu += r[3 * C + c];
+        }
+        break;
+      case Layout::OnePass:
+        break;
+    }
+  }
+  const DecisionParams dp = P::decision_params(h);
+  d.r = decide(sums.data(), C, U.numel, dp.delta, dp.wd_ratio, dp.eps);
+  d.wdf = P::wd_factor(h, d.r.ratio);
+  d.div.clear();
+  d.scale.clear();
+  if (is_projected(d.r.code)) {
+    const float epsf = (float)dp.eps;
+    d.layer = proj_coef(d.r.totals.pp, d.r.totals.pu, epsf);
+    d.div.assign((size_t)round_up8(C), 1.0f);
+    d.scale.assign((size_t)round_up8(C), 0.0f);
+    for (int64_t c = 0; c < C; ++c) {
+      const ProjCoef k = proj_coef_for(d.r, sums.data(), c, epsf);
+      d.div[(size_t)c] = k.div;
+      d.scale[(size_t)c] = k.scale;
+    }
+  }
+}
+
+/** The decision of a one-pass tensor (non-projecting policy, or not eligible). */
+template <class P>
+void decide_one_pass(const typename P::Hyper& h, Decided& d) {
+  d.r.code = P::kProjects ? kDecisionNotEligible : kDecisionNotApplicable;
+  d.r.channel_max_cos = d.r.channel_threshold = d.r.layer_cos = d.r.layer_threshold = NAN;
+  d.r.ratio = 1.0;
+  sums_zero(d.r.totals);
+  d.wdf = P::wd_factor(h, 1.0);
+  d.div.clear();
+  d.scale.clear();
+}
+
+/** The info record from the decision and the units' norms, folded in unit order. */
+void write_finish(const Units& U, const DecisionResult& r, const Norms* unit_norms, double* info) {
+  Norms total{0.0, 0.0, 0.0};
+  for (int64_t u = 0; u < U.count; ++u) norms_add(total, unit_norms[u]);
+  if (U.projecting()) {
+    write_info(info, r, total.after, total.delta);
+  } else {
+    write_info_not_eligible(info, total.before, total.after, total.delta);
+    info[kInfoDecision] = (double)r.code;  // kDecisionNotEligible, or kDecisionNotApplicable
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The step of a group.
+
+template <class P>
+struct Plan {
+  const TensorSlot* s = nullptr;
+  double* info = nullptr;
+  Units U;
+  typename P::Scalars sc{};
+  std::vector<double> rec;        // stats records, rec_offset order
+  std::vector<Norms> unit_norms;  // per unit
+  std::vector<Norms> tile_norms;  // Lanes: per item (tile)
+  float* u = nullptr;             // kStoreU: where pass 1 stores u for pass 2 (null: pass 2 recomputes it)
+  Decided dec;
+
+  // The speculative single pass (Rows, outer == 1; items are units).
+  bool spec = false;
+  float* save_p = nullptr;       // the old p, indexed like p
+  std::vector<uint8_t> applied;  // per channel: 1 = applied with its channel projection, 0 = unprojected
+  std::vector<Norms> row_norms;  // per channel: the norms of the applied row
+  std::vector<uint8_t> redo;     // per unit: some row of it must be redone
+  std::atomic<int> broken{0};    // some row's |cos| reached the channel threshold (prediction only)
+  float spec_thr = 0.0f;         // the channel threshold, as decide_reduced computes it
+  double spec_cos_e = 0.0;       // cos_eps(eps)
+  float spec_wdf_proj = 1.0f, spec_wdf_none = 1.0f;
+  Speculation spec_mode = Speculation::On;  // tests: PredictNone / PredictChannel force every row
+
+  /** Whether this plan qualifies for the speculative single pass (the shape alone decides). */
+  bool spec_shape() const {
+    return U.layout == Layout::Rows && s->outer == 1 && s->numel > 0 && s->numel <= kStoreU;
+  }
+};
+
+template <class P>
+Run<P> run_of(const PolicyKernels<P>& k, const Plan<P>& pl, bool norms) {
+  const TensorSlot& s = *pl.s;
+  return Run<P>{k, pl.U, s.p, s.g, {s.state[0], s.state[1]}, 0, pl.sc, pl.u, norms};
+}
+
+/** A per-thread row buffer for u in the speculative pass (rows are at most kBlock long). */
 float* row_buffer(int64_t n) {
   thread_local std::vector<float> buf;
   if ((int64_t)buf.size() < n) buf.resize((size_t)std::max<int64_t>(n, 4096));
   return buf.data();
 }
 
-// The speculative single pass over the rows [c0, c1) of a task (see the top of the file).
-template <class Ops>
-void run_spec_rows(const Ops& ops, Plan& plan, int64_t c0, int64_t c1) {
+// The speculative single pass over the rows of unit u (see the top of the file).
+template <class P>
+void run_spec_rows(const Run<P>& run, Plan<P>& plan, int64_t u, float epsf) {
   const TensorSlot& s = *plan.s;
   const int64_t n = s.inner;
   float* ubuf = row_buffer(n);
-  const float epsf = (float)ops.eps();
   const Speculation mode = plan.spec_mode;
+  int64_t a, c0, c1;
+  plan.U.rows_unit(u, a, c0, c1);
+  double* rec = plan.rec.data() + plan.U.rec_offset(u);
   bool ok = mode == Speculation::PredictChannel ||
             (mode == Speculation::On && plan.broken.load(std::memory_order_relaxed) == 0);
   for (int64_t c = c0; c < c1; ++c) {
     const int64_t off = c * n;
-    const ChannelSums cs = ops.spec_pass1_row(plan, off, n, ubuf);
-    plan.sums[(size_t)c] = cs;
+    const ChannelSums cs = run.k.pass1_row(run.at(off), n, run.s, ubuf);
+    Run<P>::put(rec + kSumsLen * (c - c0), cs);
     // f32(max_c |cos_c|) < thr  <=>  f32(|cos_c|) < thr for every c (rounding is monotone; NaN fails both).
     const float cosf = (float)abs_cos(cs.gp, cs.gg, cs.pp, plan.spec_cos_e);
     if (!(cosf < plan.spec_thr)) {
       plan.broken.store(1, std::memory_order_relaxed);
       if (mode != Speculation::PredictChannel) ok = false;
     } else if (ok && mode == Speculation::On && plan.broken.load(std::memory_order_relaxed) != 0) {
-      ok = false;  // another task saw a row at or over the threshold
+      ok = false;  // another unit saw a row at or over the threshold
     }
-    const Norms nr = ok ? ops.spec_apply_row(plan, off, n, ubuf, 1, proj_coef(cs.pp, cs.pu, epsf), plan.spec_wdf_proj)
-                        : ops.spec_apply_row(plan, off, n, ubuf, 0, ProjCoef{1.0f, 0.0f}, plan.spec_wdf_none);
+    const Norms nr =
+        ok ? run.k.apply_u_save_row(s.p + off, ubuf, n, run.s, 1, proj_coef(cs.pp, cs.pu, epsf), plan.spec_wdf_proj,
+                                    plan.save_p + off, run.norms)
+           : run.k.apply_u_save_row(s.p + off, ubuf, n, run.s, 0, ProjCoef{1.0f, 0.0f}, plan.spec_wdf_none,
+                                    plan.save_p + off, run.norms);
     plan.applied[(size_t)c] = ok ? 1 : 0;
     plan.row_norms[(size_t)c] = nr;
   }
 }
 
-template <class Ops>
-void run_pass1(const Ops& ops, Plan& plan, int64_t t) {
-  const TensorSlot& s = *plan.s;
-  switch (plan.layout) {
-    case Layout::OnePass: {
-      const int64_t off = t * kBlock;
-      plan.partials[(size_t)t] = ops.one_pass(plan, off, std::min(kBlock, s.numel - off), ops.wdf(1.0));
+template <class P>
+void run_pass1(const Run<P>& run, Plan<P>& plan, int64_t t, float epsf) {
+  const Units& U = plan.U;
+  switch (U.layout) {
+    case Layout::OnePass:
+      plan.unit_norms[(size_t)t] = run.one_pass_unit(t, plan.dec.wdf);
       break;
-    }
-    case Layout::Pieces: {
-      const int64_t c = t / plan.pieces_per_row, k = t % plan.pieces_per_row;
-      const int64_t start = k * plan.piece_len;
-      plan.pieces[(size_t)t] = ops.pass1_row(plan, c * s.inner + start, std::min(plan.piece_len, s.inner - start));
+    case Layout::Pieces:
+      run.stats_unit(t, plan.rec.data() + U.rec_offset(t));
       break;
-    }
     case Layout::Rows: {
-      const int64_t c0 = t * plan.channels_per_task, c1 = std::min(s.channels, c0 + plan.channels_per_task);
-      if constexpr (Ops::kSpeculates) {
+      if constexpr (speculates<P>()) {
         if (plan.spec) {
-          run_spec_rows(ops, plan, c0, c1);
+          run_spec_rows(run, plan, t, epsf);
           break;
         }
       }
-      for (int64_t c = c0; c < c1; ++c) {
-        ChannelSums acc;
-        sums_zero(acc);
-        for (int64_t a = 0; a < s.outer; ++a) sums_add(acc, ops.pass1_row(plan, plan.row_offset(a, c), s.inner));
-        plan.sums[(size_t)c] = acc;
-      }
+      int64_t u0, u1;
+      U.item_units(t, u0, u1);
+      for (int64_t u = u0; u < u1; ++u) run.stats_unit(u, plan.rec.data() + U.rec_offset(u));
       break;
     }
-    case Layout::Lanes: {
-      const Plan::LaneTask k = plan.lane_task(t);
-      ops.pass1_lanes(plan, k.a0 * s.channels + k.c0, LaneRows{k.rows, k.n, s.channels},
-                      plan.lane_sums(k, lane_scratch(round_up8(k.n))));
+    case Layout::Lanes:
+      run.stats_tile(t / U.tiles, t % U.tiles, plan.rec.data() + U.rec_offset(t / U.tiles));
       break;
-    }
   }
 }
 
-template <class Ops>
-void decide_plan(const Ops& ops, Plan& plan) {
-  const TensorSlot& s = *plan.s;
-  if (plan.layout == Layout::Pieces) {
-    for (int64_t c = 0; c < s.channels; ++c) {
-      ChannelSums acc;
-      sums_zero(acc);
-      for (int64_t k = 0; k < plan.pieces_per_row; ++k) sums_add(acc, plan.pieces[(size_t)(c * plan.pieces_per_row + k)]);
-      plan.sums[(size_t)c] = acc;
-    }
-  }
-  if (plan.layout == Layout::Lanes) {
-    // Row chunks in order (rows outermost: the partials are read contiguously); a channel whose
-    // float partials fall short is summed again in double.
-    const int64_t padc = plan.pad_channels();
-    std::vector<uint8_t> g_zero((size_t)s.channels, 1);
-    for (int64_t rc = 0; rc < plan.row_chunks; ++rc) {
-      const double* part = plan.lane_part.data() + rc * 4 * padc;
-      const float* bits = plan.lane_bits.data() + rc * padc;
-      for (int64_t c = 0; c < s.channels; ++c) {
-        ChannelSums& acc = plan.sums[(size_t)c];
-        acc.gp += part[c];
-        acc.gg += part[padc + c];
-        acc.pp += part[2 * padc + c];
-        acc.pu += part[3 * padc + c];
-        g_zero[(size_t)c] &= bits_zero(bits[c]) ? 1 : 0;
-      }
-    }
-    for (int64_t c = 0; c < s.channels; ++c)
-      if (row_sums_need_double(plan.sums[(size_t)c], g_zero[(size_t)c] != 0)) plan.sums[(size_t)c] = ops.lane_sums_double(plan, c);
-  }
-  plan.decision = decide(plan.sums.data(), s.channels, s.numel, ops.delta(), ops.wd_ratio(), ops.eps());
-  plan.wdf = ops.wdf(plan.decision.ratio);
-  const int64_t n = plan.layout == Layout::Lanes ? plan.pad_channels() : s.channels;
-  plan.div.assign((size_t)n, 1.0f);
-  plan.scale.assign((size_t)n, 0.0f);
-  if (is_projected(plan.decision.code)) {
-    const float epsf = (float)ops.eps();
-    for (int64_t c = 0; c < s.channels; ++c) {
-      const ProjCoef k = proj_coef_for(plan.decision, plan.sums.data(), c, epsf);
-      plan.div[(size_t)c] = k.div;
-      plan.scale[(size_t)c] = k.scale;
-    }
-  }
+template <class P>
+void decide_plan(const typename P::Hyper& h, Plan<P>& plan) {
+  decide_records<P>(plan.U, h, plan.rec.data(), plan.dec);
   if (plan.spec) {
     // Which rows were applied as the decision says: fold their norms now, in pass 2's order;
-    // tasks with a wrong row go to pass 2.
-    const int want = plan.decision.code == kDecisionChannel ? 1 : plan.decision.code == kDecisionNone ? 0 : -1;
-    plan.redo.assign((size_t)plan.tasks, 0);
-    for (int64_t t = 0; t < plan.tasks; ++t) {
-      const int64_t c0 = t * plan.channels_per_task, c1 = std::min(s.channels, c0 + plan.channels_per_task);
+    // units with a wrong row go to pass 2.
+    const int want = plan.dec.r.code == kDecisionChannel ? 1 : plan.dec.r.code == kDecisionNone ? 0 : -1;
+    plan.redo.assign((size_t)plan.U.count, 0);
+    for (int64_t u = 0; u < plan.U.count; ++u) {
+      int64_t a, c0, c1;
+      plan.U.rows_unit(u, a, c0, c1);
       Norms acc{0.0, 0.0, 0.0};
       bool redo = false;
       for (int64_t c = c0; c < c1 && !redo; ++c) {
-        if ((int)plan.applied[(size_t)c] != want) redo = true;
-        else norms_add(acc, plan.row_norms[(size_t)c]);
+        if ((int)plan.applied[(size_t)c] != want)
+          redo = true;
+        else
+          norms_add(acc, plan.row_norms[(size_t)c]);
       }
-      plan.redo[(size_t)t] = redo ? 1 : 0;
-      if (!redo) plan.partials[(size_t)t] = acc;
+      plan.redo[(size_t)u] = redo ? 1 : 0;
+      if (!redo) plan.unit_norms[(size_t)u] = acc;
     }
   }
 }
 
-// Pass 2 of a speculative task: rows applied as decided keep their result and norms; the others
+// Pass 2 of a speculative unit: rows applied as decided keep their result and norms; the others
 // get their old p back from the scratch and run the exact pass-2 kernel (which recomputes u).
-template <class Ops>
-void run_spec_redo(const Ops& ops, Plan& plan, int64_t t) {
+template <class P>
+void run_spec_redo(const Run<P>& run, Plan<P>& plan, int64_t u) {
   const TensorSlot& s = *plan.s;
-  const int projected = is_projected(plan.decision.code) ? 1 : 0;
-  const int want = plan.decision.code == kDecisionChannel ? 1 : plan.decision.code == kDecisionNone ? 0 : -1;
+  const int projected = is_projected(plan.dec.r.code) ? 1 : 0;
+  const int want = plan.dec.r.code == kDecisionChannel ? 1 : plan.dec.r.code == kDecisionNone ? 0 : -1;
   const int64_t n = s.inner;
-  const int64_t c0 = t * plan.channels_per_task, c1 = std::min(s.channels, c0 + plan.channels_per_task);
+  int64_t a, c0, c1;
+  plan.U.rows_unit(u, a, c0, c1);
   Norms acc{0.0, 0.0, 0.0};
   for (int64_t c = c0; c < c1; ++c) {
     if ((int)plan.applied[(size_t)c] == want) {
@@ -465,63 +614,54 @@ void run_spec_redo(const Ops& ops, Plan& plan, int64_t t) {
     }
     const int64_t off = c * n;
     memcpy(s.p + off, plan.save_p + off, (size_t)n * sizeof(float));
-    const ProjCoef coef{plan.div[(size_t)c], plan.scale[(size_t)c]};
-    norms_add(acc, ops.pass2_row(plan, off, n, projected, coef, plan.wdf));
+    const ProjCoef coef = projected ? ProjCoef{plan.dec.div[(size_t)c], plan.dec.scale[(size_t)c]} : ProjCoef{1.0f, 0.0f};
+    norms_add(acc, run.pass2_row(off, n, projected, coef, plan.dec.wdf));
   }
-  plan.partials[(size_t)t] = acc;
+  plan.unit_norms[(size_t)u] = acc;
 }
 
-template <class Ops>
-void run_pass2(const Ops& ops, Plan& plan, int64_t t) {
-  const TensorSlot& s = *plan.s;
-  const int projected = is_projected(plan.decision.code) ? 1 : 0;
-  Norms acc{0.0, 0.0, 0.0};
-  if constexpr (Ops::kSpeculates) {
+template <class P>
+void run_pass2(const Run<P>& run, Plan<P>& plan, int64_t t) {
+  const Units& U = plan.U;
+  if constexpr (speculates<P>()) {
     if (plan.spec) {
-      run_spec_redo(ops, plan, t);
+      run_spec_redo(run, plan, t);
       return;
     }
   }
-  switch (plan.layout) {
+  switch (U.layout) {
     case Layout::OnePass:
       return;
-    case Layout::Pieces: {
-      const int64_t c = t / plan.pieces_per_row, k = t % plan.pieces_per_row;
-      const int64_t start = k * plan.piece_len;
-      const ProjCoef coef{plan.div[(size_t)c], plan.scale[(size_t)c]};
-      acc = ops.pass2_row(plan, c * s.inner + start, std::min(plan.piece_len, s.inner - start), projected, coef, plan.wdf);
+    case Layout::Pieces:
+      plan.unit_norms[(size_t)t] = run.apply_unit(t, plan.dec);
       break;
-    }
     case Layout::Rows: {
-      const int64_t c0 = t * plan.channels_per_task, c1 = std::min(s.channels, c0 + plan.channels_per_task);
-      for (int64_t c = c0; c < c1; ++c) {
-        const ProjCoef coef{plan.div[(size_t)c], plan.scale[(size_t)c]};
-        for (int64_t a = 0; a < s.outer; ++a)
-          norms_add(acc, ops.pass2_row(plan, plan.row_offset(a, c), s.inner, projected, coef, plan.wdf));
-      }
+      int64_t u0, u1;
+      U.item_units(t, u0, u1);
+      for (int64_t u = u0; u < u1; ++u) plan.unit_norms[(size_t)u] = run.apply_unit(u, plan.dec);
       break;
     }
-    case Layout::Lanes: {
-      const Plan::LaneTask k = plan.lane_task(t);
-      const LaneCoefs coef{plan.div.data() + k.c0, plan.scale.data() + k.c0};
-      acc = ops.pass2_lanes(plan, k.a0 * s.channels + k.c0, LaneRows{k.rows, k.n, s.channels}, projected, coef, plan.wdf);
+    case Layout::Lanes:
+      plan.tile_norms[(size_t)t] = run.apply_tile(t / U.tiles, t % U.tiles, plan.dec);
       break;
+  }
+}
+
+template <class P>
+void finish_plan(Plan<P>& plan) {
+  const Units& U = plan.U;
+  if (U.layout == Layout::Lanes) {
+    // A unit's norms: its tiles' in order (as the protocol's apply folds them).
+    for (int64_t u = 0; u < U.count; ++u) {
+      Norms acc{0.0, 0.0, 0.0};
+      for (int64_t t = 0; t < U.tiles; ++t) norms_add(acc, plan.tile_norms[(size_t)(u * U.tiles + t)]);
+      plan.unit_norms[(size_t)u] = acc;
     }
   }
-  plan.partials[(size_t)t] = acc;
+  write_finish(U, plan.dec.r, plan.unit_norms.data(), plan.info);
 }
 
-template <class Ops>
-void finish_plan(Plan& plan) {
-  Norms total{0.0, 0.0, 0.0};
-  for (const Norms& x : plan.partials) norms_add(total, x);
-  if (plan.layout == Layout::OnePass)
-    write_info_not_eligible(plan.info, total.before, total.after, total.delta);
-  else
-    write_info(plan.info, plan.decision, total.after, total.delta);
-}
-
-/** Reusable float scratch (AdamP's stored u), shared by concurrent steps. */
+/** Reusable float scratch (stored u, the speculative pass's old p), shared by concurrent steps. */
 class ScratchPool {
  public:
   std::vector<float> acquire(size_t n) {
@@ -550,27 +690,50 @@ class ScratchPool {
   std::vector<std::vector<float>> free_;
 };
 
-template <class Ops>
-void run_step(const Ops& ops, const TensorSlot* slots, size_t count, double* info, int threads) {
-  threads = clamp_threads(threads);
+// Sequences of (plan, item) to hand to the pool.
+struct TaskRef {
+  int32_t plan;
+  int64_t item;
+};
+
+template <class P>
+void run_step(const TensorSlot* slots, size_t count, const double* hyper, double* info, const StepConfig& cfg) {
+  const PolicyKernels<P>& k = kernels().of(P());
+  const typename P::Hyper h = hyper_of<P>(hyper);
+  const int threads = clamp_threads(cfg.threads);
+  const bool norms = cfg.norms;
   ThreadPool& pool = ThreadPool::shared();
-  std::vector<Plan> plans(count);
+  std::vector<Plan<P>> plans(count);
   const Speculation spec_mode = (Speculation)spec_state().load(std::memory_order_relaxed);
   const bool spec_on = spec_mode != Speculation::Off;
+  float epsf = 0.0f;
+  if constexpr (P::kProjects) epsf = (float)P::decision_params(h).eps;
   for (size_t j = 0; j < count; ++j) {
-    Plan& pl = plans[j];
-    pl.init(slots[j], info + j * kInfoStride);
-    ops.prepare(pl);
-    pl.spec = Ops::kSpeculates && spec_on && pl.spec_shape();
-    if (pl.spec) {
-      const TensorSlot& s = slots[j];
-      pl.spec_mode = spec_mode;
-      pl.applied.assign((size_t)s.channels, 0);
-      pl.row_norms.assign((size_t)s.channels, Norms{0.0, 0.0, 0.0});
-      pl.spec_thr = threshold_f32(ops.delta(), s.channels > 0 ? (double)(s.numel / s.channels) : (double)NAN);
-      pl.spec_cos_e = cos_eps(ops.eps());
-      pl.spec_wdf_proj = ops.wdf(ops.wd_ratio());
-      pl.spec_wdf_none = ops.wdf(1.0);
+    Plan<P>& pl = plans[j];
+    const TensorSlot& s = slots[j];
+    pl.s = &s;
+    pl.info = info + j * kInfoStride;
+    pl.U = make_units(geometry_of(s), P::kProjects);
+    pl.sc = P::scalars(h, s.step);
+    pl.unit_norms.assign((size_t)pl.U.count, Norms{0.0, 0.0, 0.0});
+    if (!pl.U.projecting()) {
+      decide_one_pass<P>(h, pl.dec);
+      continue;
+    }
+    pl.rec.assign((size_t)pl.U.rec_offset(pl.U.count), 0.0);
+    if (pl.U.layout == Layout::Lanes) pl.tile_norms.assign((size_t)pl.U.items, Norms{0.0, 0.0, 0.0});
+    if constexpr (speculates<P>()) {
+      pl.spec = spec_on && pl.spec_shape();
+      if (pl.spec) {
+        const DecisionParams dp = P::decision_params(h);
+        pl.spec_mode = spec_mode;
+        pl.applied.assign((size_t)s.channels, 0);
+        pl.row_norms.assign((size_t)s.channels, Norms{0.0, 0.0, 0.0});
+        pl.spec_thr = threshold_f32(dp.delta, s.channels > 0 ? (double)(s.numel / s.channels) : (double)NAN);
+        pl.spec_cos_e = cos_eps(dp.eps);
+        pl.spec_wdf_proj = P::wd_factor(h, dp.wd_ratio);
+        pl.spec_wdf_none = P::wd_factor(h, 1.0);
+      }
     }
   }
 
@@ -584,12 +747,12 @@ void run_step(const Ops& ops, const TensorSlot* slots, size_t count, double* inf
     while (j1 < count && (j1 == j0 || elems + slots[j1].numel <= kWave)) elems += slots[j1++].numel;
 
     {
-      // Scratch for the wave (AdamP): the two-pass plans' stored u, the speculative plans' old p.
+      // Scratch for the wave: the two-pass plans' stored u (kStoreU), the speculative plans' old p.
       // At most max(kWave, kStoreU) floats, reused across waves and steps.
       auto floats_for = [&](size_t j) -> int64_t {
-        const Plan& pl = plans[j];
+        const Plan<P>& pl = plans[j];
         if (pl.spec) return slots[j].numel;
-        if (Ops::kStoresU && pl.layout != Layout::OnePass && slots[j].numel <= kStoreU) return slots[j].numel;
+        if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return slots[j].numel;
         return 0;
       };
       int64_t need = 0;
@@ -600,92 +763,297 @@ void run_step(const Ops& ops, const TensorSlot* slots, size_t count, double* inf
       }
       int64_t at = 0;
       for (size_t j = j0; j < j1; ++j) {
-        Plan& pl = plans[j];
+        Plan<P>& pl = plans[j];
         pl.u = pl.save_p = nullptr;
         if (floats_for(j) == 0) continue;
-        if (pl.spec) {
+        if (pl.spec)
           pl.save_p = scratch.data() + at;
-          at += slots[j].numel;
-        } else {
+        else
           pl.u = scratch.data() + at;
-          at += slots[j].numel;
-        }
+        at += slots[j].numel;
       }
     }
 
     refs.clear();
     for (size_t j = j0; j < j1; ++j)
-      for (int64_t t = 0; t < plans[j].tasks; ++t) refs.push_back(TaskRef{(int32_t)j, t});
-    pool.run(threads, (int64_t)refs.size(), [&](int64_t i) { run_pass1(ops, plans[(size_t)refs[(size_t)i].plan], refs[(size_t)i].task); });
+      for (int64_t t = 0; t < plans[j].U.items; ++t) refs.push_back(TaskRef{(int32_t)j, t});
+    pool.run(threads, (int64_t)refs.size(), [&](int64_t i) {
+      Plan<P>& pl = plans[(size_t)refs[(size_t)i].plan];
+      run_pass1(run_of(k, pl, norms), pl, refs[(size_t)i].item, epsf);
+    });
 
     // Pass 2 walks the wave backwards: what pass 1 touched last is the likeliest still in cache.
-    // (The order of execution never changes a result: partials are folded in task order.)
+    // (The order of execution never changes a result: partials are folded in unit order.)
     refs.clear();
     for (size_t j = j0; j < j1; ++j)
-      if (plans[j].layout != Layout::OnePass) decide_plan(ops, plans[j]);
+      if (plans[j].U.projecting()) {
+        if constexpr (P::kProjects) decide_plan<P>(h, plans[j]);
+      }
     for (size_t j = j1; j-- > j0;) {
-      if (plans[j].layout == Layout::OnePass) continue;
-      for (int64_t t = plans[j].tasks; t-- > 0;)
+      if (!plans[j].U.projecting()) continue;
+      for (int64_t t = plans[j].U.items; t-- > 0;)
         if (!plans[j].spec || plans[j].redo[(size_t)t]) refs.push_back(TaskRef{(int32_t)j, t});
     }
-    pool.run(threads, (int64_t)refs.size(), [&](int64_t i) { run_pass2(ops, plans[(size_t)refs[(size_t)i].plan], refs[(size_t)i].task); });
+    pool.run(threads, (int64_t)refs.size(), [&](int64_t i) {
+      Plan<P>& pl = plans[(size_t)refs[(size_t)i].plan];
+      run_pass2(run_of(k, pl, norms), pl, refs[(size_t)i].item);
+    });
 
-    for (size_t j = j0; j < j1; ++j) finish_plan<Ops>(plans[j]);
+    for (size_t j = j0; j < j1; ++j) finish_plan(plans[j]);
     j0 = j1;
   }
   if (!scratch.empty()) ScratchPool::shared().release(std::move(scratch));
 }
 
+// ------------------------------------------------------------------------------------------------
+// The protocol's records.
+//
+// Stats record of a unit: kSumsLen doubles per channel (Rows: the unit's channels, in order;
+// Pieces: its one channel; Lanes: 4 arrays of `channels` doubles: g.p, g.g, p.p, p.u). One-pass
+// tensors have none. Norm record: kNormLen doubles per unit. Decision record: code, channel max
+// |cos|, channel threshold, layer |cos|, layer threshold, wd ratio, the layer sums (g.p, g.g, p.p,
+// p.u), ncoef (channels for a channel projection, 1 for a layer projection, else 0), then ncoef
+// divisors and ncoef scales (floats, exact as doubles).
+
+/** ncoef of a decision record with this code, for this tensor. */
+int64_t decision_ncoef(int code, const Units& U) { return code == kDecisionChannel ? U.channels : code == kDecisionLayer ? 1 : 0; }
+
+void encode_decision(const Units& U, const Decided& d, std::vector<double>& out) {
+  const DecisionResult& r = d.r;
+  const int64_t ncoef = decision_ncoef(r.code, U);
+  out.clear();
+  out.reserve((size_t)(kDecisionHeader + 2 * ncoef));
+  out.push_back((double)r.code);
+  out.push_back((double)r.channel_max_cos);
+  out.push_back((double)r.channel_threshold);
+  out.push_back((double)r.layer_cos);
+  out.push_back((double)r.layer_threshold);
+  out.push_back(r.ratio);
+  out.push_back(r.totals.gp);
+  out.push_back(r.totals.gg);
+  out.push_back(r.totals.pp);
+  out.push_back(r.totals.pu);
+  out.push_back((double)ncoef);
+  for (int64_t c = 0; c < ncoef; ++c) out.push_back(r.code == kDecisionLayer ? (double)d.layer.div : (double)d.div[(size_t)c]);
+  for (int64_t c = 0; c < ncoef; ++c) out.push_back(r.code == kDecisionLayer ? (double)d.layer.scale : (double)d.scale[(size_t)c]);
+}
+
+/** The inverse of encode_decision (after check_decision): the wd factor from the ratio, coefficients padded to 8. */
+template <class P>
+void decode_decision(const Units& U, const typename P::Hyper* h, const double* rec, Decided& d) {
+  DecisionResult& r = d.r;
+  r.code = (int)rec[0];
+  r.channel_max_cos = (float)rec[1];
+  r.channel_threshold = (float)rec[2];
+  r.layer_cos = (float)rec[3];
+  r.layer_threshold = (float)rec[4];
+  r.ratio = rec[5];
+  r.totals.gp = rec[6];
+  r.totals.gg = rec[7];
+  r.totals.pp = rec[8];
+  r.totals.pu = rec[9];
+  d.wdf = h != nullptr ? P::wd_factor(*h, r.ratio) : 1.0f;
+  d.div.clear();
+  d.scale.clear();
+  if (!is_projected(r.code) || h == nullptr) return;
+  const int64_t C = U.channels, ncoef = decision_ncoef(r.code, U);
+  if (r.code == kDecisionLayer) d.layer = ProjCoef{(float)rec[kDecisionHeader], (float)rec[kDecisionHeader + 1]};
+  d.div.assign((size_t)round_up8(C), 1.0f);
+  d.scale.assign((size_t)round_up8(C), 0.0f);
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t i = ncoef == 1 ? 0 : c;
+    d.div[(size_t)c] = (float)rec[kDecisionHeader + i];
+    d.scale[(size_t)c] = (float)rec[kDecisionHeader + ncoef + i];
+  }
+}
+
+template <class P>
+Run<P> shard_run(const Units& U, const TensorSlot& shard, int64_t offset, const typename P::Hyper& h, bool norms) {
+  const PolicyKernels<P>& k = kernels().of(P());
+  return Run<P>{k, U, shard.p, shard.g, {shard.state[0], shard.state[1]}, offset, P::scalars(h, shard.step), nullptr, norms};
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------
+// Registry facts.
 
-void adamp_step(const TensorSlot* slots, size_t count, const AdamPHyper& hp, double* info, int threads) {
-  const AdamPOps ops{kernels(), hp};
-  run_step(ops, slots, count, info, threads);
+const std::vector<KindInfo>& kinds() {
+  static const std::vector<KindInfo> list = [] {
+    std::vector<KindInfo> v;
+#define ADAMP_KIND_INFO(P) v.push_back(KindInfo{OptKind::P, P::kName, P::kSlots, P::kHyperCount, P::kProjects});
+    ADAMP_OPTIMIZERS(ADAMP_KIND_INFO)
+#undef ADAMP_KIND_INFO
+    return v;
+  }();
+  return list;
 }
 
-void sgdp_step(const TensorSlot* slots, size_t count, const SGDPHyper& hp, double* info, int threads) {
-  const SGDPOps ops{kernels(), make_sgdp_scalars(hp.lr, hp.momentum, hp.dampening, hp.nesterov), hp};
-  run_step(ops, slots, count, info, threads);
+bool kind_from_name(const char* name, OptKind* out) {
+  for (const KindInfo& k : kinds())
+    if (strcmp(k.name, name) == 0) {
+      *out = k.kind;
+      return true;
+    }
+  return false;
 }
+
+const char* hyper_name(OptKind kind, int i) {
+  const char* name = "?";
+  with_policy(kind, [&](auto pol) { name = decltype(pol)::hyper_name(i); });
+  return name;
+}
+
+const char* check_hyper(OptKind kind, const double* hyper, int* field) {
+  const char* msg = "unknown optimizer kind";
+  *field = -1;
+  with_policy(kind, [&](auto pol) {
+    using P = decltype(pol);
+    msg = P::check(hyper_of<P>(hyper), field);
+  });
+  return msg;
+}
+
+void step(OptKind kind, const TensorSlot* slots, size_t count, const double* hyper, double* info, const StepConfig& cfg) {
+  with_policy(kind, [&](auto pol) { run_step<decltype(pol)>(slots, count, hyper, info, cfg); });
+}
+
+// ------------------------------------------------------------------------------------------------
+// The protocol.
+
+namespace protocol {
 
 namespace {
-// The floors: pure element-wise, blocks of kBlock elements across all tensors.
-template <class Fn>
-void run_blocks(const TensorSlot* slots, size_t count, int threads, const Fn& fn) {
-  std::vector<TaskRef> refs;
-  for (size_t j = 0; j < count; ++j)
-    for (int64_t t = 0; t < ceil_div(slots[j].numel, kBlock); ++t) refs.push_back(TaskRef{(int32_t)j, t});
-  ThreadPool::shared().run(clamp_threads(threads), (int64_t)refs.size(), [&](int64_t i) {
-    const TensorSlot& s = slots[refs[(size_t)i].plan];
-    const int64_t off = refs[(size_t)i].task * kBlock;
-    fn(s, off, std::min(kBlock, s.numel - off));
-  });
+Units units_of(OptKind kind, const Geometry& geo) {
+  bool projects = false;
+  with_policy(kind, [&](auto pol) { projects = decltype(pol)::kProjects; });
+  return make_units(geo, projects);
 }
 }  // namespace
 
-void adam_step(const TensorSlot* slots, size_t count, const AdamHyper& hp, int threads) {
-  const KernelTable& k = kernels();
-  const float wdf = adamp_wd_factor(hp.lr, hp.weight_decay, 1.0);
-  run_blocks(slots, count, threads, [&](const TensorSlot& s, int64_t off, int64_t n) {
-    const AdamPScalarsF sf = make_adamp_scalars(hp.lr, hp.beta1, hp.beta2, hp.eps, s.step, false);
-    k.adam_floor(s.p + off, s.g + off, s.m + off, s.v + off, n, sf, wdf);
+std::vector<int64_t> units(OptKind kind, const Geometry& geo) {
+  const Units U = units_of(kind, geo);
+  std::vector<int64_t> out((size_t)U.count + 1);
+  for (int64_t u = 0; u <= U.count; ++u) out[(size_t)u] = U.start(u);
+  return out;
+}
+
+const char* check_shard(OptKind kind, const Geometry& geo, int64_t offset, int64_t shard_numel, int64_t u0, int64_t u1) {
+  const Units U = units_of(kind, geo);
+  if (!(u0 >= 0 && u0 <= u1 && u1 <= U.count)) return "units [u0, u1) must lie within the tensor's units";
+  if (offset != U.start(u0)) return "offset must be where unit u0 starts";
+  if (shard_numel != U.start(u1) - U.start(u0)) return "the shard's arrays must hold exactly the elements of units [u0, u1)";
+  return nullptr;
+}
+
+void stats(OptKind kind, const Geometry& geo, const TensorSlot& shard, int64_t offset, const double* hyper, int64_t u0,
+           int64_t u1, std::vector<double>& out) {
+  with_policy(kind, [&](auto pol) {
+    using P = decltype(pol);
+    const Units U = make_units(geo, P::kProjects);
+    if (!U.projecting()) return;  // one pass: nothing before apply
+    const Run<P> run = shard_run<P>(U, shard, offset, hyper_of<P>(hyper), true);
+    const size_t at = out.size();
+    out.resize(at + (size_t)(U.rec_offset(u1) - U.rec_offset(u0)), 0.0);
+    double* base = out.data() + at - U.rec_offset(u0);
+    for (int64_t u = u0; u < u1; ++u) {
+      if (U.layout == Layout::Lanes)
+        for (int64_t t = 0; t < U.tiles; ++t) run.stats_tile(u, t, base + U.rec_offset(u));
+      else
+        run.stats_unit(u, base + U.rec_offset(u));
+    }
   });
 }
 
-void sgd_step(const TensorSlot* slots, size_t count, const SGDHyper& hp, int threads) {
-  const KernelTable& k = kernels();
-  SGDScalarsF sf;
-  sf.mom = (float)hp.momentum;
-  sf.omd = (float)(1.0 - hp.dampening);
-  sf.neg_lr = (float)(-hp.lr);
-  sf.wd = (float)hp.weight_decay;
-  sf.nesterov = hp.nesterov ? 1 : 0;
-  run_blocks(slots, count, threads, [&](const TensorSlot& s, int64_t off, int64_t n) {
-    k.sgd_floor(s.p + off, s.g + off, s.m + off, n, sf);
+size_t partials_length(OptKind kind, const Geometry& geo) {
+  const Units U = units_of(kind, geo);
+  return (size_t)U.rec_offset(U.count);
+}
+
+void decide(OptKind kind, const Geometry& geo, const double* hyper, const double* partials, size_t n,
+            std::vector<double>& decision) {
+  (void)n;
+  with_policy(kind, [&](auto pol) {
+    using P = decltype(pol);
+    const Units U = make_units(geo, P::kProjects);
+    const typename P::Hyper h = hyper_of<P>(hyper);
+    Decided d;
+    if constexpr (P::kProjects) {
+      if (U.projecting())
+        decide_records<P>(U, h, partials, d);
+      else
+        decide_one_pass<P>(h, d);
+    } else {
+      decide_one_pass<P>(h, d);
+    }
+    encode_decision(U, d, decision);
   });
 }
+
+const char* check_decision(OptKind kind, const Geometry& geo, const double* rec, size_t n) {
+  const char* err = nullptr;
+  with_policy(kind, [&](auto pol) {
+    using P = decltype(pol);
+    const Units U = make_units(geo, P::kProjects);
+    if (n < (size_t)kDecisionHeader) {
+      err = "a decision record has at least 11 doubles";
+      return;
+    }
+    const double code = rec[0];
+    if (U.projecting()) {
+      if (!(code == kDecisionNone || code == kDecisionChannel || code == kDecisionLayer)) {
+        err = "the decision's code is not none, channel or layer";
+        return;
+      }
+    } else if (code != (P::kProjects ? kDecisionNotEligible : kDecisionNotApplicable)) {
+      err = P::kProjects ? "the decision's code must be notEligible for this tensor" : "the decision's code must be notApplicable for this optimizer";
+      return;
+    }
+    const int64_t ncoef = decision_ncoef((int)code, U);
+    if (rec[10] != (double)ncoef || n != (size_t)(kDecisionHeader + 2 * ncoef)) {
+      err = "the decision record's length does not match its code and the tensor's channels";
+      return;
+    }
+  });
+  return err;
+}
+
+void apply(OptKind kind, const Geometry& geo, const TensorSlot& shard, int64_t offset, const double* hyper,
+           const double* decision, size_t decision_len, int64_t u0, int64_t u1, bool norms, std::vector<double>& out) {
+  (void)decision_len;
+  with_policy(kind, [&](auto pol) {
+    using P = decltype(pol);
+    const Units U = make_units(geo, P::kProjects);
+    const typename P::Hyper h = hyper_of<P>(hyper);
+    Decided d;
+    decode_decision<P>(U, &h, decision, d);
+    const Run<P> run = shard_run<P>(U, shard, offset, h, norms);
+    for (int64_t u = u0; u < u1; ++u) {
+      const Norms nr = run.apply_whole_unit(u, d);
+      out.push_back(nr.before);
+      out.push_back(nr.after);
+      out.push_back(nr.delta);
+    }
+  });
+}
+
+void finish(OptKind kind, const Geometry& geo, const double* decision, size_t decision_len, const double* norms,
+            double* info) {
+  (void)decision_len;
+  with_policy(kind, [&](auto pol) {
+    using P = decltype(pol);
+    const Units U = make_units(geo, P::kProjects);
+    Decided d;
+    decode_decision<P>(U, nullptr, decision, d);
+    std::vector<Norms> un((size_t)U.count);
+    for (int64_t u = 0; u < U.count; ++u) un[(size_t)u] = Norms{norms[kNormLen * u], norms[kNormLen * u + 1], norms[kNormLen * u + 2]};
+    write_finish(U, d.r, un.data(), info);
+  });
+}
+
+}  // namespace protocol
+
+// ------------------------------------------------------------------------------------------------
 
 Speculation speculation() { return (Speculation)spec_state().load(std::memory_order_relaxed); }
 

@@ -1,70 +1,142 @@
-// The CPU core's entry points: whole optimizer steps over many tensors.
+// The CPU core's entry points: whole optimizer steps over many tensors, for every optimizer of the
+// registry (native/include/adamp/optim/registry.h), and the step protocol on shards of a tensor.
 //
 // Plain C++ with POD arguments and no exceptions: the binding validates everything before it
-// calls in. The results are bit-identical for every thread count and for both kernel tables.
+// calls in (the protocol's checks of shards and records are functions here, so the binding and
+// the tests share them). The results are bit-identical for every thread count and for both kernel
+// tables.
 #ifndef ADAMP_CPU_STEP_H
 #define ADAMP_CPU_STEP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <vector>
+
+#include "adamp/optim/registry.h"
+
 namespace adamp {
 namespace cpu {
 
 /**
  * One tensor: element i belongs to output channel (i / inner) % channels, numel = outer *
- * channels * inner (see lib/backends/engine.ts Slot). AdamP: m = exp_avg, v = exp_avg_sq.
- * SGDP: m = the momentum buffer, v unused.
+ * channels * inner (see lib/backends/engine.ts Slot). `state` holds the policy's kSlots state
+ * arrays in its spec's order (AdamP: exp_avg, exp_avg_sq; SGDP and SGD: the momentum buffer);
+ * entries past kSlots are ignored.
  */
 struct TensorSlot {
   float* p;
   const float* g;
-  float* m;
-  float* v;
+  float* state[2];
   int64_t numel;
   int64_t outer;
   int64_t channels;
   int64_t inner;
+  bool eligible;  // ndim > 1: the projection test runs (projecting policies only)
+  double step;    // the tensor's count after this step's increment (1 at its first step)
+};
+
+struct StepConfig {
+  /** Threads, the caller's included; <= 0: all hardware threads. Results are identical for every count. */
+  int threads = 0;
+  /**
+   * Compute the info record's norms (||p||^2 before and after, ||dp||^2). Off: none of that work
+   * is done and the three fields are NaN, except normSqBefore of an eligible tensor of a
+   * projecting policy, which is the decision's own p.p and costs nothing.
+   */
+  bool norms = true;
+};
+
+/** Policy facts the binding needs, from the registry. */
+struct KindInfo {
+  OptKind kind;
+  const char* name;
+  int slots;
+  int hyper_count;
+  bool projects;
+};
+/** Every registered policy, in kind order. */
+const std::vector<KindInfo>& kinds();
+/** The kind named `name` ("adamp"); false when none is. */
+bool kind_from_name(const char* name, OptKind* out);
+/** The name of hyperparameter i of `kind` (the TS spec's key, e.g. "weightDecay"). */
+const char* hyper_name(OptKind kind, int i);
+/**
+ * nullptr when `hyper` (the policy's kHyperCount doubles, wire order) is valid, else a message
+ * about field *field (the policy's check()).
+ */
+const char* check_hyper(OptKind kind, const double* hyper, int* field);
+
+/**
+ * Steps every slot of one group with one set of hyperparameters (`hyper`: the policy's kHyperCount
+ * doubles in wire order, already checked); writes adamp::kInfoStride doubles per slot into info.
+ */
+void step(OptKind kind, const TensorSlot* slots, size_t count, const double* hyper, double* info, const StepConfig& cfg);
+
+// ------------------------------------------------------------------------------------------------
+// The step protocol (docs/architecture.md, "The step protocol"; lib/backends/engine.ts
+// StepProtocol): one tensor's step as units -> stats -> decide -> apply -> finish, on shards that
+// each hold whole units in separate arrays. Units are exactly the pieces `step` folds its partial
+// results over, in the same order, so any split into shards gives p, state and info
+// bit-identical to `step`. Records are vectors of doubles whose layout is private to this core.
+// Every function here is single-threaded and runs on the caller's thread.
+namespace protocol {
+
+/** A whole tensor's shape. */
+struct Geometry {
+  int64_t numel, outer, channels, inner;
   bool eligible;
-  double step;  // AdamP: the count after this step's increment
 };
 
-struct AdamPHyper {
-  double lr, beta1, beta2, eps, weight_decay, delta, wd_ratio;
-  bool nesterov;
-};
+/** Element offsets where the tensor's units start, then numel (units + 1 numbers). */
+std::vector<int64_t> units(OptKind kind, const Geometry& geo);
 
-struct SGDPHyper {
-  double lr, momentum, dampening, weight_decay, eps, delta, wd_ratio;
-  bool nesterov;
-};
+/**
+ * nullptr when `shard` (whose p, g and state hold elements [offset, offset + shard.numel) of the
+ * whole tensor) holds exactly units [u0, u1) of geo, else what is wrong.
+ */
+const char* check_shard(OptKind kind, const Geometry& geo, int64_t offset, int64_t shard_numel, int64_t u0, int64_t u1);
 
-/** The benchmark floors: AdamW (decoupled decay) and torch.optim.SGD with momentum (coupled decay). */
-struct AdamHyper {
-  double lr, beta1, beta2, eps, weight_decay;
-};
-struct SGDHyper {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov;
-};
+/** Pass 1 of units [u0, u1) of the shard: updates its state; appends their partial records to `out` (none for one-pass tensors). */
+void stats(OptKind kind, const Geometry& geo, const TensorSlot& shard, int64_t offset, const double* hyper, int64_t u0,
+           int64_t u1, std::vector<double>& out);
 
-/** Steps every slot; writes adamp::kInfoStride doubles per slot into info. threads <= 0: all hardware threads. */
-void adamp_step(const TensorSlot* slots, size_t count, const AdamPHyper& hp, double* info, int threads);
-void sgdp_step(const TensorSlot* slots, size_t count, const SGDPHyper& hp, double* info, int threads);
-void adam_step(const TensorSlot* slots, size_t count, const AdamHyper& hp, int threads);
-void sgd_step(const TensorSlot* slots, size_t count, const SGDHyper& hp, int threads);
+/** The length of all units' partial records together (what decide expects). */
+size_t partials_length(OptKind kind, const Geometry& geo);
+
+/** The decision record from every unit's partials concatenated in unit order (`n` must be partials_length). */
+void decide(OptKind kind, const Geometry& geo, const double* hyper, const double* partials, size_t n,
+            std::vector<double>& decision);
+
+/** nullptr when `decision` (n doubles) is a decision record of this kind and geometry, else what is wrong. */
+const char* check_decision(OptKind kind, const Geometry& geo, const double* decision, size_t n);
+
+/**
+ * Pass 2 (or the one pass) of units [u0, u1) of the shard; appends 3 doubles per unit (its norm
+ * partials; NaN when `norms` is off) to `out`.
+ */
+void apply(OptKind kind, const Geometry& geo, const TensorSlot& shard, int64_t offset, const double* hyper,
+           const double* decision, size_t decision_len, int64_t u0, int64_t u1, bool norms, std::vector<double>& out);
+
+/** The info record (kInfoStride doubles) from the decision and every unit's norm partials in unit order (3 per unit). */
+void finish(OptKind kind, const Geometry& geo, const double* decision, size_t decision_len, const double* norms,
+            double* info);
+
+}  // namespace protocol
+
+// ------------------------------------------------------------------------------------------------
 
 enum class Simd { Portable = 0, Avx2 = 1 };
 /** Whether this CPU and this build can run the AVX2+FMA kernels. */
 bool avx2_available();
-/** The kernels in use: AVX2 when available unless ADAMP_SIMD=portable (read once) or set_simd said otherwise. */
+/** The kernels in use: AVX2 when available unless set_simd said otherwise. */
 Simd simd();
-/** Choose the kernels (tests and benchmarks); returns what is in effect (AVX2 falls back to portable when unavailable). */
+/** Choose the kernels; returns what is in effect (AVX2 falls back to portable when unavailable). */
 Simd set_simd(Simd want);
 const char* simd_name(Simd s);
 
 /**
- * AdamP's speculative single pass for row-layout tensors (On unless ADAMP_SPECULATE=0, read once).
+ * The speculative single pass of policies with kSpeculate, for row-layout tensors (On by default).
  * Every mode gives the same results bit for bit: Off forces the two-pass path; PredictNone and
  * PredictChannel (tests) force every row's prediction, so every redo path runs.
  */
@@ -78,5 +150,8 @@ int clamp_threads(int threads);
 
 }  // namespace cpu
 }  // namespace adamp
+
+// TRANSITIONAL, see the header: the old AdamP/SGDP entry points for the CUDA port's test.
+#include "step_legacy.h"
 
 #endif  // ADAMP_CPU_STEP_H

@@ -2,8 +2,9 @@
 //
 // `adamp bench` (lib/bench/cpu.ts) is the product's benchmark: every backend, the official code,
 // both parameter sets. This one links the core directly (no N-API, no JS heap) and alternates
-// AdamP, one-pass Adam, SGDP and one-pass SGD each step, each on its own copy of the state, so the
-// ratios it prints compare kernels under the same machine noise. scripts/bench-kernels.sh builds it
+// AdamP (info norms on, then off), the registered one-pass AdamW, SGDP (norms on, off) and the
+// registered one-pass SGD each step, each on its own copy of the state, so the ratios it prints
+// compare kernels under the same machine noise. The floors run without info norms. scripts/bench-kernels.sh builds it
 // and compares two builds of the core (A/B) round by round.
 //
 //   bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes 50257x768,...] [--threads N]
@@ -14,7 +15,8 @@
 // rows of an embedding the batch did not use). --layout tf stores every tensor with its first
 // dimension innermost, as TensorFlow.js keeps a kernel's output channels (outer x channels x 1:
 // the core's lanes layout); the default is PyTorch's (1 x channels x inner). Prints one JSON object: median ms/step per
-// algorithm and the median of the per-step ratios AdamP/Adam and SGDP/SGD.
+// run and the medians of the per-step ratios AdamP/AdamW and SGDP/SGD, with the info norms on
+// (adampOverAdam, sgdpOverSgd) and off (adampNoNormsOverAdam, sgdpNoNormsOverSgd).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,20 +169,28 @@ int main(int argc, char** argv) {
   int64_t total = 0;
   for (const Tensor& t : ts) total += t.numel;
 
-  // Each algorithm steps its own p and state; g is shared (read-only).
-  const char* names[4] = {"adamp", "adam", "sgdp", "sgd"};
+  // Each run steps its own p and state; g is shared (read-only). The floors are the registered
+  // one-pass optimizers AdamW and SGD, without info norms.
+  struct Algo {
+    const char* name;
+    OptKind kind;
+    bool norms;
+  };
+  const Algo algos[] = {{"adamp", OptKind::AdamP, true},  {"adampNoNorms", OptKind::AdamP, false}, {"adam", OptKind::AdamW, false},
+                        {"sgdp", OptKind::SGDP, true},    {"sgdpNoNorms", OptKind::SGDP, false},   {"sgd", OptKind::SGD, false}};
+  constexpr int kAlgos = sizeof(algos) / sizeof(algos[0]);
   std::vector<std::vector<float>> store;
-  store.reserve(ts.size() * 12);
-  std::vector<cpu::TensorSlot> slots[4];
-  for (int k = 0; k < 4; ++k) {
+  store.reserve(ts.size() * 3 * kAlgos);
+  std::vector<cpu::TensorSlot> slots[kAlgos];
+  for (int k = 0; k < kAlgos; ++k) {
     for (const Tensor& t : ts) {
       cpu::TensorSlot s;
       store.push_back(t.p);
       s.p = store.back().data();
       store.emplace_back((size_t)t.numel, 0.0f);
-      s.m = store.back().data();
+      s.state[0] = store.back().data();
       store.emplace_back((size_t)t.numel, 0.0f);
-      s.v = store.back().data();
+      s.state[1] = store.back().data();
       s.g = t.g.data();
       s.numel = t.numel;
       s.channels = t.shape[0];
@@ -192,39 +202,46 @@ int main(int argc, char** argv) {
     }
   }
   std::vector<double> info(ts.size() * kInfoStride);
-  const cpu::AdamPHyper ah = {1e-6, 0.9, 0.999, 1e-8, 0.0, 0.1, 0.1, false};
-  const cpu::SGDPHyper sh = {1e-6, 0.9, 0.0, 0.0, 1e-8, 0.1, 0.1, false};
-  const cpu::AdamHyper fh = {1e-6, 0.9, 0.999, 1e-8, 0.0};
-  const cpu::SGDHyper gh = {1e-6, 0.9, 0.0, 0.0, false};
+  // Wire order of each policy (native/include/adamp/optim/*.h).
+  const double adamp_h[8] = {1e-6, 0.9, 0.999, 1e-8, 0.0, 0.1, 0.1, 0};
+  const double sgdp_h[8] = {1e-6, 0.9, 0.0, 0.0, 0, 1e-8, 0.1, 0.1};
+  const double adamw_h[5] = {1e-6, 0.9, 0.999, 1e-8, 0.0};
+  const double sgd_h[5] = {1e-6, 0.9, 0.0, 0.0, 0};
+  auto hyper_of = [&](OptKind k) -> const double* {
+    return k == OptKind::AdamP ? adamp_h : k == OptKind::SGDP ? sgdp_h : k == OptKind::AdamW ? adamw_h : sgd_h;
+  };
 
   const int warmup = 2;
-  std::vector<double> ms[4], ratio_adam, ratio_sgd;
+  std::vector<double> ms[kAlgos], ratio[4];
   int projected = 0;
   for (int r = 0; r < o.steps + warmup; ++r) {
-    double t[4];
-    for (int k = 0; k < 4; ++k) {
+    double t[kAlgos];
+    for (int k = 0; k < kAlgos; ++k) {
       for (cpu::TensorSlot& s : slots[k]) s.step = r + 1;
+      cpu::StepConfig cfg;
+      cfg.threads = o.threads;
+      cfg.norms = algos[k].norms;
       const auto t0 = std::chrono::steady_clock::now();
-      if (k == 0) cpu::adamp_step(slots[k].data(), slots[k].size(), ah, info.data(), o.threads);
-      if (k == 1) cpu::adam_step(slots[k].data(), slots[k].size(), fh, o.threads);
-      if (k == 2) cpu::sgdp_step(slots[k].data(), slots[k].size(), sh, info.data(), o.threads);
-      if (k == 3) cpu::sgd_step(slots[k].data(), slots[k].size(), gh, o.threads);
+      cpu::step(algos[k].kind, slots[k].data(), slots[k].size(), hyper_of(algos[k].kind), info.data(), cfg);
       t[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      if (k == 2) {
+      if (k == 3) {
         projected = 0;
         for (size_t i = 0; i < ts.size(); ++i) projected += is_projected((int)info[i * kInfoStride + kInfoDecision]);
       }
     }
     if (r < warmup) continue;
-    for (int k = 0; k < 4; ++k) ms[k].push_back(t[k]);
-    ratio_adam.push_back(t[0] / t[1]);
-    ratio_sgd.push_back(t[2] / t[3]);
+    for (int k = 0; k < kAlgos; ++k) ms[k].push_back(t[k]);
+    ratio[0].push_back(t[0] / t[2]);
+    ratio[1].push_back(t[1] / t[2]);
+    ratio[2].push_back(t[3] / t[5]);
+    ratio[3].push_back(t[4] / t[5]);
   }
   printf("{\"set\":\"%s\",\"layout\":\"%s\",\"tensors\":%zu,\"numel\":%lld,\"threads\":%d,\"grads\":\"%s\",\"zeroRows\":%g,\"steps\":%d,"
          "\"simd\":\"%s\",\"projectedSgdp\":%d",
          o.shapes.empty() ? o.set.c_str() : "custom", o.tf_layout ? "tf" : "torch", ts.size(), (long long)total, o.threads, o.fire ? "fire" : "random",
          o.zero_rows, o.steps, cpu::simd_name(cpu::simd()), projected);
-  for (int k = 0; k < 4; ++k) printf(",\"%sMs\":%.3f", names[k], median(ms[k]));
-  printf(",\"adampOverAdam\":%.4f,\"sgdpOverSgd\":%.4f}\n", median(ratio_adam), median(ratio_sgd));
+  for (int k = 0; k < kAlgos; ++k) printf(",\"%sMs\":%.3f", algos[k].name, median(ms[k]));
+  printf(",\"adampOverAdam\":%.4f,\"adampNoNormsOverAdam\":%.4f,\"sgdpOverSgd\":%.4f,\"sgdpNoNormsOverSgd\":%.4f}\n", median(ratio[0]),
+         median(ratio[1]), median(ratio[2]), median(ratio[3]));
   return 0;
 }

@@ -55,6 +55,8 @@ struct Rng {
     return (double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
   }
   float normal() { return (float)(uniform() + uniform() + uniform()); }
+  /** Uniform integer in [0, n). */
+  int below(int n) { return (int)(s = s * 6364136223846793005ull + 1442695040888963407ull, (s >> 33) % (uint64_t)n); }
 };
 
 #endif

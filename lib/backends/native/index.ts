@@ -1,16 +1,33 @@
 /**
- * Registers the native CPU backend with the backend selection (import for the side effect).
+ * Registers the native CPU backend with the backend selection (import for the side effect), and
+ * applies the environment switches of the native core once, when the addon is first used here:
+ * ADAMP_SIMD=portable (the portable kernels) and ADAMP_SPECULATE=0 (no speculative single pass).
+ * Both leave results unchanged bit for bit; the C++ reads no environment itself.
  */
-import { loadAddon, loadHints } from '../../binding/load';
+import { loadAddon, loadHints, type AddonLoadResult } from '../../binding/load';
+import { readEnv } from '../../core/env';
 import { registerProvider, type BackendReport, type EngineProvider } from '../select';
 import { NativeEngine } from './engine';
 
 export { NativeEngine } from './engine';
 export type { NativeEngineOptions } from './engine';
 
+let envApplied = false;
+
+/** The addon (memoized by loadAddon), with the environment switches applied the first time. */
+export function loadNativeAddon(): AddonLoadResult {
+  const r = loadAddon();
+  if (!envApplied && 'addon' in r) {
+    envApplied = true;
+    if (readEnv('ADAMP_SIMD') === 'portable') r.addon.setSimd('portable');
+    if (readEnv('ADAMP_SPECULATE') === '0') r.addon.setSpeculation('off');
+  }
+  return r;
+}
+
 export const nativeProvider: EngineProvider = {
   report(): BackendReport {
-    const r = loadAddon();
+    const r = loadNativeAddon();
     if ('errors' in r) {
       return {
         name: 'native',
@@ -27,7 +44,7 @@ export const nativeProvider: EngineProvider = {
     };
   },
   create(options) {
-    const r = loadAddon();
+    const r = loadNativeAddon();
     if ('errors' in r) throw new Error(`the native addon could not be loaded: ${r.errors.join('; ')}`);
     return new NativeEngine(r.addon, { threads: options.threads });
   },

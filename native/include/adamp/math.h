@@ -5,8 +5,8 @@
 // CPU's scalar tail, an 8-lane vector type (native/cpu/simd.h) in the CPU's vector body, so
 // both paths run literally the same sequence of float32 operations.
 //
-// Numerics follow ../../shared/reference/SPEC.md (the official clovaai/AdamP v0.3.0 on
-// PyTorch's AVX2 CPU kernels):
+// Numerics follow docs/numerics.md (the official clovaai/AdamP v0.3.0 on PyTorch's AVX2 CPU
+// kernels; #adamp, #sgdp, #the-projection):
 //   m   = fma(g, f32(1-b1), f32(m*f32(b1)))
 //   v   = fma(f32(f32(1-b2)*g), g, f32(v*f32(b2)))
 //   den = f32(f32(sqrt(v)) / f32(sqrt(bc2))) + f32(eps)
@@ -115,7 +115,7 @@ ADAMP_HD static inline F f_splat(float x) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-step constants, rounded to float32 once (SPEC.md s1: scalars are doubles until they meet a
+// Per-step constants, rounded to float32 once (docs/numerics.md#conventions: scalars are doubles until they meet a
 // tensor).
 
 struct AdamPScalarsF {
@@ -267,13 +267,19 @@ ADAMP_HD static inline double cos_eps(double eps) { return sqrt((double)(float)(
 ADAMP_HD static inline double max_keep_nan(double x, double e) { return x < e ? e : x; }
 
 /**
+ * Whether a squared norm overflows float32. The official code sums squares in float32, so there
+ * the norm is inf: the cosine is 0 (x / inf) and the projection removes nothing (p / inf); the
+ * cosine and the projection test this one boundary (docs/numerics.md#the-float32-edge).
+ */
+ADAMP_HD static inline bool sq_overflows_f32(double x) { return x > 3.4028234663852886e38; }
+
+/**
  * |cos| of one row from its sums, as torch >= 1.12 F.cosine_similarity computes it in float32:
  * `|g.p| / (max(||g||, e) * max(||p||, e))`. A squared norm that overflows float32 makes every
  * x_i / inf = 0 (cos 0) unless an element itself is inf or NaN (then NaN).
  */
 ADAMP_HD static inline double abs_cos(double gp, double gg, double pp, double e) {
-  const double kFltMax = 3.4028234663852886e38;
-  if (gg > kFltMax || pp > kFltMax) {
+  if (sq_overflows_f32(gg) || sq_overflows_f32(pp)) {
     const double inf = HUGE_VAL;
     return (gg == inf || pp == inf || gp != gp) ? (double)NAN : 0.0;
   }
@@ -297,7 +303,7 @@ struct DecisionResult {
  * The decision once the channels are reduced: `max_cos` = max over channels of |cos| (NaN
  * sticky) and `totals` = the four sums added over channels (the layer view's sums). The channel
  * view first (all rows below the float32 threshold, strict <, so NaN never projects), then the
- * layer view; the first that fires wins (SPEC.md s4). The CUDA kernels reduce in parallel and
+ * layer view; the first that fires wins (docs/numerics.md#the-projection-decision). The CUDA kernels reduce in parallel and
  * call this directly; `decide()` below is the sequential reduction.
  */
 ADAMP_HD static inline DecisionResult decide_reduced(double max_cos, const ChannelSums& totals, int64_t channels,
@@ -342,7 +348,10 @@ ADAMP_HD static inline DecisionResult decide(const ChannelSums* sums, int64_t ch
 
 ADAMP_HD static inline bool is_projected(int code) { return code == kDecisionChannel || code == kDecisionLayer; }
 
-/** Per-row projection coefficients: div = f32(f32(||p||) + f32(eps)), scale = f32((p.u) / div). */
+/**
+ * Per-row projection coefficients: div = f32(f32(||p||) + f32(eps)), scale = f32((p.u) / div);
+ * where ||p||^2 overflows float32, what the official code's inf norm gives (see sq_overflows_f32).
+ */
 struct ProjCoef {
   float div;
   float scale;
@@ -350,6 +359,13 @@ struct ProjCoef {
 
 ADAMP_HD static inline ProjCoef proj_coef(double pp, double pu, float eps_f32) {
   ProjCoef k;
+  if (sq_overflows_f32(pp)) {
+    // The official ||p|| is inf: p / inf = 0 removes nothing, unless p.u is not finite (its float32
+    // sum of 0 * inf is NaN, which makes the row NaN).
+    k.div = HUGE_VALF;
+    k.scale = pu - pu == 0.0 ? 0.0f : NAN;
+    return k;
+  }
   k.div = f_add((float)sqrt(pp), eps_f32);
   k.scale = (float)(pu / (double)k.div);
   return k;
