@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { AdamP, SGDP, AdamW, SGD, type AdampTfjsOptimizer } from '../lib/tfjs';
-import { AdamP as CoreAdamP } from '../lib/index';
+import { AdamP as CoreAdamP, OneCycleLR, StepLR } from '../lib/index';
 import type { AdamPOptions } from '../lib/index';
 import type { Param } from '../lib/types';
 import { rng, randn } from './helpers/random';
@@ -104,6 +104,40 @@ describe.each(adampCpuBackends())('groups, adamp %s', (backend) => {
     expect(errOf(step).message).toMatch(/lr must be >= 0/);
     v.dispose();
     w.dispose();
+  });
+});
+
+describe('groups and LR schedulers', () => {
+  test('a scheduler drives every group (paramGroups): each lr from its own initial lr; a group that did not set lr gets its own from then on', () => {
+    const w = tf.variable(tf.zeros([3, 2]), true, `sch_w_${Math.random()}`);
+    const b = tf.variable(tf.zeros([2]), true, `sch_bias_${Math.random()}`);
+    const g = tf.variable(tf.zeros([2]), true, `sch_gamma_${Math.random()}`);
+    const opt = new AdamP({ lr: 0.1, groups: [{ select: /bias/, lr: 0.01 }, { select: /gamma/, weightDecay: 0 }] });
+    expect(opt.paramGroups.map((x) => x.lr)).toEqual([0.1, 0.01, 0.1]);
+    const scheduler = new StepLR(opt, { stepSize: 1, gamma: 0.5 });
+    const step = () => opt.applyGradients([w, b, g].map((v) => ({ name: v.name, tensor: tf.onesLike(v) })));
+    step();
+    scheduler.step();
+    expect(opt.paramGroups.map((x) => x.lr)).toEqual([0.05, 0.005, 0.05]);
+    expect(opt.learningRate).toBe(0.05);
+    expect(opt.groups[1].options).toEqual({ weightDecay: 0, lr: 0.05 });
+    step();
+    expect(opt.stateDict().paramGroups.map((x) => x.lr)).toEqual([0.05, 0.005, 0.05]);
+    expect(scheduler.getLastLr()).toEqual([0.05, 0.005, 0.05]);
+    [w, b, g].forEach((v) => v.dispose());
+  });
+
+  test('OneCycleLR cycles each group\'s momentum (SGDP)', () => {
+    const w = tf.variable(tf.zeros([3, 2]), true, `oc_w_${Math.random()}`);
+    const b = tf.variable(tf.zeros([2]), true, `oc_bias_${Math.random()}`);
+    const opt = new SGDP({ lr: 0.1, momentum: 0.9, groups: [{ select: /bias/, momentum: 0.5 }] });
+    const scheduler = new OneCycleLR(opt, { maxLr: [1, 0.5], totalSteps: 10, baseMomentum: 0.8, maxMomentum: 0.95 });
+    expect(opt.paramGroups.map((x) => x.momentum)).toEqual([0.95, 0.95]);
+    opt.applyGradients([w, b].map((v) => ({ name: v.name, tensor: tf.onesLike(v) })));
+    scheduler.step();
+    expect(opt.stateDict().paramGroups.map((x) => x.momentum)).toEqual([0.95, 0.95]);
+    expect(opt.paramGroups.map((x) => x.lr)).toEqual(scheduler.getLastLr());
+    [w, b].forEach((v) => v.dispose());
   });
 });
 

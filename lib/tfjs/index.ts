@@ -142,6 +142,13 @@ export abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer 
   readonly spec: OptimizerSpec<O, object>;
   /** The per-variable groups (`options.groups`), checked; their `options` may be changed between steps. */
   readonly groups: readonly ResolvedGroup<O>[];
+  /**
+   * The options of each core param group, as LR schedulers drive them (`new StepLR(optimizer,
+   * ...)` sees every group): `hyperparameters`, then one view per entry of `groups`. A view reads
+   * an option from the group's own options when the group sets it, else from `hyperparameters`;
+   * writing an option sets it in the group's options.
+   */
+  readonly paramGroups: readonly Record<string, unknown>[];
   private readonly channelAxis: ChannelAxisRule;
   private readonly coreConfig: CoreConfig;
   private readonly inPlace: boolean;
@@ -172,6 +179,7 @@ export abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer 
     probe.dispose();
     this.hyperparameters = resolved as Required<O>;
     this.groups = resolveGroups<O>(spec, groups, resolved);
+    this.paramGroups = [resolved, ...this.groups.map((g) => groupView(spec as OptimizerSpec<object, object>, g.options as Record<string, unknown>, resolved))];
   }
 
   /** Alias of `hyperparameters.lr`, the name TensorFlow.js optimizers use. */
@@ -529,6 +537,19 @@ export abstract class AdampTfjsOptimizer<O extends object> extends tf.Optimizer 
     const options = this.groupOptions();
     core.paramGroups.forEach((group, g) => Object.assign(group as unknown as Record<string, unknown>, options[g]));
   }
+}
+
+/** A group's options as a full option set: its own where it sets them, else the optimizer's (live). */
+function groupView(spec: OptimizerSpec<object, object>, own: Record<string, unknown>, base: Record<string, unknown>): Record<string, unknown> {
+  const view: Record<string, unknown> = {};
+  for (const o of spec.options) {
+    Object.defineProperty(view, o.key, {
+      enumerable: true, configurable: true,
+      get: () => (own[o.key] !== undefined ? own[o.key] : base[o.key]),
+      set: (v: unknown) => { own[o.key] = v; },
+    });
+  }
+  return view;
 }
 
 function copyValue<T>(v: T): T {
