@@ -16,7 +16,8 @@
  *     --prebuilds DIR     the prebuilds folder (default: <package>/prebuilds)
  *     --build-dir DIR     cmake-js's output folder (default: <package>/build-prebuild)
  *     --jobs N            parallel compile jobs (default: the number of CPUs)
- *     --reuse-build       package what --build-dir already holds (no cmake-js run; same checks)
+ *     --incremental       `cmake-js build` instead of `rebuild`: keep --build-dir's CMake cache
+ *                         and compile only what changed (the release builds clean)
  *   node scripts/prebuild.js --check [--require LIST]
  *                         every prebuilds/<platform>-<arch>/ has an addon and a manifest for this
  *                         version and these sources; LIST (e.g. linux-x64:cuda,darwin-arm64) must
@@ -64,7 +65,7 @@ function parseArgs(argv) {
     switch (flag) {
       case '--if-stale': o.ifStale = true; break;
       case '--optional': o.optional = true; break;
-      case '--reuse-build': o.reuseBuild = true; break;
+      case '--incremental': o.incremental = true; break;
       case '--cuda': o.cuda = value().toLowerCase(); break;
       case '--prebuilds': o.prebuilds = path.resolve(value()); break;
       case '--build-dir': o.buildDir = path.resolve(value()); break;
@@ -167,12 +168,13 @@ function cacheValue(buildDir, name) {
 // ---------------------------------------------------------------------------------------------
 // Build.
 
-/** The CUDA setting asked for: 'on' or 'off' ('auto' resolved by looking for nvcc). */
+/** The CUDA setting: 'on' or 'off' ('auto' resolved by looking for nvcc), and whether it was asked for explicitly. */
 function cudaWanted(opt) {
   const fromEnv = process.env.ADAMP_WITH_CUDA;
   let mode = opt.cuda ?? (fromEnv !== undefined && fromEnv !== '' ? (/^(1|true|yes|on)$/i.test(fromEnv) ? 'on' : 'off') : 'auto');
+  const explicit = mode !== 'auto';
   if (mode === 'auto') mode = inst.has('nvcc', ['--version']) ? 'on' : 'off';
-  return mode;
+  return { mode, explicit };
 }
 
 /** Why an existing prebuilt is not the one asked for, or undefined when it is. */
@@ -183,7 +185,10 @@ function staleness(folder, want) {
   if (!m) return 'it has no manifest';
   if (m.version !== want.version) return `it is for adamp ${m.version}`;
   if (m.sources !== want.sources) return 'the native sources changed';
-  if (m.cuda !== (want.cuda === 'on')) return `it was built ${m.cuda ? 'with' : 'without'} CUDA`;
+  // Without nvcc here and no explicit setting, a CUDA prebuilt (made elsewhere: the release's
+  // CUDA job) is kept: packing on a machine without the toolkit must not replace it.
+  const keepCuda = m.cuda && want.cuda === 'off' && !want.cudaExplicit;
+  if (m.cuda !== (want.cuda === 'on') && !keepCuda) return `it was built ${m.cuda ? 'with' : 'without'} CUDA`;
   if (m.cuda && m.cudaArchitectures !== want.architectures) return `it was built for CUDA ${m.cudaArchitectures}, not ${want.architectures}`;
   if (m.size !== fs.statSync(file).size) return 'the file is not the one its manifest describes';
   return undefined;
@@ -191,9 +196,9 @@ function staleness(folder, want) {
 
 function build(opt) {
   const version = inst.packageVersion(root);
-  const cuda = cudaWanted(opt);
+  const { mode: cuda, explicit: cudaExplicit } = cudaWanted(opt);
   const architectures = process.env.CUDAARCHS || defaultArchitectures();
-  const want = { version, sources: inst.sourcesDigest(root), cuda, architectures };
+  const want = { version, sources: inst.sourcesDigest(root), cuda, cudaExplicit, architectures };
   const folder = path.join(opt.prebuilds, inst.PLATFORM);
   const target = path.join(folder, 'adamp.node');
   const rel = (f) => path.relative(process.cwd(), f) || '.';
@@ -211,7 +216,8 @@ function build(opt) {
     if (why === undefined) {
       const p = inst.probe(target);
       if (p.info && !inst.mismatch(p.info, version)) {
-        say(`${rel(target)} is up to date (adamp ${version}, ${cuda === 'on' ? `CUDA ${architectures}` : 'no CUDA'}): kept`);
+        const m = inst.readManifest(folder);
+        say(`${rel(target)} is up to date (adamp ${version}, ${m.cuda ? `CUDA ${m.cudaArchitectures}` : 'no CUDA'}): kept`);
         return;
       }
       say(`${rel(target)} does not load (${p.error || inst.mismatch(p.info, version)}): rebuilding`);
@@ -221,26 +227,20 @@ function build(opt) {
   }
 
   const started = Date.now();
-  if (opt.reuseBuild) {
-    const cached = cacheValue(opt.buildDir, 'ADAMP_WITH_CUDA');
-    if (cached === undefined) die(`--reuse-build: ${rel(opt.buildDir)} holds no CMake build`);
-    say(`packaging the build in ${rel(opt.buildDir)} (ADAMP_WITH_CUDA=${cached})`);
-  } else {
-    if (!inst.has('cmake', ['--version'])) die('cmake is not on the PATH (CMake >= 3.19 builds the prebuilt addon)');
-    const cmakeJs = inst.resolveBin('cmake-js/bin/cmake-js');
-    if (!cmakeJs) die('the cmake-js package is not installed (a devDependency: run npm ci)');
-    const args = [cmakeJs, 'rebuild', '--directory', root, '--out', opt.buildDir, '--config', 'Release', `--CDADAMP_WITH_CUDA=${cuda === 'on' ? 'ON' : 'OFF'}`];
-    args.push('--parallel', String(opt.jobs ?? (os.availableParallelism ? os.availableParallelism() : os.cpus().length)));
-    if (cuda === 'on') args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${architectures}`);
-    say(`building adamp ${version} for ${inst.PLATFORM} (${cuda === 'on' ? `CUDA ${architectures}` : 'CPU only'}) in ${rel(opt.buildDir)}`);
-    const r = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
-    const logFile = path.join(opt.buildDir, 'prebuild.log');
-    fs.mkdirSync(opt.buildDir, { recursive: true });
-    fs.writeFileSync(logFile, `$ node ${args.slice(1).join(' ')}\n${r.stdout || ''}${r.stderr || ''}`);
-    if (r.status !== 0) {
-      process.stderr.write(`${(r.stdout || '') + (r.stderr || '')}`.split('\n').slice(-40).join('\n') + '\n');
-      die(`cmake-js failed (status ${r.status}); full log: ${logFile}`);
-    }
+  if (!inst.has('cmake', ['--version'])) die('cmake is not on the PATH (CMake >= 3.19 builds the prebuilt addon)');
+  const cmakeJs = inst.resolveBin('cmake-js/bin/cmake-js');
+  if (!cmakeJs) die('the cmake-js package is not installed (a devDependency: run npm ci)');
+  const args = [cmakeJs, opt.incremental ? 'build' : 'rebuild', '--directory', root, '--out', opt.buildDir, '--config', 'Release', `--CDADAMP_WITH_CUDA=${cuda === 'on' ? 'ON' : 'OFF'}`];
+  args.push('--parallel', String(opt.jobs ?? (os.availableParallelism ? os.availableParallelism() : os.cpus().length)));
+  if (cuda === 'on') args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${architectures}`);
+  say(`building adamp ${version} for ${inst.PLATFORM} (${cuda === 'on' ? `CUDA ${architectures}` : 'CPU only'}) in ${rel(opt.buildDir)}${opt.incremental ? ' (incremental)' : ''}`);
+  const r = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  const logFile = path.join(opt.buildDir, 'prebuild.log');
+  fs.mkdirSync(opt.buildDir, { recursive: true });
+  fs.writeFileSync(logFile, `$ node ${args.slice(1).join(' ')}\n${r.stdout || ''}${r.stderr || ''}`);
+  if (r.status !== 0) {
+    process.stderr.write(`${(r.stdout || '') + (r.stderr || '')}`.split('\n').slice(-40).join('\n') + '\n');
+    die(`cmake-js failed (status ${r.status}); full log: ${logFile}`);
   }
   const built = [path.join(opt.buildDir, 'Release', 'adamp.node'), path.join(opt.buildDir, 'adamp.node')].find((f) => fs.existsSync(f));
   if (!built) die(`no adamp.node in ${opt.buildDir}/Release`);
@@ -297,7 +297,7 @@ function build(opt) {
   fs.writeFileSync(path.join(folder, 'adamp.json'), JSON.stringify(manifest, null, 2) + '\n');
   say(`${rel(target)}: ${(manifest.size / 1024 / 1024).toFixed(2)} MiB, ${p.info.simd}` +
     `${cuda === 'on' ? `, CUDA ${code.join(' ')} (static runtime)` : ', no CUDA'}` +
-    `${manifest.glibc ? `, needs glibc >= ${manifest.glibc}` : ''}; ${opt.reuseBuild ? 'packaged' : `built in ${((Date.now() - started) / 1000).toFixed(0)} s`}`);
+    `${manifest.glibc ? `, needs glibc >= ${manifest.glibc}` : ''}; built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }
 
 // ---------------------------------------------------------------------------------------------
