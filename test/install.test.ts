@@ -189,7 +189,9 @@ describe('installing the packed tarball', () => {
         '--prebuilds', path.join(testBuild, 'prebuilds'), '--build-dir', path.join(testBuild, 'build'), '--jobs', String(Math.min(os.cpus().length, 4))],
       { cwd: root, env }), 'scripts/prebuild.js for the test');
       prebuiltFolder = path.join(testBuild, 'prebuilds', inst.PLATFORM);
-      process.stdout.write(`[install test] ${repoPrebuilt.missing ? 'no' : 'no fresh'} prebuilds/ in the repository: built one for the test in ${path.relative(root, testBuild)} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+      const m = inst.readManifest(prebuiltFolder);
+      process.stdout.write(`[install test] ${repoPrebuilt.missing ? 'no' : 'no fresh'} prebuilds/ in the repository: packing the test's own prebuilt ` +
+        `${path.relative(root, prebuiltFolder)} (${m?.cuda ? `CUDA ${(m.cudaCode ?? []).join(' ')}` : 'CPU only'}; made or kept in ${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
     }
 
     // npm pack (dist/ is built by the suite's global setup; --ignore-scripts: no tsc racing the
