@@ -56,7 +56,10 @@ constexpr int kOutOfMemory = 2;  // cudaErrorMemoryAllocation
   Napi::Error e = Napi::Error::New(env, std::string("adamp CUDA backend: ") + fn + " failed: " +
                                             adamp_cuda_error_name(code) + " (" + std::to_string(code) + "): " +
                                             adamp_cuda_error_string(code) + detail);
-  e.Set("code", Napi::String::New(env, code == kOutOfMemory ? "ERR_ADAMP_CUDA_OOM" : "ERR_ADAMP_CUDA"));
+  // The C API's own refusal of an argument is the caller's error, not the device's.
+  e.Set("code", Napi::String::New(env, code == kOutOfMemory         ? "ERR_ADAMP_CUDA_OOM"
+                                       : code == ADAMP_CUDA_E_INVALID ? "ERR_ADAMP_INVALID_ARGUMENT"
+                                                                      : "ERR_ADAMP_CUDA"));
   e.Set("cudaError", Napi::Number::New(env, code));
   throw e;
 }
