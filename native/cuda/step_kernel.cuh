@@ -601,6 +601,10 @@ __global__ void __launch_bounds__(kThreads, ADAMP_CUDA_MIN_BLOCKS) step_kernel(c
         b.tensor = a.entry_tensor[lo];
         b.pass = a.entry_pass[lo];
         b.item = item - (lo > 0 ? a.entry_end[lo - 1] : 0);
+        // note: pass 2 walks a tensor's items last to first: the lines pass 1 touched last are the
+        // likeliest still in L2 (a tensor a little larger than L2 still hits on its tail instead of
+        // evicting it while reading the head). Results do not depend on the order.
+        if (b.pass == 1) b.item = a.t[b.tensor].n_items - 1 - b.item;
         b.norms = a.norms;
         const TensorState* ts = a.t[b.tensor].ts;
         if (b.pass == 0) {

@@ -8,12 +8,13 @@
 //     __shared__ is a function-local `static thread_local`;
 //   - cross-block memory traffic follows CUDA's rules in a form ThreadSanitizer understands
 //     (TSan models acquire/release atomics but not standalone fences):
-//       atomicAdd / atomicExch   relaxed read-modify-writes, as on the device; one executed after
-//                                a __threadfence() is a release (the fence's release half)
+//       atomicAdd / atomicExch   relaxed read-modify-writes, as on the device; the first one after
+//                                a __threadfence(), with no __syncthreads() between, is a release
+//                                (the fence's release half)
 //       __ldcv                   a relaxed atomic load (the `volatile` spin on a flag)
 //       __threadfence()          the acquire half: every atomic location this thread read since
 //                                its last fence is read again with acquire order; then the next
-//                                atomic write is a release
+//                                atomic write (before a barrier) is a release
 //       __ldcg / __ldg / plain   plain accesses: TSan reports any of them that no fence orders
 //     so a removed fence or a flag published before its data shows up as a data race in the
 //     TSan build (native/tests/cuda/CMakeLists.txt, ADAMP_CUDA_EMU_TSAN);
@@ -358,7 +359,14 @@ inline void launch(unsigned grid, unsigned block, const std::function<void()>& b
   d.finish.wait(lock, [&] { return d.finished == d.active; });
 }
 
-inline void syncthreads() { wait(tl_worker->block, 0, tl_worker->n); }
+inline void syncthreads() {
+  // note: a fence's release half goes to the next atomic write *with no barrier between*: the
+  // kernels publish with `__threadfence(); atomic` back to back, and a barrier means the thread
+  // went on to other work whose writes that fence does not order (a pending release kept across
+  // one once hid a removed fence before the decision's flag).
+  tl_worker->fibers[tl_worker->cur]->fence.release_pending = false;
+  wait(tl_worker->block, 0, tl_worker->n);
+}
 
 template <class T>
 inline T shfl_down(T v, unsigned delta) {
@@ -425,7 +433,9 @@ inline void __threadfence() {
   for (int i = 0; i < f.nread; ++i) (void)__atomic_load_n(f.read[i], __ATOMIC_ACQUIRE);
   f.nread = 0;
   f.release_pending = true;
+#if !defined(ADAMP_EMU_TSAN)  // TSan models the acquire/release above, not standalone fences
   std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
 }
 /** A load that always goes to memory (the device's spin on a flag): a relaxed atomic load here. */
 inline int __ldcv(const int* p) {
