@@ -82,7 +82,7 @@ gpu_dry_run() {
     [ -e "$ROOT/$f" ] || { gpu_say "FAIL: $f is missing"; ok=1; }
   done
   bash -n "$0" || ok=1
-  for f in $GPU_PYTHON; do python3 -m py_compile "$ROOT/$f" || { gpu_say "FAIL: $f does not compile"; ok=1; }; done
+  for f in $GPU_PYTHON; do PYTHONPYCACHEPREFIX="$OUT/pycache" python3 -m py_compile "$ROOT/$f" || { gpu_say "FAIL: $f does not compile"; ok=1; }; done
   if command -v node > /dev/null 2>&1; then
     for f in $GPU_NODE; do node --check "$ROOT/$f" || { gpu_say "FAIL: $f does not parse"; ok=1; }; done
   fi

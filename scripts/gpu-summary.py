@@ -168,7 +168,7 @@ def main():
         'targets': targets,
         'node': load_json(out, 'node.json'),
         'sweep': (load_json(out, 'sweep.json') or {}).get('sets'),
-        'min_blocks': {k: load_json(out, f'bench_mb{k}.json') for k in ('2', '3', '4') if load_json(out, f'bench_mb{k}.json')} or None,
+        'min_blocks': {k: load_json(out, f'bench_mb{k}.json') for k in ('2', '3', '4', 'call') if load_json(out, f'bench_mb{k}.json')} or None,
         'node_bench': load_json(out, 'bench_node.json'),
     }
     tmp = os.path.join(out, 'summary.json.tmp')

@@ -45,6 +45,17 @@
 #define ADAMP_CUDA_SPIN_LIMIT_CYCLES (1ll << 36)
 #endif
 
+// ADAMP_CUDA_NOINLINE_ITEMS=1 compiles each item function (and the decider) as a call instead of
+// inlining it into the kernel's loop. sm_90, MIN_BLOCKS 4 (64 registers): inlined, ptxas reports
+// about 260 bytes of spills for the projecting policies (each variant's copy spills on its own;
+// the AdamP/SGDP kernel before the spine change: 60-72 bytes); as calls, no spills but a 56-96
+// byte call frame per item. Which is faster is for a GPU to say (scripts/gpu-validate-more.sh).
+#if defined(ADAMP_CUDA_NOINLINE_ITEMS) && ADAMP_CUDA_NOINLINE_ITEMS
+#define ADAMP_ITEM_FN __device__ __noinline__
+#else
+#define ADAMP_ITEM_FN __device__
+#endif
+
 namespace adamp_cuda {
 
 struct InfoSums {
@@ -327,7 +338,7 @@ __device__ __forceinline__ void for_groups(int64_t e0, int64_t e1, int t, int nt
 }
 
 template <class P, int V>
-__device__ void single_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
+ADAMP_ITEM_FN void single_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
   const int64_t s0 = k * T.chunk;
   const int64_t s1 = s0 + T.chunk < T.numel ? s0 + T.chunk : T.numel;
   InfoSums acc = {0.0, 0.0, 0.0};
@@ -338,7 +349,7 @@ __device__ void single_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b
 
 /** Segment mode: the item's pieces (whole rows, or one piece of a long row) go to teams of warps. */
 template <class P, int V, int Pass>
-__device__ void segment_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
+ADAMP_ITEM_FN void segment_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
   const int64_t nseg = T.outer * T.channels;
   int64_t seg0, npieces;
   if (T.nps == 1) {
@@ -398,7 +409,7 @@ __device__ void segment_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& 
 
 /** Column mode: a tile of rows x columns; each thread owns one column (one channel) of it. */
 template <class P, int V, int Pass>
-__device__ void column_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
+ADAMP_ITEM_FN void column_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
   const int64_t rb = k / T.nct, ct = k % T.nct;
   const int64_t c0 = ct * T.tw;
   const int64_t c1 = c0 + T.tw < T.width ? c0 + T.tw : T.width;
@@ -492,7 +503,7 @@ __device__ __forceinline__ adamp::ChannelSums fold_channel(const TensorArgs& T, 
  * channels), then adamp::decide_reduced applies the same tests as on the CPU.
  */
 template <class P>
-__device__ void decide_tensor(const TensorArgs& T, const typename P::Hyper& h, BlockCtx<P>& b, adamp::ChannelSums* red) {
+ADAMP_ITEM_FN void decide_tensor(const TensorArgs& T, const typename P::Hyper& h, BlockCtx<P>& b, adamp::ChannelSums* red) {
   __shared__ double s_max[kWarps];
   const adamp::DecisionParams dp = P::decision_params(h);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
