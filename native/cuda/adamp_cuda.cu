@@ -311,17 +311,30 @@ int staged_upload(adamp_cuda_ctx* ctx, void* dst, const void* src, size_t bytes)
   return forget_error((int)cudaMemcpyAsync(dst, h, bytes, cudaMemcpyHostToDevice, ctx->stream));
 }
 
-/** Ends the current staging generation: an event after its copies; the next step uses the other one. */
+/**
+ * Ends the current staging generation: an event after its copies; the next step uses the other
+ * one. Not while the stream is being captured into a graph (an event recorded there belongs to
+ * the graph and cannot be waited for later): the copies were queued before the capture began, so
+ * the generation stays open until a step outside a capture, or a synchronization, ends it.
+ */
 int staging_close(adamp_cuda_ctx* ctx) {
   Staging& s = ctx->staging[ctx->staging_cur];
   if (!s.open) return 0;
-  int rc = 0;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  int rc = (int)cudaStreamIsCapturing(ctx->stream, &capture);
+  if (rc) return forget_error(rc);
+  if (capture != cudaStreamCaptureStatusNone) return 0;
   if (!s.done) rc = (int)cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming);
   if (!rc) rc = (int)cudaEventRecord(s.done, ctx->stream);
   if (rc) return forget_error(rc);
   s.open = false;
   ctx->staging_cur ^= 1;
   return 0;
+}
+
+/** After the stream was synchronized every staged copy is done: both generations are free again. */
+void staging_settle(adamp_cuda_ctx* ctx) {
+  for (Staging& s : ctx->staging) s.open = false;
 }
 
 int step_impl(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper, unsigned flags) {
@@ -673,7 +686,9 @@ int adamp_cuda_info(adamp_cuda_ctx* ctx, const int* ids, int n, double* info) {
 int adamp_cuda_sync(adamp_cuda_ctx* ctx) {
   if (!ctx) return ADAMP_CUDA_E_INVALID;
   int rc = cudaSetDevice(ctx->device);
-  return forget_error(rc ? rc : (int)cudaStreamSynchronize(ctx->stream));
+  if (!rc) rc = (int)cudaStreamSynchronize(ctx->stream);
+  if (!rc) staging_settle(ctx);
+  return forget_error(rc);
 }
 
 void* adamp_cuda_stream(adamp_cuda_ctx* ctx) { return ctx ? (void*)ctx->stream : nullptr; }
