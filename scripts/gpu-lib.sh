@@ -170,12 +170,15 @@ step_build() {
   local arch gen=() addon=() targets="test_cuda_step bench_cuda_step"
   arch="$(fact cuda_arch)"
   [ "$(fact has_ninja)" = yes ] && gen=(-G Ninja)
-  if [ -d node_modules/node-addon-api ] && [ -d node_modules/node-api-headers ]; then
-    addon=("-DCMAKE_JS_INC=$ROOT/node_modules/node-addon-api;$ROOT/node_modules/node-api-headers/include"
-           "-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=$ROOT/build-gpu/Release")
+  local nm=""  # the Node-API headers: node_modules, or copies carried in .device/node_modules
+  for d in node_modules .device/node_modules; do
+    [ -d "$d/node-addon-api" ] && [ -d "$d/node-api-headers" ] && { nm="$ROOT/$d"; break; }
+  done
+  if [ -n "$nm" ]; then
+    addon=("-DCMAKE_JS_INC=$nm/node-addon-api;$nm/node-api-headers/include" "-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=$ROOT/build-gpu/Release")
     targets="$targets adamp"
   else
-    echo "note: node_modules/node-addon-api or node-api-headers missing: the addon is not built (carry them, see shared/GPU.md)"
+    echo "note: node-addon-api / node-api-headers not in node_modules or .device/node_modules: the addon is not built"
   fi
   cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DADAMP_BUILD_TESTS=ON -DADAMP_WITH_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="$arch" -DADAMP_CUDA_PTXAS_VERBOSE=ON "${addon[@]}" || exit 1

@@ -20,11 +20,13 @@
 # facts per kernel, figures and ratios to the PyTorch anchors), <step>.log, sass.txt,
 # bench_cuda.json, bench_torch.json, node.json. Exit 0 passed, 1 failed, 2 no GPU.
 #
-# From this machine (see shared/GPU.md for the device tool):
-#   mkdir -p .device && gzip -c "$(command -v node)" > .device/node.gz && npm run build:ts
-#   run(command: 'ADAMP_COMMIT=<sha> scripts/gpu-validate.sh', timeout_s: 600,
-#       carry: [".device", "dist", "node_modules/node-addon-api", "node_modules/node-api-headers"])
-# then copy $OUT's files into bench/results/gpu-<date>/ and commit them.
+# From this machine (see shared/GPU.md for the device tool; everything it needs is carried in
+# .device, about 40 MB):
+#   mkdir -p .device/node_modules && gzip -c "$(command -v node)" > .device/node.gz && git rev-parse HEAD > .device/commit
+#   cp -rL node_modules/node-addon-api node_modules/node-api-headers .device/node_modules/ && npm run build:ts
+#   run(command: 'scripts/gpu-validate.sh', timeout_s: 600, carry: [".device", "dist"])
+# then copy $OUT's files into bench/results/gpu-<date>/ and commit them. A second call (if the
+# first passed): 'OUT=bench/results/gpu-<date>/more scripts/gpu-validate-more.sh'.
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/gpu-lib.sh"
 
