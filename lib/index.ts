@@ -27,8 +27,14 @@ export { DeviceTensor, deviceMemory } from './device/tensor';
 export type { DeviceTensorOptions, ExternalTensorDescriptor } from './device/tensor';
 export type { CudaMemoryStats } from './backends/cuda/binding';
 export type {
-  AnyParam, BackendName, DeviceParam, OptimizerConfig, Param, ParamGroup, ParamGroupInput, ParamStepInfo, Projection, StateDict,
+  AnyParam, BackendName, DeviceParam, HalfParam, HalfDtype, StorageDtype, ParamDtype, OptimizerConfig, Param, ParamGroup, ParamGroupInput,
+  ParamStepInfo, Projection, StateDict,
 } from './types';
+export { GradScaler } from './amp/grad-scaler';
+export type { GradScalerOptions, GradScalerState } from './amp/grad-scaler';
+export {
+  bf16ToF32, f32ToBf16, f16ToF32, f32ToF16, halfToFloat32, float32ToHalf,
+} from './core/half';
 export {
   saveCheckpoint, saveCheckpointSync, loadCheckpoint, loadCheckpointSync, serializeCheckpoint, deserializeCheckpoint,
   CHECKPOINT_FORMAT,

@@ -12,13 +12,22 @@ import { describe, label } from './core/describe';
 import { Decision, Info, INFO_STRIDE } from './core/info';
 import type { Engine, StepJob, StepOptions, Slot, DeviceView } from './backends/engine';
 import { createEngine, parseConfig } from './backends/select';
-import { checkGrad, checkHostAliasing, checkParamStatic, isDeviceParam, isFloat32Array, numelOf, shapeOf, type HostArray } from './validate';
+import { checkGrad, checkHostAliasing, checkParamStatic, dtypeOf, isDeviceParam, isFloat32Array, isHalfParam, numelOf, shapeOf, type HostArray } from './validate';
+import { float32ToHalf, halfBits, halfNonFinite, halfToFloat32, widenFn, type HalfDtype, type StorageDtype } from './core/half';
 import { DeviceTensor } from './device/tensor';
 import { isPlainObject, rejectUnknown, resolveOptions } from './optim/options';
 import type { OptimizerSpec } from './optim/spec';
 import type {
-  AnyParam, BackendName, OptimizerConfig, Param, ParamGroup, ParamGroupInput, ParamStepInfo, Projection, StateDict,
+  AnyParam, BackendName, HalfParam, OptimizerConfig, Param, ParamGroup, ParamGroupInput, ParamStepInfo, Projection, StateDict,
 } from './types';
+
+/**
+ * The loss-scaled step (GradScaler, lib/amp/grad-scaler.ts): `optimizer[SCALED_STEP](invScale)`
+ * checks every grad the step reads for Infinity/NaN first; if there is one, nothing changes and it
+ * returns false (the skip); else it steps with every grad multiplied by `invScale` in float32 as it
+ * is read, and returns true.
+ */
+export const SCALED_STEP: unique symbol = Symbol('adamp.scaledStep');
 
 const EMPTY = new Float32Array(0);
 const PROJECTION: Readonly<Record<number, Projection>> = {
@@ -30,6 +39,21 @@ const PROJECTION: Readonly<Record<number, Projection>> = {
 interface ParamState {
   step: number;
   slots: Float32Array[];
+  /** The param's storage type when the state was made. */
+  dtype: StorageDtype;
+  /** 16-bit params with master weights: the float32 master copy. */
+  master?: Float32Array;
+  /** 16-bit params without master weights: the param widened for the step (scratch, not state). */
+  work?: Float32Array;
+  /** The grad widened and/or unscaled for the step (scratch, not state). */
+  gwork?: Float32Array;
+}
+
+/** A 16-bit param the step writes back: its bits from the float32 values the engine stepped. */
+interface WriteBack {
+  bits: Uint16Array;
+  from: Float32Array;
+  dtype: HalfDtype;
 }
 
 interface GroupRun {
@@ -45,6 +69,10 @@ interface Plan {
   params: AnyParam[];
   /** Every param stepped, with its state (new ones are kept only when the step commits). */
   stepped: Array<{ p: AnyParam; s: ParamState; fresh: boolean }>;
+  /** 16-bit params to round back after the engine ran. */
+  writeBack: WriteBack[];
+  /** A loss-scaled step found a non-finite grad: nothing runs, nothing changes. */
+  skipped: boolean;
 }
 
 export abstract class Optimizer<O extends object, S extends object, P extends AnyParam = Param> {
@@ -59,6 +87,9 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
 
   private readonly engine: Engine;
   private readonly stepOptions: StepOptions;
+  /** `config.masterWeights`: float32 master copies of 16-bit params. */
+  readonly masterWeights: boolean;
+  private skippedLast = false;
   private readonly state = new Map<AnyParam, ParamState>();
   /** Device params whose state lives on the device: the element count it was created for. */
   private readonly deviceNumel = new Map<AnyParam, number>();
@@ -107,6 +138,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
       throw invalid(`config.stream is a CUDA stream, but this optimizer runs on the '${this.backend}' backend`);
     }
     this.stepOptions = { norms: cfg.diagnostics === 'full' };
+    this.masterWeights = cfg.masterWeights;
     this.checkPlacement();
   }
 
@@ -136,10 +168,44 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     this.assertUsable();
     if (closure !== undefined && typeof closure !== 'function') throw invalid(`step(closure): closure must be a function, got ${describe(closure)}`);
     const loss = closure?.();
-    const plan = this.plan();
+    const plan = this.plan(1, false);
     for (const job of plan.jobs) this.engine.step(job, this.stepOptions);
     this.commit(plan);
     return loss;
+  }
+
+  /**
+   * The loss-scaled step a `GradScaler` runs (not for direct use): every grad is checked for
+   * Infinity/NaN first, in its storage type; if one is found the step is skipped (no param,
+   * state or step count changes; `lastStepSkipped` is true) and false is returned. Otherwise the
+   * step runs with each grad element read as `f32(g * invScale)`, and true is returned.
+   */
+  [SCALED_STEP](invScale: number): boolean {
+    this.assertUsable();
+    if (typeof invScale !== 'number' || !(invScale > 0) || !Number.isFinite(invScale)) {
+      throw invalid(`invScale must be a finite number > 0, got ${describe(invScale)}`);
+    }
+    const plan = this.plan(Math.fround(invScale), true);
+    if (plan.skipped) {
+      this.skip();
+      return false;
+    }
+    for (const job of plan.jobs) this.engine.step(job, this.stepOptions);
+    this.commit(plan);
+    return true;
+  }
+
+  /** Whether the last step was skipped by loss scaling (a non-finite grad; see GradScaler). */
+  get lastStepSkipped(): boolean {
+    return this.skippedLast;
+  }
+
+  /** A skipped step: nothing changed; diagnostics say so (every param `no_grad`). */
+  private skip(): void {
+    this.skippedLast = true;
+    this.lastRuns = [];
+    this.lastParams = this.allParams();
+    this.lastInfo = null;
   }
 
   /**
@@ -150,7 +216,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
    */
   async stepAsync(): Promise<void> {
     this.assertUsable();
-    const plan = this.plan();
+    const plan = this.plan(1, false);
     if (!this.engine.stepAsync) {
       for (const job of plan.jobs) this.engine.step(job, this.stepOptions);
       this.commit(plan);
@@ -179,7 +245,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     for (const p of params) {
       if (setToNull) p.grad = null;
       else if (p.grad instanceof DeviceTensor) p.grad.fill(0);
-      else if (p.grad) p.grad.fill(0);
+      else if (p.grad) (p.grad as Float32Array | Uint16Array).fill(0); // 0 bits are +0 in every dtype
     }
   }
 
@@ -264,7 +330,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
       const idx = Number(key);
       const p = indexToParam.get(idx);
       if (!Number.isSafeInteger(idx) || p === undefined) throw invalid(`stateDict.state has an entry for param index ${key}, which no group lists`);
-      newState.set(p, this.readState((state as Record<string, unknown>)[key], numelOf(p), `stateDict.state[${key}] (${label(p, idx)})`));
+      newState.set(p, this.readState((state as Record<string, unknown>)[key], p, `stateDict.state[${key}] (${label(p, idx)})`));
     }
     // Everything checked: apply.
     for (let gi = 0; gi < resolved.length; gi++) Object.assign(this.paramGroups[gi], resolved[gi]);
@@ -346,6 +412,8 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
           if (p.data.device !== this.device) {
             throw invalid(`${label(p, index)} lives on device ${p.data.device}, but this optimizer steps device ${this.device}; one optimizer per device`);
           }
+        } else if (isHalfParam(p) && this.backend === 'cuda') {
+          throw new AdampError('ERR_ADAMP_UNSUPPORTED', `${label(p, index)} has dtype '${p.dtype}', which the 'cuda' backend cannot step yet (16-bit params run on the 'js' and 'native' backends; docs/mixed-precision.md)`);
         }
         index++;
       }
@@ -363,22 +431,41 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     const out: Record<string, unknown> = {};
     if (this.spec.hasStep) out.step = s.step;
     this.spec.slots.forEach((def, k) => { out[def.key] = slots[k].slice(); });
+    if (s.dtype !== 'float32') out.dtype = s.dtype;
+    if (s.master !== undefined) out.master = s.master.slice();
     return out as S;
   }
 
   /** Validates a state dict entry and returns an owned copy. */
-  private readState(raw: unknown, numel: number, where: string): ParamState {
+  private readState(raw: unknown, p: AnyParam, where: string): ParamState {
     const spec = this.spec;
+    const numel = numelOf(p);
     const keys = [...(spec.hasStep ? ['step'] : []), ...spec.slots.map((d) => d.key)];
     if (!isPlainObject(raw)) throw invalid(`${where} must be an object { ${keys.join(', ')} }, got ${describe(raw)}`);
-    rejectUnknown(raw, keys, where, `a ${spec.name} state key`, false);
+    rejectUnknown(raw, [...keys, 'dtype', 'master'], where, `a ${spec.name} state key`, false);
+    const dtype = dtypeOf(p);
+    const saved = raw.dtype === undefined ? 'float32' : raw.dtype;
+    if (saved !== 'float32' && saved !== 'bfloat16' && saved !== 'float16') throw invalid(`${where}.dtype must be 'bfloat16' or 'float16' (absent for float32), got ${describe(raw.dtype)}`);
+    if (saved !== dtype) {
+      throw invalid(`${where} was saved for a ${saved} param, but this param is ${dtype}; a state is only loaded into a param of the same dtype (docs/mixed-precision.md#checkpoints)`);
+    }
+    const wantMaster = dtype !== 'float32' && this.masterWeights;
+    if (wantMaster && raw.master === undefined) {
+      throw invalid(`${where} has no master weights, but this optimizer keeps them for its ${dtype} params (config.masterWeights); it was saved with masterWeights: false`);
+    }
+    if (!wantMaster && raw.master !== undefined) {
+      throw invalid(dtype === 'float32'
+        ? `${where} has master weights, which a float32 param does not have`
+        : `${where} has master weights, but this optimizer was created with masterWeights: false`);
+    }
+    const master = wantMaster ? stateArray(raw.master, numel, `${where}.master`) : undefined;
     let step = 1; // a state without a count (SGDP, SGD) has taken at least one step
     if (spec.hasStep) {
       if (!Number.isSafeInteger(raw.step) || (raw.step as number) < 0) throw invalid(`${where}.step must be a non-negative integer, got ${describe(raw.step)}`);
       step = raw.step as number;
     }
     const slots = spec.slots.map((d) => stateArray(raw[d.key], numel, `${where}.${d.key}`));
-    return { step, slots };
+    return master === undefined ? { step, slots, dtype } : { step, slots, dtype, master };
   }
 
   /** Params are well formed and none appears twice. */
@@ -406,8 +493,12 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     }
   }
 
-  /** Validates everything, then builds the engine's jobs. Changes nothing. */
-  private plan(): Plan {
+  /**
+   * Validates everything, then builds the engine's jobs. Changes nothing (beyond scratch arrays).
+   * `scaled`: a loss-scaled step; grads are checked for Infinity/NaN (then `skipped`, no jobs)
+   * and read as `f32(g * invScale)`.
+   */
+  private plan(invScale: number, scaled: boolean): Plan {
     const spec = this.spec;
     const resolvedGroups: Record<string, unknown>[] = [];
     const params: AnyParam[] = [];
@@ -422,8 +513,11 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
         checkParamStatic(p, index);
         checkGrad(p, index);
         const numel = numelOf(p);
-        if (!isDeviceParam(p)) hostArrays.push({ a: p.data, what: `data of ${label(p, index)}`, readOnly: false });
-        if (isFloat32Array(p.grad)) hostArrays.push({ a: p.grad, what: `grad of ${label(p, index)}`, readOnly: true });
+        if (!isDeviceParam(p)) hostArrays.push({ a: p.data as ArrayBufferView, what: `data of ${label(p, index)}`, readOnly: false });
+        if (p.grad && !(p.grad instanceof DeviceTensor)) hostArrays.push({ a: p.grad, what: `grad of ${label(p, index)}`, readOnly: true });
+        if (scaled && !isFloat32Array(p.grad) && p.grad instanceof DeviceTensor) {
+          throw new AdampError('ERR_ADAMP_UNSUPPORTED', `grad of ${label(p, index)} is a DeviceTensor; loss scaling (GradScaler) of device grads is not supported yet (docs/mixed-precision.md)`);
+        }
         if (isDeviceParam(p)) {
           if (this.backend !== 'cuda' || p.data.device !== this.device) this.checkPlacement();
           views.push({ view: p.data.view(), index });
@@ -437,6 +531,9 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
           if (onDevice && this.deviceNumel.get(p) !== numel) {
             throw invalid(`data of ${label(p, index)} has ${numel} elements, its state on the device was created for ${this.deviceNumel.get(p)}`);
           }
+          if (s.dtype !== dtypeOf(p)) {
+            throw invalid(`dtype of ${label(p, index)} changed from ${s.dtype} to ${dtypeOf(p)} since its state was created`);
+          }
         }
         params.push(p);
       }
@@ -447,6 +544,8 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     const jobs: StepJob[] = [];
     const runs: GroupRun[] = [];
     const stepped: Plan['stepped'] = [];
+    const writeBack: WriteBack[] = [];
+    if (scaled && params.some((p) => p.grad && hasNonFinite(p))) return { jobs, runs, params, stepped, writeBack, skipped: true };
     let index = 0;
     for (let gi = 0; gi < this.paramGroups.length; gi++) {
       const slots: Slot[] = [];
@@ -455,7 +554,9 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
         if (p.grad) {
           const known = this.state.get(p);
           // device params: new state is created on the device (empty arrays here)
-          const s = known ?? { step: 0, slots: spec.slots.map(() => (isDeviceParam(p) ? EMPTY : new Float32Array(numelOf(p)))) };
+          const s: ParamState = known ?? {
+            step: 0, slots: spec.slots.map(() => (isDeviceParam(p) ? EMPTY : new Float32Array(numelOf(p)))), dtype: dtypeOf(p),
+          };
           stepped.push({ p, s, fresh: known === undefined });
           const base = { state: s.slots, step: s.step + 1, ...geometry(p) };
           if (isDeviceParam(p)) {
@@ -464,8 +565,10 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
               p: EMPTY, g: isFloat32Array(g) ? g : EMPTY, ...base,
               device: { key: p, numel: p.data.numel, p: p.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
             });
+          } else if (isHalfParam(p)) {
+            slots.push({ p: this.stageHalf(p, s, writeBack), g: stageGrad(p, s, invScale), ...base });
           } else {
-            slots.push({ p: p.data, g: p.grad as Float32Array, ...base });
+            slots.push({ p: p.data as Float32Array, g: stageGrad(p, s, invScale), ...base });
           }
           indices.push(index);
         }
@@ -478,11 +581,31 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
         jobs.push({ spec, options, hyper: spec.wire(options as Required<O>), slots, info });
       }
     }
-    return { jobs, runs, params, stepped };
+    return { jobs, runs, params, stepped, writeBack, skipped: false };
   }
 
-  /** The step ran: keep new state, advance step counts, publish diagnostics. */
+  /**
+   * The float32 values a 16-bit param's step runs on: its master copy (made from the param at its
+   * first step), or the param widened into scratch; either is rounded back into the param when
+   * the step commits.
+   */
+  private stageHalf(p: HalfParam, s: ParamState, writeBack: WriteBack[]): Float32Array {
+    const bits = halfBits(p.data);
+    let from: Float32Array;
+    if (this.masterWeights) {
+      from = s.master ??= halfToFloat32(bits, p.dtype);
+    } else {
+      if (s.work === undefined || s.work.length !== bits.length) s.work = new Float32Array(bits.length);
+      from = halfToFloat32(bits, p.dtype, s.work);
+    }
+    writeBack.push({ bits, from, dtype: p.dtype });
+    return from;
+  }
+
+  /** The step ran: round 16-bit params back, keep new state, advance step counts, publish diagnostics. */
   private commit(plan: Plan): void {
+    for (const w of plan.writeBack) float32ToHalf(w.from, w.dtype, w.bits);
+    this.skippedLast = false;
     for (const { p, s, fresh } of plan.stepped) {
       if (fresh) {
         this.state.set(p, s);
@@ -524,6 +647,41 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     }
     return out;
   }
+}
+
+/** Whether a host param's grad holds an Infinity or a NaN (in its own storage type). */
+function hasNonFinite(p: AnyParam): boolean {
+  const g = p.grad;
+  if (g === null || g instanceof DeviceTensor) return false;
+  if (isFloat32Array(g)) {
+    for (let i = 0; i < g.length; i++) if (!Number.isFinite(g[i])) return true;
+    return false;
+  }
+  const dtype = dtypeOf(p) as HalfDtype;
+  const bits = halfBits(g as Uint16Array);
+  for (let i = 0; i < bits.length; i++) if (halfNonFinite(bits[i], dtype)) return true;
+  return false;
+}
+
+/**
+ * The float32 grad the engine reads: the grad itself (float32, not scaled), or a scratch array of
+ * `f32(f32(g) * invScale)` (16-bit grads are widened exactly first; `invScale` 1 skips the product).
+ */
+function stageGrad(p: AnyParam, s: ParamState, invScale: number): Float32Array {
+  const g = p.grad as Float32Array | Uint16Array;
+  if (isFloat32Array(g) && invScale === 1) return g;
+  const n = g.length;
+  if (s.gwork === undefined || s.gwork.length !== n) s.gwork = new Float32Array(n);
+  const out = s.gwork;
+  if (isFloat32Array(g)) {
+    for (let i = 0; i < n; i++) out[i] = g[i] * invScale;
+  } else {
+    const bits = halfBits(g);
+    const widen = widenFn(dtypeOf(p) as HalfDtype);
+    if (invScale === 1) for (let i = 0; i < n; i++) out[i] = widen(bits[i]);
+    else for (let i = 0; i < n; i++) out[i] = widen(bits[i]) * invScale;
+  }
+  return out;
 }
 
 /** The channel view of a param as outer x channels x inner (see `Slot`). */

@@ -7,6 +7,9 @@
 
 import type { BackendName } from './backends/engine';
 import type { DeviceTensor } from './device/tensor';
+import type { HalfDtype, StorageDtype } from './core/half';
+
+export type { HalfDtype, StorageDtype } from './core/half';
 
 /** One tensor the optimizer updates in place. */
 export interface Param {
@@ -28,6 +31,27 @@ export interface Param {
    * on the last axis: pass `-1` there. Negative values count from the end.
    */
   channelAxis?: number;
+  /** The storage type: `'float32'` (the default for a Float32Array). 16-bit params are `HalfParam`s. */
+  dtype?: 'float32';
+}
+
+/**
+ * A host param stored in 16 bits (docs/mixed-precision.md): `data` holds the raw bits of each
+ * element (bfloat16 or IEEE float16) in a `Uint16Array` (for float16, a runtime's `Float16Array`
+ * is taken too). The optimizer state is float32; with master weights (the default, see
+ * `OptimizerConfig.masterWeights`) the step runs on a float32 copy of the param kept in the state
+ * and writes the param back rounded to nearest even.
+ */
+export interface HalfParam {
+  /** The weights' bits, row-major, `length === product(shape)`. Updated in place by `step()`. */
+  data: Uint16Array;
+  /** The gradient: 16-bit bits of the same dtype (same length), a Float32Array, or `null` (skipped, as for `Param`). */
+  grad: Uint16Array | Float32Array | null;
+  /** `'bfloat16'` or `'float16'`: required, since a Uint16Array does not say which. */
+  dtype: HalfDtype;
+  shape: readonly number[];
+  name?: string;
+  channelAxis?: number;
 }
 
 /**
@@ -47,10 +71,15 @@ export interface DeviceParam {
   name?: string;
   /** As for `Param.channelAxis`. */
   channelAxis?: number;
+  /** Device params are float32 (16-bit device tensors are not supported yet: docs/mixed-precision.md). */
+  dtype?: 'float32';
 }
 
 /** Any param an optimizer accepts. */
-export type AnyParam = Param | DeviceParam;
+export type AnyParam = Param | DeviceParam | HalfParam;
+
+/** The storage type of any param. */
+export type ParamDtype = StorageDtype;
 
 /** A parameter group: its params and any per-group hyperparameter overrides. */
 export type ParamGroupInput<O, P extends AnyParam = Param> = { params: P[] } & Partial<O>;
@@ -85,6 +114,14 @@ export interface OptimizerConfig {
    * param (measured at about 5-10% of a native AdamP or SGDP step on ResNet-50 shapes, docs/performance.md).
    */
   diagnostics?: 'decisions' | 'full';
+  /**
+   * 16-bit params (`HalfParam`): keep a float32 master copy of each in the optimizer state
+   * (saved in `stateDict()` and checkpoints as `master`); the step runs on it as on a float32
+   * param and the 16-bit param is its rounding to nearest even. Default `true`. `false`: the step
+   * runs on the param widened to float32 and rounds back (2 bytes per element less, and updates
+   * smaller than half a 16-bit ulp are lost). No effect on float32 params.
+   */
+  masterWeights?: boolean;
 }
 
 /**

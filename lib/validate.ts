@@ -5,7 +5,8 @@
 import { AdampError, invalid } from './errors';
 import { describe, label, shapeNumel, shapeText } from './core/describe';
 import { DeviceTensor, viewsOverlap } from './device/tensor';
-import type { AnyParam, DeviceParam, Param } from './types';
+import { DTYPES, isFloat16Array, isUint16Array, type StorageDtype } from './core/half';
+import type { AnyParam, DeviceParam, HalfParam, Param } from './types';
 
 /** A Float32Array from any realm (a `vm` context's arrays are not `instanceof` this realm's Float32Array). */
 export function isFloat32Array(x: unknown): x is Float32Array {
@@ -18,16 +19,40 @@ export function isFloat32Array(x: unknown): x is Float32Array {
  * code), fixed-size (a resizable or growable buffer could change under the step). Plain and
  * shared (SharedArrayBuffer) buffers are both fine.
  */
-function checkHostArray(a: Float32Array, numel: number, what: string, who: string, shape: readonly number[]): void {
+function checkHostArray(a: ArrayBufferView, numel: number, what: string, who: string, shape: readonly number[], bytes = 4): void {
   const buf = a.buffer as ArrayBufferLike & { resizable?: boolean; growable?: boolean };
   if (buf.resizable === true || buf.growable === true) {
     throw invalid(`${what} of ${who} is backed by a ${buf.growable ? 'growable SharedArrayBuffer' : 'resizable ArrayBuffer'}; params, grads and state need fixed-size buffers`);
   }
-  if (a.byteLength !== numel * 4 || buf.byteLength < a.byteOffset + a.byteLength) {
-    const len = a.byteLength / 4;
+  if (a.byteLength !== numel * bytes || buf.byteLength < a.byteOffset + a.byteLength) {
+    const len = a.byteLength / bytes;
     throw invalid(`${what} length ${len} does not match shape ${shapeText(shape)} of ${who} (expected ${numel})` +
       (len === 0 && numel > 0 ? '; was its ArrayBuffer transferred or detached?' : ''));
   }
+}
+
+/** A param's storage type (`'float32'` unless it says otherwise). */
+export function dtypeOf(p: AnyParam): StorageDtype {
+  return (p as { dtype?: StorageDtype }).dtype ?? 'float32';
+}
+
+/** A host param stored in 16 bits. */
+export function isHalfParam(p: AnyParam): p is HalfParam {
+  const d = (p as { dtype?: unknown }).dtype;
+  return (d === 'bfloat16' || d === 'float16') && !(p.data instanceof DeviceTensor);
+}
+
+/** Whether `x` holds 16-bit elements of `dtype` (a Uint16Array of bits; for float16 also a Float16Array). */
+function isHalfArray(x: unknown, dtype: StorageDtype): boolean {
+  return isUint16Array(x) || (dtype === 'float16' && isFloat16Array(x));
+}
+
+function checkDtype(d: unknown, who: string): StorageDtype {
+  if (d === undefined) return 'float32';
+  if (typeof d !== 'string' || !(DTYPES as readonly string[]).includes(d)) {
+    throw invalid(`dtype of ${who} must be 'float32', 'bfloat16' or 'float16', got ${describe(d)}`);
+  }
+  return d as StorageDtype;
 }
 
 /** A param whose data lives on the GPU. */
@@ -42,7 +67,7 @@ export function shapeOf(p: AnyParam): readonly number[] {
 
 /** A param's element count. */
 export function numelOf(p: AnyParam): number {
-  return p.data instanceof DeviceTensor ? p.data.numel : p.data.length;
+  return p.data instanceof DeviceTensor ? p.data.numel : (p.data as { length: number }).length;
 }
 
 function checkDeviceData(q: DeviceParam, who: string): number {
@@ -63,17 +88,29 @@ export function checkParamStatic(p: unknown, index: number): number {
     const d = p as DeviceParam;
     const who = label(d, index);
     if (d.name !== undefined && typeof d.name !== 'string') throw invalid(`name of param #${index} must be a string, got ${describe(d.name)}`);
+    if (checkDtype((d as { dtype?: unknown }).dtype, who) !== 'float32') {
+      throw new AdampError('ERR_ADAMP_UNSUPPORTED', `dtype of ${who} is '${String((d as { dtype?: unknown }).dtype)}', but device params are float32 only (16-bit DeviceTensors are not supported yet; docs/mixed-precision.md)`);
+    }
     const numel = checkDeviceData(d, who);
     checkChannelAxis(d.channelAxis, d.data.shape, who);
     return numel;
   }
   const q = p as Param;
   const who = label(q, index);
+  const dtype = checkDtype((q as { dtype?: unknown }).dtype, who);
   const numel = shapeNumel(q.shape, `shape of ${who}`);
-  if (!isFloat32Array(q.data)) {
-    throw invalid(`data of ${who} must be a Float32Array, got ${describe(q.data)}`);
+  if (dtype === 'float32') {
+    if (!isFloat32Array(q.data)) {
+      throw invalid(`data of ${who} must be a Float32Array, got ${describe(q.data)}` +
+        (isUint16Array(q.data) || isFloat16Array(q.data) ? "; 16-bit params need dtype 'bfloat16' or 'float16'" : ''));
+    }
+    checkHostArray(q.data, numel, 'data', who, q.shape);
+  } else {
+    if (!isHalfArray(q.data, dtype)) {
+      throw invalid(`data of ${who} (dtype '${dtype}') must be a Uint16Array of ${dtype} bits${dtype === 'float16' ? ' or a Float16Array' : ''}, got ${describe(q.data)}`);
+    }
+    checkHostArray(q.data as ArrayBufferView, numel, 'data', who, q.shape, 2);
   }
-  checkHostArray(q.data, numel, 'data', who, q.shape);
   checkChannelAxis(q.channelAxis, q.shape, who);
   if (q.name !== undefined && typeof q.name !== 'string') throw invalid(`name of param #${index} must be a string, got ${describe(q.name)}`);
   return numel;
@@ -116,13 +153,21 @@ export function checkGrad(p: AnyParam, index: number): void {
   if (g instanceof DeviceTensor) {
     throw invalid(`grad of ${who} is a DeviceTensor but its data is a Float32Array; put the data on the device too (DeviceTensor.fromHost), or download the gradient`);
   }
-  if (!isFloat32Array(g)) throw invalid(`grad of ${who} must be a Float32Array or null, got ${describe(g)}`);
-  checkHostArray(g, p.data.byteLength / 4, 'grad', who, p.shape);
+  const dtype = dtypeOf(p);
+  const numel = p.data.byteLength / (dtype === 'float32' ? 4 : 2);
+  if (dtype !== 'float32' && isHalfArray(g, dtype)) {
+    checkHostArray(g as ArrayBufferView, numel, 'grad', who, p.shape, 2);
+    return;
+  }
+  if (!isFloat32Array(g)) {
+    throw invalid(`grad of ${who} must be ${dtype === 'float32' ? 'a Float32Array' : `a Uint16Array of ${dtype} bits${dtype === 'float16' ? ', a Float16Array' : ''}, a Float32Array`} or null, got ${describe(g)}`);
+  }
+  checkHostArray(g, numel, 'grad', who, p.shape);
 }
 
 /** One host array of a step, for the overlap check. */
 export interface HostArray {
-  a: Float32Array;
+  a: ArrayBufferView;
   /** `data of param 'w'`, `grad of param #3`. */
   what: string;
   /** Grads are only read: two params may share one. */

@@ -101,13 +101,14 @@ export interface ParsedConfig {
   stream?: bigint;
   device?: number;
   diagnostics: 'decisions' | 'full';
+  masterWeights: boolean;
 }
 
-const CONFIG_KEYS = ['backend', 'threads', 'stream', 'device', 'diagnostics'] as const satisfies readonly (keyof OptimizerConfig)[];
+const CONFIG_KEYS = ['backend', 'threads', 'stream', 'device', 'diagnostics', 'masterWeights'] as const satisfies readonly (keyof OptimizerConfig)[];
 
 /** Checks an optimizer's `config` (keys as strictly as options: a typo is an error with a hint). */
 export function parseConfig(config: unknown): ParsedConfig {
-  if (config === undefined) return { backend: 'auto', diagnostics: 'decisions' };
+  if (config === undefined) return { backend: 'auto', diagnostics: 'decisions', masterWeights: true };
   if (!isPlainObject(config)) throw invalid(`config must be a plain object like { backend: 'auto' }, got ${describe(config)}`);
   rejectUnknown(config, CONFIG_KEYS, 'config', 'a config key', false);
   const c = config as OptimizerConfig;
@@ -128,5 +129,7 @@ export function parseConfig(config: unknown): ParsedConfig {
   if (diagnostics !== 'decisions' && diagnostics !== 'full') {
     throw invalid(`config.diagnostics must be 'decisions' or 'full', got ${describe(diagnostics)}`);
   }
-  return { backend, threads: c.threads, stream: c.stream, device: c.device, diagnostics };
+  const masterWeights = c.masterWeights ?? true;
+  if (typeof masterWeights !== 'boolean') throw invalid(`config.masterWeights must be a boolean, got ${describe(masterWeights)}`);
+  return { backend, threads: c.threads, stream: c.stream, device: c.device, diagnostics, masterWeights };
 }

@@ -6,7 +6,10 @@
  *                                  state slot of the optimizer's spec, by its PyTorch name (AdamP and
  *                                  AdamW: exp_avg, exp_avg_sq; SGDP: momentum; SGD: momentum_buffer)
  *   tensor `state.{i}.step`        (I64, shape [])           <-> state_dict['state'][i]['step'] (AdamP, AdamW)
- *   tensor `params.{i}`            (F32, optional)           <-> the i-th param of the optimizer
+ *   tensor `params.{i}`            (F32, BF16 or F16, optional) <-> the i-th param of the optimizer, in its dtype
+ *   tensor `state.{i}.master`      (F32, the param's shape)  the float32 master weights of a 16-bit param (masterWeights)
+ *   metadata `param_dtypes`        (JSON)                    each param's dtype ('float32', 'bfloat16', 'float16');
+ *                                  absent in files from before 16-bit params: all float32
  *   metadata `param_groups`        (JSON, snake_case names)  <-> state_dict['param_groups']
  *   metadata `checkpoint_sha256`   (hex)                     a SHA-256 of the whole file (integrity.ts)
  *
@@ -15,14 +18,15 @@
  */
 import { AdampError, invalid } from '../errors';
 import { describe } from '../core/describe';
-import { shapeOf } from '../validate';
+import { dtypeOf, shapeOf } from '../validate';
+import type { StorageDtype } from '../core/half';
 import { DeviceTensor } from '../device/tensor';
 import { Optimizer } from '../optimizer';
 import { isPlainObject, rejectUnknown, resolveOptions } from '../optim/options';
 import { SPECS } from '../optim/registry';
 import type { AnySpec } from '../optim/spec';
 import type { AnyParam } from '../types';
-import { encodeSafetensors, parseSafetensors, readF32, readI64, type ParsedSafetensors, type TensorRecord, type TensorToWrite } from './safetensors';
+import { encodeSafetensors, parseSafetensors, readF32, readI64, readU16, type ParsedSafetensors, type TensorRecord, type TensorToWrite } from './safetensors';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic';
 import { DIGEST_KEY, seal, sha256Hex, verify } from './integrity';
 import { checkPath, readFileChecked, readFileSyncChecked } from './io';
@@ -45,22 +49,27 @@ export const CHECKPOINT_FORMAT_1 = 'adamp-optimizer/1';
 
 /** Metadata keys the checkpoint itself uses; user metadata may not use them. */
 export const RESERVED_METADATA_KEYS = [
-  'format', 'optimizer', 'param_groups', 'param_shapes', 'param_names', 'includes_params', DIGEST_KEY, 'data_sha256',
+  'format', 'optimizer', 'param_groups', 'param_shapes', 'param_names', 'param_dtypes', 'includes_params', DIGEST_KEY, 'data_sha256',
 ] as const;
 
 /** An optimizer a checkpoint can hold: any registered optimizer. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type CheckpointOptimizer = Optimizer<any, any, AnyParam>;
 
-/** A param's values on the host (device params are downloaded). */
-function hostData(p: AnyParam): Float32Array {
-  return p.data instanceof DeviceTensor ? p.data.toHost() : p.data;
+/** A param's values on the host in its dtype (device params are downloaded; 16-bit params as their bits). */
+function hostData(p: AnyParam): Float32Array | Uint16Array {
+  if (p.data instanceof DeviceTensor) return p.data.toHost();
+  return dtypeOf(p) === 'float32' ? p.data : new Uint16Array(p.data.buffer, p.data.byteOffset, p.data.byteLength / 2);
 }
 
-function setData(p: AnyParam, values: Float32Array): void {
-  if (p.data instanceof DeviceTensor) p.data.copyFromHost(values);
-  else p.data.set(values);
+function setData(p: AnyParam, values: Float32Array | Uint16Array): void {
+  if (p.data instanceof DeviceTensor) p.data.copyFromHost(values as Float32Array);
+  else if (values instanceof Uint16Array) new Uint16Array(p.data.buffer, p.data.byteOffset, p.data.byteLength / 2).set(values);
+  else (p.data as Float32Array).set(values);
 }
+
+/** The safetensors dtype of a param's weights. */
+const FILE_DTYPE: Record<StorageDtype, 'F32' | 'BF16' | 'F16'> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
 
 export interface SaveCheckpointOptions {
   /** Also store each param's weights as `params.{i}`. Default `false` (optimizer state only). */
@@ -168,7 +177,7 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
   // The canonical order, which loads check: params.0..n-1, then each param's state in index order, step first, then the spec's slots.
   const tensors: TensorToWrite[] = [];
   if (options.params) {
-    params.forEach((p, i) => tensors.push({ name: `params.${i}`, dtype: 'F32', shape: shapeOf(p), data: hostData(p) }));
+    params.forEach((p, i) => tensors.push({ name: `params.${i}`, dtype: FILE_DTYPE[dtypeOf(p)], shape: shapeOf(p), data: hostData(p) }));
   }
   for (let i = 0; i < params.length; i++) {
     const s = sd.state[i];
@@ -176,6 +185,7 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
     const shape = shapeOf(params[i]);
     if (spec.hasStep) tensors.push({ name: `state.${i}.step`, dtype: 'I64', shape: [], data: BigInt64Array.of(BigInt(s.step as number)) });
     for (const d of spec.slots) tensors.push({ name: `state.${i}.${d.torch}`, dtype: 'F32', shape, data: s[d.key] as Float32Array });
+    if (s.master !== undefined) tensors.push({ name: `state.${i}.master`, dtype: 'F32', shape, data: s.master as Float32Array });
   }
   const groups = sd.paramGroups.map((g) => {
     const out: Record<string, unknown> = { params: g.params };
@@ -189,6 +199,7 @@ export function serializeCheckpoint(optimizer: CheckpointOptimizer, options: Sav
     param_groups: JSON.stringify(groups),
     param_shapes: JSON.stringify(params.map((p) => Array.from(shapeOf(p)))),
     param_names: JSON.stringify(params.map((p) => p.name ?? null)),
+    param_dtypes: JSON.stringify(params.map(dtypeOf)),
     includes_params: options.params ? 'true' : 'false',
     [DIGEST_KEY]: '0'.repeat(64), // the placeholder seal() overwrites with the file's digest
   };
@@ -287,7 +298,7 @@ interface LoadPlan {
   state: Record<number, Record<string, unknown>>;
   paramGroups: Array<Record<string, unknown>>;
   /** Params' weights by index (all of them when the file has them). */
-  weights: Float32Array[];
+  weights: Array<Float32Array | Uint16Array>;
   includesParams: boolean;
   metadata: Record<string, string>;
   verified: boolean;
@@ -375,6 +386,11 @@ function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Ui
       throw bad(`metadata 'param_names' must be an array of ${N} names (strings or null)`);
     }
   }
+  const fileDtypes = json('param_dtypes', false) ?? new Array(N).fill('float32');
+  if (!Array.isArray(fileDtypes) || fileDtypes.length !== N || !fileDtypes.every((d) => d === 'float32' || d === 'bfloat16' || d === 'float16')) {
+    throw bad(`metadata 'param_dtypes' must be an array of ${N} dtypes ('float32', 'bfloat16' or 'float16')`);
+  }
+  const dtypes = fileDtypes as StorageDtype[];
   const declared = meta.includes_params;
   if (declared === undefined ? own : declared !== 'true' && declared !== 'false') {
     throw bad(`metadata 'includes_params' must be 'true' or 'false', got ${declared === undefined ? 'nothing' : JSON.stringify(declared)}`);
@@ -402,15 +418,16 @@ function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Ui
     const i = Number(ms ? ms[1] : mp![1]);
     if (i >= N) throw bad(`tensor '${t.name}' refers to param ${i}, the file's param_groups list ${N} params`);
     if (mp) {
-      if (t.dtype !== 'F32') throw bad(`tensor '${t.name}' has dtype ${t.dtype}, expected F32`);
+      if (t.dtype !== FILE_DTYPE[dtypes[i]]) throw bad(`tensor '${t.name}' has dtype ${t.dtype}, expected ${FILE_DTYPE[dtypes[i]]} (param_dtypes gives ${dtypes[i]})`);
       checkShape(t, i);
       weights.set(i, t);
       orderKeys.push(i);
       continue;
     }
     const key = ms![2];
-    const slot = wanted.indexOf(key);
-    if (slot < 0) throw bad(`unexpected tensor '${t.name}' (${kind} state holds ${wanted.join(', ')})`);
+    const slot = key === 'master' ? wanted.length : wanted.indexOf(key);
+    if (slot < 0) throw bad(`unexpected tensor '${t.name}' (${kind} state holds ${wanted.join(', ')}, and master for 16-bit params)`);
+    if (key === 'master' && dtypes[i] === 'float32') throw bad(`tensor '${t.name}' holds master weights, but param ${i} is float32 (param_dtypes)`);
     if (key === 'step') {
       // adamp writes I64; torch.optim (1.12 and later) keeps a float32 step tensor, accepted in foreign files.
       const dtypes = own ? ['I64'] : ['I64', 'F32'];
@@ -423,7 +440,7 @@ function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Ui
     }
     if (!perParam.has(i)) perParam.set(i, new Map());
     perParam.get(i)!.set(key, t);
-    orderKeys.push(N + i * wanted.length + slot);
+    orderKeys.push(N + i * (wanted.length + 1) + slot);
   }
   const state: Record<number, Record<string, unknown>> = {};
   for (const [i, recs] of perParam) {
@@ -431,6 +448,8 @@ function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Ui
     const entry: Record<string, unknown> = {};
     if (spec.hasStep) entry.step = stepValue(recs.get('step')!, bad);
     for (const d of spec.slots) entry[d.key] = readF32(recs.get(d.torch)!);
+    if (dtypes[i] !== 'float32') entry.dtype = dtypes[i];
+    if (recs.has('master')) entry.master = readF32(recs.get('master')!);
     state[i] = entry;
   }
   const includesParams = weights.size > 0;
@@ -495,6 +514,10 @@ function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Ui
       throw misfit(`param_groups[${gi}].params is ${JSON.stringify(g.params)}, the optimizer's group ${gi} holds params ${JSON.stringify(expected)}`);
     }
   });
+  dtypes.forEach((d, i) => {
+    const here = dtypeOf(params[i]);
+    if (d !== here) throw misfit(`param ${i}${nameOf(params[i])} is ${here} here, ${d} in the file; a checkpoint loads only into params of the dtypes it was saved with (docs/mixed-precision.md#checkpoints)`);
+  });
   if (fileShapes !== undefined) {
     (fileShapes as number[][]).forEach((s, i) => {
       if (shapeText(s) !== shapeText(shapeOf(params[i]))) throw misfit(`param ${i}${nameOf(params[i])} has shape ${shapeText(shapeOf(params[i]))} here, ${shapeText(s)} in the file`);
@@ -506,7 +529,7 @@ function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Ui
   return {
     state,
     paramGroups,
-    weights: includesParams ? Array.from({ length: N }, (_, i) => readF32(weights.get(i)!)) : [],
+    weights: includesParams ? Array.from({ length: N }, (_, i) => (dtypes[i] === 'float32' ? readF32 : readU16)(weights.get(i)!)) : [],
     includesParams,
     metadata,
     verified: own,

@@ -13,7 +13,7 @@
 import { AdampError, invalid } from '../errors';
 
 /** The dtypes this package writes and reads. */
-export type SafetensorsDtype = 'F32' | 'I64';
+export type SafetensorsDtype = 'F32' | 'I64' | 'BF16' | 'F16';
 
 const ITEM_SIZE: Record<string, number> = {
   F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
@@ -25,12 +25,12 @@ const MAX_HEADER = 100_000_000;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-/** One tensor to write. `F32` takes a Float32Array; `I64` a BigInt64Array. */
+/** One tensor to write. `F32` takes a Float32Array; `I64` a BigInt64Array; `BF16` and `F16` a Uint16Array of bits. */
 export interface TensorToWrite {
   name: string;
   dtype: SafetensorsDtype;
   shape: readonly number[];
-  data: Float32Array | BigInt64Array;
+  data: Float32Array | BigInt64Array | Uint16Array;
 }
 
 /** One tensor of a parsed file: `bytes` is a view of the file buffer (no copy). */
@@ -163,6 +163,15 @@ export function readF32(rec: TensorRecord): Float32Array {
   const bytes = new Uint8Array(out.buffer);
   bytes.set(rec.bytes);
   if (!LITTLE_ENDIAN) swapInPlace(bytes, 4);
+  return out;
+}
+
+/** Copies a BF16 or F16 record into a new Uint16Array of bits (native byte order). */
+export function readU16(rec: TensorRecord): Uint16Array {
+  const out = new Uint16Array(rec.bytes.length / 2);
+  const bytes = new Uint8Array(out.buffer);
+  bytes.set(rec.bytes);
+  if (!LITTLE_ENDIAN) swapInPlace(bytes, 2);
   return out;
 }
 
