@@ -477,3 +477,27 @@ describe('GradScaler', () => {
     expect(sc.stateDict()).toEqual({});
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The cuda backend refuses 16-bit params (last in this file: it replaces the cuda provider here)
+
+describe('cuda', () => {
+  test('16-bit params on the cuda backend are refused with ERR_ADAMP_UNSUPPORTED, at construction and in addParamGroup', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const select = require('../lib/backends/select') as typeof import('../lib/backends/select');
+    let steps = 0;
+    select.registerProvider('cuda', () => ({
+      report: () => ({ name: 'cuda', available: true, reason: 'a stand-in for this test' }),
+      create: () => ({ name: 'cuda', step: () => { steps++; } }),
+    }));
+    const h = (): HalfParam => ({ name: 'h', shape: [2], dtype: 'bfloat16', data: new Uint16Array(2), grad: new Uint16Array(2) });
+    expect(codeOf(() => new AdamP([h()], {}, { backend: 'cuda' }))).toBe(
+      "ERR_ADAMP_UNSUPPORTED: param 'h' has dtype 'bfloat16', which the 'cuda' backend cannot step yet (16-bit params run on the 'js' and 'native' backends; docs/mixed-precision.md)");
+    const f: Param = { name: 'f', shape: [2], data: new Float32Array(2), grad: new Float32Array(2) };
+    const opt = new AdamP([f], {}, { backend: 'cuda' });
+    expect(codeOf(() => opt.addParamGroup({ params: [h() as never] }))).toMatch(/^ERR_ADAMP_UNSUPPORTED: param 'h' has dtype 'bfloat16'/);
+    expect(opt.paramGroups).toHaveLength(1);
+    opt.step();
+    expect(steps).toBe(1);
+  });
+});
