@@ -13,7 +13,7 @@ import { Decision, Info, INFO_STRIDE } from './core/info';
 import type { Engine, StepJob, StepOptions, Slot, DeviceView } from './backends/engine';
 import { createEngine, parseConfig } from './backends/select';
 import { checkGrad, checkHostAliasing, checkParamStatic, dtypeOf, isDeviceParam, isFloat32Array, isHalfParam, numelOf, shapeOf, type HostArray } from './validate';
-import { float32ToHalf, halfBits, halfNonFinite, halfToFloat32, widenFn, type HalfDtype, type StorageDtype } from './core/half';
+import { float32ToBf16Stochastic, float32ToHalf, halfBits, halfNonFinite, halfToFloat32, roundingKey, widenFn, type HalfDtype, type StorageDtype } from './core/half';
 import { DeviceTensor } from './device/tensor';
 import { isPlainObject, rejectUnknown, resolveOptions } from './optim/options';
 import type { OptimizerSpec } from './optim/spec';
@@ -54,6 +54,8 @@ interface WriteBack {
   bits: Uint16Array;
   from: Float32Array;
   dtype: HalfDtype;
+  /** Stochastic rounding (bfloat16): the tensor's key at this step; else nearest even. */
+  key?: number;
 }
 
 interface GroupRun {
@@ -89,6 +91,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   private readonly stepOptions: StepOptions;
   /** `config.masterWeights`: float32 master copies of 16-bit params. */
   readonly masterWeights: boolean;
+  private readonly rounding: { stochastic: boolean; seed: number };
   private skippedLast = false;
   private readonly state = new Map<AnyParam, ParamState>();
   /** Device params whose state lives on the device: the element count it was created for. */
@@ -139,6 +142,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     }
     this.stepOptions = { norms: cfg.diagnostics === 'full' };
     this.masterWeights = cfg.masterWeights;
+    this.rounding = { stochastic: cfg.rounding === 'stochastic', seed: cfg.seed };
     this.checkPlacement();
   }
 
@@ -566,7 +570,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
               device: { key: p, numel: p.data.numel, p: p.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
             });
           } else if (isHalfParam(p)) {
-            slots.push({ p: this.stageHalf(p, s, writeBack), g: stageGrad(p, s, invScale), ...base });
+            slots.push({ p: this.stageHalf(p, s, index, writeBack), g: stageGrad(p, s, invScale), ...base });
           } else {
             slots.push({ p: p.data as Float32Array, g: stageGrad(p, s, invScale), ...base });
           }
@@ -589,7 +593,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
    * first step), or the param widened into scratch; either is rounded back into the param when
    * the step commits.
    */
-  private stageHalf(p: HalfParam, s: ParamState, writeBack: WriteBack[]): Float32Array {
+  private stageHalf(p: HalfParam, s: ParamState, index: number, writeBack: WriteBack[]): Float32Array {
     const bits = halfBits(p.data);
     let from: Float32Array;
     if (this.masterWeights) {
@@ -598,13 +602,17 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
       if (s.work === undefined || s.work.length !== bits.length) s.work = new Float32Array(bits.length);
       from = halfToFloat32(bits, p.dtype, s.work);
     }
-    writeBack.push({ bits, from, dtype: p.dtype });
+    const stochastic = this.rounding.stochastic && p.dtype === 'bfloat16';
+    writeBack.push(stochastic ? { bits, from, dtype: p.dtype, key: roundingKey(this.rounding.seed, s.step + 1, index) } : { bits, from, dtype: p.dtype });
     return from;
   }
 
   /** The step ran: round 16-bit params back, keep new state, advance step counts, publish diagnostics. */
   private commit(plan: Plan): void {
-    for (const w of plan.writeBack) float32ToHalf(w.from, w.dtype, w.bits);
+    for (const w of plan.writeBack) {
+      if (w.key === undefined) float32ToHalf(w.from, w.dtype, w.bits);
+      else float32ToBf16Stochastic(w.from, w.key, w.bits);
+    }
     this.skippedLast = false;
     for (const { p, s, fresh } of plan.stepped) {
       if (fresh) {

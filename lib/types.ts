@@ -122,6 +122,15 @@ export interface OptimizerConfig {
    * smaller than half a 16-bit ulp are lost). No effect on float32 params.
    */
   masterWeights?: boolean;
+  /**
+   * How bfloat16 params are rounded back after the step: `'nearest'` (default, ties to even) or
+   * `'stochastic'` (up or down with probabilities that make the rounding unbiased; seeded by
+   * `seed`, deterministic per step and element, identical on every backend). float16 params are
+   * always rounded to nearest.
+   */
+  rounding?: 'nearest' | 'stochastic';
+  /** The seed of stochastic rounding, an integer in [0, 2^32 - 1]. Default `0`. */
+  seed?: number;
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   bf16ToF32, f16ToF32, f32ToBf16, f32ToF16,
 } from '../lib/index';
 import type { AnyParam, BackendName, HalfDtype, HalfParam, Param } from '../lib/index';
+import { float32ToBf16Stochastic, roundingKey } from '../lib/core/half';
 import { availableBackends } from './helpers/backends';
 import { randn, rng } from './helpers/random';
 
@@ -475,6 +476,43 @@ describe('GradScaler', () => {
     expect(Number.isNaN(ps[0].data[0]) || !Number.isFinite(ps[0].data[0])).toBe(true);
     sc.update();
     expect(sc.stateDict()).toEqual({});
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Stochastic rounding (bfloat16)
+
+describe('stochastic rounding', () => {
+  test('rounds to one of the two neighbours, unbiased, deterministic for a key; bfloat16 values, Infinity and NaN as nearest', () => {
+    const n = 80000;
+    const x = new Float32Array(n).fill(1 + 2 ** -10); // 1/8 of the way from 1 to 1 + 2^-7
+    x[0] = -(1 + 2 ** -10);
+    const a = float32ToBf16Stochastic(x, roundingKey(7, 1, 0), new Uint16Array(n));
+    const up = Array.from(a.subarray(1)).filter((h) => h === 0x3f81).length;
+    expect(Array.from(new Set(a.subarray(1))).sort()).toEqual([0x3f80, 0x3f81]);
+    expect(Math.abs(up / (n - 1) - 0.125)).toBeLessThan(0.01);
+    expect([0xbf80, 0xbf81]).toContain(a[0]);
+    expect(Array.from(float32ToBf16Stochastic(x, roundingKey(7, 1, 0), new Uint16Array(n)))).toEqual(Array.from(a));
+    expect(Array.from(float32ToBf16Stochastic(x, roundingKey(8, 1, 0), new Uint16Array(n)))).not.toEqual(Array.from(a));
+    expect(Array.from(float32ToBf16Stochastic(x, roundingKey(7, 2, 0), new Uint16Array(n)))).not.toEqual(Array.from(a));
+    const edge = new Float32Array([1.5, -0, Infinity, -Infinity, NaN, 3.3895313892515355e38]);
+    expect(Array.from(float32ToBf16Stochastic(edge, 12345, new Uint16Array(6)))).toEqual([0x3fc0, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0x7f7f]);
+  });
+
+  test.each(backends)('config.rounding: \'stochastic\' on %s: the same bits as the js backend, seeded, float16 left to nearest', (backend) => {
+    const run = (b: BackendName, seed: number) => {
+      const ps = [...randomHalfParams(3, 'bfloat16', 'bfloat16').slice(0, 2), ...randomHalfParams(3, 'float16', 'float16').slice(0, 1)];
+      const o = new AdamW(ps, { lr: 1e-3 }, { backend: b, masterWeights: false, rounding: 'stochastic', seed });
+      for (let k = 0; k < 3; k++) o.step();
+      return ps.map((p) => Array.from(p.data));
+    };
+    const mine = run(backend, 1);
+    expect(mine).toEqual(run('js', 1));
+    const other = run(backend, 2);
+    expect(other[0]).not.toEqual(mine[0]);
+    expect(other[2]).toEqual(mine[2]); // float16: nearest, whatever the seed
+    expect(codeOf(() => new AdamW([], {}, { rounding: 'up' as never }))).toMatch(/config.rounding must be 'nearest' or 'stochastic'/);
+    expect(codeOf(() => new AdamW(randomHalfParams(3, 'bfloat16', 'bfloat16'), {}, { seed: -1 }))).toMatch(/config.seed must be an integer in \[0, 2\^32 - 1\]/);
   });
 });
 

@@ -102,13 +102,15 @@ export interface ParsedConfig {
   device?: number;
   diagnostics: 'decisions' | 'full';
   masterWeights: boolean;
+  rounding: 'nearest' | 'stochastic';
+  seed: number;
 }
 
-const CONFIG_KEYS = ['backend', 'threads', 'stream', 'device', 'diagnostics', 'masterWeights'] as const satisfies readonly (keyof OptimizerConfig)[];
+const CONFIG_KEYS = ['backend', 'threads', 'stream', 'device', 'diagnostics', 'masterWeights', 'rounding', 'seed'] as const satisfies readonly (keyof OptimizerConfig)[];
 
 /** Checks an optimizer's `config` (keys as strictly as options: a typo is an error with a hint). */
 export function parseConfig(config: unknown): ParsedConfig {
-  if (config === undefined) return { backend: 'auto', diagnostics: 'decisions', masterWeights: true };
+  if (config === undefined) return { backend: 'auto', diagnostics: 'decisions', masterWeights: true, rounding: 'nearest', seed: 0 };
   if (!isPlainObject(config)) throw invalid(`config must be a plain object like { backend: 'auto' }, got ${describe(config)}`);
   rejectUnknown(config, CONFIG_KEYS, 'config', 'a config key', false);
   const c = config as OptimizerConfig;
@@ -131,5 +133,9 @@ export function parseConfig(config: unknown): ParsedConfig {
   }
   const masterWeights = c.masterWeights ?? true;
   if (typeof masterWeights !== 'boolean') throw invalid(`config.masterWeights must be a boolean, got ${describe(masterWeights)}`);
-  return { backend, threads: c.threads, stream: c.stream, device: c.device, diagnostics, masterWeights };
+  const rounding = c.rounding ?? 'nearest';
+  if (rounding !== 'nearest' && rounding !== 'stochastic') throw invalid(`config.rounding must be 'nearest' or 'stochastic', got ${describe(rounding)}`);
+  const seed = c.seed ?? 0;
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw invalid(`config.seed must be an integer in [0, 2^32 - 1], got ${describe(c.seed)}`);
+  return { backend, threads: c.threads, stream: c.stream, device: c.device, diagnostics, masterWeights, rounding, seed };
 }

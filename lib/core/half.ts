@@ -137,3 +137,41 @@ export function halfBits(x: Uint16Array | ArrayBufferView): Uint16Array {
   if (isUint16Array(x)) return x;
   return new Uint16Array(x.buffer, x.byteOffset, x.byteLength / 2);
 }
+
+/** murmur3's 32-bit finalizer: a bijective mix of a uint32. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * The key of one tensor's stochastic rounding at one step: a mix of the seed, the param's step
+ * count and its index over all groups (docs/mixed-precision.md#stochastic-rounding).
+ */
+export function roundingKey(seed: number, step: number, index: number): number {
+  return fmix32((seed >>> 0) ^ fmix32((step >>> 0) ^ fmix32(index >>> 0)));
+}
+
+/**
+ * A Float32Array -> bfloat16 bits, rounding stochastically: element i's magnitude bits get
+ * `fmix32(key + i) & 0xffff` added before the low 16 bits are dropped, so it rounds away from zero
+ * with probability (its distance to the lower neighbour) / ulp. Deterministic for a key; values
+ * that are bfloat16 already (and Infinity) are unchanged; NaN becomes 0x7fc0.
+ */
+export function float32ToBf16Stochastic(x: Float32Array, key: number, out: Uint16Array): Uint16Array {
+  const b = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = b[i];
+    const a = v & 0x7fffffff;
+    if (a > 0x7f800000) {
+      out[i] = 0x7fc0;
+      continue;
+    }
+    out[i] = ((v >>> 16) & 0x8000) | ((a + (fmix32((key + i) >>> 0) & 0xffff)) >>> 16);
+  }
+  return out;
+}
