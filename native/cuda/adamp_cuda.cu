@@ -30,6 +30,15 @@ constexpr int kDefaultChunk = 8192;
 constexpr int64_t kDefaultGroup = int64_t(1) << 20;
 constexpr int kDefaultLag = 1;
 
+// ADAMP_CUDA_WHOLE_CHANNEL_ITEMS=0 turns off the parallel decision of tensors whose items hold
+// whole channels (TensorArgs::whole): the decider then folds every channel itself, as before.
+// A build knob for measuring one against the other (scripts/gpu-validate-more.sh); results are
+// bitwise the same for any grid either way (the fold orders differ, so the two may differ from
+// each other in the last bits of a layer-view sum).
+#ifndef ADAMP_CUDA_WHOLE_CHANNEL_ITEMS
+#define ADAMP_CUDA_WHOLE_CHANNEL_ITEMS 1
+#endif
+
 /** What the host needs of one registered policy: its facts and its kernels' launches. */
 struct KindOps {
   const char* name;
@@ -157,6 +166,7 @@ void plan(TensorArgs& t, const adamp_cuda_tensor_desc& d, int64_t chunk, bool pr
       t.nps = 1;
       t.plen = d.inner;
       t.n_items = ceil_div(nseg, t.spi);
+      t.whole = (ADAMP_CUDA_WHOLE_CHANNEL_ITEMS && d.outer == 1) ? 1 : 0;
     } else {
       t.team_log2 = 3;
       const int64_t pieces = ceil_div(d.inner, chunk);
@@ -548,7 +558,7 @@ int adamp_cuda_add_tensor_ex(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* 
   const int64_t off_state = 0;
   const int64_t off_part = align256(off_state + (int64_t)sizeof(TensorState));
   const int64_t off_chsum = align256(off_part + partial_slots(a) * (int64_t)sizeof(adamp::ChannelSums));
-  const int64_t off_coef = align256(off_chsum + (elig ? d.channels : 0) * (int64_t)sizeof(adamp::ChannelSums));
+  const int64_t off_coef = align256(off_chsum + (elig && !a.whole ? d.channels : 0) * (int64_t)sizeof(adamp::ChannelSums));
   const int64_t off_info = align256(off_coef + (elig ? d.channels : 0) * (int64_t)sizeof(adamp::ProjCoef));
   const int64_t aux_bytes = align256(off_info + a.n_items * 3 * (int64_t)sizeof(double));
   if (!rc) rc = dev_alloc(&t.aux, (size_t)aux_bytes);

@@ -75,7 +75,19 @@ struct TensorArgs {
   int32_t team_log2;  // segment mode: log2(warps per piece)
   int32_t mode;
   int32_t vec;  // p, g and every state slot 16-byte aligned: 128-bit accesses for whole groups of 4
-  int32_t pad;
+  // segment mode with outer == 1 and nps == 1: every item holds whole channels. Its pass 1 then
+  // computes each channel's |cos| and projection coefficients itself and leaves one ItemSums per
+  // item after the per-channel partials (item_records: max |cos| and the totals over its
+  // channels), so the decider folds n_items records instead of walking every channel (GPT-2's
+  // wte: 50,257 channels, 5,026 items).
+  int32_t whole;
+};
+
+/** What a whole-channel item (TensorArgs::whole) leaves for the decider, in `part` memory. */
+struct ItemSums {
+  adamp::ChannelSums s;  // the sums over the item's channels (a thread's channels in order, warp trees, warps in order)
+  double max_cos;        // max |cos| over the item's channels (NaN sticky)
+  double pad;
 };
 
 /** Everything one launch needs, passed by value (a __grid_constant__ kernel parameter). */
@@ -95,8 +107,13 @@ struct LaunchArgs {
 
 static_assert(sizeof(LaunchArgs) < 32000, "kernel parameters are limited to 32764 bytes");
 
+/** Whole-channel tensors: the items' records, after the channels' partial sums. */
+ADAMP_HD inline ItemSums* item_records(const TensorArgs& t) { return reinterpret_cast<ItemSums*>(t.part + t.channels); }
+
 /** Slots of pass-1 partial sums a tensor needs. */
 inline int64_t partial_slots(const TensorArgs& t) {
+  if (t.mode == kModeSegment && t.whole)
+    return t.channels + (t.n_items * (int64_t)sizeof(ItemSums) + sizeof(adamp::ChannelSums) - 1) / sizeof(adamp::ChannelSums);
   if (t.mode == kModeSegment) return t.outer * t.channels * t.nps;
   if (t.mode == kModeColumn) {
     const int64_t nrb = (t.outer + t.rows_per_item - 1) / t.rows_per_item;
