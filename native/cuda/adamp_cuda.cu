@@ -144,7 +144,7 @@ void plan(TensorArgs& t, const adamp_cuda_tensor_desc& d, int64_t chunk, bool pr
   t.outer = d.outer;
   t.channels = d.channels;
   t.inner = d.inner;
-  t.chunk = chunk;
+  t.chunk = (int32_t)chunk;
   t.spi = t.nps = 1;
   t.tw = t.rp = 1;
   t.rows_per_item = t.nct = 1;
@@ -161,19 +161,21 @@ void plan(TensorArgs& t, const adamp_cuda_tensor_desc& d, int64_t chunk, bool pr
     if (d.inner <= chunk) {
       t.team_log2 = d.inner <= 256 ? 0 : d.inner <= 512 ? 1 : d.inner <= 1024 ? 2 : 3;
       const int64_t teams = kWarps >> t.team_log2;
-      t.spi = std::max<int64_t>(1, chunk / d.inner);
-      if (t.spi > teams) t.spi = t.spi / teams * teams;
+      int64_t spi = std::max<int64_t>(1, chunk / d.inner);
+      if (spi > teams) spi = spi / teams * teams;
+      t.spi = (int32_t)spi;  // <= chunk
       t.nps = 1;
-      t.plen = d.inner;
+      t.plen = (int32_t)d.inner;  // <= chunk
       t.n_items = ceil_div(nseg, t.spi);
       t.whole = (ADAMP_CUDA_WHOLE_CHANNEL_ITEMS && d.outer == 1) ? 1 : 0;
     } else {
       t.team_log2 = 3;
       const int64_t pieces = ceil_div(d.inner, chunk);
-      t.plen = (ceil_div(d.inner, pieces) + 3) / 4 * 4;
-      t.nps = ceil_div(d.inner, t.plen);
+      const int64_t plen = (ceil_div(d.inner, pieces) + 3) / 4 * 4;  // <= chunk + 3
+      t.plen = (int32_t)plen;
+      t.nps = (int32_t)ceil_div(d.inner, plen);  // <= n_items
       t.spi = 1;
-      t.n_items = nseg * t.nps;
+      t.n_items = nseg * ceil_div(d.inner, plen);
     }
   } else {
     t.mode = kModeColumn;
@@ -544,6 +546,9 @@ int adamp_cuda_add_tensor_ex(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* 
   t.desc = d;
   t.external = external;
   plan(t.args, d, ctx->chunk, ctx->ops->projects);
+  // A launch counts items in 32 bits (and TensorArgs keeps nps in 32): a tensor of more items
+  // (over 2^31 x 256 elements) could never step.
+  if (t.args.n_items > INT32_MAX) return ADAMP_CUDA_E_INVALID;
   TensorArgs& a = t.args;
   const size_t bytes = (size_t)d.numel * sizeof(float);
   const int nbuf = 2 + ctx->ops->slots;

@@ -19,7 +19,9 @@ namespace adamp_cuda {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kMaxTensors = 128;  // ResNet-50 (161) and GPT-2 small (148) take two launches
+// ResNet-50 (161 tensors) and GPT-2 small (148) take one launch (three kernels a step: the
+// hyperparameters, prep, step) instead of two; what bounds it is the 32 KB of kernel parameters.
+constexpr int kMaxTensors = 168;
 constexpr int kMaxEntries = 2 * kMaxTensors;
 constexpr int kMaxSlots = 2;       // state slots of the largest registered policy (checked in adamp_cuda.cu)
 constexpr int kMaxHyper = 16;      // hyperparameters of the largest policy (checked in adamp_cuda.cu)
@@ -63,14 +65,16 @@ struct TensorArgs {
   adamp::ProjCoef* coef;      // per-channel projection coefficients
   double* info_part;          // 3 doubles per final-pass item: ||p||^2 before, after, ||dp||^2
   int64_t numel, outer, channels, inner;
-  int64_t n_items;
-  int64_t chunk;  // single mode: elements per item
-  // segment mode: either `spi` whole segments per item (nps == 1) or `nps` items per segment
-  // (spi == 1), each a piece of `plen` elements.
-  int64_t spi, nps, plen;
+  int64_t n_items;  // at most INT32_MAX (adamp_cuda_add_tensor refuses more)
   // column mode: the matrix is `outer` rows x `width` columns; an item is `rows_per_item` rows x
   // `tw` columns, processed by `rp` row lanes of `tw` threads.
   int64_t width, rows_per_item, nct;
+  // note: 32-bit where the value is bounded by the chunk or by n_items, so that kMaxTensors
+  // tables fit the kernel parameters.
+  int32_t chunk;  // single mode: elements per item
+  // segment mode: either `spi` whole segments per item (nps == 1) or `nps` items per segment
+  // (spi == 1), each a piece of `plen` elements.
+  int32_t spi, nps, plen;
   int32_t tw, rp;
   int32_t team_log2;  // segment mode: log2(warps per piece)
   int32_t mode;
