@@ -10,6 +10,9 @@ export const ENV_SWITCHES = {
   ADAMP_SIMD: "'portable': the native backend runs its portable kernels even where AVX2 is available (results are identical)",
   ADAMP_SPECULATE: "'0': native AdamP's speculative single pass is off (results are identical)",
   ADAMP_DEBUG: 'any value: the command line prints stack traces with its errors',
+  ADAMP_MPI_ADDON_PATH: 'load this .node file as the MPI addon (lib/distributed); nothing else is tried',
+  ADAMP_MPI_LIBRARY: 'the MPI library the MPI collective loads (a path or a soname; default libmpi.so.40, then libmpi.so.12)',
+  ADAMP_COLLECTIVE_TIMEOUT_MS: 'the default deadline of a collective call in milliseconds (default 600000)',
 } as const;
 
 export type EnvSwitch = keyof typeof ENV_SWITCHES;
