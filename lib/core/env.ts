@@ -22,3 +22,12 @@ export function readEnv(name: EnvSwitch): string | undefined {
   const v = process.env[name];
   return v === undefined || v === '' ? undefined : v;
 }
+
+/**
+ * Whether an MPI launcher started this process (lib/distributed): the variables mpirun/mpiexec
+ * (Open MPI, MPICH's hydra, PMIx) and srun set for their ranks. Read, never set.
+ */
+export function startedByMpiLauncher(): boolean {
+  const e = process.env;
+  return e.OMPI_COMM_WORLD_SIZE !== undefined || e.PMI_SIZE !== undefined || e.PMIX_RANK !== undefined || e.MPI_LOCALNRANKS !== undefined;
+}

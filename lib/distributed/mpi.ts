@@ -17,7 +17,7 @@ import * as path from 'path';
 import bindings from 'bindings';
 import { AdampError, invalid } from '../errors';
 import { PACKAGE_ROOT } from '../core/package-root';
-import { readEnv } from '../core/env';
+import { readEnv, startedByMpiLauncher } from '../core/env';
 import {
   checkBuffer, checkGather, checkTimeout, CollectiveError, defaultTimeoutMs, dtypeOf, gatherInRounds, isDeviceBuffer, PHASES, phaseCode, rankList,
   where, type AllReduceOptions, type CallSite, type Collective, type CollectiveBuffer, type CollectiveMemory, type HostBuffer, type ReduceOp,
@@ -101,8 +101,7 @@ export function mpiAvailable(options: { library?: string } = {}): MpiReport {
 
 /** Whether this process was started by an MPI launcher (mpirun, mpiexec, srun with PMI). */
 export function launchedByMpi(): boolean {
-  const e = process.env;
-  return e.OMPI_COMM_WORLD_SIZE !== undefined || e.PMI_SIZE !== undefined || e.PMIX_RANK !== undefined || e.MPI_LOCALNRANKS !== undefined;
+  return startedByMpiLauncher();
 }
 
 let world: MpiCollective | null = null;

@@ -26,7 +26,7 @@ import { createEngine } from '../backends/select';
 import { geometry, stateArray } from '../optimizer';
 import { checkGrad, checkHostAliasing, checkParamStatic, isDeviceParam, isFloat32Array, type HostArray } from '../validate';
 import { isPlainObject, rejectUnknown, resolveOptions } from '../optim/options';
-import type { AnySpec } from '../optim/spec';
+import type { AnySpec, OptimizerSpec } from '../optim/spec';
 import type { Param, ParamGroup, ParamGroupInput, ParamStepInfo, Projection, StateDict } from '../types';
 import { checkTimeout, CollectiveError, rankList, type CallSite, type Collective } from './collective';
 import { ownedCounts, partition, type PartitionPlan, type Partitioning, type Piece, type TensorPlacement } from './partition';
@@ -67,7 +67,7 @@ export interface ShardedConfig {
 }
 
 /** An optimizer class of the registry (`AdamP`) or its spec. */
-type SpecSource = AnySpec | { spec: AnySpec };
+type SpecSource<O extends object, S extends object> = OptimizerSpec<O, S> | { readonly spec: OptimizerSpec<O, S> };
 
 /** A param's state on this rank: its step count (every rank) and its piece of each slot. */
 interface ShardState {
@@ -136,8 +136,8 @@ export class ShardedOptimizer<O extends object = Record<string, unknown>, S exte
   private failed: AdampError | null = null;
   private disposed = false;
 
-  constructor(optimizer: SpecSource, params: readonly Param[] | readonly ParamGroupInput<O, Param>[], options: Partial<O> | undefined, config: ShardedConfig) {
-    const spec = (optimizer as { spec?: AnySpec }).spec ?? (optimizer as AnySpec);
+  constructor(optimizer: SpecSource<O, S>, params: readonly Param[] | readonly ParamGroupInput<O, Param>[], options: Partial<O> | undefined, config: ShardedConfig) {
+    const spec = ((optimizer as { spec?: AnySpec }).spec ?? optimizer) as AnySpec;
     if (spec === undefined || typeof (spec as AnySpec).kind !== 'string' || !Array.isArray((spec as AnySpec).slots)) {
       throw invalid(`ShardedOptimizer: the first argument must be an optimizer class (AdamP, SGDP, AdamW, SGD) or its spec, got ${describe(optimizer)}`);
     }
@@ -859,7 +859,7 @@ function nanToNull(x: number): number | null {
  * A sharded optimizer: `shard(AdamP, params, { lr: 1e-3 }, { collective })`. The same as
  * `new ShardedOptimizer(...)`.
  */
-export function shard<O extends object, S extends object>(optimizer: SpecSource & { spec: { options: unknown } } | AnySpec,
+export function shard<O extends object, S extends object>(optimizer: SpecSource<O, S>,
   params: readonly Param[] | readonly ParamGroupInput<O, Param>[], options: Partial<O> | undefined, config: ShardedConfig): ShardedOptimizer<O, S> {
   return new ShardedOptimizer<O, S>(optimizer, params, options, config);
 }
