@@ -126,6 +126,16 @@ maybe('MPI (mpirun --oversubscribe)', () => {
     }
   });
 
+  test('mpirun -np 2 adamp demo --data-parallel: the weights match the single-process run', () => {
+    const env = { ...process.env };
+    if (typeof process.getuid === 'function' && process.getuid() === 0) Object.assign(env, { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' });
+    const r = spawnSync(mpirun!, ['--oversubscribe', '-np', '2', process.execPath, path.join(__dirname, '../dist/cli/main.js'), 'demo', '--data-parallel', '--steps', '60'],
+      { env, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stdout).toMatch(/2 ranks over MPI/);
+    expect(r.stdout).toMatch(/weights: bit-identical \(0 of 8160 elements differ\)/);
+    expect(r.status).toBe(0);
+  });
+
   test('-np 4: a rank killed mid-step (SIGKILL, mpirun --enable-recovery): the others throw ERR_ADAMP_COLLECTIVE_TIMEOUT naming it and the step, and keep the last committed step', () => {
     const task = { fn: 'faults', args: { seed: 7501, name: 'AdamP', victim: 2, step: 3, phase: 'partials', mode: 'kill', timeoutMs: 3000 } };
     const run = runMpi(4, [task], { extra: ['--enable-recovery'], timeoutMs: 60_000 });

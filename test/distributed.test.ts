@@ -224,6 +224,28 @@ describe('checkpoints', () => {
   });
 });
 
+describe('the data-parallel demo', () => {
+  test('adamp demo --data-parallel on 3 worker threads: weights and state bit-identical to one process', async () => {
+    const { runDataParallelDemo } = await import('../cli/demo/data-parallel');
+    const res = (await runDataParallelDemo({ ranks: 3, steps: 40, batch: 6, backend: 'js' }))!;
+    expect(res.paramsDiffering).toBe(0);
+    expect(res.stateDiffering).toBe(0);
+    expect(res.stateElements.reduce((a, b) => a + b, 0)).toBe(res.numel);
+    expect(res.lines.join('\n')).toMatch(/weights: bit-identical/);
+  });
+
+  test('its options need --data-parallel, and --batch a multiple of the ranks', async () => {
+    const { main } = await import('../cli/main');
+    const io = () => { const o = { out: '', err: '' }; return { o, io: { stdout: { write: (s: string) => { o.out += s; } }, stderr: { write: (s: string) => { o.err += s; } } } }; };
+    const a = io();
+    expect(await main(['demo', '--ranks', '2'], a.io)).toBe(2);
+    expect(a.o.err).toMatch(/--ranks needs --data-parallel/);
+    const b = io();
+    expect(await main(['demo', '--data-parallel', '--ranks', '3', '--batch', '4', '--steps', '2'], b.io)).toBe(1);
+    expect(b.o.err).toMatch(/--batch 4 is not a multiple of the 3 ranks/);
+  });
+});
+
 describe('validation', () => {
   test('config and params are checked', () => {
     const p = { data: new Float32Array(4), grad: null, shape: [2, 2] };
