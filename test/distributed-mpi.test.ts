@@ -103,6 +103,8 @@ maybe('MPI (mpirun --oversubscribe)', () => {
     const tasks = [
       ...shardedTasks(4, 8),
       { fn: 'dataParallel', args: { seed: 7401, name: 'SGDP', steps: 5, config: { partition: 'slices' } } },
+      { fn: 'dataParallel', args: { seed: 7403, name: 'AdamP', steps: 5, big: true, reduceScatter: true, bucketBytes: 1 << 16, config: { partition: 'slices' } } },
+      { fn: 'dataParallel', args: { seed: 7404, name: 'SGD', steps: 4, reduceScatter: true, order: 'any', config: { partition: 'tensors' } } },
       ...BACKENDS.map((backend) => ({ fn: 'trainAndSave', args: { seed: 7402, name: 'AdamP', big: true, steps: 4, dir: path.join(dir, backend), merge: true, config: { partition: 'slices', backend } } })),
     ];
     const run = runMpi(4, tasks);

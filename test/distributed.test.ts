@@ -122,6 +122,11 @@ describe('data parallel', () => {
     values(await runGroup(size, tasks));
   });
 
+  test.each([2, 3, 4])('%i ranks, ZeRO-2: reduceScatterGradients (each rank averages only its range), the same weights', async (size) => {
+    const tasks: Task[] = OPTIMIZERS.map((name, k) => ({ fn: 'dataParallel', args: { seed: 350 + size * 10 + k, name, steps: 4, big: k === 1, reduceScatter: true, bucketBytes: 1 << (10 + k), config: { partition: k % 2 ? 'tensors' : 'slices' } } }));
+    values(await runGroup(size, tasks, { slotBytes: 1 << 14 }));
+  });
+
   test("2 ranks: order 'any' is exact too (two addends commute)", async () => {
     values(await runGroup(2, [{ fn: 'dataParallel', args: { seed: 391, name: 'AdamP', steps: 4, order: 'any', config: {} } }]));
   });

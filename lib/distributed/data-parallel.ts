@@ -18,6 +18,7 @@ import { describe } from '../core/describe';
 import { isFloat32Array } from '../validate';
 import type { Param } from '../types';
 import { CollectiveError, rankList, type CallSite, type Collective } from './collective';
+import type { PartitionPlan } from './partition';
 
 export interface AverageGradientsOptions {
   /** `'rank'` (default): rank-ordered sums, reproducible and equal to `rankOrderMean`; `'any'`: the engine's own order. */
@@ -111,6 +112,75 @@ export function averageGradients(params: ParamSource, collective: Collective, op
     bucket.set(g, fill);
     fill += g.length;
     members.push(g);
+  }
+  flush();
+}
+
+/** What `reduceScatterGradients` needs of a sharded optimizer. */
+interface ShardedLike {
+  readonly collective: Collective;
+  readonly plan: PartitionPlan;
+  paramList(): readonly Param[];
+}
+
+/**
+ * ZeRO-2's gradient exchange for a sharded optimizer (collective): every rank receives the average
+ * over the ranks of its own range of each gradient only, which is all its sharded step reads. Half
+ * the traffic of `averageGradients` (a reduce-scatter instead of an all-reduce), and the same bits
+ * in the range a rank owns (`order: 'rank'`). The rest of each gradient keeps this rank's own
+ * values: do not read it afterwards.
+ */
+export function reduceScatterGradients(opt: ShardedLike, options: AverageGradientsOptions = {}): void {
+  const c = opt.collective;
+  const order = options.order ?? 'rank';
+  if (order !== 'rank' && order !== 'any') throw invalid(`reduceScatterGradients: order must be 'rank' or 'any', got ${describe(order)}`);
+  if (typeof c.reduceScatter !== 'function') throw invalid(`reduceScatterGradients: the '${c.backend}' collective has no reduceScatter; use averageGradients`);
+  const bucketBytes = options.bucketBytes ?? 4 << 20;
+  if (!Number.isSafeInteger(bucketBytes) || bucketBytes < 4) throw invalid(`reduceScatterGradients: bucketBytes must be an integer >= 4, got ${describe(bucketBytes)}`);
+  const params = opt.paramList().slice();
+  params.forEach((p, i) => {
+    if (p.grad !== null && p.grad !== undefined && !isFloat32Array(p.grad)) throw invalid(`reduceScatterGradients: the grad of param #${i} must be a Float32Array or null, got ${describe(p.grad)}`);
+  });
+  const at: CallSite = { step: options.step, phase: 'gradients' };
+  checkSamePresence(c, params, at);
+  const N = c.size;
+  if (N === 1) return;
+  const cap = Math.max(1, Math.floor(bucketBytes / 4));
+  const bucket = new Float32Array(cap);
+  const counts = new Array<number>(N).fill(0);
+  let mine: Array<{ g: Float32Array; b: number; e: number }> = [];
+  let fill = 0;
+  const flush = () => {
+    if (fill === 0) return;
+    const recv = new Float32Array(counts[c.rank]);
+    c.reduceScatter!(bucket.subarray(0, fill), recv, counts.slice(), { order, at });
+    let o = 0;
+    for (const { g, b, e } of mine) {
+      for (let i = b; i < e; i++) g[i] = recv[o + i - b] / N;
+      o += e - b;
+    }
+    mine = [];
+    fill = 0;
+    counts.fill(0);
+  };
+  // In the flat space, pieces come in rank order within a tensor and tensors in order: a bucket
+  // filled in that order holds rank 0's elements, then rank 1's...: the layout reduce-scatter wants.
+  let lastRank = 0;
+  for (const t of opt.plan.tensors) {
+    const g = params[t.index].grad;
+    if (!g) continue;
+    for (const pc of t.pieces) {
+      for (let b = pc.begin; b < pc.end;) {
+        if (fill === cap || pc.rank < lastRank) { flush(); lastRank = 0; }
+        const e = Math.min(pc.end, b + (cap - fill));
+        bucket.set(g.subarray(b, e), fill);
+        fill += e - b;
+        counts[pc.rank] += e - b;
+        lastRank = pc.rank;
+        if (pc.rank === c.rank) mine.push({ g, b, e });
+        b = e;
+      }
+    }
   }
   flush();
 }

@@ -21,7 +21,7 @@
  */
 import { AdampError, invalid } from '../errors';
 import {
-  checkBuffer, checkGather, checkTimeout, CollectiveError, defaultTimeoutMs, displacements, gatherInRounds, PHASES, phaseCode, rankList, where,
+  checkBuffer, checkGather, checkReduceScatter, checkTimeout, CollectiveError, defaultTimeoutMs, displacements, gatherInRounds, PHASES, phaseCode, rankList, where,
   type AllReduceOptions, type CallSite, type Collective, type CollectiveBuffer, type CollectiveMemory, type HostBuffer, type ReduceOp,
 } from './collective';
 
@@ -151,6 +151,27 @@ export class InProcessCollective implements Collective {
         if (op === 'sum') for (let i = 0; i < n; i++) chunk[i] = chunk[i] + x[i];
         else if (op === 'max') for (let i = 0; i < n; i++) { if (x[i] > chunk[i]) chunk[i] = x[i]; }
         else for (let i = 0; i < n; i++) { if (x[i] < chunk[i]) chunk[i] = x[i]; }
+      }
+    }
+  }
+
+  reduceScatter(send: CollectiveBuffer, recv: CollectiveBuffer, counts: readonly number[], options: AllReduceOptions = {}): void {
+    this.usable(options.at);
+    const list = checkReduceScatter(this, send, recv, counts);
+    const s = send as HostBuffer, out = recv as HostBuffer;
+    const per = this.h.slotBytes / s.BYTES_PER_ELEMENT;
+    const lo = displacements(list)[this.rank], hi = lo + list[this.rank];
+    // Rounds over the whole send buffer; each rank folds the part of its segment in the round, in rank order.
+    for (let start = 0; start === 0 || start < s.length; start += per) {
+      const end = Math.min(s.length, start + per);
+      const half = this.round(s.subarray(start, end) as HostBuffer, options.at);
+      const a = Math.max(lo, start), b = Math.min(hi, end);
+      if (b <= a) continue;
+      const dst = out.subarray(a - lo, b - lo);
+      dst.set(this.slot(half, 0, s, end - start).subarray(a - start, b - start));
+      for (let k = 1; k < this.size; k++) {
+        const x = this.slot(half, k, s, end - start);
+        for (let i = a; i < b; i++) dst[i - a] = dst[i - a] + x[i - start];
       }
     }
   }

@@ -15,7 +15,7 @@ export { ShardedOptimizer, shard } from './sharded';
 export type { ShardedConfig } from './sharded';
 export { mpiAvailable, mpiCollective, launchedByMpi, MpiCollective } from './mpi';
 export type { MpiOptions, MpiReport } from './mpi';
-export { averageGradients, rankOrderMean, broadcastParams, agree } from './data-parallel';
+export { averageGradients, reduceScatterGradients, rankOrderMean, broadcastParams, agree } from './data-parallel';
 export type { AverageGradientsOptions } from './data-parallel';
 export { saveShardedCheckpoint, loadShardedCheckpoint, mergeShardedCheckpoint, serializeShard, SHARD_FORMAT, MANIFEST_FORMAT } from './checkpoint';
 export type { SaveShardedOptions, LoadShardedOptions, ShardManifest } from './checkpoint';

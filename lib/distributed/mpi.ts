@@ -19,7 +19,7 @@ import { AdampError, invalid } from '../errors';
 import { PACKAGE_ROOT } from '../core/package-root';
 import { readEnv, startedByMpiLauncher } from '../core/env';
 import {
-  checkBuffer, checkGather, checkTimeout, CollectiveError, defaultTimeoutMs, dtypeOf, gatherInRounds, isDeviceBuffer, PHASES, phaseCode, rankList,
+  checkBuffer, checkGather, checkReduceScatter, checkTimeout, CollectiveError, defaultTimeoutMs, dtypeOf, gatherInRounds, isDeviceBuffer, PHASES, phaseCode, rankList,
   where, type AllReduceOptions, type CallSite, type Collective, type CollectiveBuffer, type CollectiveMemory, type HostBuffer, type ReduceOp,
 } from './collective';
 
@@ -37,6 +37,7 @@ interface MpiAddon {
   init(): { rank: number; size: number; initializedHere: boolean };
   allgatherv(send: HostBuffer | bigint, recv: HostBuffer | bigint, counts: Int32Array, count: number, dtype: 0 | 1, timeoutMs: number, step: number, phase: number): CallResult;
   allreduce(buf: HostBuffer | bigint, count: number, dtype: 0 | 1, op: 0 | 1 | 2, rankOrder: boolean, timeoutMs: number, step: number, phase: number): CallResult;
+  reducescatter(send: HostBuffer | bigint, recv: HostBuffer | bigint, counts: Int32Array, dtype: 0 | 1, rankOrder: boolean, timeoutMs: number, step: number, phase: number): CallResult;
   abort(code: number): void;
   finalize(): boolean;
   state(): { loaded: boolean; initialized?: boolean; initializedHere?: boolean; finalized?: boolean; broken?: boolean; seq?: number; cudaAware?: boolean | 'unknown' };
@@ -190,6 +191,7 @@ export class MpiCollective implements Collective {
       this.check(this.addon.allgatherv(send.pointer, recv.pointer, Int32Array.from(list), list[this.rank], dt, this.timeoutMs, at?.step ?? -1, phaseCode(at?.phase)), at, 'all-gather');
       return;
     }
+    if (this.size === 1) { (recv as HostBuffer).set(send as HostBuffer); return; }
     const per = Math.floor(INT_MAX / this.size);
     gatherInRounds(send as HostBuffer, recv as HostBuffer, list, this.rank, per, (snd, rcv, c) => {
       this.check(this.addon.allgatherv(snd, rcv, Int32Array.from(c), c[this.rank], dt, this.timeoutMs, at?.step ?? -1, phaseCode(at?.phase)), at, 'all-gather');
@@ -210,6 +212,7 @@ export class MpiCollective implements Collective {
       this.check(this.addon.allreduce(buf.pointer, n, dt, code as 0 | 1 | 2, false, this.timeoutMs, at?.step ?? -1, phaseCode(at?.phase)), at, 'all-reduce');
       return;
     }
+    if (this.size === 1) return;
     const h = buf as HostBuffer;
     const chunk = rankOrder ? RANK_ORDER_CHUNK : 1 << 30;
     // Every call makes at least one MPI call, so that every rank makes the same calls.
@@ -217,6 +220,20 @@ export class MpiCollective implements Collective {
       const part = h.subarray(start, Math.min(n, start + chunk));
       this.check(this.addon.allreduce(part, part.length, dt, code as 0 | 1 | 2, rankOrder, this.timeoutMs, at?.step ?? -1, phaseCode(at?.phase)), at, rankOrder ? 'rank-ordered all-reduce' : 'all-reduce');
     }
+  }
+
+  reduceScatter(send: CollectiveBuffer, recv: CollectiveBuffer, counts: readonly number[], options: AllReduceOptions = {}): void {
+    const at = options.at;
+    this.usable(at);
+    const list = checkReduceScatter(this, send, recv, counts);
+    const total = list.reduce((a, b) => a + b, 0);
+    if (total > INT_MAX) throw invalid('reduceScatter: more than 2^31 - 1 elements in one call; split it (reduceScatterGradients does, by bucket)');
+    const rankOrder = options.order === 'rank';
+    if ((isDeviceBuffer(send) || isDeviceBuffer(recv)) && rankOrder) throw invalid("reduceScatter: order 'rank' folds on the host; device buffers take order 'any'");
+    if (this.size === 1) { if (!isDeviceBuffer(recv)) (recv as HostBuffer).set(send as HostBuffer); return; }
+    const dt = dtypeOf(send) === 'float32' ? 0 : 1;
+    const ptr = (b: CollectiveBuffer) => (isDeviceBuffer(b) ? b.pointer : b);
+    this.check(this.addon.reducescatter(ptr(send), ptr(recv), Int32Array.from(list), dt, rankOrder, this.timeoutMs, at?.step ?? -1, phaseCode(at?.phase)), at, rankOrder ? 'rank-ordered reduce-scatter' : 'reduce-scatter');
   }
 
   private check(r: CallResult, at: CallSite | undefined, what: string): void {

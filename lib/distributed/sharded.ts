@@ -129,6 +129,7 @@ export class ShardedOptimizer<O extends object = Record<string, unknown>, S exte
   private readonly partialLengths = new Map<number, number[]>();
   private readonly stagedP = new Map<number, Float32Array>();
   private flatStage: Float32Array | null = null;
+  private flatSend: Float32Array | null = null;
   private steps = 0;
   private lastItems: Item[] = [];
   private lastInfo: Float64Array = new Float64Array(0);
@@ -659,7 +660,8 @@ export class ShardedOptimizer<O extends object = Record<string, unknown>, S exte
   private gatherUpdated(items: Item[], s: number, guard: (f: () => void) => void): Float32Array {
     const flat = this.flatBuffer();
     const counts = ownedCounts(this.plan);
-    const send = new Float32Array(counts[this.rank]);
+    if (this.flatSend === null) this.flatSend = new Float32Array(counts[this.rank]);
+    const send = this.flatSend;
     const byIndex = new Map(items.map((it) => [it.index, it]));
     guard(() => this.fillOwned(send, (i) => byIndex.get(i)?.stagedP ?? null));
     this.collect(() => this.collective.allGather(send, flat, counts, this.at(s, 'params')));

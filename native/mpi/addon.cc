@@ -10,6 +10,8 @@
 //                       one collective with a deadline: { status: 0 ok | 1 timed out | 2 MPI error,
 //                       error, elapsedMs, seq, answers }; buffers are typed arrays or device addresses
 //                       (BigInt, for CUDA-aware MPI)
+//   reducescatter(send, recv, counts, dtype, rankOrder, timeoutMs, step, phase)
+//                       each rank's segment of the sum (rank order: all-to-all + fold)
 //   abort(code)         MPI_Abort on the job
 //   finalize()          MPI_Finalize when this addon initialized MPI and no call is pending
 //   state()             { loaded, initialized, finalized, broken, seq }
@@ -47,13 +49,17 @@ double now_ms() {
   return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
 }
 
-/** Yields first, then sleeps longer and longer (up to 200 us): low latency, no core burnt on long waits. */
-void backoff(int spins) {
-  if (spins < 200) {
+/**
+ * Between two polls of a waiting call: yield the core for the first 50 ms (MPI progresses its
+ * transfers only inside our MPI_Test calls, so sleeping would slow every fragment of a large
+ * message), then sleep 100 us per poll (a long wait: another rank is late; leave the core to it).
+ */
+void backoff(double waited_ms) {
+  if (waited_ms < 50) {
     sched_yield();
     return;
   }
-  struct timespec ts{0, spins < 2000 ? 20000 : 200000};
+  struct timespec ts{0, 100000};
   nanosleep(&ts, nullptr);
 }
 
@@ -79,6 +85,8 @@ class Backend {
   virtual Result allgatherv(const void* send, int n, int dtype, void* recv, const std::vector<int>& counts, double timeout_ms,
                             int64_t step, int64_t phase) = 0;
   virtual Result allreduce(void* buf, int n, int dtype, int op, bool rank_order, double timeout_ms, int64_t step, int64_t phase) = 0;
+  virtual Result reducescatter(const void* send, void* recv, const std::vector<int>& counts, int dtype, bool rank_order, double timeout_ms,
+                               int64_t step, int64_t phase) = 0;
   virtual void abort(int code) = 0;
   virtual bool finalize() = 0;
   bool initialized = false, finalized = false, broken = false, here = false;
@@ -157,20 +165,56 @@ class Impl : public Backend {
       rc_counts[k] = mine;
       rdispls[k] = k * mine;
     }
-    std::vector<char> tmp((size_t)N * mine * es + 8), out((size_t)mine * es + 8);
+    // uninitialized (every byte is written before it is read): no zeroing of two buffer-sized arrays per call
+    std::unique_ptr<char[]> tmp_buf(new char[(size_t)N * mine * es + 8]), out_buf(new char[(size_t)mine * es + 8]);
+    char* tmp = tmp_buf.get();
+    char* out = out_buf.get();
     const double t0 = now_ms();
     typename H::Request req{};
-    int rc = api_.Ialltoallv(buf, cnt.data(), start.data(), type(dtype), tmp.data(), rc_counts.data(), rdispls.data(), type(dtype), comm_, &req);
+    int rc = api_.Ialltoallv(buf, cnt.data(), start.data(), type(dtype), tmp, rc_counts.data(), rdispls.data(), type(dtype), comm_, &req);
     if (rc != 0) return fail(res, "MPI_Ialltoallv", rc);
     wait(&req, timeout_ms, res);
     if (res.status != 0) return res;
     if (dtype == 0)
-      fold<float>(reinterpret_cast<float*>(out.data()), reinterpret_cast<const float*>(tmp.data()), mine, N, op);
+      fold<float>(reinterpret_cast<float*>(out), reinterpret_cast<const float*>(tmp), mine, N, op);
     else
-      fold<double>(reinterpret_cast<double*>(out.data()), reinterpret_cast<const double*>(tmp.data()), mine, N, op);
-    rc = api_.Iallgatherv(out.data(), mine, type(dtype), buf, cnt.data(), start.data(), type(dtype), comm_, &req);
+      fold<double>(reinterpret_cast<double*>(out), reinterpret_cast<const double*>(tmp), mine, N, op);
+    rc = api_.Iallgatherv(out, mine, type(dtype), buf, cnt.data(), start.data(), type(dtype), comm_, &req);
     if (rc != 0) return fail(res, "MPI_Iallgatherv", rc);
     wait(&req, timeout_ms - (now_ms() - t0), res);
+    return res;
+  }
+
+  Result reducescatter(const void* send, void* recv, const std::vector<int>& counts, int dtype, bool rank_order, double timeout_ms, int64_t step,
+                       int64_t phase) override {
+    Result res = begin(step, phase);
+    const int N = size_;
+    const int mine = counts[(size_t)rank_];
+    typename H::Request req{};
+    if (!rank_order) {
+      int rc = api_.Ireduce_scatter(send, recv, counts.data(), type(dtype), api_.sum, comm_, &req);
+      if (rc != 0) return fail(res, "MPI_Ireduce_scatter", rc);
+      wait(&req, timeout_ms, res);
+      return res;
+    }
+    // rank k receives everyone's k-th segment, folds it in rank order
+    std::vector<int> start((size_t)N), rcounts((size_t)N, mine), rdispls((size_t)N);
+    int at = 0;
+    for (int k = 0; k < N; ++k) {
+      start[(size_t)k] = at;
+      at += counts[(size_t)k];
+      rdispls[(size_t)k] = k * mine;
+    }
+    const size_t es = dtype == 0 ? 4 : 8;
+    std::unique_ptr<char[]> tmp(new char[(size_t)N * mine * es + 8]);
+    int rc = api_.Ialltoallv(send, counts.data(), start.data(), type(dtype), tmp.get(), rcounts.data(), rdispls.data(), type(dtype), comm_, &req);
+    if (rc != 0) return fail(res, "MPI_Ialltoallv", rc);
+    wait(&req, timeout_ms, res);
+    if (res.status != 0) return res;
+    if (dtype == 0)
+      fold<float>(reinterpret_cast<float*>(recv), reinterpret_cast<const float*>(tmp.get()), mine, N, 0);
+    else
+      fold<double>(reinterpret_cast<double*>(recv), reinterpret_cast<const double*>(tmp.get()), mine, N, 0);
     return res;
   }
 
@@ -249,7 +293,7 @@ class Impl : public Backend {
         return;
       }
       if ((spins & 31) == 31) answer();
-      backoff(spins);
+      backoff(el);
     }
   }
 
@@ -304,7 +348,7 @@ class Impl : public Backend {
       }
       if (all) break;
       answer();
-      backoff(spins + 200);
+      backoff(1000);
     }
     // Receives still posted stay posted (their buffers are kept): the communicator is not used again.
   }
@@ -355,6 +399,7 @@ bool bind_common(void* h, Api<H>& a, std::string& missing) {
   ok &= bind(h, "MPI_Iallgatherv", a.Iallgatherv, missing);
   ok &= bind(h, "MPI_Iallreduce", a.Iallreduce, missing);
   ok &= bind(h, "MPI_Ialltoallv", a.Ialltoallv, missing);
+  ok &= bind(h, "MPI_Ireduce_scatter", a.Ireduce_scatter, missing);
   ok &= bind(h, "MPI_Isend", a.Isend, missing);
   ok &= bind(h, "MPI_Irecv", a.Irecv, missing);
   ok &= bind(h, "MPI_Recv", a.Recv, missing);
@@ -615,6 +660,24 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   return result_object(env, b.allreduce(buf, n, dtype, op, rank_order, timeout, step, phase));
 }
 
+Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Backend& b = backend(env);
+  if (b.broken) throw_error(env, "the MPI communicator is unusable after a failed call", "ERR_ADAMP_COLLECTIVE");
+  void* send = pointer_of(env, info[0], "send");
+  void* recv = pointer_of(env, info[1], "recv");
+  if (!info[2].IsTypedArray()) throw_error(env, "counts must be an Int32Array", "ERR_ADAMP_INVALID_ARGUMENT");
+  Napi::Int32Array ca = info[2].As<Napi::Int32Array>();
+  std::vector<int> counts(ca.Data(), ca.Data() + ca.ElementLength());
+  if ((int)counts.size() != b.size) throw_error(env, "counts must hold one count per rank", "ERR_ADAMP_INVALID_ARGUMENT");
+  const int dtype = int_arg(env, info[3], "dtype");
+  const bool rank_order = info[4].ToBoolean().Value();
+  const double timeout = info[5].As<Napi::Number>().DoubleValue();
+  const int64_t step = (int64_t)info[6].As<Napi::Number>().DoubleValue();
+  const int64_t phase = (int64_t)info[7].As<Napi::Number>().DoubleValue();
+  return result_object(env, b.reducescatter(send, recv, counts, dtype, rank_order, timeout, step, phase));
+}
+
 Napi::Value Abort(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   backend(env, false).abort(info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1);
@@ -652,6 +715,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init, "init"));
   exports.Set("allgatherv", Napi::Function::New(env, AllGatherV, "allgatherv"));
   exports.Set("allreduce", Napi::Function::New(env, AllReduce, "allreduce"));
+  exports.Set("reducescatter", Napi::Function::New(env, ReduceScatter, "reducescatter"));
   exports.Set("abort", Napi::Function::New(env, Abort, "abort"));
   exports.Set("finalize", Napi::Function::New(env, Finalize, "finalize"));
   exports.Set("state", Napi::Function::New(env, State, "state"));

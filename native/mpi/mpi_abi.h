@@ -57,6 +57,7 @@ struct Api {
   int (*Iallgatherv)(const void*, int, Datatype, void*, const int*, const int*, Datatype, Comm, Request*) = nullptr;
   int (*Iallreduce)(const void*, void*, int, Datatype, Op, Comm, Request*) = nullptr;
   int (*Ialltoallv)(const void*, const int*, const int*, Datatype, void*, const int*, const int*, Datatype, Comm, Request*) = nullptr;
+  int (*Ireduce_scatter)(const void*, void*, const int*, Datatype, Op, Comm, Request*) = nullptr;
   int (*Isend)(const void*, int, Datatype, int, int, Comm, Request*) = nullptr;
   int (*Irecv)(void*, int, Datatype, int, int, Comm, Request*) = nullptr;
   int (*Recv)(void*, int, Datatype, int, int, Comm, void*) = nullptr;

@@ -34,15 +34,25 @@ function dataParallel(c, a) {
   for (let t = 1; t <= a.steps; t++) {
     // no null gradients here: every rank has a gradient for every param
     mine.forEach((p, k) => { p.grad = gradient({ ...sc, seed: sc.seed * 31 + c.rank }, t, k, p) ?? new Float32Array(p.data.length); });
-    dist.averageGradients(mine, c, { order: a.order ?? 'rank', bucketBytes: a.bucketBytes ?? 1 << 12, step: t });
+    if (a.reduceScatter) dist.reduceScatterGradients(opt, { order: a.order ?? 'rank', bucketBytes: a.bucketBytes ?? 1 << 12, step: t });
+    else dist.averageGradients(mine, c, { order: a.order ?? 'rank', bucketBytes: a.bucketBytes ?? 1 << 12, step: t });
     ref.forEach((p, k) => {
       const parts = [];
       for (let r = 0; r < c.size; r++) parts.push(gradient({ ...sc, seed: sc.seed * 31 + r }, t, k, p) ?? new Float32Array(p.data.length));
       p.grad = dist.rankOrderMean(parts, new Float32Array(p.data.length));
     });
-    for (let k = 0; k < mine.length; k++) if (!bytesEqual(mine[k].grad, ref[k].grad)) throw new Error(`rank ${c.rank} step ${t}: averaged gradient ${k} differs from rankOrderMean`);
+    // order 'any' over more than 2 ranks sums in MPI's order: close to the rank-ordered mean, not equal
+    const exact = a.order !== 'any' || c.size <= 2;
+    for (let k = 0; k < mine.length; k++) {
+      const pc = a.reduceScatter ? opt.pieceOf(k) : { begin: 0, end: mine[k].grad.length };
+      if (!pc) continue;
+      const x = mine[k].grad.subarray(pc.begin, pc.end), y = ref[k].grad.subarray(pc.begin, pc.end);
+      if (exact ? !bytesEqual(x, y) : x.some((v, i) => Math.abs(v - y[i]) > 1e-5 * (1 + Math.abs(y[i])))) throw new Error(`rank ${c.rank} step ${t}: averaged gradient ${k} differs from rankOrderMean`);
+    }
+    if (!exact) { ref.forEach((p, k) => p.grad.set(mine[k].grad)); ref.forEach((p, k) => p.data.set(mine[k].data)); }
     opt.step();
     single.step();
+    if (!exact) continue;
     for (let k = 0; k < mine.length; k++) if (!bytesEqual(mine[k].data, ref[k].data)) throw new Error(`rank ${c.rank} step ${t}: weights ${k} differ from the single process`);
   }
   return { ok: true, steps: a.steps };
