@@ -145,13 +145,38 @@ export function reduceScatterGradients(opt: ShardedLike, options: AverageGradien
   checkSamePresence(c, params, at);
   const N = c.size;
   if (N === 1) return;
-  const cap = Math.max(1, Math.floor(bucketBytes / 4));
+  const cap = Math.max(N, Math.floor(bucketBytes / 4));
   const bucket = new Float32Array(cap);
+  // Round j takes window j of every rank's range of the flat space (cap / N elements each): every
+  // call spreads over all ranks, and the bucket is laid out rank by rank, as reduce-scatter wants.
+  const per = Math.floor(cap / N);
+  const cuts = opt.plan.cuts;
+  const tensors = opt.plan.tensors;
+  let rounds = 0;
+  for (let r = 0; r < N; r++) rounds = Math.max(rounds, Math.ceil((cuts[r + 1] - cuts[r]) / per));
   const counts = new Array<number>(N).fill(0);
-  let mine: Array<{ g: Float32Array; b: number; e: number }> = [];
-  let fill = 0;
-  const flush = () => {
-    if (fill === 0) return;
+  for (let j = 0; j < rounds; j++) {
+    counts.fill(0);
+    let fill = 0;
+    const mine: Array<{ g: Float32Array; b: number; e: number }> = [];
+    for (let r = 0; r < N; r++) {
+      const lo = Math.min(cuts[r + 1], cuts[r] + j * per), hi = Math.min(cuts[r + 1], cuts[r] + (j + 1) * per);
+      if (hi <= lo) continue;
+      // the tensors overlapping [lo, hi): binary search for the first
+      let a = 0, z = tensors.length - 1;
+      while (a < z) { const m = (a + z) >> 1; if (tensors[m].flat + tensors[m].numel <= lo) a = m + 1; else z = m; }
+      for (let k = a; k < tensors.length && tensors[k].flat < hi; k++) {
+        const t = tensors[k];
+        const g = params[t.index].grad;
+        if (!g || t.numel === 0) continue;
+        const b = Math.max(lo, t.flat) - t.flat, e = Math.min(hi, t.flat + t.numel) - t.flat;
+        if (e <= b) continue;
+        bucket.set(g.subarray(b, e), fill);
+        fill += e - b;
+        counts[r] += e - b;
+        if (r === c.rank) mine.push({ g, b, e });
+      }
+    }
     const recv = new Float32Array(counts[c.rank]);
     c.reduceScatter!(bucket.subarray(0, fill), recv, counts.slice(), { order, at });
     let o = 0;
@@ -159,30 +184,7 @@ export function reduceScatterGradients(opt: ShardedLike, options: AverageGradien
       for (let i = b; i < e; i++) g[i] = recv[o + i - b] / N;
       o += e - b;
     }
-    mine = [];
-    fill = 0;
-    counts.fill(0);
-  };
-  // In the flat space, pieces come in rank order within a tensor and tensors in order: a bucket
-  // filled in that order holds rank 0's elements, then rank 1's...: the layout reduce-scatter wants.
-  let lastRank = 0;
-  for (const t of opt.plan.tensors) {
-    const g = params[t.index].grad;
-    if (!g) continue;
-    for (const pc of t.pieces) {
-      for (let b = pc.begin; b < pc.end;) {
-        if (fill === cap || pc.rank < lastRank) { flush(); lastRank = 0; }
-        const e = Math.min(pc.end, b + (cap - fill));
-        bucket.set(g.subarray(b, e), fill);
-        fill += e - b;
-        counts[pc.rank] += e - b;
-        lastRank = pc.rank;
-        if (pc.rank === c.rank) mine.push({ g, b, e });
-        b = e;
-      }
-    }
   }
-  flush();
 }
 
 /**

@@ -19,3 +19,5 @@ export { averageGradients, reduceScatterGradients, rankOrderMean, broadcastParam
 export type { AverageGradientsOptions } from './data-parallel';
 export { saveShardedCheckpoint, loadShardedCheckpoint, mergeShardedCheckpoint, serializeShard, SHARD_FORMAT, MANIFEST_FORMAT } from './checkpoint';
 export type { SaveShardedOptions, LoadShardedOptions, ShardManifest } from './checkpoint';
+export { ncclAvailable, ncclCollective } from './nccl';
+export type { NcclOptions } from './nccl';
