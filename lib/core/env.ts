@@ -13,6 +13,7 @@ export const ENV_SWITCHES = {
   ADAMP_MPI_ADDON_PATH: 'load this .node file as the MPI addon (lib/distributed); nothing else is tried',
   ADAMP_MPI_LIBRARY: 'the MPI library the MPI collective loads (a path or a soname; default libmpi.so.40, then libmpi.so.12)',
   ADAMP_COLLECTIVE_TIMEOUT_MS: 'the default deadline of a collective call in milliseconds (default 600000)',
+  ADAMP_QUIET: "any value but '0': no warning (ADAMP_NATIVE_UNAVAILABLE) when backend 'auto' runs on js because the native addon did not load",
 } as const;
 
 export type EnvSwitch = keyof typeof ENV_SWITCHES;
