@@ -59,7 +59,9 @@ function loadMpiAddon(): { addon: MpiAddon; path: string } | { errors: string[] 
       const opts = { bindings: 'adamp_mpi.node', module_root: PACKAGE_ROOT, path: true } as Parameters<typeof bindings>[0];
       files.push(bindings(opts) as unknown as string);
     } catch {
-      errors.push(`adamp_mpi.node not found under ${PACKAGE_ROOT} (build/Release, ...): build it with \`npm run build:native\``);
+      const prebuilt = path.join(PACKAGE_ROOT, 'prebuilds', `${process.platform}-${process.arch}`, 'adamp_mpi.node');
+      if (fs.existsSync(prebuilt)) files.push(prebuilt);
+      else errors.push(`adamp_mpi.node not found under ${PACKAGE_ROOT} (build/Release, ..., prebuilds/): build it from source with \`ADAMP_FORCE_BUILD=1 npm rebuild adamp\` (or \`npm run build:native\` in a checkout)`);
     }
   }
   for (const f of files) {
