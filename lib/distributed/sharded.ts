@@ -259,6 +259,8 @@ export class ShardedOptimizer<O extends object = Record<string, unknown>, S exte
     } catch (e) {
       // lengths announced by a rank that failed may be wrong: learn them again at the next step
       for (const i of learnt) this.partialLengths.delete(i);
+      // without staging, this rank's state and params were updated in place: they cannot be trusted
+      if (!this.staging && this.failed === null) this.failed = e instanceof AdampError ? e : new AdampError('ERR_ADAMP_COLLECTIVE', (e as Error).message);
       throw e;
     }
     // every rank voted to commit
