@@ -76,6 +76,8 @@ function shardedTasks(np: number, steps: number): unknown[] {
 }
 
 const maybe = why === null || required ? describe : describe.skip;
+/** MPICH's launcher, when MPICH is installed beside Open MPI (Debian: mpich libmpich12): the MPICH ABI of the addon. */
+const mpich = which('mpiexec.mpich');
 
 maybe('MPI (mpirun --oversubscribe)', () => {
   let dir: string;
@@ -155,6 +157,27 @@ maybe('MPI (mpirun --oversubscribe)', () => {
       expect(f.after).toBe('ERR_ADAMP_COLLECTIVE');
     }
     expect(run.seconds).toBeLessThan(45);
+  });
+
+  (mpich ? test : test.skip)('MPICH (mpiexec.mpich -n 3, when installed): sharded steps, data parallel, ZeRO-2, a stalled rank named by the census', () => {
+    const tasks = [
+      { fn: 'sharded', args: { seed: 7601, name: 'AdamP', steps: 5, big: true, config: { partition: 'slices', backend: BACKENDS[BACKENDS.length - 1] } } },
+      { fn: 'sharded', args: { seed: 7602, name: 'SGDP', steps: 5, config: { partition: 'tensors', backend: 'js' } } },
+      { fn: 'dataParallel', args: { seed: 7603, name: 'AdamW', steps: 3, reduceScatter: true, config: {} } },
+      { fn: 'faults', args: { seed: 7604, name: 'SGD', victim: 1, step: 2, phase: 'params', mode: 'stall', stallMs: 15_000, timeoutMs: 2000 } },
+    ];
+    const env = { ...process.env, ADAMP_MPI_LIBRARY: '' };
+    const r = spawnSync(mpich!, ['-n', '3', process.execPath, SCRIPT, JSON.stringify(tasks)], { env, encoding: 'utf8', timeout: 180_000 });
+    const ranks = (r.stdout ?? '').split('\n').filter((l) => l.startsWith('ADAMP-RESULT ')).map((l) => JSON.parse(l.slice(13)) as RankOut);
+    for (const rank of [0, 2]) {
+      const o = ranks.find((x) => x.rank === rank);
+      if (!o) throw new Error(`rank ${rank} printed no result:\n${(r.stdout ?? '') + (r.stderr ?? '')}`);
+      expect(o.size).toBe(3);
+      const [a, b, c, f] = o.results;
+      expect([a.ok, b.ok, c.ok]).toEqual([true, true, true]);
+      expect(f.value.code).toBe('ERR_ADAMP_COLLECTIVE_TIMEOUT');
+      expect(f.value.message).toMatch(new RegExp(`rank 1 did not answer \\(dead or stalled\\); rank ${2 - rank} is waiting in the same call`));
+    }
   });
 
   test('-np 2: a stalled rank (default mpirun): the other times out naming it', () => {

@@ -17,7 +17,7 @@ import * as path from 'path';
 import bindings from 'bindings';
 import { AdampError, invalid } from '../errors';
 import { PACKAGE_ROOT } from '../core/package-root';
-import { readEnv, startedByMpiLauncher } from '../core/env';
+import { mpiLauncherKind, readEnv, startedByMpiLauncher } from '../core/env';
 import {
   checkBuffer, checkGather, checkReduceScatter, checkTimeout, CollectiveError, defaultTimeoutMs, dtypeOf, gatherInRounds, isDeviceBuffer, PHASES, phaseCode, rankList,
   where, type AllReduceOptions, type CallSite, type Collective, type CollectiveBuffer, type CollectiveMemory, type HostBuffer, type ReduceOp,
@@ -94,12 +94,23 @@ export interface MpiReport {
 export function mpiAvailable(options: { library?: string } = {}): MpiReport {
   const a = loadMpiAddon();
   if (!('addon' in a)) return { available: false, reason: `adamp's MPI addon cannot be loaded: ${a.errors.join('; ')}` };
-  try {
-    const lib = a.addon.load(options.library ?? readEnv('ADAMP_MPI_LIBRARY'));
-    return { available: true, reason: `${lib.flavor} (${lib.library})`, ...lib, addon: a.path };
-  } catch (e) {
-    return { available: false, reason: `${(e as Error).message} (install Open MPI or MPICH, e.g. \`apt-get install openmpi-bin libopenmpi-dev\`, or set ADAMP_MPI_LIBRARY to libmpi's path)`, addon: a.path };
+  // The launcher's MPI first: Open MPI's library under a PMI launcher (or the reverse) would
+  // initialize as a singleton (a world of one) instead of joining the job.
+  const given = options.library ?? readEnv('ADAMP_MPI_LIBRARY');
+  const openMpi = ['libmpi.so.40'], mpich = ['libmpi.so.12', 'libmpich.so.12'];
+  const list = given !== undefined ? [given]
+    : process.platform === 'darwin' ? ['libmpi.40.dylib', 'libmpi.12.dylib', 'libmpi.dylib']
+      : mpiLauncherKind() === 'pmi' ? [...mpich, ...openMpi, 'libmpi.so'] : [...openMpi, ...mpich, 'libmpi.so'];
+  const why: string[] = [];
+  for (const lib of list) {
+    try {
+      const r = a.addon.load(lib);
+      return { available: true, reason: `${r.flavor} (${r.library})`, ...r, addon: a.path };
+    } catch (e) {
+      why.push((e as Error).message.replace(/^no usable MPI library: /, ''));
+    }
   }
+  return { available: false, reason: `no usable MPI library: ${why.join('; ')} (install Open MPI or MPICH, e.g. \`apt-get install openmpi-bin libopenmpi-dev\`, or set ADAMP_MPI_LIBRARY to libmpi's path)`, addon: a.path };
 }
 
 /** Whether this process was started by an MPI launcher (mpirun, mpiexec, srun with PMI). */
@@ -110,7 +121,7 @@ export function launchedByMpi(): boolean {
 let world: MpiCollective | null = null;
 
 export interface MpiOptions {
-  /** libmpi to load (a path or a soname). Default: `ADAMP_MPI_LIBRARY`, else libmpi.so.40 (Open MPI), libmpi.so.12 (MPICH). */
+  /** libmpi to load (a path or a soname). Default: `ADAMP_MPI_LIBRARY`, else libmpi.so.40 (Open MPI), libmpi.so.12 or libmpich.so.12 (MPICH). */
   library?: string;
   /** Deadline of every call in milliseconds (default 10 minutes, or `ADAMP_COLLECTIVE_TIMEOUT_MS`). */
   timeoutMs?: number;

@@ -418,6 +418,11 @@ std::string library_version(void* h) {
   int len = 0;
   if (f(buf.data(), &len) != 0) return "";
   std::string s(buf.data(), (size_t)(len > 0 ? len : 0));
+  // the first line: MPICH's goes on with its whole configuration
+  const size_t nl = s.find('\n');
+  if (nl != std::string::npos) s.resize(nl);
+  for (char& c : s)
+    if (c == '\t') c = ' ';
   while (!s.empty() && (s.back() == '\n' || s.back() == '\0' || s.back() == ' ')) s.pop_back();
   return s;
 }
@@ -583,7 +588,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
 #if defined(__APPLE__)
     candidates = {"libmpi.40.dylib", "libmpi.12.dylib", "libmpi.dylib"};
 #else
-    candidates = {"libmpi.so.40", "libmpi.so.12", "libmpi.so"};
+    candidates = {"libmpi.so.40", "libmpi.so.12", "libmpich.so.12", "libmpi.so"};
 #endif
   }
   std::string why;

@@ -5,7 +5,7 @@
 //     (MPI_COMM_WORLD is &ompi_mpi_comm_world, MPI_DOUBLE &ompi_mpi_double, ...), found with dlsym;
 //     MPI_IN_PLACE (void*)1, MPI_STATUS_IGNORE NULL, MPI_ANY_SOURCE -1, MPI_SOURCE the first int of
 //     a status.
-//   MPICH (3.1 and later, libmpi.so.12, and its derivatives: Intel MPI, MVAPICH2, Cray MPICH):
+//   MPICH (3.1 and later, libmpi.so.12 or libmpich.so.12, and its derivatives: Intel MPI, MVAPICH2, Cray MPICH):
 //     handles are ints with fixed values (MPI_COMM_WORLD 0x44000000, MPI_DOUBLE 0x4c00080b, ...);
 //     MPI_IN_PLACE (void*)-1, MPI_STATUS_IGNORE (void*)1, MPI_ANY_SOURCE -2, MPI_SOURCE the third int.
 //
