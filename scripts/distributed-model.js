@@ -219,6 +219,15 @@ function main() {
       `${ms(c.measured.agreements)} / ${ms(c.predicted.agreements)}`, `${ms(c.measured.step)} / ${ms(c.predicted.step)}`, `${ms(c.measured.gradients)} / ${ms(c.predicted.gradients)}`, ms(c.measured.waits),
     ])));
     md.push('');
+    const multi = cal.filter((c) => c.N > 1);
+    const range = (k) => {
+      const r = multi.map((c) => c.measured[k] / c.predicted[k]).filter((x) => Number.isFinite(x) && x > 0);
+      return r.length ? `${Math.min(...r).toFixed(1)}x to ${Math.max(...r).toFixed(1)}x` : '-';
+    };
+    md.push(`Measured / model over the multi-rank runs: param all-gather ${range('params')}, gradient exchange ${range('gradients')}, partials ${range('partials')}, `
+      + `begin + commit ${range('agreements')}, compute ${range('compute')}, whole step ${range('step')}; waiting for the last rank took `
+      + `${multi.map((c) => ms(c.measured.waits)).join(', ')} ms per step.`);
+    md.push('');
   }
   const text = md.join('\n');
   const json = { generated: 'scripts/distributed-model.js', alpha: ALPHA, links: LINKS, gpu: GPU, models: models.map((m) => ({ name: m.name, params: m.P, channels: m.channels, partialsBytes: m.partialsBytes, rows: RANKS.flatMap((N) => LINKS.map((g) => row(m, N, g))) })), calibrated: cal };
