@@ -18,6 +18,7 @@ import {
 } from '../lib/index';
 import type { AnyParam, BackendName, HalfDtype, HalfParam, Param } from '../lib/index';
 import { float32ToBf16Stochastic, roundingKey } from '../lib/core/half';
+import { ShardedOptimizer, SoloCollective } from '../lib/distributed';
 import { availableBackends } from './helpers/backends';
 import { randn, rng } from './helpers/random';
 
@@ -513,6 +514,14 @@ describe('stochastic rounding', () => {
     expect(other[2]).toEqual(mine[2]); // float16: nearest, whatever the seed
     expect(codeOf(() => new AdamW([], {}, { rounding: 'up' as never }))).toMatch(/config.rounding must be 'nearest' or 'stochastic'/);
     expect(codeOf(() => new AdamW(randomHalfParams(3, 'bfloat16', 'bfloat16'), {}, { seed: -1 }))).toMatch(/config.seed must be an integer in \[0, 2\^32 - 1\]/);
+  });
+});
+
+describe('sharded steps', () => {
+  test('a ShardedOptimizer refuses 16-bit params (ERR_ADAMP_UNSUPPORTED), naming the param', () => {
+    const h: HalfParam = { name: 'h', shape: [2, 2], dtype: 'bfloat16', data: new Uint16Array(4), grad: new Uint16Array(4) };
+    expect(codeOf(() => new ShardedOptimizer(AdamP, [h as never], {}, { collective: new SoloCollective() }))).toBe(
+      "ERR_ADAMP_UNSUPPORTED: param 'h' has dtype 'bfloat16'; sharded steps run on float32 params only (docs/mixed-precision.md)");
   });
 });
 

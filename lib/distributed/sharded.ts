@@ -24,7 +24,7 @@ import { Decision, Info, INFO_STRIDE } from '../core/info';
 import type { Engine, Geometry, ShardJob, StepOptions, StepProtocol } from '../backends/engine';
 import { createEngine } from '../backends/select';
 import { geometry, stateArray } from '../optimizer';
-import { checkGrad, checkHostAliasing, checkParamStatic, isDeviceParam, isFloat32Array, type HostArray } from '../validate';
+import { checkGrad, checkHostAliasing, checkParamStatic, isDeviceParam, isFloat32Array, isHalfParam, type HostArray } from '../validate';
 import { isPlainObject, rejectUnknown, resolveOptions } from '../optim/options';
 import type { AnySpec, OptimizerSpec } from '../optim/spec';
 import type { Param, ParamGroup, ParamGroupInput, ParamStepInfo, Projection, StateDict } from '../types';
@@ -188,6 +188,7 @@ export class ShardedOptimizer<O extends object = Record<string, unknown>, S exte
         const i = this.params.length;
         checkParamStatic(p, i);
         if (isDeviceParam(p as never)) throw invalid(`${label(p, i)} lives on the GPU; a sharded step runs on host params (device params need the NCCL collective and the CUDA protocol: docs/distributed.md#nccl)`);
+        if (isHalfParam(p as never)) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `${label(p, i)} has dtype '${(p as { dtype?: string }).dtype}'; sharded steps run on float32 params only (docs/mixed-precision.md)`);
         if (seen.has(p)) throw invalid(`${label(p, i)} appears more than once across param groups`);
         seen.add(p);
         this.params.push(p);
@@ -504,6 +505,7 @@ export class ShardedOptimizer<O extends object = Record<string, unknown>, S exte
       for (const p of ps) {
         if (p !== this.params[i]) throw invalid(`paramGroups[${gi}] was changed: ${label(p, i)} is not the param the optimizer was created with`);
         const numel = checkParamStatic(p, i);
+        if (isHalfParam(p as never)) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `${label(p, i)} has dtype '${(p as { dtype?: string }).dtype}'; sharded steps run on float32 params only (docs/mixed-precision.md)`);
         if (numel !== this.plan.tensors[i].numel) throw invalid(`data of ${label(p, i)} has ${numel} elements, the partition was made for ${this.plan.tensors[i].numel}`);
         checkGrad(p, i);
         hosts.push({ a: p.data, what: `data of ${label(p, i)}`, readOnly: false });
