@@ -120,8 +120,8 @@ class StepTask {
                            const std::vector<Napi::TypedArray>& arrays) {
     std::unique_ptr<StepTask> t(new StepTask(std::move(jobs), cfg));
     napi_value promise = nullptr;
-    bool queued = false;
     try {
+      t->refs_.reserve(arrays.size());  // push_back below cannot throw: no reference is made that is not recorded
       for (const Napi::TypedArray& a : arrays) {
         napi_ref r = nullptr;
         NAPI_THROW_IF_FAILED(env, napi_create_reference(env, a, 1, &r), Napi::Value());
@@ -133,14 +133,23 @@ class StepTask {
       NAPI_THROW_IF_FAILED(env, napi_add_env_cleanup_hook(env, Teardown, t.get()), Napi::Value());
       t->hook_ = true;
       NAPI_THROW_IF_FAILED(env, napi_queue_async_work(env, t->work_), Napi::Value());
-      queued = true;
     } catch (...) {
-      if (!queued) {
-        // Nothing runs: release what was made (the promise, if any, is simply never settled: it was not returned).
-        if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t.get());
-        t->Release(env);
+      // Nothing runs: release what was made (the promise, if any, is simply never settled: it was not returned).
+      if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t.get());
+      t->hook_ = false;
+      t->Release(env);
+      std::string what = "unknown failure";
+      try {
+        throw;
+      } catch (const Napi::Error& e) {
+        what = e.Message();
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
       }
-      throw;
+      Napi::Error err = Napi::Error::New(env, "adamp: the async step could not be queued (" + what + ")");
+      err.Set("code", Napi::String::New(env, kNativeFailure));
+      throw err;
     }
     t.release();  // Complete deletes it
     return Napi::Value(env, promise);

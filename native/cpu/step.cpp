@@ -955,12 +955,12 @@ void stats(OptKind kind, const Geometry& geo, const TensorSlot& shard, int64_t o
     const Run<P> run = shard_run<P>(U, shard, offset, hyper_of<P>(hyper), true);
     const size_t at = out.size();
     out.resize(at + (size_t)(U.rec_offset(u1) - U.rec_offset(u0)), 0.0);
-    double* base = out.data() + at - U.rec_offset(u0);
     for (int64_t u = u0; u < u1; ++u) {
+      double* rec = out.data() + at + (U.rec_offset(u) - U.rec_offset(u0));
       if (U.layout == Layout::Lanes)
-        for (int64_t t = 0; t < U.tiles; ++t) run.stats_tile(u, t, base + U.rec_offset(u));
+        for (int64_t t = 0; t < U.tiles; ++t) run.stats_tile(u, t, rec);
       else
-        run.stats_unit(u, base + U.rec_offset(u));
+        run.stats_unit(u, rec);
     }
   });
 }

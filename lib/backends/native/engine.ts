@@ -88,14 +88,17 @@ const ADDON_CODES: ReadonlySet<string> = new Set<AdampErrorCode>(['ERR_ADAMP_INV
 
 /**
  * What the addon threw, as an AdampError with its code (the message unchanged, the original as
- * `cause`). An error without one of the addon's codes is not the addon's (an exception of the
- * caller's own code, e.g. a getter) and passes through.
+ * `cause`). Anything else the addon lets out (an N-API failure: no memory for a handle) becomes
+ * ERR_ADAMP_NATIVE: nothing of the caller's runs inside these calls (the slots are the facade's
+ * plain objects), so it is the native side's.
  */
-export function fromAddon(e: unknown): unknown {
+export function fromAddon(e: unknown): AdampError {
   if (e instanceof AdampError) return e;
   const code = (e as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string' || !ADDON_CODES.has(code)) return e;
-  const err = new AdampError(code as AdampErrorCode, String((e as { message?: unknown }).message));
+  const message = String((e as { message?: unknown } | null)?.message ?? e);
+  const err = typeof code === 'string' && ADDON_CODES.has(code)
+    ? new AdampError(code as AdampErrorCode, message)
+    : new AdampError('ERR_ADAMP_NATIVE', `adamp: the native addon failed: ${message}`);
   (err as { cause?: unknown }).cause = e;
   return err;
 }
