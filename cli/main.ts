@@ -30,7 +30,7 @@ const DEMO_OPTIONS: readonly OptionSpec[] = [
   { name: 'seed', type: 'int', value: 'N', min: 0, max: 2 ** 31 - 1, help: 'seed of the problem, the initial weights and the noise (default 1)' },
   { name: 'out', type: 'string', value: 'DIR', help: 'folder for the SVG and JSON results (default ./adamp-demo)' },
   { name: 'backend', type: 'string', value: 'NAME', choices: BACKEND_CHOICES, help: 'auto | js | native (default auto)' },
-  { name: 'weight-decay', type: 'number', value: 'X', min: 0, help: 'decoupled weight decay of every run (default 0)' },
+  { name: 'weight-decay', type: 'number', value: 'X', min: 0, help: 'weight decay of every run, each optimizer its own kind (AdamP, AdamW, SGDP: decoupled; SGD: L2 added to the gradient) (default 0)' },
   { name: 'tfjs', type: 'bool', help: 'train a small dense + batch-norm network with TensorFlow.js instead of the toy problem' },
   { name: 'epochs', type: 'int', value: 'N', min: 1, max: 1000, help: '--tfjs: training epochs (default 6 on the embedded set, 3 on IDX data)' },
   { name: 'data', type: 'string', value: 'DIR', help: '--tfjs: a folder with MNIST/Fashion-MNIST IDX files (plain or .gz) instead of the embedded dataset' },

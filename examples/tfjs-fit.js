@@ -28,8 +28,10 @@ async function main() {
   model.add(tfl.layers.flatten());
   model.add(tfl.layers.dense({ units: 1, activation: 'sigmoid', kernelInitializer: tfl.initializers.glorotNormal({ seed: 2 }) }));
 
-  // Conv kernels [kh, kw, in, out] and dense kernels [in, out]: the projection works per output
-  // channel, the LAST axis (channelAxis: -1 is the default of adamp/tfjs).
+  // The projection works per output channel. adamp/tfjs chooses each variable's rows by layer
+  // type (channelAxis: 'auto', the default; docs/tfjs.md): for these conv kernels
+  // [kh, kw, in, out] and dense kernels [in, out] that is the last axis, the rows PyTorch's layout
+  // of the same layers gives the official code.
   const optimizer = new AdamP({ lr: 0.01, weightDecay: 1e-2 });
   model.compile({ optimizer, loss: 'binaryCrossentropy', metrics: ['accuracy'] });
   const history = await model.fit(images, labels, { epochs: 25, batchSize: 16, verbose: 0, shuffle: false });

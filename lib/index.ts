@@ -33,7 +33,7 @@ export {
   saveCheckpoint, saveCheckpointSync, loadCheckpoint, loadCheckpointSync, serializeCheckpoint, deserializeCheckpoint,
   CHECKPOINT_FORMAT,
 } from './checkpoint';
-export type { CheckpointInfo, CheckpointOptimizer, LoadCheckpointOptions, SaveCheckpointOptions } from './checkpoint';
+export type { CheckpointInfo, CheckpointOptimizer, LoadCheckpointOptions, SaveCheckpointOptions, CheckpointTrust, CheckpointIoError } from './checkpoint';
 export { paramsFromStore, groupsFromStore, storeParam } from './store';
 export type { StoredTensor, TensorStore, TensorSelector, StoreParamsOptions, StoreGroup } from './store';
 export {

@@ -75,8 +75,8 @@ async function main() {
     for (const k of kinds) for (const s of model[k]) { s.step = t; s.g[0] = rnd(); }
     const threads = 1 + (t % 3);
     const norms = t % 5 !== 0;
-    if (t % 500 === 0) addon.setSimd(t % 1000 === 0 ? 'portable' : 'auto');
-    if (t % 700 === 0) addon.setSpeculation(t % 1400 === 0 ? 'on' : 'off');
+    if (t % 50 === 0) addon.setSimd(t % 100 === 0 ? 'auto' : 'portable');
+    if (t % 70 === 0) addon.setSpeculation(t % 140 === 0 ? 'on' : 'off');
     if (t % 10 === 0) {
       await addon.stepAsync(kinds.map((k) => ({ kind: k, slots: model[k], hyper: hyper[k](t), info })), { threads, norms });
       asyncSteps++;

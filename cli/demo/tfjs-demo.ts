@@ -222,7 +222,7 @@ export async function runTfjsDemo(o: TfjsDemoOptions = {}): Promise<TfjsDemoResu
     if (!base || !proj) continue;
     findings.push(`${proj.label} vs ${base.label}: test accuracy ${pct(proj.testAccuracy)} vs ${pct(base.testAccuracy)}; ` +
       `weight norm of the BN-followed kernels x${(proj.weightNorm / proj.initialWeightNorm).toFixed(2)} vs x${(base.weightNorm / base.initialWeightNorm).toFixed(2)}; ` +
-      `mean effective step size ${fmt(proj.meanEffectiveStepSize, 3)} vs ${fmt(base.meanEffectiveStepSize, 3)}.`);
+      `mean effective step size ${fmt(proj.meanEffectiveStepSize, 4)} vs ${fmt(base.meanEffectiveStepSize, 4)}.`);
   }
 
   const svgPath = path.join(out, 'tfjs-demo.svg');

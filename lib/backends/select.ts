@@ -5,6 +5,7 @@
 import { AdampError, invalid } from '../errors';
 import { describe } from '../core/describe';
 import { readEnv } from '../core/env';
+import { warnNativeFallback } from '../binding/load';
 import { isPlainObject, rejectUnknown } from '../optim/options';
 import type { BackendName, OptimizerConfig } from '../types';
 import type { BackendReport, Engine } from './engine';
@@ -82,6 +83,7 @@ export function createEngine(requested: 'auto' | BackendName, options: EngineOpt
     case 'auto': {
       // Host Float32Array params: the CPU engines. (CUDA is chosen explicitly, or by the facade for device params.)
       if (providerReport('native').available) return providers.native!().create(options);
+      warnNativeFallback(); // once per process, when the addon did not load (ADAMP_QUIET silences it)
       return new JsEngine();
     }
     default:

@@ -26,21 +26,60 @@ export function loadAddon(): AddonLoadResult {
   return cached;
 }
 
+/** A cause that only says a candidate file is not there (every install lacks some of them). */
+const NOT_THERE = /: not found$|adamp\.node not found under|Could not locate/;
+
 /** What to do about a failed load, chosen from the causes. */
 export function loadHints(errors: readonly string[]): string[] {
   const text = errors.join('\n');
+  const telling = errors.filter((e) => !NOT_THERE.test(e));
   const hints: string[] = [];
   if (/ADAMP_ADDON_PATH/.test(text)) hints.push('check or unset ADAMP_ADDON_PATH');
-  if (/not found|Could not locate/.test(text)) {
-    hints.push('build it: `npm run build:native` (needs cmake, or `npm run build:native:gyp` with node-gyp, and a C++17 compiler)');
-    hints.push('or reinstall with ADAMP_FORCE_BUILD=1 to see why the install-time build failed');
+  if (telling.length === 0 && !/ADAMP_ADDON_PATH/.test(text)) {
+    hints.push(`reinstall: \`npm rebuild adamp\` uses the package's prebuilt addon for ${process.platform}-${process.arch} when it has one, else builds it from source (needs a C++17 compiler; see docs/install.md)`);
+    hints.push('`ADAMP_FORCE_BUILD=1 npm rebuild adamp` shows why the install-time build failed');
   }
-  if (/was built for|contract|version/.test(text)) hints.push('rebuild it: `npm run build:native`');
-  if (/invalid ELF|wrong ELF|undefined symbol|GLIBC|NODE_MODULE_VERSION/.test(text)) {
-    hints.push('the binary does not match this system or Node.js: rebuild it with `npm run build:native`');
+  if (/was built for|contract|version/.test(text)) hints.push('rebuild it: `npm rebuild adamp` (in a clone of the repository: `npm run build:native`)');
+  if (/invalid ELF|wrong ELF|ELF header|undefined symbol|GLIBC|NODE_MODULE_VERSION|not a valid Win32|mach-o|dlopen/i.test(text)) {
+    hints.push('the binary does not fit this system or Node.js: `ADAMP_FORCE_BUILD=1 npm rebuild adamp` builds it from source (needs a C++17 compiler; see docs/install.md)');
   }
   hints.push("the 'js' backend works everywhere: { backend: 'js' } or 'auto'");
   return hints;
+}
+
+/** The warning's code (`process.on('warning', (w) => w.code === ...)`). */
+export const NATIVE_FALLBACK_WARNING = 'ADAMP_NATIVE_UNAVAILABLE';
+
+/** Once per process, also across copies of this module (jest registries, two installed versions). */
+const WARNED = Symbol.for('adamp.nativeFallbackWarned');
+
+/**
+ * Says once per process, with `process.emitWarning`, that backend `'auto'` runs on `js` because
+ * the native addon did not load: why, and what to do. Called when an optimizer falls back (not at
+ * import). Silent when the addon loaded, after the first time, and with `ADAMP_QUIET` set (not `0`).
+ */
+export function warnNativeFallback(): void {
+  const r = loadAddon();
+  if (!('errors' in r)) return;
+  const g = globalThis as { [WARNED]?: boolean };
+  if (g[WARNED] === true) return;
+  const quiet = readEnv('ADAMP_QUIET');
+  if (quiet !== undefined && quiet !== '0') return;
+  g[WARNED] = true;
+  const telling = r.errors.filter((e) => !NOT_THERE.test(e));
+  const reason = telling.length > 0
+    ? telling.join('; ')
+    : `no adamp.node was built at install and there is no prebuilt one for ${process.platform}-${process.arch}`;
+  const hints = loadHints(r.errors);
+  process.emitWarning(
+    `adamp: the native addon did not load (${reason}), so backend 'auto' runs on 'js' (TypeScript, single-threaded: slower). ` +
+    `What to do: ${hints[0]}. \`npx adamp info\` shows every backend's status; ADAMP_QUIET=1 (or { backend: 'js' }) silences this warning.`,
+    {
+      type: 'AdampWarning',
+      code: NATIVE_FALLBACK_WARNING,
+      detail: `Tried:\n  - ${r.errors.join('\n  - ')}\nPossible solutions:\n  - ${hints.join('\n  - ')}`,
+    },
+  );
 }
 
 function packageVersion(): string | undefined {
@@ -85,7 +124,8 @@ function tryFile(file: string, errors: string[]): Addon | undefined {
     }
     return mod as Addon;
   } catch (e) {
-    errors.push(`${file}: ${message(e)}`);
+    const m = message(e);
+    errors.push(m.includes(file) ? m : `${file}: ${m}`); // Node's dlopen messages start with the path
     return undefined;
   }
 }

@@ -10,6 +10,7 @@ export const ENV_SWITCHES = {
   ADAMP_SIMD: "'portable': the native backend runs its portable kernels even where AVX2 is available (results are identical)",
   ADAMP_SPECULATE: "'0': native AdamP's speculative single pass is off (results are identical)",
   ADAMP_DEBUG: 'any value: the command line prints stack traces with its errors',
+  ADAMP_QUIET: "any value but '0': no warning (ADAMP_NATIVE_UNAVAILABLE) when backend 'auto' runs on js because the native addon did not load",
 } as const;
 
 export type EnvSwitch = keyof typeof ENV_SWITCHES;
