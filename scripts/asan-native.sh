@@ -73,6 +73,9 @@ done
 step "jest against $addon"
 libasan="$(g++ -print-file-name=libasan.so)"
 libubsan="$(g++ -print-file-name=libubsan.so)"
+for lib in "$libasan" "$libubsan"; do # g++ prints the bare name when it has no such runtime
+  [ -f "$lib" ] || { echo "asan: g++ has no $lib runtime to preload into node (install libasan/libubsan)"; exit 1; }
+done
 backends=native
 [ "$full" = 1 ] && backends=js,native
 LD_PRELOAD="$libasan:$libubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
