@@ -12,7 +12,9 @@ export type AdampErrorCode =
   | 'ERR_ADAMP_BAD_CHECKPOINT' // a checkpoint file is damaged, altered, truncated or malformed (see docs/checkpoints.md)
   | 'ERR_ADAMP_IO' // a file-system call failed: `path` names the file, `errnoCode` holds Node's code ('ENOENT', 'EACCES'...)
   | 'ERR_ADAMP_COLLECTIVE' // a collective failed or the ranks disagree (lib/distributed; `rank`, `step`, `phase` say where)
-  | 'ERR_ADAMP_COLLECTIVE_TIMEOUT'; // a rank died or stalled: a collective did not complete in time (`missing` names the ranks)
+  | 'ERR_ADAMP_COLLECTIVE_TIMEOUT' // a rank died or stalled: a collective did not complete in time (`missing` names the ranks)
+  | 'ERR_ADAMP_NATIVE' // the native CPU core could not run a step (out of memory, no thread): params and state may be partly updated
+  | 'ERR_ADAMP_DETACHED_DURING_STEP'; // an array was detached while an async step wrote it (only when the addon is called directly)
 
 export class AdampError extends Error {
   readonly code: AdampErrorCode;
