@@ -9,14 +9,21 @@
 //
 //   bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes 50257x768,...] [--threads N]
 //                     [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]
-//                     [--layout torch|tf]
+//                     [--layout torch|tf] [--algos adamp,adampNoNorms,adam,sgdp,sgdpNoNorms,sgd]
+//                     [--speculation on|off]
+//   bench_cpu_kernels --digest N
 //
+// --algos runs only the named runs (ratios whose two runs both ran). --speculation off is
+// setSpeculation('off'). Times are wall clock and process CPU time (every thread's, so a step
+// that lost its core to another process on a shared machine still counts only its own work).
+// --digest: the random differential below, not a benchmark.
 // --zero-rows F gives a fraction F of every eligible tensor's rows an exactly zero gradient (the
 // rows of an embedding the batch did not use). --layout tf stores every tensor with its first
 // dimension innermost, as TensorFlow.js keeps a kernel's output channels (outer x channels x 1:
 // the core's lanes layout); the default is PyTorch's (1 x channels x inner). Prints one JSON object: median ms/step per
 // run and the medians of the per-step ratios AdamP/AdamW and SGDP/SGD, with the info norms on
-// (adampOverAdam, sgdpOverSgd) and off (adampNoNormsOverAdam, sgdpNoNormsOverSgd).
+// (adampOverAdam, sgdpOverSgd) and off (adampNoNormsOverAdam, sgdpNoNormsOverSgd), wall clock
+// and (...Cpu) process CPU time.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +58,7 @@ struct Options {
   bool tf_layout = false;
   std::string algos;  // comma-separated subset of the runs (default: all)
   int digest = 0;     // > 0: the random differential instead of the benchmark
+  int speculation = 1;  // cpu::Speculation: 1 on (the default), 0 off
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -59,6 +67,7 @@ struct Options {
           "usage: bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes AxB,...] [--threads N]\n"
           "                         [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]\n"
           "                         [--layout torch|tf] [--algos adamp,adampNoNorms,adam,sgdp,sgdpNoNorms,sgd]\n"
+          "                         [--speculation on|off]\n"
           "       bench_cpu_kernels --digest N\n");
   exit(2);
 }
@@ -80,6 +89,10 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--steps") o.steps = atoi(v);
     else if (a == "--algos") o.algos = v;
     else if (a == "--digest") o.digest = atoi(v);
+    else if (a == "--speculation") {
+      if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) usage("--speculation must be on or off");
+      o.speculation = strcmp(v, "on") == 0 ? 1 : 0;
+    }
     else if (a == "--layout") {
       if (strcmp(v, "torch") != 0 && strcmp(v, "tf") != 0) usage("--layout must be torch or tf");
       o.tf_layout = strcmp(v, "tf") == 0;
@@ -399,6 +412,7 @@ double process_cpu_ms() {
 int main(int argc, char** argv) {
   const Options o = parse_args(argc, argv);
   if (o.digest > 0) return run_digest(o.digest);
+  cpu::set_speculation((cpu::Speculation)o.speculation);
   const std::vector<Tensor> ts = make_tensors(o);
   int64_t total = 0;
   for (const Tensor& t : ts) total += t.numel;
