@@ -7,13 +7,15 @@ On the ResNet-50 and GPT-2-small parameter sets of bench/shapes.json (fp32 param
   - the official AdamP / SGDP algorithm (clovaai/AdamP v0.3.0 as described in
     docs/numerics.md), written here in eager PyTorch: ~20 kernels and host syncs per tensor
   - a device-to-device copy, for the bandwidth that bounds all of them
-Times are CUDA-event medians of one optimizer step. Writes JSON (--out).
+Times are CUDA-event medians of one optimizer step; params and grads are made on the device.
+Writes JSON (--out).
 
     python3 scripts/bench_torch_gpu.py --shapes bench/shapes.json --out torch.json [--iters 50]
 """
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 
@@ -27,11 +29,12 @@ from official_torch import OfficialAdamP, OfficialSGDP  # noqa: E402  (this scri
 
 
 def make_params(shapes, device):
-    g = torch.Generator(device='cpu').manual_seed(1)
+    # Made on the device: GPT-2 small's 124M params and grads never cross PCIe (seconds of host randn).
+    g = torch.Generator(device=device).manual_seed(1)
     ps = []
     for s in shapes:
-        p = (torch.randn(*s, generator=g) * 0.02).to(device).requires_grad_(True)
-        p.grad = (torch.randn(*s, generator=g) * 1e-3).to(device)
+        p = (torch.randn(*s, generator=g, device=device) * 0.02).requires_grad_(True)
+        p.grad = torch.randn(*s, generator=g, device=device) * 1e-3
         ps.append(p)
     return ps
 
@@ -102,21 +105,25 @@ def main():
             ('adamp_eager', lambda ps: OfficialAdamP(ps, lr=1e-3, weight_decay=0.01), args.eager_iters),
             ('sgdp_eager', lambda ps: OfficialSGDP(ps, lr=0.1, momentum=0.9, weight_decay=1e-4), args.eager_iters),
         ]
+        out['sets'][name] = r
+        r['bound_ms_28B'] = 28 * numel / (bw * 1e9) * 1e3
+        r['bound_ms_20B'] = 20 * numel / (bw * 1e9) * 1e3
         for key, make, iters in runs:
             ps = make_params(shapes, dev)
             r[key] = time_step(make(ps), iters)
-            print(f"{name:10s} {key:12s} {r[key]['median_ms']:.4f} ms")
+            print(f"{name:10s} {key:12s} {r[key]['median_ms']:.4f} ms", flush=True)
             del ps
             torch.cuda.empty_cache()
-        r['bound_ms_28B'] = 28 * numel / (bw * 1e9) * 1e3
-        r['bound_ms_20B'] = 20 * numel / (bw * 1e9) * 1e3
-        out['sets'][name] = r
-    text = json.dumps(out, indent=2)
-    if args.out:
-        with open(args.out, 'w') as f:
-            f.write(text + '\n')
-    else:
-        print(text)
+            save(out, args.out)  # after every run: a run cut short keeps what it measured
+    if not args.out:
+        print(json.dumps(out, indent=2))
+
+
+def save(out, path):
+    if path:
+        with open(path + '.tmp', 'w') as f:
+            f.write(json.dumps(out, indent=2) + '\n')
+        os.replace(path + '.tmp', path)
 
 
 if __name__ == '__main__':

@@ -13,8 +13,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { AdamP } from '../lib/adamp';
-import { SGDP } from '../lib/sgdp';
+import { AdamP, SGDP } from '../lib/optim/registry';
 import { DeviceTensor, deviceMemory } from '../lib/device/tensor';
 import { cudaProvider, hasCuda } from '../lib/backends/cuda';
 import { loadAddon } from '../lib/binding/load';
@@ -218,7 +217,7 @@ function disposeAll(dev: DeviceParam[]): void {
 
   test('GC frees device tensors and optimizer state (counted allocations, in a child process)', () => {
     const script = `
-      const { AdamP, DeviceTensor, deviceMemory } = require(${JSON.stringify(path.resolve(__dirname, '..', 'dist', 'index.js'))});
+      const { AdamP, DeviceTensor, deviceMemory } = require(${JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index'))});
       const settle = async () => { for (let k = 0; k < 20; k++) { global.gc(); await new Promise((r) => setImmediate(r)); } };
       (async () => {
         await settle();
@@ -233,7 +232,11 @@ function disposeAll(dev: DeviceParam[]): void {
         await settle();
         console.log(JSON.stringify({ base, after: deviceMemory().liveAllocations, total: deviceMemory().totalAllocations }));
       })().catch((e) => { console.error(e); process.exit(1); });`;
-    const r = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', env: process.env, timeout: 120000 });
+    // The sources through ts-node (transpile only), so the child runs this tree, not a stale dist/.
+    const tsNode = require.resolve('ts-node/register/transpile-only');
+    const r = spawnSync(process.execPath, ['--expose-gc', '-r', tsNode, '-e', script], {
+      encoding: 'utf8', env: { ...process.env, TS_NODE_PROJECT: path.join(__dirname, '..', 'tsconfig.json') }, timeout: 120000,
+    });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);

@@ -191,11 +191,17 @@ describe('gpu.yml: the self-hosted GPU runner', () => {
 
   test('triggers: push to main, workflow_dispatch with the validation steps as input, labelled PRs', () => {
     expect((gpu.on.push as Dict).branches).toEqual(['main']);
-    const inputs = (gpu.on.workflow_dispatch as { inputs: Record<string, { default: string }> }).inputs;
-    // The default parts are parts scripts/gpu-validate.sh knows.
-    const parts = new Set([...read('scripts/gpu-validate.sh').matchAll(/\bwant (\w+)/g)].map((m) => m[1]));
-    expect([...parts].sort()).toEqual(['bench', 'node', 'sanitizers', 'tests']);
-    for (const p of inputs.steps.default.split(',')) expect(parts).toContain(p);
+    const inputs = (gpu.on.workflow_dispatch as { inputs: Record<string, { default: string; description?: string }> }).inputs;
+    // The step names the input offers are the steps of scripts/gpu-validate.sh's PLAN, in order.
+    const script = read('scripts/gpu-validate.sh');
+    const plan = /^PLAN="\n([\s\S]*?)^"/m.exec(script)?.[1] ?? '';
+    const steps = plan.split('\n').filter((l) => l.trim()).map((l) => l.split(/\s+/)[0]);
+    expect(steps).toEqual(expect.arrayContaining(['env', 'build', 'quick', 'bench', 'memcheck', 'node']));
+    const defined = script + read('scripts/gpu-lib.sh');
+    for (const st of steps) expect(defined).toMatch(new RegExp(`^\\s*step_${st}\\(\\)`, 'm'));
+    const offered = /STEPS \(comma-separated; empty = all\): ([\w,]+)/.exec(inputs.steps.description ?? '')?.[1] ?? '';
+    expect(offered.split(',')).toEqual(steps);
+    expect(inputs.steps.default).toBe('');
     expect(Number(inputs.iters.default)).toBeGreaterThan(0);
     expect(gpu.on).toHaveProperty('pull_request');
   });
@@ -230,12 +236,14 @@ describe('gpu.yml: the self-hosted GPU runner', () => {
   });
 
   test('runs scripts/gpu-validate.sh with only the env vars its header documents, OUT in the workspace', () => {
-    const step = stepRunning(/^(?:[A-Z_]+=\S+ )*bash scripts\/gpu-validate\.sh\b/m);
+    const step = stepRunning(/^(?:[A-Z_]+=\S+ )*bash scripts\/gpu-validate\.sh$/m);
     expect(step).toBeDefined();
-    const header = /^# .*\bEnv: ([^\n]+)/m.exec(read('scripts/gpu-validate.sh'))?.[1] ?? '';
-    const documented = new Set([...header.matchAll(/\b([A-Z][A-Z_]+)\b/g)].map((m) => m[1]));
-    documented.add('STEPS'); // documented on the next line of the header
-    expect(read('scripts/gpu-validate.sh')).toMatch(/^# STEPS \(default/m);
+    // The inputs are documented in scripts/gpu-lib.sh's header ("# Env: ..."), which the script sources.
+    expect(read('scripts/gpu-validate.sh')).toMatch(/^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/gpu-lib\.sh"/m);
+    const lib = read('scripts/gpu-lib.sh');
+    const envDoc = /^# Env: ([\s\S]*?)^# Exit:/m.exec(lib)?.[1] ?? '';
+    const documented = new Set([...envDoc.matchAll(/\b([A-Z][A-Z_]{2,})\b/g)].map((m) => m[1]));
+    documented.add('OUT');
     const given = [
       ...Object.keys(step?.env ?? {}),
       ...Object.keys(job().env ?? {}).filter((k) => k !== 'RESULTS'),

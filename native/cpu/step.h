@@ -152,6 +152,5 @@ int clamp_threads(int threads);
 }  // namespace adamp
 
 // TRANSITIONAL, see the header: the old AdamP/SGDP entry points for the CUDA port's test.
-#include "step_legacy.h"
 
 #endif  // ADAMP_CPU_STEP_H

@@ -1,15 +1,17 @@
 /*
- * The CUDA step of AdamP and SGDP behind a plain C interface.
+ * The CUDA step of every registered optimizer (adamp/optim/registry.h) behind a plain C interface.
  *
- * A context owns device copies of its tensors (p, g, m, v), their per-tensor state (AdamP's step
- * count, the decision of the last step) and one CUDA stream. Host code uploads a tensor once,
- * uploads its gradient before each step, steps any subset of the context's tensors as one group
- * (one set of hyperparameters), and downloads params, state or the per-tensor info record only
- * when it wants them. Nothing in a step waits for the device: the hyperparameters and the step
- * counts live in device memory, so a step can also be captured in a CUDA graph.
+ * A context steps one optimizer kind ("adamp", "sgdp", "adamw", "sgd"). It owns device copies of
+ * its tensors (p, g and the optimizer's state slots), their per-tensor state (the step count, the
+ * decision of the last step) and one CUDA stream. Host code uploads a tensor once, uploads its
+ * gradient before each step, steps any subset of the context's tensors as one group (one set of
+ * hyperparameters, a double array in the policy's `Hyper` order), and downloads params, state or
+ * the per-tensor info record only when it wants them. Nothing in a step waits for the device.
  *
  * Every function returns 0 on success or a cudaError_t value (or one of ADAMP_CUDA_E_* below);
- * adamp_cuda_error_string() turns either into text. Nothing here throws or prints.
+ * adamp_cuda_error_string() turns either into text. Nothing here throws or prints. No function
+ * clears another library's pending CUDA error: after a failure of its own this library clears
+ * the runtime's last-error slot only when it still holds that failure.
  */
 #ifndef ADAMP_CUDA_H
 #define ADAMP_CUDA_H
@@ -22,19 +24,18 @@ extern "C" {
 #endif
 
 /* Errors of this API (outside cudaError_t's range). */
-#define ADAMP_CUDA_E_INVALID 100001 /* an argument is out of range (id, size, null pointer) */
+#define ADAMP_CUDA_E_INVALID 100001 /* an argument is out of range (kind, id, size, pointer, hyperparameter) */
 #define ADAMP_CUDA_E_NOMEM 100002   /* host allocation failed */
+#define ADAMP_CUDA_E_BROKEN 100003  /* an earlier step failed after part of it was queued: the context's state is
+                                       inconsistent; destroy it and start from a saved state */
 
-#define ADAMP_CUDA_ADAMP 0
-#define ADAMP_CUDA_SGDP 1
+/* Which buffer of a tensor an upload, download or bind names: the param, its gradient, or state
+   slot k of the optimizer (in its registry order: AdamP 0 = exp_avg, 1 = exp_avg_sq). */
+#define ADAMP_CUDA_P 0
+#define ADAMP_CUDA_G 1
+#define ADAMP_CUDA_STATE(k) (2 + (k))
 
-/* Which buffer of a tensor an upload or download names. */
-#define ADAMP_CUDA_P 0 /* the param */
-#define ADAMP_CUDA_G 1 /* the gradient */
-#define ADAMP_CUDA_M 2 /* AdamP: exp_avg. SGDP: the momentum buffer */
-#define ADAMP_CUDA_V 3 /* AdamP: exp_avg_sq (absent in SGDP contexts) */
-
-/* Doubles per tensor in an info record (same layout as lib/backends/engine.ts). */
+/* Doubles per tensor in an info record (same layout as lib/core/info.ts). */
 #define ADAMP_CUDA_INFO_STRIDE 8
 
 typedef struct adamp_cuda_ctx adamp_cuda_ctx;
@@ -45,18 +46,8 @@ typedef struct {
   int64_t outer;
   int64_t channels;
   int64_t inner;
-  int eligible; /* ndim > 1: the projection test runs */
+  int eligible; /* ndim > 1: the projection test runs (projecting optimizers) */
 } adamp_cuda_tensor_desc;
-
-typedef struct {
-  double lr, beta1, beta2, eps, weight_decay, delta, wd_ratio;
-  int nesterov;
-} adamp_cuda_adamp_hp;
-
-typedef struct {
-  double lr, momentum, dampening, weight_decay, eps, delta, wd_ratio;
-  int nesterov;
-} adamp_cuda_sgdp_hp;
 
 /* Scheduling knobs; 0 (or a null config) means the default. They change only the order in which
    the per-channel double sums are added (last bits of the sums); a given config is bitwise
@@ -66,7 +57,25 @@ typedef struct {
   int64_t group;       /* elements per scheduling group (default 1 << 20) */
   int lag;             /* groups between a group's pass 1 and its pass 2 (default 1) */
   int blocks_per_sm;   /* resident blocks per SM to launch (default: the occupancy maximum) */
+  int max_blocks;      /* a cap on the grid (tests: 1 runs every item on one block, which must give the same bits) */
 } adamp_cuda_config;
+
+/* ---- The registry ------------------------------------------------------------------------- */
+
+/* Optimizer kinds in registry order (kind numbers). */
+int adamp_cuda_kind_count(void);
+/* Name, state slots, hyperparameter count and whether it projects, of kind `kind`; NULL name when out of range. */
+const char* adamp_cuda_kind_name(int kind);
+int adamp_cuda_kind_info(int kind, int* slots, int* nhyper, int* projects);
+/* Name of hyperparameter `i` of kind `kind`, in wire order ("?" when out of range). */
+const char* adamp_cuda_kind_hyper_name(int kind, int i);
+/* The kind number of a name, or -1. */
+int adamp_cuda_kind_of(const char* name);
+/* 0 when `hyper[0..nhyper)` is valid for `kind` (the policy's check()); else ADAMP_CUDA_E_INVALID with
+   *field the offending index (-1: wrong count) and *message what is wrong with it. */
+int adamp_cuda_check_hyper(int kind, const double* hyper, int nhyper, int* field, const char** message);
+
+/* ---- The machine ---------------------------------------------------------------------------- */
 
 /* What the runtime says about this machine: number of devices, or the error (35 = driver
    missing or too old, 100 = no device). Never fails otherwise, never prints. */
@@ -78,27 +87,48 @@ const char* adamp_cuda_error_string(int code);
 /* Versions: runtime and driver as CUDA encodes them (e.g. 13000). */
 int adamp_cuda_versions(int* runtime, int* driver);
 
-int adamp_cuda_create(adamp_cuda_ctx** out, int optimizer, int device, const adamp_cuda_config* config);
+/* ---- Contexts -------------------------------------------------------------------------------- */
+
+/* A context for optimizer `kind` (a registry name: "adamp", "sgdp", "adamw", "sgd"). */
+int adamp_cuda_create(adamp_cuda_ctx** out, const char* kind, int device, const adamp_cuda_config* config);
+/* Frees the context without waiting for the device and without touching a stream set with
+   adamp_cuda_set_stream (it may be gone): device buffers go to a background thread whose cudaFree
+   waits for the work still using them; safe from a garbage-collector finalizer. */
 void adamp_cuda_destroy(adamp_cuda_ctx* ctx);
+/* The context's kind number. */
+int adamp_cuda_kind(const adamp_cuda_ctx* ctx);
 
 /* Allocates the device buffers of one tensor (zeroed) and returns its id (0, 1, 2, ...). */
 int adamp_cuda_add_tensor(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* desc, int* id);
 int adamp_cuda_num_tensors(const adamp_cuda_ctx* ctx);
 
 /* Host <-> device copies of `numel` floats. Uploads are queued on the context's stream and the
-   host buffer may be reused when the call returns; downloads wait for the stream. */
+   host buffer may be reused when the call returns: a gradient (ADAMP_CUDA_G) goes through pinned
+   staging memory of the context and the call returns before the copy ran (it waits only when the
+   device is two steps behind); other buffers are copied from pageable memory. Downloads wait for
+   the stream. */
 int adamp_cuda_upload(adamp_cuda_ctx* ctx, int id, int which, const float* host, int64_t numel);
 int adamp_cuda_download(adamp_cuda_ctx* ctx, int id, int which, float* host, int64_t numel);
 /* The device address of a buffer (for tests, benchmarks and device-to-device copies). */
 float* adamp_cuda_device_ptr(adamp_cuda_ctx* ctx, int id, int which);
 
-/* AdamP: sets the step count a tensor has completed (the next step uses step + 1). */
+/* Sets the step count a tensor has completed (the next step uses step + 1). */
 int adamp_cuda_set_step(adamp_cuda_ctx* ctx, int id, int64_t completed_steps);
 
-/* One step of the tensors `ids[0..n)` (each at most once) with one group's hyperparameters.
-   Queued; no host sync. */
-int adamp_cuda_step_adamp(adamp_cuda_ctx* ctx, const int* ids, int n, const adamp_cuda_adamp_hp* hp);
-int adamp_cuda_step_sgdp(adamp_cuda_ctx* ctx, const int* ids, int n, const adamp_cuda_sgdp_hp* hp);
+/* One step of the tensors `ids[0..n)` (each at most once) with one group's hyperparameters
+   `hyper[0..nhyper)` in the kind's wire order (booleans as 0/1), checked by the policy. Queued; no
+   host sync. A null `hyper` steps with the hyperparameters already in device memory (the last
+   step's, or adamp_cuda_set_hyper's): capture such a step in a CUDA graph and call
+   adamp_cuda_set_hyper on the stream before each replay to change lr between replays (a captured
+   step with a non-null `hyper` replays that `hyper`). */
+int adamp_cuda_step(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper);
+/* adamp_cuda_step with flags: ADAMP_CUDA_NO_NORMS skips the info record's norms (NaN in the record;
+   the squared norm before the step of a projected tensor comes free with its decision). */
+#define ADAMP_CUDA_NO_NORMS 1u
+int adamp_cuda_step_ex(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper, unsigned flags);
+/* Queues a write of the hyperparameters into the context's device memory (what a step with a null
+   `hyper` reads). */
+int adamp_cuda_set_hyper(adamp_cuda_ctx* ctx, const double* hyper, int nhyper);
 
 /* The info records of the last step of `ids[0..n)` (n * ADAMP_CUDA_INFO_STRIDE doubles). Waits. */
 int adamp_cuda_info(adamp_cuda_ctx* ctx, const int* ids, int n, double* info);
@@ -116,12 +146,12 @@ void* adamp_cuda_stream(adamp_cuda_ctx* ctx);
 #define ADAMP_CUDA_EXTERNAL_G 2
 int adamp_cuda_add_tensor_ex(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* desc, int external, int* id);
 /* Binds buffer `which` (ADAMP_CUDA_P or ADAMP_CUDA_G, declared external) of tensor `id` to a
-   contiguous float32 device buffer of the tensor's numel on the context's device. */
+   contiguous, 4-byte aligned float32 device buffer of the tensor's numel on the context's device. */
 int adamp_cuda_bind(adamp_cuda_ctx* ctx, int id, int which, float* device_ptr);
 
-/* Queues the context's work on `stream` (a cudaStream_t the caller owns and keeps alive) from now
-   on; NULL goes back to the context's own stream. Work queued before is ordered before work
-   queued after (an event joins the two streams). */
+/* Queues the context's work on `stream` (a cudaStream_t the caller owns and keeps alive while it
+   is set) from now on; NULL goes back to the context's own stream. Work queued before is ordered
+   before work queued after (an event joins the two streams). */
 int adamp_cuda_set_stream(adamp_cuda_ctx* ctx, void* stream);
 /* Records an event after everything queued so far on the context's stream; *event is freed by
    adamp_cuda_event_wait. */
@@ -131,7 +161,8 @@ int adamp_cuda_event_wait(void* event);
 
 /* ---- Device memory (device_memory.cu) ------------------------------------------------------- */
 
-/* Every device allocation of this library (contexts and adamp_cuda_alloc) is counted here. */
+/* Every device allocation of this library (contexts and adamp_cuda_alloc) is counted here; a
+   buffer stops counting when it is released (the background thread frees it shortly after). */
 typedef struct {
   int64_t live_allocations;
   int64_t live_bytes;
@@ -141,8 +172,12 @@ typedef struct {
 void adamp_cuda_get_memory_stats(adamp_cuda_memory_stats* out);
 /* cudaMemGetInfo of a device. */
 int adamp_cuda_mem_info(int device, size_t* free_bytes, size_t* total_bytes);
-/* Zeroed device memory; complete when it returns. cudaErrorMemoryAllocation (2) when out of memory. */
-int adamp_cuda_alloc(int device, int64_t bytes, void** out);
+/* Device memory, zeroed in the order of `stream` (NULL: the legacy default stream, which every
+   blocking stream waits for); returns without waiting. cudaErrorMemoryAllocation (2) when out of
+   memory (after the buffers released so far have really been freed). */
+int adamp_cuda_alloc(int device, int64_t bytes, void* stream, void** out);
+/* Releases a buffer of adamp_cuda_alloc: never waits (the background thread's cudaFree waits for
+   the work still using it), so a finalizer may call it. */
 int adamp_cuda_free(int device, void* ptr);
 /* What a pointer is: kind 0 = not known to CUDA (plain host memory), 1 = pinned host memory,
    2 = device memory (then *device is its device), 3 = managed memory. */
@@ -161,6 +196,8 @@ int adamp_cuda_zero(int device, float* dst, const int64_t* shape, const int64_t*
 /* Queues dst[i] = src[i] over a shape, each side with its own strides (NULL = row-major). */
 int adamp_cuda_copy_strided(int device, float* dst, const int64_t* dst_strides, const float* src,
                             const int64_t* src_strides, const int64_t* shape, int ndim, void* stream);
+/* Waits until every buffer released so far has really been freed (tests; out-of-memory retries). */
+void adamp_cuda_drain_frees(void);
 
 #ifdef __cplusplus
 }

@@ -3,15 +3,16 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "adamp_cuda.h"
 #include "device_memory.h"
-
-#ifndef ADAMP_LAUNCH
-#define ADAMP_LAUNCH(kernel, grid, block, stream, ...) kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
-#endif
+#include "runtime.h"
 
 namespace adamp_cuda {
 
@@ -28,6 +29,68 @@ struct Ledger {
 Ledger& ledger() {
   static Ledger* l = new Ledger;  // never destroyed: finalizers may run during process exit
   return *l;
+}
+
+/** The background thread that frees released buffers (see device_memory.h). */
+struct Freer {
+  struct Item {
+    void* p;
+    int device;
+    bool pinned;
+  };
+  std::mutex mu;
+  std::condition_variable wake, idle;
+  std::deque<Item> queue;
+  bool started = false, busy = false, stopping = false;
+
+  void push(void* p, bool pinned) {
+    int device = 0;
+    cudaGetDevice(&device);
+    std::lock_guard<std::mutex> lock(mu);
+    if (stopping) return;  // the process is exiting: the driver frees everything
+    queue.push_back(Item{p, device, pinned});
+    if (!started) {
+      started = true;
+      std::thread([this] { run(); }).detach();
+    }
+    wake.notify_one();
+  }
+  void run() {
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      wake.wait(lock, [&] { return !queue.empty() || stopping; });
+      if (stopping) return;
+      const Item it = queue.front();
+      queue.pop_front();
+      busy = true;
+      lock.unlock();
+      cudaSetDevice(it.device);
+      forget_error(it.pinned ? (int)cudaFreeHost(it.p) : (int)cudaFree(it.p));
+      lock.lock();
+      busy = false;
+      if (queue.empty()) idle.notify_all();
+    }
+  }
+  void drain() {
+    std::unique_lock<std::mutex> lock(mu);
+    idle.wait(lock, [&] { return (queue.empty() && !busy) || stopping; });
+  }
+  void stop() {
+    std::lock_guard<std::mutex> lock(mu);
+    stopping = true;
+    queue.clear();
+    wake.notify_all();
+    idle.notify_all();
+  }
+};
+
+Freer& freer() {
+  static Freer* f = [] {
+    Freer* x = new Freer;  // never destroyed, like the ledger
+    std::atexit([] { freer().stop(); });  // no CUDA calls while the runtime shuts down
+    return x;
+  }();
+  return *f;
 }
 
 /** A strided view: dst[off_d(i)] = src[off_s(i)] for every multi-index i of `shape`. */
@@ -90,11 +153,15 @@ bool valid_shape(const int64_t* shape, int ndim) {
 int dev_alloc(void** p, size_t bytes) {
   *p = nullptr;
   if (bytes == 0) bytes = 1;
-  const cudaError_t e = cudaMalloc(p, bytes);
+  cudaError_t e = cudaMalloc(p, bytes);
+  if (e == cudaErrorMemoryAllocation) {  // memory released but not yet freed may be what is missing
+    forget_error((int)e);
+    freer().drain();
+    e = cudaMalloc(p, bytes);
+  }
   if (e != cudaSuccess) {
     *p = nullptr;
-    cudaGetLastError();  // an allocation failure is not sticky: clear it
-    return (int)e;
+    return forget_error((int)e);  // an allocation failure is not sticky
   }
   Ledger& l = ledger();
   std::lock_guard<std::mutex> lock(l.mu);
@@ -116,7 +183,18 @@ void dev_free(void* p) {
       l.live.erase(it);
     }
   }
-  cudaFree(p);
+  freer().push(p, false);
+}
+
+int pinned_alloc(void** p, size_t bytes) {
+  *p = nullptr;
+  const cudaError_t e = cudaMallocHost(p, bytes ? bytes : 1);
+  if (e != cudaSuccess) *p = nullptr;
+  return forget_error((int)e);
+}
+
+void pinned_free(void* p) {
+  if (p) freer().push(p, true);
 }
 
 }  // namespace adamp_cuda
@@ -145,18 +223,18 @@ int adamp_cuda_mem_info(int device, size_t* free_bytes, size_t* total_bytes) {
   return rc;
 }
 
-int adamp_cuda_alloc(int device, int64_t bytes, void** out) {
+int adamp_cuda_alloc(int device, int64_t bytes, void* stream, void** out) {
   if (!out || bytes < 0) return ADAMP_CUDA_E_INVALID;
   *out = nullptr;
   int rc = cudaSetDevice(device);
-  if (rc) return rc;
+  if (rc) return forget_error(rc);
   void* p = nullptr;
   if ((rc = dev_alloc(&p, (size_t)bytes))) return rc;
-  rc = cudaMemset(p, 0, (size_t)std::max<int64_t>(bytes, 1));
-  if (!rc) rc = cudaDeviceSynchronize();
+  // Zeroed in stream order: no host wait, no device-wide synchronization.
+  rc = cudaMemsetAsync(p, 0, (size_t)std::max<int64_t>(bytes, 1), static_cast<cudaStream_t>(stream));
   if (rc) {
     dev_free(p);
-    return rc;
+    return forget_error(rc);
   }
   *out = p;
   return 0;
@@ -165,18 +243,17 @@ int adamp_cuda_alloc(int device, int64_t bytes, void** out) {
 int adamp_cuda_free(int device, void* ptr) {
   if (!ptr) return 0;
   const int rc = cudaSetDevice(device);
-  dev_free(ptr);  // cudaFree waits for work still using the buffer
-  return rc;
+  dev_free(ptr);  // never waits: the worker's cudaFree waits for the work still using the buffer
+  return forget_error(rc);
 }
+
+void adamp_cuda_drain_frees(void) { freer().drain(); }
 
 int adamp_cuda_pointer_info(const void* ptr, int* kind, int* device) {
   if (!ptr || !kind || !device) return ADAMP_CUDA_E_INVALID;
   cudaPointerAttributes a;
   const cudaError_t e = cudaPointerGetAttributes(&a, ptr);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return (int)e;
-  }
+  if (e != cudaSuccess) return forget_error((int)e);
   *device = a.device;
   switch (a.type) {
     case cudaMemoryTypeHost: *kind = 1; break;
@@ -209,8 +286,7 @@ int adamp_cuda_copy_strided(int device, float* dst, const int64_t* dst_strides, 
   int sms = 1;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   const int64_t grid = std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, (int64_t)sms * 8));
-  ADAMP_LAUNCH(strided_copy_kernel, (unsigned)grid, 256, s, dst, src, a);
-  return (int)cudaGetLastError();
+  return forget_error((int)ADAMP_LAUNCH(strided_copy_kernel, (unsigned)grid, 256, s, dst, src, a));
 }
 
 /**
@@ -256,7 +332,7 @@ int adamp_cuda_zero(int device, float* dst, const int64_t* shape, const int64_t*
     return rc ? rc : (int)cudaStreamSynchronize(s);
   }
   void* tmp = nullptr;  // zeros, scattered into the view
-  if ((rc = adamp_cuda_alloc(device, n * (int64_t)sizeof(float), &tmp))) return rc;
+  if ((rc = adamp_cuda_alloc(device, n * (int64_t)sizeof(float), stream, &tmp))) return rc;
   rc = adamp_cuda_copy_strided(device, dst, strides, static_cast<float*>(tmp), nullptr, shape, ndim, stream);
   if (!rc) rc = cudaStreamSynchronize(s);
   dev_free(tmp);

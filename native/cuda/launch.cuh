@@ -1,6 +1,7 @@
 // Launch plumbing of the CUDA step: what the host packs into kernel arguments and what lives
 // in device memory per tensor. Kept apart from the arithmetic (step_kernel.cuh) as apex keeps
-// multi_tensor_apply apart from its functors.
+// multi_tensor_apply apart from its functors. Nothing here knows which optimizer runs: the kernels
+// are templates on an element policy (adamp/optim/policy.h).
 //
 // One launch steps up to kMaxTensors tensors. Its work is a list of items (a few thousand
 // elements each) in a fixed order: pass 1 of every tensor of a group, then pass 2 of the group
@@ -20,34 +21,34 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxTensors = 128;  // ResNet-50 (161) and GPT-2 small (148) take two launches
 constexpr int kMaxEntries = 2 * kMaxTensors;
+constexpr int kMaxSlots = 2;       // state slots of the largest registered policy (checked in adamp_cuda.cu)
+constexpr int kMaxHyper = 16;      // hyperparameters of the largest policy (checked in adamp_cuda.cu)
+constexpr int kScalarWords = 12;   // 4-byte words of the largest P::Scalars (checked in step_kernel.cuh)
 
 /** How a tensor's items are laid out. */
 enum Mode : int32_t {
-  kModeSingle = 0,   // not eligible: one pass over flat chunks
-  kModeSegment = 1,  // eligible, inner >= 32: items are whole rows (segments of `inner` elements) or pieces of one
-  kModeColumn = 2,   // eligible, inner < 32: items are tiles of the (outer) x (channels*inner) matrix
+  kModeSingle = 0,   // one pass over flat chunks (non-projecting policies, and tensors never projected)
+  kModeSegment = 1,  // projected, inner >= 32: items are whole rows (segments of `inner` elements) or pieces of one
+  kModeColumn = 2,   // projected, inner < 32: items are tiles of the (outer) x (channels*inner) matrix
 };
 
-/** The hyperparameters of the group being stepped, in device memory (a graph replays with new values). */
-struct Hyper {
-  double lr, beta1, beta2, eps, weight_decay, delta, wd_ratio, momentum, dampening;
-  int nesterov;
-};
-
-/** Per-tensor state in device memory; survives across steps. */
+/**
+ * Per-tensor state in device memory; survives across steps. Everything a launch counts is reset
+ * by prep_kernel at its start, so a launch that died (a trap, a killed process) leaves nothing
+ * that breaks the next one.
+ */
 struct TensorState {
-  double step;              // AdamP: completed steps (incremented on the device)
-  adamp::AdamPScalarsF as;  // this step's float constants (written by prep_kernel)
-  adamp::SGDPScalarsF ss;
-  float wdf1;             // weight-decay factor without projection (ratio 1), by prep_kernel
-  adamp::ProjCoef layer;  // the one coefficient pair when the layer view fired
-  double pp_total;        // ||p||^2 before the step (eligible tensors)
-  float wdf;              // weight-decay factor of this step
-  int decision;           // adamp::DecisionCode
+  double step;                     // completed steps; prep_kernel adds this step's 1
+  uint32_t scalars[kScalarWords];  // P::Scalars of this step (prep_kernel)
+  float wdf1;                      // P::wd_factor(h, 1): the decay when nothing is projected (prep_kernel)
+  adamp::ProjCoef layer;           // the one coefficient pair when the layer view fired
+  double pp_total;                 // ||p||^2 before the step (projected tensors)
+  float wdf;                       // weight-decay factor of this step (the decider)
+  int decision;                    // adamp::DecisionCode
   float ch_max, ch_thr, l_cos, l_thr;
-  unsigned p1_done;  // pass-1 items finished this step (reset by the last one)
-  unsigned p2_done;  // pass-2 items finished this step (reset by the last one)
-  int ready;         // 1 between the decision and the end of pass 2
+  unsigned p1_done;                // pass-1 items finished in this launch
+  int ready;                       // 1 once the decision is written (pass 2 waits for it)
+  int norms;                       // this step computed the info norms
   int pad;
 };
 
@@ -55,9 +56,8 @@ struct TensorState {
 struct TensorArgs {
   float* p;
   const float* g;
-  float* m;
-  float* v;
-  TensorState* st;
+  float* st[kMaxSlots];       // the policy's state slots (st[k] for k < P::kSlots)
+  TensorState* ts;
   adamp::ChannelSums* part;   // pass-1 partial sums, one per piece slot
   adamp::ChannelSums* chsum;  // folded per-channel sums (decider scratch)
   adamp::ProjCoef* coef;      // per-channel projection coefficients
@@ -74,7 +74,7 @@ struct TensorArgs {
   int32_t tw, rp;
   int32_t team_log2;  // segment mode: log2(warps per piece)
   int32_t mode;
-  int32_t vec;  // p, g, m, v all 16-byte aligned: 128-bit accesses for whole groups of 4
+  int32_t vec;  // p, g and every state slot 16-byte aligned: 128-bit accesses for whole groups of 4
   int32_t pad;
 };
 
@@ -87,8 +87,10 @@ struct LaunchArgs {
   int32_t n_entries;
   int32_t total_items;
   int32_t n_tensors;
-  const Hyper* hp;
-  unsigned* queue;  // [0] next item, [1] blocks finished; both reset by the last block
+  int32_t norms;       // compute the info record's norms
+  const void* hp;      // the group's P::Hyper in device memory (set_hyper_kernel, or adamp_cuda_set_hyper)
+  unsigned* queue;     // [0] next item, [1] blocks finished (reset by prep_kernel)
+  float denormal;      // 1e-40f: prep_kernel's check that the kernels were not built to flush denormals
 };
 
 static_assert(sizeof(LaunchArgs) < 32000, "kernel parameters are limited to 32764 bytes");

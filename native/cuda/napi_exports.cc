@@ -1,23 +1,29 @@
 // The CUDA exports of the addon (compiled only in CUDA builds; registered by
 // native/binding/addon.cc through adamp::cuda::register_exports). Thin: argument checks, then the
-// plain C API of adamp_cuda.h. Typed in lib/backends/cuda/binding.ts.
+// plain C API of adamp_cuda.h. Typed in lib/backends/cuda/binding.ts. Nothing here knows an
+// optimizer: kinds, hyperparameter names and their checks come from the C++ registry.
 //
 //   cudaStatus()                                   { available, reason, code, devices, versions }
-//   cudaCreate(kind: 'adamp' | 'sgdp', config?)    context handle (freed by GC or cudaDestroy)
-//   cudaAddTensor(h, numel, outer, channels, inner, eligible) -> id
-//   cudaUpload(h, id, which, Float32Array) / cudaDownload(h, id, which, Float32Array)
+//   cudaKinds()                                    [{ name, slots, hyper: [names], projects }] in kind order
+//   cudaCreate(kind: string, config?)              context handle (freed by GC or cudaDestroy)
+//   cudaAddTensor(h, numel, outer, channels, inner, eligible, external?) -> id
+//   cudaUpload(h, id, which, Float32Array) / cudaDownload(h, id, which, Float32Array)   which: 0 p, 1 g, 2 + k state slot k
 //   cudaSetStep(h, id, completedSteps)
-//   cudaStepAdamP(h, Int32Array ids, hp) / cudaStepSGDP(h, Int32Array ids, hp)   queued, no sync
+//   cudaStep(h, Int32Array ids, Float64Array hyper, { norms }?)   queued, no sync; hyper checked by the policy
 //   cudaInfo(h, Int32Array ids, Float64Array out)  waits
 //   cudaSync(h), cudaDestroy(h)
 // Device tensors and external memory (device_memory.cu):
-//   cudaAlloc(device, bytes) -> buffer handle (freed by GC or cudaBufferFree); cudaBufferAddress(b) -> bigint
+//   cudaAlloc(device, bytes, stream?) -> buffer handle (freed by GC or cudaBufferFree); cudaBufferAddress(b) -> bigint
 //   cudaCopyToDevice(device, ptr, shape, strides | null, Float32Array) / cudaCopyToHost(...)   synchronous
 //   cudaPointerInfo(ptr) -> { kind, device }, cudaMemInfo(device) -> { free, total }, cudaMemoryStats()
 //   cudaAddTensor(..., external) / cudaBind(h, id, which, ptr) / cudaCopyStrided(h, dst, ds, src, ss, shape)
 //   cudaSetStream(h, ptr | null), cudaGetStream(h) -> bigint, cudaWhenDone(h) -> Promise (an event, waited off-thread)
+// Finalizers never wait for the device (adamp_cuda_destroy and adamp_cuda_free hand buffers to a
+// freeing thread).
 #include <napi.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -33,6 +39,12 @@ struct Handle {
   int kind = 0;
 };
 
+std::string KindList() {
+  std::string s;
+  for (int k = 0; k < adamp_cuda_kind_count(); ++k) s += (k ? ", '" : "'") + std::string(adamp_cuda_kind_name(k)) + "'";
+  return s;
+}
+
 void Finalize(Napi::Env, Handle* h) {
   if (h->ctx) adamp_cuda_destroy(h->ctx);
   delete h;
@@ -44,13 +56,22 @@ constexpr int kOutOfMemory = 2;  // cudaErrorMemoryAllocation
   Napi::Error e = Napi::Error::New(env, std::string("adamp CUDA backend: ") + fn + " failed: " +
                                             adamp_cuda_error_name(code) + " (" + std::to_string(code) + "): " +
                                             adamp_cuda_error_string(code) + detail);
-  e.Set("code", Napi::String::New(env, code == kOutOfMemory ? "ERR_ADAMP_CUDA_OOM" : "ERR_ADAMP_CUDA"));
+  // The C API's own refusal of an argument is the caller's error, not the device's.
+  e.Set("code", Napi::String::New(env, code == kOutOfMemory         ? "ERR_ADAMP_CUDA_OOM"
+                                       : code == ADAMP_CUDA_E_INVALID ? "ERR_ADAMP_INVALID_ARGUMENT"
+                                                                      : "ERR_ADAMP_CUDA"));
   e.Set("cudaError", Napi::Number::New(env, code));
   throw e;
 }
 
 [[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) {
   Napi::TypeError e = Napi::TypeError::New(env, "adamp CUDA backend: " + msg);
+  e.Set("code", Napi::String::New(env, "ERR_ADAMP_INVALID_ARGUMENT"));
+  throw e;
+}
+
+[[noreturn]] void ThrowRange(Napi::Env env, const std::string& msg) {
+  Napi::RangeError e = Napi::RangeError::New(env, "adamp CUDA backend: " + msg);
   e.Set("code", Napi::String::New(env, "ERR_ADAMP_INVALID_ARGUMENT"));
   throw e;
 }
@@ -74,12 +95,14 @@ int64_t GetInt(const Napi::CallbackInfo& info, size_t i, const char* fn, const c
   return (int64_t)d;
 }
 
-double GetNum(const Napi::Object& o, const char* key, double dflt) {
+/** A config knob: an integer >= 0, 0 when absent. */
+int64_t GetKnob(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return dflt;
-  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? 1.0 : 0.0;
-  if (!v.IsNumber()) ThrowType(o.Env(), std::string("hyperparameter '") + key + "' must be a number");
-  return v.As<Napi::Number>().DoubleValue();
+  if (v.IsUndefined()) return 0;
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != (double)(int64_t)d)
+    ThrowType(o.Env(), std::string("cudaCreate: config.") + key + " must be an integer >= 0");
+  return (int64_t)d;
 }
 
 Napi::Int32Array GetIds(const Napi::CallbackInfo& info, size_t i, const char* fn) {
@@ -140,29 +163,45 @@ Napi::Value Status(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value Kinds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env);
+  for (int k = 0; k < adamp_cuda_kind_count(); ++k) {
+    int slots = 0, nhyper = 0, projects = 0;
+    adamp_cuda_kind_info(k, &slots, &nhyper, &projects);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", adamp_cuda_kind_name(k));
+    o.Set("slots", slots);
+    Napi::Array names = Napi::Array::New(env);
+    for (int i = 0; i < nhyper; ++i) names.Set(i, adamp_cuda_kind_hyper_name(k, i));
+    o.Set("hyper", names);
+    o.Set("projects", projects != 0);
+    out.Set(k, o);
+  }
+  return out;
+}
+
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) ThrowType(env, "cudaCreate: kind must be 'adamp' or 'sgdp'");
+  if (info.Length() < 1 || !info[0].IsString()) ThrowType(env, "cudaCreate: kind must be a string, one of " + KindList());
   const std::string kind = info[0].As<Napi::String>();
-  int k;
-  if (kind == "adamp") k = ADAMP_CUDA_ADAMP;
-  else if (kind == "sgdp") k = ADAMP_CUDA_SGDP;
-  else ThrowType(env, "cudaCreate: kind must be 'adamp' or 'sgdp', got '" + kind + "'");
+  const int k = adamp_cuda_kind_of(kind.c_str());
+  if (k < 0) ThrowType(env, "cudaCreate: kind must be one of " + KindList() + ", got '" + kind + "'");
   adamp_cuda_config cfg = {0, 0, 0, 0};
   int device = 0;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Object c = info[1].As<Napi::Object>();
-    cfg.chunk = (int)GetNum(c, "chunk", 0);
-    cfg.group = (int64_t)GetNum(c, "group", 0);
-    cfg.lag = (int)GetNum(c, "lag", 0);
-    cfg.blocks_per_sm = (int)GetNum(c, "blocksPerSm", 0);
-    device = (int)GetNum(c, "device", 0);
+    cfg.chunk = (int)std::min<int64_t>(GetKnob(c, "chunk"), 1 << 30);
+    cfg.group = GetKnob(c, "group");
+    cfg.lag = (int)std::min<int64_t>(GetKnob(c, "lag"), 1 << 20);
+    cfg.blocks_per_sm = (int)std::min<int64_t>(GetKnob(c, "blocksPerSm"), 64);
+    device = (int)std::min<int64_t>(GetKnob(c, "device"), 1 << 20);
   }
   adamp_cuda_ctx* ctx = nullptr;
-  Check(env, "cudaCreate", adamp_cuda_create(&ctx, k, device, &cfg));
+  Check(env, "cudaCreate", adamp_cuda_create(&ctx, kind.c_str(), device, &cfg));
   Handle* h = new Handle;
   h->ctx = ctx;
-  h->kind = k;
+  h->kind = adamp_cuda_kind(ctx);
   return Napi::External<Handle>::New(env, h, Finalize);
 }
 
@@ -252,40 +291,38 @@ Napi::Value SetStep(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value StepAdamP(const Napi::CallbackInfo& info) {
-  Handle* h = GetHandle(info, "cudaStepAdamP");
-  Napi::Int32Array ids = GetIds(info, 1, "cudaStepAdamP");
-  if (info.Length() < 3 || !info[2].IsObject()) ThrowType(info.Env(), "cudaStepAdamP: hp must be an object");
-  Napi::Object o = info[2].As<Napi::Object>();
-  adamp_cuda_adamp_hp hp;
-  hp.lr = GetNum(o, "lr", 1e-3);
-  hp.beta1 = GetNum(o, "beta1", 0.9);
-  hp.beta2 = GetNum(o, "beta2", 0.999);
-  hp.eps = GetNum(o, "eps", 1e-8);
-  hp.weight_decay = GetNum(o, "weightDecay", 0);
-  hp.delta = GetNum(o, "delta", 0.1);
-  hp.wd_ratio = GetNum(o, "wdRatio", 0.1);
-  hp.nesterov = GetNum(o, "nesterov", 0) != 0;
-  Check(info.Env(), "cudaStepAdamP", adamp_cuda_step_adamp(h->ctx, ids.Data(), (int)ids.ElementLength(), &hp));
-  return info.Env().Undefined();
-}
-
-Napi::Value StepSGDP(const Napi::CallbackInfo& info) {
-  Handle* h = GetHandle(info, "cudaStepSGDP");
-  Napi::Int32Array ids = GetIds(info, 1, "cudaStepSGDP");
-  if (info.Length() < 3 || !info[2].IsObject()) ThrowType(info.Env(), "cudaStepSGDP: hp must be an object");
-  Napi::Object o = info[2].As<Napi::Object>();
-  adamp_cuda_sgdp_hp hp;
-  hp.lr = GetNum(o, "lr", 0);
-  hp.momentum = GetNum(o, "momentum", 0);
-  hp.dampening = GetNum(o, "dampening", 0);
-  hp.weight_decay = GetNum(o, "weightDecay", 0);
-  hp.eps = GetNum(o, "eps", 1e-8);
-  hp.delta = GetNum(o, "delta", 0.1);
-  hp.wd_ratio = GetNum(o, "wdRatio", 0.1);
-  hp.nesterov = GetNum(o, "nesterov", 0) != 0;
-  Check(info.Env(), "cudaStepSGDP", adamp_cuda_step_sgdp(h->ctx, ids.Data(), (int)ids.ElementLength(), &hp));
-  return info.Env().Undefined();
+Napi::Value Step(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Handle* h = GetHandle(info, "cudaStep");
+  Napi::Int32Array ids = GetIds(info, 1, "cudaStep");
+  if (info.Length() < 3 || !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    ThrowType(env, "cudaStep: hyper must be a Float64Array");
+  Napi::Float64Array hyper = info[2].As<Napi::Float64Array>();
+  int slots = 0, nhyper = 0;
+  adamp_cuda_kind_info(h->kind, &slots, &nhyper, nullptr);
+  const std::string kind = adamp_cuda_kind_name(h->kind);
+  if ((int)hyper.ElementLength() != nhyper) {
+    std::string names;
+    for (int i = 0; i < nhyper; ++i) names += (i ? ", " : "") + std::string(adamp_cuda_kind_hyper_name(h->kind, i));
+    ThrowType(env, "cudaStep: " + kind + " takes " + std::to_string(nhyper) + " hyperparameters (" + names + "), got " +
+                       std::to_string(hyper.ElementLength()));
+  }
+  int field = -1;
+  const char* why = nullptr;
+  if (adamp_cuda_check_hyper(h->kind, hyper.Data(), nhyper, &field, &why) != 0) {
+    char value[64];
+    std::snprintf(value, sizeof(value), "%.17g", field >= 0 ? hyper.Data()[field] : 0.0);
+    ThrowRange(env, "cudaStep: " + kind + " hyperparameter '" + adamp_cuda_kind_hyper_name(h->kind, field) + "' (hyper[" +
+                       std::to_string(field) + "] = " + value + ") " + why);
+  }
+  unsigned flags = 0;
+  if (info.Length() > 3 && info[3].IsObject()) {
+    Napi::Value n = info[3].As<Napi::Object>().Get("norms");
+    if (!n.IsUndefined() && !n.IsBoolean()) ThrowType(env, "cudaStep: options.norms must be a boolean");
+    if (n.IsBoolean() && !n.As<Napi::Boolean>().Value()) flags |= ADAMP_CUDA_NO_NORMS;
+  }
+  Check(env, "cudaStep", adamp_cuda_step_ex(h->ctx, ids.Data(), (int)ids.ElementLength(), hyper.Data(), nhyper, flags));
+  return env.Undefined();
 }
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -338,8 +375,9 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   const int device = (int)GetInt(info, 0, "cudaAlloc", "device");
   const int64_t bytes = GetInt(info, 1, "cudaAlloc", "bytes");
   if (bytes < 0) ThrowType(info.Env(), "cudaAlloc: bytes must be >= 0");
+  void* stream = info.Length() > 2 && !info[2].IsNull() && !info[2].IsUndefined() ? GetPtr(info, 2, "cudaAlloc", "stream") : nullptr;
   void* p = nullptr;
-  CheckAlloc(info.Env(), "cudaAlloc", adamp_cuda_alloc(device, bytes, &p), device, (double)bytes);
+  CheckAlloc(info.Env(), "cudaAlloc", adamp_cuda_alloc(device, bytes, stream, &p), device, (double)bytes);
   DevBuf* b = new DevBuf;
   b->ptr = p;
   b->device = device;
@@ -532,8 +570,8 @@ void register_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaUpload", Napi::Function::New(env, Upload, "cudaUpload"));
   exports.Set("cudaDownload", Napi::Function::New(env, Download, "cudaDownload"));
   exports.Set("cudaSetStep", Napi::Function::New(env, SetStep, "cudaSetStep"));
-  exports.Set("cudaStepAdamP", Napi::Function::New(env, StepAdamP, "cudaStepAdamP"));
-  exports.Set("cudaStepSGDP", Napi::Function::New(env, StepSGDP, "cudaStepSGDP"));
+  exports.Set("cudaKinds", Napi::Function::New(env, Kinds, "cudaKinds"));
+  exports.Set("cudaStep", Napi::Function::New(env, Step, "cudaStep"));
   exports.Set("cudaInfo", Napi::Function::New(env, Info, "cudaInfo"));
   exports.Set("cudaSync", Napi::Function::New(env, Sync, "cudaSync"));
   exports.Set("cudaDestroy", Napi::Function::New(env, Destroy, "cudaDestroy"));

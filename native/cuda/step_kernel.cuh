@@ -1,41 +1,79 @@
-// The fused AdamP / SGDP step: one persistent kernel per launch that runs, per tensor,
-//   pass 1   moments + deterministic partial sums of g.p, g.g, p.p, p.u per channel piece,
-//   decide   by the block that finishes a tensor's last pass-1 item: fold the partials in a fixed
-//            order, decide the projection, write per-channel coefficients,
-//   pass 2   recompute the update, project, decay, step; partial sums of the info record.
-// Tensors that are never projected take a single pass. Every element-wise operation and the
-// decision's arithmetic come from adamp/math.h, the header the CPU core uses.
+// The fused optimizer step: one persistent kernel per launch, a template on the element policy P
+// (adamp/optim/policy.h), instantiated for every registered optimizer. Per tensor:
+//   projecting P (P::kProjects: AdamP, SGDP), tensors with ndim > 1:
+//     pass 1   P::update (the state, written back) + deterministic partial sums of g.p, g.g, p.p,
+//              p.u per channel piece,
+//     decide   by the block that finishes a tensor's last pass-1 item: fold the partials in a fixed
+//              order, adamp::decide_reduced with P::decision_params, per-channel coefficients,
+//              P::wd_factor of the decision's ratio,
+//     pass 2   P::stored (the update again), projection, P::writes_back, P::apply; partial sums
+//              of the info record;
+//   otherwise one pass: P::update, P::apply with P::wd_factor(h, 1).
+// Every element-wise operation comes from the policy and adamp/math.h, the headers the CPU core
+// uses; this file only moves data and orders work.
 //
 // note: determinism. No floating-point atomics anywhere: every partial sum has one writer and
 // fixed-order folds. The only atomics are integer counters (the work queue, "items finished"),
 // and what they choose (which block decides) does not change any value.
+//
+// note: memory ordering between blocks. A block publishes with `__threadfence(); atomic` and a
+// consumer reads the atomic (or spins on it with __ldcv), then `__threadfence()`, then the data
+// with __ldcg (L2; a plain load may hit a line this SM's L1 cached before the producer wrote it).
+// The CPU emulation maps exactly this pattern onto acquire/release for ThreadSanitizer.
 #ifndef ADAMP_CUDA_STEP_KERNEL_CUH
 #define ADAMP_CUDA_STEP_KERNEL_CUH
 
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "adamp/optim/registry.h"
 #include "launch.cuh"
 
-namespace adamp_cuda {
+// note: parity with PyTorch needs IEEE float32 (denormals kept, no approximate division or
+// square root). Host fast-math is caught here; nvcc 13 defines no macro for --use_fast_math or
+// -ftz=true (checked with --dryrun), so prep_kernel also checks on the device that a denormal
+// survives f_mul and traps otherwise.
+#if defined(__FAST_MATH__) || (defined(__CUDA_FTZ) && __CUDA_FTZ)
+#error "adamp's CUDA kernels must be built without fast math or flush-to-zero (parity with PyTorch needs IEEE float32)"
+#endif
 
-enum Opt : int { kAdamP = 0, kSGDP = 1 };
+// How long a pass-2 item waits for its tensor's decision before the kernel traps with a message
+// (a hang would otherwise cost the whole GPU session). In clock64() cycles: 2^36 is about 35 s at
+// 2 GHz, far beyond any decision (the decider folds at most a few MB of partials).
+#ifndef ADAMP_CUDA_SPIN_LIMIT_CYCLES
+#define ADAMP_CUDA_SPIN_LIMIT_CYCLES (1ll << 36)
+#endif
+
+// ADAMP_CUDA_NOINLINE_ITEMS=1 compiles each item function (and the decider) as a call instead of
+// inlining it into the kernel's loop. sm_90, MIN_BLOCKS 4 (64 registers): inlined, ptxas reports
+// about 260 bytes of spills for the projecting policies (each variant's copy spills on its own;
+// the AdamP/SGDP kernel before the spine change: 60-72 bytes); as calls, no spills but a 56-96
+// byte call frame per item. Which is faster is for a GPU to say (scripts/gpu-validate-more.sh).
+#if defined(ADAMP_CUDA_NOINLINE_ITEMS) && ADAMP_CUDA_NOINLINE_ITEMS
+#define ADAMP_ITEM_FN __device__ __noinline__
+#else
+#define ADAMP_ITEM_FN __device__
+#endif
+
+namespace adamp_cuda {
 
 struct InfoSums {
   double before, after, delta;
 };
 
 /** What one block knows about the item it works on (shared memory). */
+template <class P>
 struct BlockCtx {
-  Hyper h;
-  adamp::AdamPScalarsF as;
-  adamp::SGDPScalarsF ss;
+  typename P::Scalars s;
   adamp::ProjCoef layer;
   float wdf;
   int decision;
   int item_global;
   int tensor;
   int pass;
-  int last;  // this block finished the tensor's last item of the pass
+  int last;  // this block finished the tensor's last pass-1 item
+  int norms;
   int64_t item;
 };
 
@@ -59,6 +97,16 @@ __device__ __forceinline__ adamp::ProjCoef ldcg_coef(const adamp::ProjCoef* c) {
   r.div = x.x;
   r.scale = x.y;
   return r;
+}
+
+/** This step's P::Scalars, as prep_kernel stored them. */
+template <class P>
+__device__ __forceinline__ void load_scalars(typename P::Scalars& s, const TensorState* ts) {
+  static_assert(sizeof(s) % 4 == 0 && sizeof(s) <= sizeof(ts->scalars), "P::Scalars must fit TensorState::scalars");
+  uint32_t w[sizeof(s) / 4];
+#pragma unroll
+  for (int i = 0; i < (int)(sizeof(s) / 4); ++i) w[i] = __ldcg(&ts->scalars[i]);
+  memcpy(&s, w, sizeof(s));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,6 +160,16 @@ __device__ __forceinline__ InfoSums block_sum_info(InfoSums s, adamp::ChannelSum
   return r;
 }
 
+/** An item's info partials (thread 0 writes; every thread of the block calls it, or none). */
+__device__ __forceinline__ void write_info_part(const TensorArgs& T, int64_t k, const InfoSums& acc, adamp::ChannelSums* red) {
+  const InfoSums r = block_sum_info(acc, red);
+  if (threadIdx.x == 0) {
+    T.info_part[3 * k + 0] = r.before;
+    T.info_part[3 * k + 1] = r.after;
+    T.info_part[3 * k + 2] = r.delta;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Groups of four elements at an index multiple of 4: one 128-bit access when the group is
 // whole and the buffers are aligned, else element by element in [lo, hi).
@@ -129,6 +187,7 @@ __device__ __forceinline__ void load4(const float* a, int64_t base, int lo, int 
   }
 }
 
+/** Read-only for the whole kernel (the gradient): the non-coherent path. */
 __device__ __forceinline__ void load4_ro(const float* a, int64_t base, int lo, int hi, bool full, float (&x)[4]) {
   if (full) {
     const float4 t = __ldg(reinterpret_cast<const float4*>(a + base));
@@ -139,6 +198,20 @@ __device__ __forceinline__ void load4_ro(const float* a, int64_t base, int lo, i
   } else {
 #pragma unroll
     for (int j = 0; j < 4; ++j) x[j] = (j >= lo && j < hi) ? __ldg(a + base + j) : 0.0f;
+  }
+}
+
+/** Written earlier in this launch, possibly by another block (pass 2): L2, never a stale L1 line. */
+__device__ __forceinline__ void load4_cg(const float* a, int64_t base, int lo, int hi, bool full, float (&x)[4]) {
+  if (full) {
+    const float4 t = __ldcg(reinterpret_cast<const float4*>(a + base));
+    x[0] = t.x;
+    x[1] = t.y;
+    x[2] = t.z;
+    x[3] = t.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) x[j] = (j >= lo && j < hi) ? __ldcg(a + base + j) : 0.0f;
   }
 }
 
@@ -160,124 +233,92 @@ __device__ __forceinline__ void add_info(InfoSums& acc, float p0, float p1) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Element groups of each pass.
+// Element groups of each pass: data movement around the policy's element functions.
 
-/** Pass 1: moments (written back) and the four per-channel products. */
-template <int O>
-__device__ __forceinline__ void pass1_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
-                                            const BlockCtx& b, adamp::ChannelSums& acc) {
-  float p[4], g[4], m[4];
+/** The one pass: P::update then P::apply; the state written back. */
+template <class P, int V>
+__device__ __forceinline__ void single_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
+                                             const BlockCtx<P>& b, InfoSums& acc) {
+  float p[4], g[4], st[P::kSlots][4];
   load4(T.p, base, lo, hi, full, p);
   load4_ro(T.g, base, lo, hi, full, g);
-  load4(T.m, base, lo, hi, full, m);
-  if (O == kAdamP) {
-    float v[4];
-    load4(T.v, base, lo, hi, full, v);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if (j >= lo && j < hi) {
-        adamp::adamp_moments(m[j], v[j], g[j], b.as);
-        const float u = adamp::adamp_update(m[j], v[j], g[j], b.as);
-        adamp::sums_accumulate(acc, g[j], p[j], u);
-      }
-    }
-    store4(T.m, base, lo, hi, full, m);
-    store4(T.v, base, lo, hi, full, v);
-  } else {
+  for (int k = 0; k < P::kSlots; ++k) load4(T.st[k], base, lo, hi, full, st[k]);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if (j >= lo && j < hi) {
-        m[j] = adamp::sgdp_buffer(m[j], g[j], b.ss);
-        const float d = adamp::sgdp_update(m[j], g[j], b.ss);
-        adamp::sums_accumulate(acc, g[j], p[j], d);
-      }
+  for (int j = 0; j < 4; ++j) {
+    if (j >= lo && j < hi) {
+      float e[P::kSlots];
+#pragma unroll
+      for (int k = 0; k < P::kSlots; ++k) e[k] = st[k][j];
+      const float u = P::template update<V>(g[j], p[j], e, b.s);
+      const float p1 = P::apply(p[j], u, b.wdf, b.s);
+#pragma unroll
+      for (int k = 0; k < P::kSlots; ++k) st[k][j] = e[k];
+      if (b.norms) add_info(acc, p[j], p1);
+      p[j] = p1;
     }
-    store4(T.m, base, lo, hi, full, m);
   }
+#pragma unroll
+  for (int k = 0; k < P::kSlots; ++k) store4(T.st[k], base, lo, hi, full, st[k]);
+  store4(T.p, base, lo, hi, full, p);
 }
 
-/** Pass 2: the update from the stored moments, projected with (div, scale) when `proj`, then decay and step. */
-template <int O>
-__device__ __forceinline__ void pass2_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
-                                            const BlockCtx& b, bool proj, adamp::ProjCoef k, InfoSums& acc) {
-  float p[4], g[4], m[4];
+/** Pass 1: P::update (the state written back) and the four per-channel products. */
+template <class P, int V>
+__device__ __forceinline__ void pass1_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
+                                            const BlockCtx<P>& b, adamp::ChannelSums& acc) {
+  float p[4], g[4], st[P::kSlots][4];
   load4(T.p, base, lo, hi, full, p);
-  load4(T.m, base, lo, hi, full, m);
-  const bool nesterov = (O == kAdamP) ? b.as.nesterov != 0 : b.ss.nesterov != 0;
-  if (nesterov) {
+  load4_ro(T.g, base, lo, hi, full, g);
+#pragma unroll
+  for (int k = 0; k < P::kSlots; ++k) load4(T.st[k], base, lo, hi, full, st[k]);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (j >= lo && j < hi) {
+      float e[P::kSlots];
+#pragma unroll
+      for (int k = 0; k < P::kSlots; ++k) e[k] = st[k][j];
+      const float u = P::template update<V>(g[j], p[j], e, b.s);
+      adamp::sums_accumulate(acc, g[j], p[j], u);
+#pragma unroll
+      for (int k = 0; k < P::kSlots; ++k) st[k][j] = e[k];
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < P::kSlots; ++k) store4(T.st[k], base, lo, hi, full, st[k]);
+}
+
+/** Pass 2: P::stored from the state pass 1 wrote, projected with (div, scale) when `proj`, then P::apply. */
+template <class P, int V>
+__device__ __forceinline__ void pass2_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
+                                            const BlockCtx<P>& b, bool proj, adamp::ProjCoef kc, InfoSums& acc) {
+  float p[4], g[4], st[P::kSlots][4];
+  load4_cg(T.p, base, lo, hi, full, p);
+#pragma unroll
+  for (int k = 0; k < P::kSlots; ++k) load4_cg(T.st[k], base, lo, hi, full, st[k]);
+  if (P::stored_reads_g(V)) {
     load4_ro(T.g, base, lo, hi, full, g);
   } else {
 #pragma unroll
     for (int j = 0; j < 4; ++j) g[j] = 0.0f;
   }
-  const float neg_step = (O == kAdamP) ? b.as.neg_step : b.ss.neg_lr;
-  if (O == kAdamP) {
-    float v[4];
-    load4(T.v, base, lo, hi, full, v);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if (j >= lo && j < hi) {
-        float u = adamp::adamp_update(m[j], v[j], g[j], b.as);
-        if (proj) u = adamp::project(u, p[j], k.div, k.scale);
-        const float p1 = adamp::apply_step(p[j], u, b.wdf, neg_step);
-        add_info(acc, p[j], p1);
-        p[j] = p1;
-      }
-    }
-  } else {
+  for (int j = 0; j < 4; ++j) {
+    if (j >= lo && j < hi) {
+      float e[P::kSlots];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if (j >= lo && j < hi) {
-        float d = adamp::sgdp_update(m[j], g[j], b.ss);
-        if (proj) d = adamp::project(d, p[j], k.div, k.scale);
-        m[j] = d;
-        const float p1 = adamp::apply_step(p[j], d, b.wdf, neg_step);
-        add_info(acc, p[j], p1);
-        p[j] = p1;
-      }
-    }
-    // note: without Nesterov, the official `d` IS the momentum buffer and the projection is in
-    // place, so the projected update is written back into the buffer (SPEC.md s3).
-    if (proj && !nesterov) store4(T.m, base, lo, hi, full, m);
-  }
-  store4(T.p, base, lo, hi, full, p);
-}
-
-/** The single pass of a tensor that is never projected. */
-template <int O>
-__device__ __forceinline__ void single_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
-                                             const BlockCtx& b, InfoSums& acc) {
-  float p[4], g[4], m[4];
-  load4(T.p, base, lo, hi, full, p);
-  load4_ro(T.g, base, lo, hi, full, g);
-  load4(T.m, base, lo, hi, full, m);
-  if (O == kAdamP) {
-    float v[4];
-    load4(T.v, base, lo, hi, full, v);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if (j >= lo && j < hi) {
-        adamp::adamp_moments(m[j], v[j], g[j], b.as);
-        const float u = adamp::adamp_update(m[j], v[j], g[j], b.as);
-        const float p1 = adamp::apply_step(p[j], u, b.wdf, b.as.neg_step);
-        add_info(acc, p[j], p1);
-        p[j] = p1;
-      }
-    }
-    store4(T.v, base, lo, hi, full, v);
-  } else {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if (j >= lo && j < hi) {
-        m[j] = adamp::sgdp_buffer(m[j], g[j], b.ss);
-        const float d = adamp::sgdp_update(m[j], g[j], b.ss);
-        const float p1 = adamp::apply_step(p[j], d, b.wdf, b.ss.neg_lr);
-        add_info(acc, p[j], p1);
-        p[j] = p1;
-      }
+      for (int k = 0; k < P::kSlots; ++k) e[k] = st[k][j];
+      float u = P::template stored<V>(g[j], e, b.s);
+      if (proj) u = adamp::project(u, p[j], kc.div, kc.scale);
+      if (P::writes_back(V)) st[0][j] = u;
+      const float p1 = P::apply(p[j], u, b.wdf, b.s);
+      if (b.norms) add_info(acc, p[j], p1);
+      p[j] = p1;
     }
   }
-  store4(T.m, base, lo, hi, full, m);
+  // note: a policy that writes back (SGDP without Nesterov: the official `d` IS the momentum
+  // buffer and the projection runs in place on it) stores the projected update into slot 0.
+  if (P::writes_back(V) && proj) store4(T.st[0], base, lo, hi, full, st[0]);
   store4(T.p, base, lo, hi, full, p);
 }
 
@@ -296,24 +337,19 @@ __device__ __forceinline__ void for_groups(int64_t e0, int64_t e1, int t, int nt
   }
 }
 
-template <int O>
-__device__ void single_item(const TensorArgs& T, int64_t k, const BlockCtx& b, adamp::ChannelSums* red) {
+template <class P, int V>
+ADAMP_ITEM_FN void single_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
   const int64_t s0 = k * T.chunk;
   const int64_t s1 = s0 + T.chunk < T.numel ? s0 + T.chunk : T.numel;
   InfoSums acc = {0.0, 0.0, 0.0};
   for_groups(s0, s1, threadIdx.x, kThreads, T.vec != 0,
-             [&](int64_t base, int lo, int hi, bool full) { single_group<O>(T, base, lo, hi, full, b, acc); });
-  const InfoSums r = block_sum_info(acc, red);
-  if (threadIdx.x == 0) {
-    T.info_part[3 * k + 0] = r.before;
-    T.info_part[3 * k + 1] = r.after;
-    T.info_part[3 * k + 2] = r.delta;
-  }
+             [&](int64_t base, int lo, int hi, bool full) { single_group<P, V>(T, base, lo, hi, full, b, acc); });
+  if (b.norms) write_info_part(T, k, acc, red);
 }
 
 /** Segment mode: the item's pieces (whole rows, or one piece of a long row) go to teams of warps. */
-template <int O, int Pass>
-__device__ void segment_item(const TensorArgs& T, int64_t k, const BlockCtx& b, adamp::ChannelSums* red) {
+template <class P, int V, int Pass>
+ADAMP_ITEM_FN void segment_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
   const int64_t nseg = T.outer * T.channels;
   int64_t seg0, npieces;
   if (T.nps == 1) {
@@ -349,7 +385,7 @@ __device__ void segment_item(const TensorArgs& T, int64_t k, const BlockCtx& b, 
       adamp::sums_zero(acc);
       if (active) {
         for_groups(e0, e1, tt, team_threads, T.vec != 0,
-                   [&](int64_t base, int lo, int hi, bool full) { pass1_group<O>(T, base, lo, hi, full, b, acc); });
+                   [&](int64_t base, int lo, int hi, bool full) { pass1_group<P, V>(T, base, lo, hi, full, b, acc); });
       }
       warp_sum(acc);
       if (lane == 0) red[warp] = acc;
@@ -364,23 +400,16 @@ __device__ void segment_item(const TensorArgs& T, int64_t k, const BlockCtx& b, 
       adamp::ProjCoef kc = b.layer;
       if (b.decision == adamp::kDecisionChannel) kc = ldcg_coef(T.coef + (seg % T.channels));
       for_groups(e0, e1, tt, team_threads, T.vec != 0, [&](int64_t base, int lo, int hi, bool full) {
-        pass2_group<O>(T, base, lo, hi, full, b, proj, kc, info);
+        pass2_group<P, V>(T, base, lo, hi, full, b, proj, kc, info);
       });
     }
   }
-  if (Pass == 1) {
-    const InfoSums s = block_sum_info(info, red);
-    if (threadIdx.x == 0) {
-      T.info_part[3 * k + 0] = s.before;
-      T.info_part[3 * k + 1] = s.after;
-      T.info_part[3 * k + 2] = s.delta;
-    }
-  }
+  if (Pass == 1 && b.norms) write_info_part(T, k, info, red);
 }
 
 /** Column mode: a tile of rows x columns; each thread owns one column (one channel) of it. */
-template <int O, int Pass>
-__device__ void column_item(const TensorArgs& T, int64_t k, const BlockCtx& b, adamp::ChannelSums* red) {
+template <class P, int V, int Pass>
+ADAMP_ITEM_FN void column_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
   const int64_t rb = k / T.nct, ct = k % T.nct;
   const int64_t c0 = ct * T.tw;
   const int64_t c1 = c0 + T.tw < T.width ? c0 + T.tw : T.width;
@@ -394,7 +423,7 @@ __device__ void column_item(const TensorArgs& T, int64_t k, const BlockCtx& b, a
     adamp::ChannelSums acc;
     adamp::sums_zero(acc);
     if (active) {
-      for (int64_t r = r0 + lr; r < r1; r += T.rp) pass1_group<O>(T, r * T.width + col, 0, 1, false, b, acc);
+      for (int64_t r = r0 + lr; r < r1; r += T.rp) pass1_group<P, V>(T, r * T.width + col, 0, 1, false, b, acc);
     }
     red[threadIdx.x] = acc;
     __syncthreads();
@@ -423,13 +452,26 @@ __device__ void column_item(const TensorArgs& T, int64_t k, const BlockCtx& b, a
       const bool proj = adamp::is_projected(b.decision);
       adamp::ProjCoef kc = b.layer;
       if (b.decision == adamp::kDecisionChannel) kc = ldcg_coef(T.coef + col / T.inner);
-      for (int64_t r = r0 + lr; r < r1; r += T.rp) pass2_group<O>(T, r * T.width + col, 0, 1, false, b, proj, kc, info);
+      for (int64_t r = r0 + lr; r < r1; r += T.rp) pass2_group<P, V>(T, r * T.width + col, 0, 1, false, b, proj, kc, info);
     }
-    const InfoSums s = block_sum_info(info, red);
-    if (threadIdx.x == 0) {
-      T.info_part[3 * k + 0] = s.before;
-      T.info_part[3 * k + 1] = s.after;
-      T.info_part[3 * k + 2] = s.delta;
+    if (b.norms) write_info_part(T, k, info, red);
+  }
+}
+
+/** One item of any mode; every thread of the block calls it. */
+template <class P, int V>
+__device__ __forceinline__ void run_item(const TensorArgs& T, int64_t k, int pass, const BlockCtx<P>& b, adamp::ChannelSums* red) {
+  if (T.mode == kModeSingle) {
+    single_item<P, V>(T, k, b, red);
+    return;
+  }
+  if constexpr (P::kProjects) {
+    if (T.mode == kModeSegment) {
+      if (pass == 0) segment_item<P, V, 0>(T, k, b, red);
+      else segment_item<P, V, 1>(T, k, b, red);
+    } else {
+      if (pass == 0) column_item<P, V, 0>(T, k, b, red);
+      else column_item<P, V, 1>(T, k, b, red);
     }
   }
 }
@@ -460,11 +502,12 @@ __device__ __forceinline__ adamp::ChannelSums fold_channel(const TensorArgs& T, 
  * parallel (adamp::decide's serial loop would take milliseconds for an embedding's 50k
  * channels), then adamp::decide_reduced applies the same tests as on the CPU.
  */
-template <int O>
-__device__ void decide_tensor(const TensorArgs& T, BlockCtx& b, adamp::ChannelSums* red) {
+template <class P>
+ADAMP_ITEM_FN void decide_tensor(const TensorArgs& T, const typename P::Hyper& h, BlockCtx<P>& b, adamp::ChannelSums* red) {
   __shared__ double s_max[kWarps];
+  const adamp::DecisionParams dp = P::decision_params(h);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const double e = adamp::cos_eps(b.h.eps);
+  const double e = adamp::cos_eps(dp.eps);
   double mx = 0.0;
   adamp::ChannelSums tot;
   adamp::sums_zero(tot);
@@ -489,26 +532,21 @@ __device__ void decide_tensor(const TensorArgs& T, BlockCtx& b, adamp::ChannelSu
       adamp::sums_add(t, red[w]);
       m = max_nan(m, s_max[w]);
     }
-    const adamp::DecisionResult r = adamp::decide_reduced(m, t, T.channels, T.numel, b.h.delta, b.h.wd_ratio, b.h.eps);
-    TensorState* st = T.st;
-    st->decision = r.code;
-    st->ch_max = r.channel_max_cos;
-    st->ch_thr = r.channel_threshold;
-    st->l_cos = r.layer_cos;
-    st->l_thr = r.layer_threshold;
-    st->pp_total = r.totals.pp;
-    st->layer = adamp::proj_coef(r.totals.pp, r.totals.pu, (float)b.h.eps);
-    if (O == kAdamP) {
-      st->wdf = adamp::adamp_wd_factor(b.h.lr, b.h.weight_decay, r.ratio);
-      st->step = st->step + 1.0;
-    } else {
-      st->wdf = adamp::sgdp_wd_factor(b.h.lr, b.h.weight_decay, r.ratio, b.h.momentum);
-    }
+    const adamp::DecisionResult r = adamp::decide_reduced(m, t, T.channels, T.numel, dp.delta, dp.wd_ratio, dp.eps);
+    TensorState* ts = T.ts;
+    ts->decision = r.code;
+    ts->ch_max = r.channel_max_cos;
+    ts->ch_thr = r.channel_threshold;
+    ts->l_cos = r.layer_cos;
+    ts->l_thr = r.layer_threshold;
+    ts->pp_total = r.totals.pp;
+    ts->layer = adamp::proj_coef(r.totals.pp, r.totals.pu, (float)dp.eps);
+    ts->wdf = P::wd_factor(h, r.ratio);
     b.decision = r.code;
   }
   __syncthreads();
   if (b.decision == adamp::kDecisionChannel) {
-    const float epsf = (float)b.h.eps;
+    const float epsf = (float)dp.eps;
     // Each thread reads back only the channels it wrote above.
     for (int64_t c = threadIdx.x; c < T.channels; c += kThreads) {
       const adamp::ChannelSums s = T.chsum[c];
@@ -517,9 +555,8 @@ __device__ void decide_tensor(const TensorArgs& T, BlockCtx& b, adamp::ChannelSu
   }
   __syncthreads();
   if (threadIdx.x == 0) {
-    __threadfence();
-    T.st->p1_done = 0;
-    atomicExch(&T.st->ready, 1);
+    __threadfence();  // the decision and the coefficients before the flag that publishes them
+    atomicExch(&T.ts->ready, 1);
   }
 }
 
@@ -527,16 +564,39 @@ __device__ void decide_tensor(const TensorArgs& T, BlockCtx& b, adamp::ChannelSu
 // The kernel.
 
 // Resident blocks per SM the register allocation aims at: 4 caps registers at 64 (a few spills
-// on cold paths, 1024 threads per SM); 3 allows 85 (no spills, 768 threads). Measure on the GPU.
+// on cold paths, 1024 threads per SM); 3 allows 85 (no spills, 768 threads). Measure on the GPU
+// (scripts/gpu-validate-more.sh builds the variants).
 #ifndef ADAMP_CUDA_MIN_BLOCKS
 #define ADAMP_CUDA_MIN_BLOCKS 4
 #endif
 
-template <int O>
+/** Pass 2's wait for the decision of tensor `tensor`: bounded, so a lost decision traps instead of hanging. */
+__device__ __forceinline__ void wait_ready(const TensorState* ts, int tensor, int item) {
+  unsigned ns = 32;
+  long long t0 = 0;
+  for (unsigned it = 0; __ldcv(&ts->ready) == 0; ++it) {
+    __nanosleep(ns);
+    if (ns < 1024) ns <<= 1;
+    if ((it & 255) == 255) {
+      const long long now = clock64();
+      if (t0 == 0) {
+        t0 = now;
+      } else if (now - t0 > (long long)ADAMP_CUDA_SPIN_LIMIT_CYCLES) {
+        printf("adamp CUDA step: block %d waited %lld cycles for the decision of tensor %d (queue item %d); "
+               "the kernel's hand-off is broken: trapping\n",
+               (int)blockIdx.x, (long long)(now - t0), tensor, item);
+        __trap();
+      }
+    }
+  }
+  __threadfence();  // the decision after the flag that said it is there
+}
+
+template <class P>
 __global__ void __launch_bounds__(kThreads, ADAMP_CUDA_MIN_BLOCKS) step_kernel(const __grid_constant__ LaunchArgs a) {
   __shared__ adamp::ChannelSums red[kThreads];
-  __shared__ BlockCtx b;
-  if (threadIdx.x == 0) b.h = *a.hp;
+  __shared__ BlockCtx<P> b;
+  const typename P::Hyper& h = *static_cast<const typename P::Hyper*>(a.hp);
 
   for (;;) {
     if (threadIdx.x == 0) {
@@ -552,87 +612,92 @@ __global__ void __launch_bounds__(kThreads, ADAMP_CUDA_MIN_BLOCKS) step_kernel(c
         b.tensor = a.entry_tensor[lo];
         b.pass = a.entry_pass[lo];
         b.item = item - (lo > 0 ? a.entry_end[lo - 1] : 0);
-        const TensorArgs& T = a.t[b.tensor];
-        TensorState* st = T.st;
+        // note: pass 2 walks a tensor's items last to first: the lines pass 1 touched last are the
+        // likeliest still in L2 (a tensor a little larger than L2 still hits on its tail instead of
+        // evicting it while reading the head). Results do not depend on the order.
+        if (b.pass == 1) b.item = a.t[b.tensor].n_items - 1 - b.item;
+        b.norms = a.norms;
+        const TensorState* ts = a.t[b.tensor].ts;
         if (b.pass == 0) {
-          b.decision = adamp::kDecisionNone;
-          b.wdf = __ldcg(&st->wdf1);
+          b.decision = P::kProjects ? adamp::kDecisionNone : adamp::kDecisionNotApplicable;
+          b.wdf = __ldcg(&ts->wdf1);
         } else {
           // Pass 2 waits for the decision; only items handed out before this one produce it.
-          volatile int* ready = &st->ready;
-          while (*ready == 0) __nanosleep(100);
-          __threadfence();
-          b.decision = __ldcg(&st->decision);
-          b.wdf = __ldcg(&st->wdf);
-          b.layer.div = __ldcg(&st->layer.div);
-          b.layer.scale = __ldcg(&st->layer.scale);
+          wait_ready(ts, b.tensor, item);
+          b.decision = __ldcg(&ts->decision);
+          b.wdf = __ldcg(&ts->wdf);
+          b.layer.div = __ldcg(&ts->layer.div);
+          b.layer.scale = __ldcg(&ts->layer.scale);
         }
-        {  // this step's constants, from prep_kernel
-          if (O == kAdamP) {
-            b.as.b1 = __ldcg(&st->as.b1);
-            b.as.omb1 = __ldcg(&st->as.omb1);
-            b.as.b2 = __ldcg(&st->as.b2);
-            b.as.omb2 = __ldcg(&st->as.omb2);
-            b.as.sqrt_bc2 = __ldcg(&st->as.sqrt_bc2);
-            b.as.eps = __ldcg(&st->as.eps);
-            b.as.neg_step = __ldcg(&st->as.neg_step);
-            b.as.nesterov = __ldcg(&st->as.nesterov);
-          } else {
-            b.ss.mom = __ldcg(&st->ss.mom);
-            b.ss.omd = __ldcg(&st->ss.omd);
-            b.ss.neg_lr = __ldcg(&st->ss.neg_lr);
-            b.ss.nesterov = __ldcg(&st->ss.nesterov);
-          }
-        }
+        load_scalars<P>(b.s, ts);
       }
     }
     __syncthreads();
     if (b.item_global >= a.total_items) break;
     const TensorArgs& T = a.t[b.tensor];
     const int64_t k = b.item;
+    const int pass = b.pass;
+    adamp::with_variant<P>(b.s.variant, [&](auto tag) { run_item<P, decltype(tag)::value>(T, k, pass, b, red); });
 
-    if (T.mode == kModeSingle) single_item<O>(T, k, b, red);
-    else if (T.mode == kModeSegment) {
-      if (b.pass == 0) segment_item<O, 0>(T, k, b, red);
-      else segment_item<O, 1>(T, k, b, red);
-    } else {
-      if (b.pass == 0) column_item<O, 0>(T, k, b, red);
-      else column_item<O, 1>(T, k, b, red);
-    }
-
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      __threadfence();  // this item's writes before the count that publishes them
-      unsigned* done = b.pass == 0 ? &T.st->p1_done : &T.st->p2_done;
-      const bool last = atomicAdd(done, 1u) == (unsigned)(T.n_items - 1);
-      b.last = last ? 1 : 0;
-      if (last) {
-        __threadfence();
-        if (b.pass == 1) {
-          T.st->p2_done = 0;
-          T.st->ready = 0;
-        } else if (T.mode == kModeSingle) {
-          if (O == kAdamP) T.st->step = T.st->step + 1.0;
-          T.st->p1_done = 0;
-        }
+    if (T.mode != kModeSingle && pass == 0) {  // the last pass-1 item of a tensor decides
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        __threadfence();  // this item's partials before the count that publishes them
+        const bool last = atomicAdd(&T.ts->p1_done, 1u) == (unsigned)(T.n_items - 1);
+        if (last) __threadfence();  // every other item's partials after the count that said so
+        b.last = last ? 1 : 0;
+      }
+      __syncthreads();
+      if constexpr (P::kProjects) {
+        if (b.last) decide_tensor<P>(T, h, b, red);
       }
     }
-    __syncthreads();
-    if (b.last && b.pass == 0 && T.mode != kModeSingle) decide_tensor<O>(T, b, red);
     __syncthreads();
   }
 
   if (threadIdx.x == 0) {
     __threadfence();
-    if (atomicAdd(a.queue + 1, 1u) == gridDim.x - 1) {
-      a.queue[0] = 0;
-      a.queue[1] = 0;
+    if (atomicAdd(a.queue + 1, 1u) == gridDim.x - 1) {  // the last block out resets the queue
+      __threadfence();
+      atomicExch(a.queue, 0u);
+      atomicExch(a.queue + 1, 0u);
+      __threadfence();  // the reset before anything a later kernel on another stream does
     }
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Small kernels.
+
+/**
+ * Per-tensor constants of this step, one thread per tensor of the launch, before step_kernel:
+ * computed once (P::scalars: two double pow for Adam) instead of once per item. Reads the step
+ * count and the hyperparameters from device memory and resets every counter of the launch.
+ */
+template <class P>
+__global__ void __launch_bounds__(kMaxTensors) prep_kernel(const __grid_constant__ LaunchArgs a) {
+  const int t = threadIdx.x;
+  if (t == 0) {
+    a.queue[0] = 0;
+    a.queue[1] = 0;
+    if (adamp::f_mul(a.denormal, 1.0f) == 0.0f) {
+      printf("adamp CUDA step: these kernels were compiled to flush denormals to zero (-ftz=true or --use_fast_math); "
+             "parity with PyTorch needs IEEE float32: rebuild without them. Trapping.\n");
+      __trap();
+    }
+  }
+  if (t >= a.n_tensors) return;
+  const typename P::Hyper h = *static_cast<const typename P::Hyper*>(a.hp);
+  TensorState* ts = a.t[t].ts;
+  const double step = ts->step + 1.0;
+  ts->step = step;
+  const typename P::Scalars s = P::scalars(h, step);
+  memcpy(ts->scalars, &s, sizeof(s));
+  ts->wdf1 = P::wd_factor(h, 1.0);
+  ts->p1_done = 0;
+  ts->ready = 0;
+  ts->norms = a.norms;
+}
 
 struct InfoTensor {
   const TensorState* st;
@@ -646,58 +711,47 @@ constexpr int kMaxInfoTensors = 128;
 
 struct InfoArgs {
   InfoTensor t[kMaxInfoTensors];
-  double* out;  // ADAMP_CUDA_INFO_STRIDE doubles per tensor
+  double* out;       // ADAMP_CUDA_INFO_STRIDE doubles per tensor
+  int32_t projects;  // the context's policy projects (single-mode tensors are 'not eligible', else 'not applicable')
 };
 
 /** The info record of one tensor per block, from the final pass's item partials (fixed order). */
 __global__ void __launch_bounds__(kThreads) info_kernel(const __grid_constant__ InfoArgs a) {
   __shared__ adamp::ChannelSums red[kWarps];
   const InfoTensor& t = a.t[blockIdx.x];
+  const bool norms = t.st->norms != 0;
   InfoSums s = {0.0, 0.0, 0.0};
-  for (int64_t i = threadIdx.x; i < t.n_items; i += kThreads) {
-    s.before += t.info_part[3 * i + 0];
-    s.after += t.info_part[3 * i + 1];
-    s.delta += t.info_part[3 * i + 2];
+  if (norms) {
+    for (int64_t i = threadIdx.x; i < t.n_items; i += kThreads) {
+      s.before += t.info_part[3 * i + 0];
+      s.after += t.info_part[3 * i + 1];
+      s.delta += t.info_part[3 * i + 2];
+    }
   }
-  const InfoSums r = block_sum_info(s, red);
+  InfoSums r = block_sum_info(s, red);
   if (threadIdx.x == 0) {
+    if (!norms) r.before = r.after = r.delta = (double)NAN;
     double* o = a.out + (int64_t)t.out * adamp::kInfoStride;
-    if (t.mode == kModeSingle) {
-      adamp::write_info_not_eligible(o, r.before, r.after, r.delta);
-    } else {
+    if (t.mode != kModeSingle) {
       adamp::DecisionResult d;
       d.code = t.st->decision;
       d.channel_max_cos = t.st->ch_max;
       d.channel_threshold = t.st->ch_thr;
       d.layer_cos = t.st->l_cos;
       d.layer_threshold = t.st->l_thr;
-      d.totals.pp = t.st->pp_total;
+      d.totals.pp = t.st->pp_total;  // free with the decision, norms or not
       adamp::write_info(o, d, r.after, r.delta);
+    } else {
+      adamp::write_info_not_eligible(o, r.before, r.after, r.delta);
+      if (!a.projects) o[adamp::kInfoDecision] = (double)adamp::kDecisionNotApplicable;
     }
   }
 }
 
-/**
- * Per-tensor constants of this step, one thread per tensor of the launch, before step_kernel:
- * computed once (two double pow per AdamP tensor) instead of once per item. Reads the step count
- * and the hyperparameters from device memory, so a captured graph replays correctly.
- */
-template <int O>
-__global__ void __launch_bounds__(kMaxTensors) prep_kernel(const __grid_constant__ LaunchArgs a) {
-  const int t = threadIdx.x;
-  if (t >= a.n_tensors) return;
-  const Hyper h = *a.hp;
-  TensorState* st = a.t[t].st;
-  if (O == kAdamP) {
-    st->as = adamp::make_adamp_scalars(h.lr, h.beta1, h.beta2, h.eps, st->step + 1.0, h.nesterov != 0);
-    st->wdf1 = adamp::adamp_wd_factor(h.lr, h.weight_decay, 1.0);
-  } else {
-    st->ss = adamp::make_sgdp_scalars(h.lr, h.momentum, h.dampening, h.nesterov != 0);
-    st->wdf1 = adamp::sgdp_wd_factor(h.lr, h.weight_decay, 1.0, h.momentum);
-  }
+template <class P>
+__global__ void set_hyper_kernel(typename P::Hyper* dst, typename P::Hyper h) {
+  *dst = h;
 }
-
-__global__ void set_hyper_kernel(Hyper* dst, Hyper h) { *dst = h; }
 __global__ void set_step_kernel(TensorState* st, double step) { st->step = step; }
 
 }  // namespace adamp_cuda

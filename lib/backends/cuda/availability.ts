@@ -38,7 +38,7 @@ function reportOf(): { addon: CudaAddon; report: BackendReport } | { report: Bac
       report: {
         name: 'cuda', available: false,
         reason: 'this build of the addon has no CUDA engine (built without nvcc, or with ADAMP_WITH_CUDA=OFF); ' +
-          'rebuild with the CUDA toolkit installed: npx cmake-js rebuild --CDADAMP_WITH_CUDA=ON',
+          'with the CUDA toolkit and cmake-js installed: ADAMP_FORCE_BUILD=1 ADAMP_WITH_CUDA=1 npm rebuild adamp (in a clone: npm run build:native:cuda)',
         details: { path: r.path },
       },
     };

@@ -31,34 +31,61 @@ export interface CudaConfig {
   device?: number;
 }
 
-/** Buffer selectors of cudaUpload / cudaDownload. */
-export const CudaBuffer = { p: 0, g: 1, m: 2, v: 3 } as const;
+/** What the C++ registry says about one optimizer (the same facts as the addon's `kinds()`). */
+export interface CudaKind {
+  name: string;
+  /** State slots per element. */
+  slots: number;
+  /** Hyperparameter names in wire order. */
+  hyper: string[];
+  projects: boolean;
+}
+
+/** Buffer selectors of cudaUpload / cudaDownload / cudaDeviceAddress: the param, its gradient, state slot k. */
+export const CudaBuffer = { p: 0, g: 1, state: (k: number): number => 2 + k } as const;
+
+/** How a step runs. */
+export interface CudaStepOptions {
+  /** Compute the info record's norms; when false they are NaN (the squared norm before a projected tensor's step comes free). Default true. */
+  norms?: boolean;
+}
 
 export interface CudaAddon {
   cudaStatus(): CudaStatus;
-  cudaCreate(kind: 'adamp' | 'sgdp', config?: CudaConfig): CudaHandle;
+  /** The optimizers the kernels were built for, in registry (kind number) order. */
+  cudaKinds(): CudaKind[];
+  /** A context for one kind (a registry name); throws ERR_ADAMP_INVALID_ARGUMENT for an unknown kind. */
+  cudaCreate(kind: string, config?: CudaConfig): CudaHandle;
   /** `external`: CudaExternal flags of buffers the caller binds (cudaBind) instead of the context allocating them. */
   cudaAddTensor(h: CudaHandle, numel: number, outer: number, channels: number, inner: number, eligible: boolean, external?: number): number;
+  /**
+   * Queued host-to-device copy; `data` may be reused when it returns. A gradient (`CudaBuffer.g`)
+   * goes through pinned staging and returns before the copy ran (it waits only when the device
+   * is two steps behind); other buffers are copied from pageable memory.
+   */
   cudaUpload(h: CudaHandle, id: number, which: number, data: Float32Array): void;
   /** Waits for the context's queued work, then copies. */
   cudaDownload(h: CudaHandle, id: number, which: number, out: Float32Array): void;
-  /** AdamP: the steps a tensor has completed (the next step uses completedSteps + 1). */
+  /** The steps a tensor has completed (the next step uses completedSteps + 1). */
   cudaSetStep(h: CudaHandle, id: number, completedSteps: number): void;
-  /** Queued on the device; returns without waiting. */
-  cudaStepAdamP(h: CudaHandle, ids: Int32Array, hp: {
-    lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; delta: number; wdRatio: number; nesterov: boolean;
-  }): void;
-  cudaStepSGDP(h: CudaHandle, ids: Int32Array, hp: {
-    lr: number; momentum: number; dampening: number; weightDecay: number; eps: number; delta: number; wdRatio: number; nesterov: boolean;
-  }): void;
+  /**
+   * One step of the tensors `ids` with one group's hyperparameters in the kind's wire order
+   * (booleans as 0/1), checked by the C++ policy (ERR_ADAMP_INVALID_ARGUMENT naming the field).
+   * Queued on the device; returns without waiting.
+   */
+  cudaStep(h: CudaHandle, ids: Int32Array, hyper: Float64Array, options?: CudaStepOptions): void;
   /** The info records of the last step of `ids` (8 doubles each, see engine.ts `Info`); waits. */
   cudaInfo(h: CudaHandle, ids: Int32Array, out: Float64Array): void;
   cudaSync(h: CudaHandle): void;
   cudaDestroy(h: CudaHandle): void;
 
   // ---- device memory (native/cuda/device_memory.cu) ----
-  /** Zeroed device memory, freed by cudaBufferFree or when the handle is garbage-collected. Throws ERR_ADAMP_CUDA_OOM. */
-  cudaAlloc(device: number, bytes: number): CudaBufferHandle;
+  /**
+   * Device memory zeroed in the order of `stream` (omitted/null: the legacy default stream, which
+   * blocking streams wait for); returns without waiting for the device. Freed by cudaBufferFree or
+   * when the handle is garbage-collected (never waits: a background thread frees it). Throws ERR_ADAMP_CUDA_OOM.
+   */
+  cudaAlloc(device: number, bytes: number, stream?: bigint | null): CudaBufferHandle;
   cudaBufferFree(b: CudaBufferHandle): void;
   cudaBufferAddress(b: CudaBufferHandle): bigint;
   /** Synchronous copies between a host array and a device view (strides in elements, null = row-major). */
@@ -97,8 +124,8 @@ export interface CudaMemoryStats {
 export const CudaExternal = { p: 1, g: 2 } as const;
 
 export const CUDA_FUNCTIONS = [
-  'cudaStatus', 'cudaCreate', 'cudaAddTensor', 'cudaUpload', 'cudaDownload', 'cudaSetStep', 'cudaStepAdamP',
-  'cudaStepSGDP', 'cudaInfo', 'cudaSync', 'cudaDestroy', 'cudaAlloc', 'cudaBufferFree', 'cudaBufferAddress',
+  'cudaStatus', 'cudaKinds', 'cudaCreate', 'cudaAddTensor', 'cudaUpload', 'cudaDownload', 'cudaSetStep', 'cudaStep', 'cudaInfo',
+  'cudaSync', 'cudaDestroy', 'cudaAlloc', 'cudaBufferFree', 'cudaBufferAddress',
   'cudaCopyToDevice', 'cudaCopyToHost', 'cudaZero', 'cudaPointerInfo', 'cudaMemInfo', 'cudaMemoryStats', 'cudaDeviceAddress', 'cudaBind', 'cudaCopyStrided',
   'cudaSetStream', 'cudaGetStream', 'cudaWhenDone',
 ] as const satisfies readonly (keyof CudaAddon)[];

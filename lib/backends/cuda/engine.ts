@@ -1,10 +1,13 @@
 /**
- * The CUDA engine: the optimizer's state lives in device buffers of one context (one stream).
+ * The CUDA engine: every registered optimizer's step on the GPU (the fused kernels of native/cuda,
+ * templates on the C++ element policies). An optimizer's state lives in device buffers of one
+ * context per kind (all on one stream).
  *
- * Host params (Float32Array): a tensor is uploaded once, at its first step (p and its state);
- * each step uploads only the gradient and queues the fused kernels, without waiting for the
- * device. Params and state are written back into the host arrays by `flush()` (the facade calls
- * it before it reads them: `synchronize()`, `stateDict()`, `dispose()`).
+ * Host params (Float32Array): a tensor is uploaded once, at its first step (p and its state
+ * slots); each step uploads only the gradient (through pinned staging: the call returns before
+ * the copy runs) and queues the fused kernels, without waiting for the device. Params and state
+ * are written back into the host arrays by `flush()` (the facade calls it before it reads them:
+ * `synchronize()`, `stateDict()`, `dispose()`).
  *
  * Device params (DeviceTensor, `Slot.device`): the kernels read and write the param (and a
  * device gradient) in place; the context owns only the state. A non-contiguous (strided) param
@@ -19,16 +22,20 @@
  */
 import type { Engine, Slot, StepJob, StepOptions } from '../engine';
 import { INFO_STRIDE } from '../../core/info';
-import { CudaBuffer, CudaExternal, type CudaAddon, type CudaBufferHandle, type CudaConfig, type CudaHandle } from './binding';
+import {
+  CudaBuffer, CudaExternal, type CudaAddon, type CudaBufferHandle, type CudaConfig, type CudaHandle, type CudaKind,
+} from './binding';
 
 interface Entry {
+  /** The context (kind) the tensor lives in. */
+  h: CudaHandle;
   id: number;
   /** Host params: the array written back by flush(). Device params: null. */
   p: Float32Array | null;
-  m: Float32Array;
-  v: Float32Array;
+  /** The state arrays the device copy came from (host params: written back by flush()). */
+  state: readonly Float32Array[];
   numel: number;
-  /** AdamP: steps the device copy has completed. */
+  /** Steps the device copy has completed. */
   steps: number;
   /** Device params: which of p and g the kernels read from caller memory (CudaExternal flags, fixed at creation). */
   external: number;
@@ -40,100 +47,110 @@ interface Entry {
 
 export interface CudaEngineOptions {
   config?: CudaConfig;
-  /** A caller's cudaStream_t to queue on (default: the context's own stream). */
+  /** A caller's cudaStream_t to queue on (default: the engine's own stream). */
   stream?: bigint;
+  /** The kind whose context `currentStream()` creates before the first step (default: the first registered kind). */
+  kind?: string;
 }
 
 export class CudaEngine implements Engine {
   readonly name = 'cuda' as const;
   private readonly addon: CudaAddon;
-  private kind: 'adamp' | 'sgdp' | null = null;
   private readonly config: CudaConfig | undefined;
-  private ctx: CudaHandle | null = null;
+  private readonly defaultKind: string | undefined;
+  private kinds: Map<string, CudaKind> | undefined;
+  /** One context per kind; the first one's own stream carries every context's work unless a caller's stream is set. */
+  private contexts = new Map<string, CudaHandle>();
+  private primary: CudaHandle | null = null;
+  private primaryStream: bigint | null = null;
   private stream: bigint | null;
   /** Keyed by the host param's data array, or by the device param (`DeviceSlot.key`). */
   private entries = new Map<object, Entry>();
-  /** Where the info record of each tensor's last step goes (filled on request): tensor id -> (array, slot index). */
-  private pendingInfo = new Map<number, { info: Float64Array; index: number }>();
+  /** Where the info record of each tensor's last step goes (filled on request): per context, tensor id -> (array, slot index). */
+  private pendingInfo = new Map<CudaHandle, Map<number, { info: Float64Array; index: number }>>();
   /** Host params changed on the device since the last flush. */
   private dirty = false;
 
-  constructor(addon: CudaAddon, options: CudaEngineOptions) {
+  constructor(addon: CudaAddon, options: CudaEngineOptions = {}) {
     this.addon = addon;
     this.config = options.config;
     this.stream = options.stream ?? null;
+    this.defaultKind = options.kind;
   }
 
-  step(job: StepJob, _options: StepOptions): void {
+  /** Queues one group's step; returns without waiting for the device. */
+  step(job: StepJob, options: StepOptions): void {
     const kind = job.spec.kind;
-    if (kind !== 'adamp' && kind !== 'sgdp') throw new Error(`CudaEngine: ${job.spec.name} is not available on this build's CUDA engine`);
-    if (this.kind === null) this.kind = kind;
-    const { slots, info } = job;
-    const ids = this.prepare(slots, kind);
-    const o = job.options as { lr: number; betas: [number, number]; eps: number; weightDecay: number; delta: number; wdRatio: number; nesterov: boolean; momentum: number; dampening: number };
-    if (kind === 'adamp') {
-      this.addon.cudaStepAdamP(this.context(), ids, { lr: o.lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weightDecay, delta: o.delta, wdRatio: o.wdRatio, nesterov: o.nesterov });
-      for (const s of slots) this.entries.get(keyOf(s))!.steps = s.step;
-    } else {
-      this.addon.cudaStepSGDP(this.context(), ids, o);
+    const h = this.context(kind);
+    if (job.info.length < job.slots.length * INFO_STRIDE) {
+      throw new RangeError(`CudaEngine: info has ${job.info.length} doubles, ${job.slots.length * INFO_STRIDE} needed`);
     }
-    this.finishStep(slots, ids, info);
+    const ids = this.prepare(h, kind, job.slots);
+    this.addon.cudaStep(h, ids, job.hyper, { norms: options.norms });
+    for (const s of job.slots) this.entries.get(keyOf(s))!.steps = s.step;
+    this.finishStep(h, job.slots, ids, job.info);
   }
 
   /** Queues every group's step, then resolves when the device has finished them (waited off the JS thread). */
   async stepAsync(jobs: readonly StepJob[], options: StepOptions): Promise<void> {
     for (const j of jobs) this.step(j, options);
-    if (this.ctx !== null) await this.addon.cudaWhenDone(this.ctx);
+    // Every context queues on the same stream: one event after the last step covers them all.
+    if (this.primary !== null) await this.addon.cudaWhenDone(this.primary);
   }
 
   /** Writes the info records of the last step into the arrays the facade passed (waits for the device). */
   flushInfo(): void {
-    if (this.ctx === null || this.pendingInfo.size === 0) return;
-    const ids = Int32Array.from(this.pendingInfo.keys());
-    const all = new Float64Array(ids.length * INFO_STRIDE);
-    this.addon.cudaInfo(this.ctx, ids, all);
-    let k = 0;
-    for (const { info, index } of this.pendingInfo.values()) {
-      info.set(all.subarray(k * INFO_STRIDE, (k + 1) * INFO_STRIDE), index * INFO_STRIDE);
-      k++;
+    for (const [h, pending] of this.pendingInfo) {
+      if (pending.size === 0) continue;
+      const ids = Int32Array.from(pending.keys());
+      const all = new Float64Array(ids.length * INFO_STRIDE);
+      this.addon.cudaInfo(h, ids, all);
+      let k = 0;
+      for (const { info, index } of pending.values()) {
+        info.set(all.subarray(k * INFO_STRIDE, (k + 1) * INFO_STRIDE), index * INFO_STRIDE);
+        k++;
+      }
+      pending.clear();
     }
-    this.pendingInfo.clear();
   }
 
   /** Waits for the queued steps; writes host params and their state back, and the pending info records. */
   flush(): void {
-    if (this.ctx === null) return;
+    if (this.primary === null) return;
     this.flushInfo();
     if (this.dirty) {
       for (const e of this.entries.values()) {
         if (e.p === null) continue;
-        this.addon.cudaDownload(this.ctx, e.id, CudaBuffer.p, e.p);
-        this.addon.cudaDownload(this.ctx, e.id, CudaBuffer.m, e.m);
-        if (this.kind === 'adamp') this.addon.cudaDownload(this.ctx, e.id, CudaBuffer.v, e.v);
+        this.addon.cudaDownload(e.h, e.id, CudaBuffer.p, e.p);
+        e.state.forEach((a, k) => { if (a.length === e.numel) this.addon.cudaDownload(e.h, e.id, CudaBuffer.state(k), a); });
       }
       this.dirty = false;
     }
-    this.addon.cudaSync(this.ctx);
+    for (const h of this.contexts.values()) this.addon.cudaSync(h);
   }
 
+  /** The state slots of a device param, copied to the host (undefined when it has none on the device). */
   readDeviceState(key: object): Float32Array[] | undefined {
     const e = this.entries.get(key);
-    if (this.ctx === null || e === undefined || e.p !== null) return undefined;
-    const m = new Float32Array(e.numel);
-    this.addon.cudaDownload(this.ctx, e.id, CudaBuffer.m, m);
-    if (this.kind !== 'adamp') return [m];
-    const v = new Float32Array(e.numel);
-    this.addon.cudaDownload(this.ctx, e.id, CudaBuffer.v, v);
-    return [m, v];
+    if (e === undefined || e.p !== null) return undefined;
+    const n = e.state.length;
+    const out: Float32Array[] = [];
+    for (let k = 0; k < n; k++) {
+      const a = new Float32Array(e.numel);
+      this.addon.cudaDownload(e.h, e.id, CudaBuffer.state(k), a);
+      out.push(a);
+    }
+    return out;
   }
 
   setStream(stream: bigint | null): void {
     this.stream = stream;
-    if (this.ctx !== null) this.addon.cudaSetStream(this.ctx, stream);
+    for (const h of this.contexts.values()) this.addon.cudaSetStream(h, stream ?? this.primaryStream);
   }
 
   currentStream(): bigint {
-    return this.addon.cudaGetStream(this.context());
+    if (this.primary === null) this.context(this.defaultKind ?? this.kindList()[0].name);
+    return this.addon.cudaGetStream(this.primary!);
   }
 
   /**
@@ -143,8 +160,8 @@ export class CudaEngine implements Engine {
    * they are (their memory is the caller's).
    */
   invalidate(): void {
-    if (this.ctx !== null && this.dirty) {
-      for (const e of this.entries.values()) if (e.p !== null) this.addon.cudaDownload(this.ctx, e.id, CudaBuffer.p, e.p);
+    if (this.dirty) {
+      for (const e of this.entries.values()) if (e.p !== null) this.addon.cudaDownload(e.h, e.id, CudaBuffer.p, e.p);
     }
     this.release();
   }
@@ -154,42 +171,69 @@ export class CudaEngine implements Engine {
   }
 
   private release(): void {
-    if (this.ctx !== null) this.addon.cudaDestroy(this.ctx); // waits for queued work, frees every buffer the context owns
+    // Destroying a context never waits for the device: its buffers are freed by a background
+    // thread once the work using them is done; scratch buffers the same way.
+    for (const h of this.contexts.values()) this.addon.cudaDestroy(h);
     for (const e of this.entries.values()) {
       if (e.scratch.p) this.addon.cudaBufferFree(e.scratch.p);
       if (e.scratch.g) this.addon.cudaBufferFree(e.scratch.g);
     }
-    this.ctx = null;
+    this.contexts = new Map();
+    this.primary = null;
+    this.primaryStream = null;
     this.entries = new Map();
     this.pendingInfo = new Map();
     this.dirty = false;
   }
 
-  private context(): CudaHandle {
-    if (this.ctx === null) {
-      this.ctx = this.addon.cudaCreate(this.kind ?? 'adamp', this.config);
-      if (this.stream !== null) this.addon.cudaSetStream(this.ctx, this.stream);
+  private kindList(): CudaKind[] {
+    return this.addon.cudaKinds();
+  }
+
+  private kindInfo(kind: string): CudaKind {
+    if (this.kinds === undefined) this.kinds = new Map(this.kindList().map((k) => [k.name, k]));
+    const k = this.kinds.get(kind);
+    if (k === undefined) {
+      const e = new Error(`CudaEngine: the CUDA kernels know no optimizer '${kind}' (built for ${[...this.kinds.keys()].join(', ')})`);
+      (e as { code?: string }).code = 'ERR_ADAMP_INVALID_ARGUMENT';
+      throw e;
     }
-    return this.ctx;
+    return k;
+  }
+
+  /** The context of a kind, created on first use; every context queues on the same stream. */
+  private context(kind: string): CudaHandle {
+    let h = this.contexts.get(kind);
+    if (h !== undefined) return h;
+    this.kindInfo(kind);
+    h = this.addon.cudaCreate(kind, this.config);
+    if (this.primary === null) {
+      this.primary = h;
+      this.primaryStream = this.addon.cudaGetStream(h);
+    }
+    const stream = this.stream ?? (h === this.primary ? null : this.primaryStream);
+    if (stream !== null) this.addon.cudaSetStream(h, stream);
+    this.contexts.set(kind, h);
+    this.pendingInfo.set(h, new Map());
+    return h;
   }
 
   /**
    * The address of a buffer of ours for p or g of a device tensor: the context's own (not
    * external), or a scratch allocation bound in place of the caller's memory for this step.
    */
-  private ownBuffer(h: CudaHandle, e: Entry, which: 'p' | 'g'): bigint {
+  private ownBuffer(e: Entry, which: 'p' | 'g'): bigint {
     const sel = which === 'p' ? CudaBuffer.p : CudaBuffer.g;
     const flag = which === 'p' ? CudaExternal.p : CudaExternal.g;
-    if (!(e.external & flag)) return this.addon.cudaDeviceAddress(h, e.id, sel);
+    if (!(e.external & flag)) return this.addon.cudaDeviceAddress(e.h, e.id, sel);
     let buf = e.scratch[which];
-    if (buf === undefined) buf = e.scratch[which] = this.addon.cudaAlloc(this.config?.device ?? 0, e.numel * 4);
+    if (buf === undefined) buf = e.scratch[which] = this.addon.cudaAlloc(this.config?.device ?? 0, e.numel * 4, this.addon.cudaGetStream(e.h));
     const addr = this.addon.cudaBufferAddress(buf);
-    this.addon.cudaBind(h, e.id, sel, addr);
+    this.addon.cudaBind(e.h, e.id, sel, addr);
     return addr;
   }
 
-  private finishStep(slots: readonly Slot[], ids: Int32Array, info: Float64Array): void {
-    const h = this.context();
+  private finishStep(h: CudaHandle, slots: readonly Slot[], ids: Int32Array, info: Float64Array): void {
     // Strided device params: scatter the updated values back into the caller's view.
     for (let k = 0; k < slots.length; k++) {
       const d = slots[k].device;
@@ -198,44 +242,44 @@ export class CudaEngine implements Engine {
       if (e.staged !== null) this.addon.cudaCopyStrided(h, d.p.pointer, d.p.strides, e.staged, null, d.p.shape);
     }
     if (slots.some((s) => s.device === undefined)) this.dirty = true;
-    if (info.length < ids.length * INFO_STRIDE) {
-      throw new RangeError(`CudaEngine: info has ${info.length} doubles, ${ids.length * INFO_STRIDE} needed`);
-    }
     // The device keeps one record per tensor (its last step): a tensor stepped again replaces its entry.
-    for (let k = 0; k < ids.length; k++) this.pendingInfo.set(ids[k], { info, index: k });
+    const pending = this.pendingInfo.get(h)!;
+    for (let k = 0; k < ids.length; k++) pending.set(ids[k], { info, index: k });
   }
 
   /** Device ids of the slots: new tensors are added (state uploaded when the host has it), gradients uploaded or bound. */
-  private prepare(slots: readonly Slot[], kind: 'adamp' | 'sgdp'): Int32Array {
-    if (kind !== this.kind) throw new Error(`CudaEngine: this engine steps ${this.kind}, not ${kind}`);
-    const h = this.context();
+  private prepare(h: CudaHandle, kind: string, slots: readonly Slot[]): Int32Array {
+    const nslots = this.kindInfo(kind).slots;
     const ids = new Int32Array(slots.length);
     for (let k = 0; k < slots.length; k++) {
       const s = slots[k];
       const d = s.device;
       const key = keyOf(s);
+      if (s.state.length !== nslots) {
+        throw new RangeError(`CudaEngine: ${kind} keeps ${nslots} state slot(s), slot ${k} has ${s.state.length}`);
+      }
       let e = this.entries.get(key);
-      const sm = s.state[0], sv = kind === 'adamp' ? s.state[1] : EMPTY_STATE;
-      if (e !== undefined && (e.m !== sm || (kind === 'adamp' && e.v !== sv))) e = undefined; // state replaced: upload again
+      if (e !== undefined && e.h !== h) {
+        throw new Error(`CudaEngine: slot ${k} was stepped by another optimizer kind before; one param, one optimizer`);
+      }
+      if (e !== undefined && e.state.some((a, i) => a !== s.state[i])) e = undefined; // state replaced: upload again
       if (e === undefined) {
         const known = this.entries.get(key);
         const numel = d ? d.numel : s.p.length;
         const external = d ? (d.p.strides === null ? CudaExternal.p : 0) | (d.g !== null && d.g.strides === null ? CudaExternal.g : 0) : 0;
         const id = known?.id ?? this.addon.cudaAddTensor(h, numel, s.outer, s.channels, s.inner, s.eligible, external);
         e = {
-          id, p: d ? null : s.p, m: sm, v: sv, numel, steps: kind === 'adamp' ? s.step - 1 : 0,
+          h, id, p: d ? null : s.p, state: s.state, numel, steps: known?.steps ?? 0,
           external: known?.external ?? external, staged: null, scratch: known?.scratch ?? {},
         };
         if (!d) this.addon.cudaUpload(h, id, CudaBuffer.p, s.p);
         // Device params start with zero state made on the device (empty arrays), or upload loaded state.
-        if (sm.length === numel) this.addon.cudaUpload(h, id, CudaBuffer.m, sm);
-        if (kind === 'adamp') {
-          if (sv.length === numel) this.addon.cudaUpload(h, id, CudaBuffer.v, sv);
-          this.addon.cudaSetStep(h, id, s.step - 1);
-        }
+        s.state.forEach((a, i) => { if (a.length === numel) this.addon.cudaUpload(h, id, CudaBuffer.state(i), a); });
         this.entries.set(key, e);
-      } else if (kind === 'adamp' && e.steps !== s.step - 1) {
+      }
+      if (e.steps !== s.step - 1) {
         this.addon.cudaSetStep(h, e.id, s.step - 1);
+        e.steps = s.step - 1;
       }
       if (d) {
         // The param: bound in place when contiguous, else gathered into a buffer of ours (scattered back after the step).
@@ -243,14 +287,14 @@ export class CudaEngine implements Engine {
           this.addon.cudaBind(h, e.id, CudaBuffer.p, d.p.pointer);
           e.staged = null;
         } else {
-          e.staged = this.ownBuffer(h, e, 'p');
+          e.staged = this.ownBuffer(e, 'p');
           this.addon.cudaCopyStrided(h, e.staged, null, d.p.pointer, d.p.strides, d.p.shape);
         }
         // The gradient: bound in place when contiguous on the device, else copied into a buffer of ours.
         if (d.g !== null && d.g.strides === null && e.external & CudaExternal.g) {
           this.addon.cudaBind(h, e.id, CudaBuffer.g, d.g.pointer);
         } else {
-          const buf = this.ownBuffer(h, e, 'g');
+          const buf = this.ownBuffer(e, 'g');
           if (d.g !== null) this.addon.cudaCopyStrided(h, buf, null, d.g.pointer, d.g.strides, d.g.shape);
           else this.addon.cudaUpload(h, e.id, CudaBuffer.g, s.g);
         }
@@ -262,8 +306,6 @@ export class CudaEngine implements Engine {
     return ids;
   }
 }
-
-const EMPTY_STATE = new Float32Array(0);
 
 function keyOf(s: Slot): object {
   return s.device ? s.device.key : s.p;

@@ -10,7 +10,7 @@ import { CudaEngine } from './engine';
 export { CudaEngine } from './engine';
 export type { CudaEngineOptions } from './engine';
 export { hasCuda } from './binding';
-export type { CudaAddon, CudaConfig, CudaStatus } from './binding';
+export type { CudaAddon, CudaConfig, CudaKind, CudaStatus } from './binding';
 
 export const cudaProvider: EngineProvider = {
   report: cudaReport,

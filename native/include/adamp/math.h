@@ -1,4 +1,6 @@
-// The arithmetic of one AdamP / SGDP step, shared by the CPU core and the CUDA kernels.
+// The arithmetic every optimizer shares, for the CPU core and the CUDA kernels: float32
+// primitives, the projection, the step, and the projection decision from per-channel sums. Each
+// optimizer's own element code is its policy (adamp/optim/*.h, listed in adamp/optim/registry.h).
 //
 // Every function here is inline and compiles as host C++ and as CUDA device code (ADAMP_HD).
 // The element-wise functions are templates on the value type: `float` on the GPU and in the
@@ -6,15 +8,9 @@
 // both paths run literally the same sequence of float32 operations.
 //
 // Numerics follow docs/numerics.md (the official clovaai/AdamP v0.3.0 on PyTorch's AVX2 CPU
-// kernels; #adamp, #sgdp, #the-projection):
-//   m   = fma(g, f32(1-b1), f32(m*f32(b1)))
-//   v   = fma(f32(f32(1-b2)*g), g, f32(v*f32(b2)))
-//   den = f32(f32(sqrt(v)) / f32(sqrt(bc2))) + f32(eps)
-//   u   = m / den                       (nesterov: f32(f32(b1*m) + f32((1-b1)*g)) / den)
-//   buf = fma(g, f32(1-dampening), f32(buf*f32(momentum)))            (SGDP)
-//   d   = buf                           (nesterov: g + f32(momentum*buf))
+// kernels; #the-projection, #the-projection-decision):
 //   u'  = u - f32(f32(p/div_c) * scale_c)                             (projection)
-//   p   = fma(u', f32(-step_size), f32(p*wdf))
+//   p   = fma(u', f32(-step_size), f32(p*wdf))                         (the step)
 //
 // note: the float primitives below never contract (a*b+c stays two roundings) except where
 // f_fma says so. Host builds must use -ffp-contract=off; on the device the _rn intrinsics
@@ -115,109 +111,8 @@ ADAMP_HD static inline F f_splat(float x) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-step constants, rounded to float32 once (docs/numerics.md#conventions: scalars are doubles until they meet a
-// tensor).
-
-struct AdamPScalarsF {
-  float b1;        // f32(beta1)
-  float omb1;      // f32(1 - beta1)
-  float b2;        // f32(beta2)
-  float omb2;      // f32(1 - beta2)
-  float sqrt_bc2;  // f32(sqrt(1 - beta2^step))
-  float eps;       // f32(eps)
-  float neg_step;  // f32(-(lr / (1 - beta1^step)))
-  int nesterov;    // 0 or 1
-};
-
-struct SGDPScalarsF {
-  float mom;     // f32(momentum)
-  float omd;     // f32(1 - dampening)
-  float neg_lr;  // f32(-lr)
-  int nesterov;  // 0 or 1
-};
-
-/** `step` is the count after this step's increment (1 at the first step). */
-ADAMP_HD static inline AdamPScalarsF make_adamp_scalars(double lr, double beta1, double beta2, double eps, double step,
-                                                 bool nesterov) {
-  AdamPScalarsF s;
-  const double bc1 = 1.0 - pow(beta1, step);
-  const double bc2 = 1.0 - pow(beta2, step);
-  s.b1 = (float)beta1;
-  s.omb1 = (float)(1.0 - beta1);
-  s.b2 = (float)beta2;
-  s.omb2 = (float)(1.0 - beta2);
-  s.sqrt_bc2 = (float)sqrt(bc2);
-  s.eps = (float)eps;
-  s.neg_step = (float)(-(lr / bc1));
-  s.nesterov = nesterov ? 1 : 0;
-  return s;
-}
-
-ADAMP_HD static inline SGDPScalarsF make_sgdp_scalars(double lr, double momentum, double dampening, bool nesterov) {
-  SGDPScalarsF s;
-  s.mom = (float)momentum;
-  s.omd = (float)(1.0 - dampening);
-  s.neg_lr = (float)(-lr);
-  s.nesterov = nesterov ? 1 : 0;
-  return s;
-}
-
-/** AdamP's decoupled weight-decay factor `f32(1 - lr*wd*ratio)`; 1 unless wd > 0. */
-ADAMP_HD static inline float adamp_wd_factor(double lr, double weight_decay, double ratio) {
-  return weight_decay > 0 ? (float)(1.0 - lr * weight_decay * ratio) : 1.0f;
-}
-
-/** SGDP's weight-decay factor `f32(1 - lr*wd*ratio/(1-momentum))`; 1 unless wd > 0. */
-ADAMP_HD static inline float sgdp_wd_factor(double lr, double weight_decay, double ratio, double momentum) {
-  return weight_decay > 0 ? (float)(1.0 - (lr * weight_decay * ratio) / (1.0 - momentum)) : 1.0f;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Element-wise math (F = float or a SIMD vector of floats with the same primitives).
-
-/** Adam's moments, in place. */
-template <class F>
-ADAMP_HD static inline void adamp_moments(F& m, F& v, F g, const AdamPScalarsF& s) {
-  m = f_fma(g, f_splat<F>(s.omb1), f_mul(m, f_splat<F>(s.b1)));
-  v = f_fma(f_mul(f_splat<F>(s.omb2), g), g, f_mul(v, f_splat<F>(s.b2)));
-}
-
-/** `sqrt(v) / sqrt(bc2) + eps` (eps after the division: PyTorch-Adam placement). */
-template <class F>
-ADAMP_HD static inline F adamp_denom(F v, const AdamPScalarsF& s) {
-  return f_add(f_div(f_sqrt(v), f_splat<F>(s.sqrt_bc2)), f_splat<F>(s.eps));
-}
-
-/** The update u before projection, from the UPDATED m and the current g. */
-template <bool Nesterov, class F>
-ADAMP_HD static inline F adamp_update(F m, F v, F g, const AdamPScalarsF& s) {
-  const F den = adamp_denom(v, s);
-  if (Nesterov) return f_div(f_add(f_mul(f_splat<F>(s.b1), m), f_mul(f_splat<F>(s.omb1), g)), den);
-  return f_div(m, den);
-}
-
-template <class F>
-ADAMP_HD static inline F adamp_update(F m, F v, F g, const AdamPScalarsF& s) {
-  return s.nesterov ? adamp_update<true>(m, v, g, s) : adamp_update<false>(m, v, g, s);
-}
-
-/** SGDP's momentum buffer, in place: `buf*momentum + (1-dampening)*g` (dampening from step 1). */
-template <class F>
-ADAMP_HD static inline F sgdp_buffer(F buf, F g, const SGDPScalarsF& s) {
-  return f_fma(g, f_splat<F>(s.omd), f_mul(buf, f_splat<F>(s.mom)));
-}
-
-/** SGDP's update d before projection: the buffer itself, or `g + momentum*buf` with Nesterov. */
-template <bool Nesterov, class F>
-ADAMP_HD static inline F sgdp_update(F buf, F g, const SGDPScalarsF& s) {
-  if (Nesterov) return f_add(g, f_mul(f_splat<F>(s.mom), buf));
-  return buf;
-}
-
-template <class F>
-ADAMP_HD static inline F sgdp_update(F buf, F g, const SGDPScalarsF& s) {
-  return s.nesterov ? sgdp_update<true>(buf, g, s) : sgdp_update<false>(buf, g, s);
-}
+// Element-wise math shared by the policies (F = float or a SIMD vector of floats with the same
+// primitives). Each optimizer's own element code is its policy (adamp/optim/*.h).
 
 /** The projected update `u - (p / div) * scale` (per-channel div and scale from proj_coef). */
 template <class F>

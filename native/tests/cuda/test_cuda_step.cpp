@@ -1,14 +1,24 @@
-// The CUDA step against the host: many shapes, seeds and options for AdamP and SGDP, the
-// reference fixtures of the official implementation, run-to-run determinism and schedules.
+// The CUDA step of every registered optimizer (AdamP, SGDP, AdamW, SGD) against the host: many
+// shapes, seeds and options, every compile-time variant of each policy (SGD's first step and
+// Nesterov included), the reference fixtures (the official AdamP/SGDP code; PyTorch's AdamW/SGD
+// when test/fixtures/torch is there), run-to-run determinism, one block against the full grid bit
+// for bit over 200 steps, hyperparameters from device memory, info norms on request, the C API's
+// refusals, device memory and external buffers.
 //
-// The host reference is a plain loop over adamp/math.h (the arithmetic the CPU core runs);
-// when built with ADAMP_TEST_CPU_CORE it is also checked against the CPU core itself.
+// The host reference is a plain loop over the policies' element code (adamp/optim/*.h) and
+// adamp/math.h's decision: the headers the CPU core and the kernels are written against.
 // Exit codes: 0 pass, 1 failures, 77 no usable GPU (CTest reports it as skipped).
 //
-//   test_cuda_step [--fixtures DIR] [--quick]
+//   test_cuda_step [--fixtures DIR] [--quick | --sanitize | --tsan] [--seeds N] [--no-oom-probe]
+// --sanitize: a small set that still reaches every item layout (compute-sanitizer slows kernels 10-100x);
+// --tsan: smaller still, for the ThreadSanitizer build of the emulation;
+// --seeds N: random seeds per case (default 3, 1 with --quick);
+// --no-oom-probe (or ADAMP_TEST_NO_OOM_PROBE=1): skip the allocation larger than the device, which
+//   compute-sanitizer reports as an API error.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -17,10 +27,10 @@
 #include <vector>
 
 #include "../../cuda/adamp_cuda.h"
-#include "adamp/math.h"
+#include "adamp/optim/registry.h"
 #include "mini_json.h"
-#if defined(ADAMP_TEST_CPU_CORE)
-#include "../../cpu/step.h"
+#if !defined(ADAMP_CUDA_EMULATION)
+#include <cuda_runtime.h>
 #endif
 
 namespace {
@@ -28,15 +38,15 @@ namespace {
 int g_failures = 0;
 int g_checks = 0;
 
-#define EXPECT(cond, ...)                           \
-  do {                                              \
-    ++g_checks;                                     \
-    if (!(cond)) {                                  \
-      ++g_failures;                                 \
-      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::fprintf(stderr, __VA_ARGS__);            \
-      std::fprintf(stderr, "\n");                   \
-    }                                               \
+#define EXPECT(cond, ...)                                         \
+  do {                                                            \
+    ++g_checks;                                                   \
+    if (!(cond)) {                                                \
+      ++g_failures;                                               \
+      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);   \
+      std::fprintf(stderr, __VA_ARGS__);                          \
+      std::fprintf(stderr, "\n");                                 \
+    }                                                             \
   } while (0)
 
 #define CUDA_OK(call)                                                                            \
@@ -49,13 +59,42 @@ int g_checks = 0;
     }                                                                                            \
   } while (0)
 
+enum Mode { kQuick = 1, kSanitize = 2, kTsan = 4 };
+int g_mode = 0;
+bool has(int m) { return (g_mode & m) != 0; }
+
+constexpr int kMaxSlots = 2;
+
+/** A registered kind, as the C API reports it. */
+struct Kind {
+  int index;
+  std::string name;
+  int slots, nhyper;
+  bool projects;
+};
+
+std::vector<Kind> kinds() {
+  std::vector<Kind> out;
+  for (int k = 0; k < adamp_cuda_kind_count(); ++k) {
+    Kind x;
+    x.index = k;
+    x.name = adamp_cuda_kind_name(k);
+    int projects = 0;
+    adamp_cuda_kind_info(k, &x.slots, &x.nhyper, &projects);
+    x.projects = projects != 0;
+    out.push_back(x);
+  }
+  return out;
+}
+
 struct Tensor {
   std::vector<int64_t> shape;
   int channel_axis = 0;  // 0 = PyTorch, -1 = TensorFlow.js
-  std::vector<float> p, m, v;
+  std::vector<float> p;
+  std::vector<float> st[kMaxSlots];
   int64_t numel = 1, outer = 1, channels = 1, inner = 1;
   bool eligible = false;
-  double step = 0;  // AdamP completed steps
+  double step = 0;  // completed steps
 };
 
 void geometry(Tensor& t) {
@@ -68,117 +107,91 @@ void geometry(Tensor& t) {
   if (t.eligible) {
     const size_t ax = t.channel_axis < 0 ? t.shape.size() - 1 : (size_t)t.channel_axis;
     t.channels = t.shape[ax];
-    t.outer = 1;
     for (size_t i = 0; i < ax; ++i) t.outer *= t.shape[i];
     t.inner = t.channels ? t.numel / (t.outer * t.channels) : 0;
-  } else if (t.numel > 0) {
-    t.channels = 1;
-    t.inner = t.numel;
   }
 }
-
-struct AdamPHp {
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0, delta = 0.1, wd_ratio = 0.1;
-  bool nesterov = false;
-};
-struct SGDPHp {
-  double lr = 0.1, momentum = 0, dampening = 0, weight_decay = 0, eps = 1e-8, delta = 0.1, wd_ratio = 0.1;
-  bool nesterov = false;
-};
 
 // ---------------------------------------------------------------------------------------------
-// Host reference: the JS engine's two passes, written over adamp/math.h.
+// Host reference: the policy's element code in a plain loop, two passes around adamp::decide.
 
-void ref_adamp(Tensor& t, const std::vector<float>& g, const AdamPHp& hp, double* info) {
+/** Variants each kind's reference ran (bit v = variant v), to check coverage. */
+uint32_t g_variants_seen[8];
+
+template <class P>
+void ref_step_policy(int kind, Tensor& t, const std::vector<float>& g, const double* hyper, double* info) {
+  typename P::Hyper h;
+  std::memcpy(&h, hyper, sizeof(h));
   t.step += 1;
-  const adamp::AdamPScalarsF s = adamp::make_adamp_scalars(hp.lr, hp.beta1, hp.beta2, hp.eps, t.step, hp.nesterov);
+  const typename P::Scalars s = P::scalars(h, t.step);
+  g_variants_seen[kind] |= 1u << s.variant;
   const int64_t n = t.numel;
   double before = 0, after = 0, delta = 0;
-  if (!t.eligible) {
-    const float wdf = adamp::adamp_wd_factor(hp.lr, hp.weight_decay, 1.0);
-    for (int64_t i = 0; i < n; ++i) {
-      adamp::adamp_moments(t.m[i], t.v[i], g[i], s);
-      const float u = adamp::adamp_update(t.m[i], t.v[i], g[i], s);
-      const float p0 = t.p[i], p1 = adamp::apply_step(p0, u, wdf, s.neg_step);
-      t.p[i] = p1;
-      before += (double)p0 * p0;
-      after += (double)p1 * p1;
-      delta += ((double)p1 - p0) * ((double)p1 - p0);
+  adamp::with_variant<P>(s.variant, [&](auto tag) {
+    constexpr int V = decltype(tag)::value;
+    bool done = false;
+    if constexpr (P::kProjects) {
+      if (t.eligible) {
+        done = true;
+        std::vector<adamp::ChannelSums> sums(t.channels);
+        for (auto& x : sums) adamp::sums_zero(x);
+        for (int64_t i = 0; i < n; ++i) {
+          float e[P::kSlots];
+          for (int k = 0; k < P::kSlots; ++k) e[k] = t.st[k][i];
+          const float u = P::template update<V>(g[i], t.p[i], e, s);
+          for (int k = 0; k < P::kSlots; ++k) t.st[k][i] = e[k];
+          adamp::sums_accumulate(sums[(i / t.inner) % t.channels], g[i], t.p[i], u);
+        }
+        const adamp::DecisionParams dp = P::decision_params(h);
+        const adamp::DecisionResult r = adamp::decide(sums.data(), t.channels, n, dp.delta, dp.wd_ratio, dp.eps);
+        const float wdf = P::wd_factor(h, r.ratio);
+        const bool proj = adamp::is_projected(r.code);
+        for (int64_t i = 0; i < n; ++i) {
+          float e[P::kSlots];
+          for (int k = 0; k < P::kSlots; ++k) e[k] = t.st[k][i];
+          float u = P::template stored<V>(g[i], e, s);
+          const float p0 = t.p[i];
+          if (proj) {
+            const adamp::ProjCoef c = adamp::proj_coef_for(r, sums.data(), (i / t.inner) % t.channels, (float)dp.eps);
+            u = adamp::project(u, p0, c.div, c.scale);
+            if (P::writes_back(V)) t.st[0][i] = u;
+          }
+          const float p1 = P::apply(p0, u, wdf, s);
+          t.p[i] = p1;
+          after += (double)p1 * p1;
+          delta += ((double)p1 - p0) * ((double)p1 - p0);
+        }
+        adamp::write_info(info, r, after, delta);
+      }
     }
-    adamp::write_info_not_eligible(info, before, after, delta);
-    return;
-  }
-  std::vector<adamp::ChannelSums> sums(t.channels);
-  for (auto& x : sums) adamp::sums_zero(x);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t c = (i / t.inner) % t.channels;
-    adamp::adamp_moments(t.m[i], t.v[i], g[i], s);
-    const float u = adamp::adamp_update(t.m[i], t.v[i], g[i], s);
-    adamp::sums_accumulate(sums[c], g[i], t.p[i], u);
-  }
-  const adamp::DecisionResult r = adamp::decide(sums.data(), t.channels, n, hp.delta, hp.wd_ratio, hp.eps);
-  const float wdf = adamp::adamp_wd_factor(hp.lr, hp.weight_decay, r.ratio);
-  const bool proj = adamp::is_projected(r.code);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t c = (i / t.inner) % t.channels;
-    float u = adamp::adamp_update(t.m[i], t.v[i], g[i], s);
-    const float p0 = t.p[i];
-    if (proj) {
-      const adamp::ProjCoef k = adamp::proj_coef_for(r, sums.data(), c, (float)hp.eps);
-      u = adamp::project(u, p0, k.div, k.scale);
+    if (!done) {
+      const float wdf = P::wd_factor(h, 1.0);
+      for (int64_t i = 0; i < n; ++i) {
+        float e[P::kSlots];
+        for (int k = 0; k < P::kSlots; ++k) e[k] = t.st[k][i];
+        const float p0 = t.p[i];
+        const float u = P::template update<V>(g[i], p0, e, s);
+        const float p1 = P::apply(p0, u, wdf, s);
+        for (int k = 0; k < P::kSlots; ++k) t.st[k][i] = e[k];
+        t.p[i] = p1;
+        before += (double)p0 * p0;
+        after += (double)p1 * p1;
+        delta += ((double)p1 - p0) * ((double)p1 - p0);
+      }
+      adamp::write_info_not_eligible(info, before, after, delta);
+      if (!P::kProjects) info[adamp::kInfoDecision] = adamp::kDecisionNotApplicable;
     }
-    const float p1 = adamp::apply_step(p0, u, wdf, s.neg_step);
-    t.p[i] = p1;
-    after += (double)p1 * p1;
-    delta += ((double)p1 - p0) * ((double)p1 - p0);
-  }
-  adamp::write_info(info, r, after, delta);
+  });
 }
 
-void ref_sgdp(Tensor& t, const std::vector<float>& g, const SGDPHp& hp, double* info) {
-  const adamp::SGDPScalarsF s = adamp::make_sgdp_scalars(hp.lr, hp.momentum, hp.dampening, hp.nesterov);
-  const int64_t n = t.numel;
-  double before = 0, after = 0, delta = 0;
-  if (!t.eligible) {
-    const float wdf = adamp::sgdp_wd_factor(hp.lr, hp.weight_decay, 1.0, hp.momentum);
-    for (int64_t i = 0; i < n; ++i) {
-      t.m[i] = adamp::sgdp_buffer(t.m[i], g[i], s);
-      const float d = adamp::sgdp_update(t.m[i], g[i], s);
-      const float p0 = t.p[i], p1 = adamp::apply_step(p0, d, wdf, s.neg_lr);
-      t.p[i] = p1;
-      before += (double)p0 * p0;
-      after += (double)p1 * p1;
-      delta += ((double)p1 - p0) * ((double)p1 - p0);
-    }
-    adamp::write_info_not_eligible(info, before, after, delta);
-    return;
+void ref_step(const Kind& k, Tensor& t, const std::vector<float>& g, const std::vector<double>& hyper, double* info) {
+  const bool found = adamp::with_policy((adamp::OptKind)k.index, [&](auto pol) {
+    ref_step_policy<decltype(pol)>(k.index, t, g, hyper.data(), info);
+  });
+  if (!found) {
+    std::fprintf(stderr, "FATAL: no policy for kind %d\n", k.index);
+    std::exit(1);
   }
-  std::vector<adamp::ChannelSums> sums(t.channels);
-  for (auto& x : sums) adamp::sums_zero(x);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t c = (i / t.inner) % t.channels;
-    t.m[i] = adamp::sgdp_buffer(t.m[i], g[i], s);
-    const float d = adamp::sgdp_update(t.m[i], g[i], s);
-    adamp::sums_accumulate(sums[c], g[i], t.p[i], d);
-  }
-  const adamp::DecisionResult r = adamp::decide(sums.data(), t.channels, n, hp.delta, hp.wd_ratio, hp.eps);
-  const float wdf = adamp::sgdp_wd_factor(hp.lr, hp.weight_decay, r.ratio, hp.momentum);
-  const bool proj = adamp::is_projected(r.code);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t c = (i / t.inner) % t.channels;
-    float d = adamp::sgdp_update(t.m[i], g[i], s);
-    const float p0 = t.p[i];
-    if (proj) {
-      const adamp::ProjCoef k = adamp::proj_coef_for(r, sums.data(), c, (float)hp.eps);
-      d = adamp::project(d, p0, k.div, k.scale);
-      if (!hp.nesterov) t.m[i] = d;  // the official d aliases the buffer
-    }
-    const float p1 = adamp::apply_step(p0, d, wdf, s.neg_lr);
-    t.p[i] = p1;
-    after += (double)p1 * p1;
-    delta += ((double)p1 - p0) * ((double)p1 - p0);
-  }
-  adamp::write_info(info, r, after, delta);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,28 +200,24 @@ void ref_sgdp(Tensor& t, const std::vector<float>& g, const SGDPHp& hp, double* 
 struct Gpu {
   adamp_cuda_ctx* ctx = nullptr;
   std::vector<int> ids;
-  bool adam;
-  Gpu(bool adam_, const std::vector<Tensor>& ts, const adamp_cuda_config* cfg) : adam(adam_) {
-    CUDA_OK(adamp_cuda_create(&ctx, adam ? ADAMP_CUDA_ADAMP : ADAMP_CUDA_SGDP, 0, cfg));
+  const Kind& kind;
+  Gpu(const Kind& k, const std::vector<Tensor>& ts, const adamp_cuda_config* cfg) : kind(k) {
+    CUDA_OK(adamp_cuda_create(&ctx, k.name.c_str(), 0, cfg));
     for (const Tensor& t : ts) {
       adamp_cuda_tensor_desc d = {t.numel, t.outer, t.channels, t.inner, t.eligible ? 1 : 0};
       int id = -1;
       CUDA_OK(adamp_cuda_add_tensor(ctx, &d, &id));
       ids.push_back(id);
       CUDA_OK(adamp_cuda_upload(ctx, id, ADAMP_CUDA_P, t.p.data(), t.numel));
-      CUDA_OK(adamp_cuda_upload(ctx, id, ADAMP_CUDA_M, t.m.data(), t.numel));
-      if (adam) {
-        CUDA_OK(adamp_cuda_upload(ctx, id, ADAMP_CUDA_V, t.v.data(), t.numel));
-        CUDA_OK(adamp_cuda_set_step(ctx, id, (int64_t)t.step));
-      }
+      for (int s = 0; s < k.slots; ++s) CUDA_OK(adamp_cuda_upload(ctx, id, ADAMP_CUDA_STATE(s), t.st[s].data(), t.numel));
+      CUDA_OK(adamp_cuda_set_step(ctx, id, (int64_t)t.step));
     }
   }
   ~Gpu() { adamp_cuda_destroy(ctx); }
   void download(std::vector<Tensor>& out) {
     for (size_t i = 0; i < out.size(); ++i) {
       CUDA_OK(adamp_cuda_download(ctx, ids[i], ADAMP_CUDA_P, out[i].p.data(), out[i].numel));
-      CUDA_OK(adamp_cuda_download(ctx, ids[i], ADAMP_CUDA_M, out[i].m.data(), out[i].numel));
-      if (adam) CUDA_OK(adamp_cuda_download(ctx, ids[i], ADAMP_CUDA_V, out[i].v.data(), out[i].numel));
+      for (int s = 0; s < kind.slots; ++s) CUDA_OK(adamp_cuda_download(ctx, ids[i], ADAMP_CUDA_STATE(s), out[i].st[s].data(), out[i].numel));
     }
   }
 };
@@ -219,6 +228,7 @@ const char* decision_name(double d) {
     case 1: return "channel";
     case 2: return "layer";
     case 3: return "not_eligible";
+    case 4: return "not_applicable";
   }
   return "?";
 }
@@ -232,8 +242,8 @@ double max_abs(const std::vector<float>& a) {
 /** max |a - b| <= tol_rel * scale (NaN must match NaN). */
 bool close(const std::vector<float>& a, const std::vector<float>& b, double scale, double tol_rel, double* worst) {
   double w = 0;
-  bool ok = true;
-  for (size_t i = 0; i < a.size(); ++i) {
+  bool ok = a.size() == b.size();
+  for (size_t i = 0; ok && i < a.size(); ++i) {
     if (std::isnan(a[i]) || std::isnan(b[i])) {
       if (!(std::isnan(a[i]) && std::isnan(b[i]))) ok = false;
       continue;
@@ -248,6 +258,10 @@ bool close(const std::vector<float>& a, const std::vector<float>& b, double scal
   return ok && w <= tol_rel * scale + 1e-38;
 }
 
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
 bool rel_close(double a, double b, double tol) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
   return std::fabs(a - b) <= tol * std::fmax(std::fabs(a), std::fabs(b)) + 1e-300;
@@ -256,10 +270,7 @@ bool rel_close(double a, double b, double tol) {
 void compare_info(const char* what, size_t ti, const double* gi, const double* ri) {
   EXPECT(gi[0] == ri[0], "%s tensor %zu: decision gpu=%s ref=%s (max|cos| gpu %.9g ref %.9g, thr %.9g; layer %.9g / %.9g)",
          what, ti, decision_name(gi[0]), decision_name(ri[0]), gi[1], ri[1], ri[2], gi[3], ri[3]);
-  // cos values: sums in another order and precision. The CPU core sums float32 products over
-  // 16-term float lanes before folding blocks in double (simd.h BSum): its error on a dot product
-  // is below gamma_16 * sum|x_i y_i| <= 9.6e-7 * ||x|| ||y||, i.e. 9.6e-7 absolute on a cos (the
-  // official's own float32 reductions are of the same class). The norms: relative, the same bound.
+  // cos values: the same double sums in another order (parallel folds); the thresholds exact.
   const double cos_abs = 1e-6;
   EXPECT(rel_close(gi[1], ri[1], 1e-5) || std::fabs(gi[1] - ri[1]) < cos_abs, "%s tensor %zu: channel max|cos| %.9g vs %.9g", what, ti, gi[1], ri[1]);
   EXPECT(rel_close(gi[2], ri[2], 0), "%s tensor %zu: channel threshold %.9g vs %.9g", what, ti, gi[2], ri[2]);
@@ -268,6 +279,53 @@ void compare_info(const char* what, size_t ti, const double* gi, const double* r
   for (int f = 5; f < 8; ++f)
     EXPECT(rel_close(gi[f], ri[f], 1e-6) || std::fabs(gi[f] - ri[f]) < 1e-30, "%s tensor %zu: info[%d] %.17g vs %.17g", what, ti, f,
            gi[f], ri[f]);
+}
+
+/**
+ * Whether the device must match the reference bit for bit: a one-pass optimizer runs the same
+ * float32 operations; only the scalars' double pow (AdamW's bias corrections) may differ by an ulp
+ * between the device's pow and the host's, so on a GPU that holds for SGD only.
+ */
+bool bitwise_expected(const Kind& k) {
+#if defined(ADAMP_CUDA_EMULATION)
+  return !k.projects;
+#else
+  return k.name == "sgd";
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hyperparameter presets per kind, in wire order (adamp/optim/<kind>.h `Hyper`).
+
+std::vector<std::vector<double>> presets(const Kind& k) {
+  if (k.name == "adamp")  // lr, beta1, beta2, eps, weightDecay, delta, wdRatio, nesterov
+    return {{1e-3, 0.9, 0.999, 1e-8, 0.01, 0.1, 0.1, 0},
+            {1e-3, 0.9, 0.999, 1e-8, 0.1, 0.1, 0.2, 1},
+            {1e-3, 0.8, 0.99, 1e-6, 0, 3.0, 0.1, 0},
+            {1e-2, 0.9, 0.999, 1e-8, 0, 0.1, 0.1, 1}};
+  if (k.name == "sgdp")  // lr, momentum, dampening, weightDecay, nesterov, eps, delta, wdRatio
+    return {{0.1, 0.9, 0, 1e-4, 0, 1e-8, 0.1, 0.1},
+            {0.1, 0.9, 0, 1e-3, 1, 1e-8, 0.1, 0.1},
+            {0.1, 0.5, 0.1, 0, 0, 1e-8, 3.0, 0.1},
+            {0.1, 0, 0, 0.01, 0, 1e-6, 0.1, 0.1}};
+  if (k.name == "adamw")  // lr, beta1, beta2, eps, weightDecay
+    return {{1e-3, 0.9, 0.999, 1e-8, 0.01}, {1e-2, 0.9, 0.999, 1e-8, 0}, {1e-3, 0.8, 0.99, 1e-6, 0.1}, {0.5, 0.9, 0.999, 1e-8, 0.05}};
+  if (k.name == "sgd")  // lr, momentum, dampening, weightDecay, nesterov: every reachable variant bit
+    return {{0.1, 0, 0, 0, 0},        {0.1, 0, 0, 1e-3, 0},   {0.1, 0.9, 0, 0, 0},    {0.1, 0.9, 0, 1e-4, 0},
+            {0.1, 0.9, 0, 0, 1},      {0.1, 0.9, 0, 1e-3, 1}, {0.05, 0.5, 0.1, 1e-2, 0}};
+  std::fprintf(stderr, "FATAL: no presets for kind '%s': add them here\n", k.name.c_str());
+  std::exit(1);
+}
+
+/** The variants a kind's presets reach (bit v = variant v). */
+uint32_t reachable_variants(const Kind& k) {
+  if (k.name == "sgd") {  // first step (4) with and without momentum; Nesterov (8) needs momentum
+    uint32_t m = 0;
+    for (int v : {0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 14, 15}) m |= 1u << v;
+    return m;
+  }
+  if (k.name == "adamw") return 1u;
+  return 3u;  // adamp, sgdp: 1 = Nesterov
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,16 +361,15 @@ std::vector<float> make_grad(const Tensor& t, GradKind kind, std::mt19937_64& rn
   return g;
 }
 
-Tensor make_tensor(std::vector<int64_t> shape, int axis, std::mt19937_64& rng, bool adam, bool zero_weights = false) {
+Tensor make_tensor(std::vector<int64_t> shape, int axis, std::mt19937_64& rng, const Kind& k, bool zero_weights = false) {
   Tensor t;
   t.shape = std::move(shape);
   t.channel_axis = axis;
   geometry(t);
   std::normal_distribution<float> nd(0.f, 1.f);
   t.p.resize(t.numel);
-  t.m.assign(t.numel, 0.f);
-  t.v.assign(adam ? t.numel : 0, 0.f);
   for (auto& x : t.p) x = zero_weights ? 0.f : nd(rng);
+  for (int s = 0; s < k.slots; ++s) t.st[s].assign(t.numel, 0.f);
   return t;
 }
 
@@ -321,7 +378,8 @@ struct Shape {
   int axis;
 };
 
-const std::vector<Shape>& shapes(bool quick) {
+/** Shapes reaching every item layout: single chunks, whole rows, pieces of long rows, column tiles. */
+const std::vector<Shape>& shapes() {
   static const std::vector<Shape> all = {
       {{64, 3, 7, 7}, 0},      {{64}, 0},            {{10, 20}, 0},        {{1, 16}, 0},        {{10, 1}, 0},
       {{7}, 0},                {{}, 0},              {{256, 64, 1, 1}, 0}, {{64, 64, 3, 3}, 0}, {{33, 37}, 0},
@@ -331,32 +389,30 @@ const std::vector<Shape>& shapes(bool quick) {
   };
   static const std::vector<Shape> small = {{{64, 3, 7, 7}, 0}, {{64}, 0},          {{10, 20}, 0}, {{1, 16}, 0},
                                            {{10, 1}, 0},       {{3, 3, 64, 128}, -1}, {{3, 10001}, 0}, {{5, 7, 40}, 1}};
-  return quick ? small : all;
+  // --tsan: one tensor per item layout with several items each at chunk 256 (column tiles, whole
+  // rows, pieces of a long row, single chunks).
+  static const std::vector<Shape> tiny = {{{16, 3, 3, 3}, 0}, {{16}, 0}, {{3, 900}, 0}, {{12, 40}, 0}, {{40, 6}, -1}, {{}, 0}};
+  return has(kTsan) ? tiny : has(kQuick) ? small : all;
 }
 
+const char* cfg_name(const adamp_cuda_config* c) { return c ? (c->chunk == 256 ? "chunk256" : "custom") : "default"; }
+
 /** Steps `steps` times on the GPU and on the host reference and compares after every step. */
-void run_random_case(bool adam, uint64_t seed, int variant, const adamp_cuda_config* cfg, const char* cfg_name, bool quick) {
+void run_random_case(const Kind& kind, uint64_t seed, size_t preset, const adamp_cuda_config* cfg) {
   std::mt19937_64 rng(seed);
+  const std::vector<double> hyper = presets(kind)[preset];
   std::vector<Tensor> ts;
-  for (const Shape& s : shapes(quick)) ts.push_back(make_tensor(s.dims, s.axis, rng, adam, variant == 3 && ts.size() % 5 == 2));
-  AdamPHp ah;
-  SGDPHp sh;
-  switch (variant % 4) {
-    case 0: ah.weight_decay = 0.01; sh.momentum = 0.9; sh.weight_decay = 1e-4; break;
-    case 1: ah.nesterov = true; ah.weight_decay = 0.1; ah.wd_ratio = 0.2; sh.momentum = 0.9; sh.nesterov = true; sh.weight_decay = 1e-3; break;
-    case 2: ah.delta = 3.0; ah.beta1 = 0.8; ah.beta2 = 0.99; ah.eps = 1e-6; sh.momentum = 0.5; sh.dampening = 0.1; sh.delta = 3.0; break;
-    default: ah.weight_decay = -1; sh.momentum = 0; sh.weight_decay = 0.01; sh.eps = 1e-6; break;
-  }
-  Gpu gpu(adam, ts, cfg);
+  for (const Shape& s : shapes()) ts.push_back(make_tensor(s.dims, s.axis, rng, kind, preset == 3 && ts.size() % 5 == 2));
+  Gpu gpu(kind, ts, cfg);
   std::vector<Tensor> got = ts;
-  const int steps = 3;
-  const GradKind kinds[] = {kRandom, kChannelOrth, kLayerOrth, kParallel, kZero, kZeroRow};
+  const int steps = has(kTsan) ? 2 : 3;
+  const GradKind gks[] = {kRandom, kChannelOrth, kLayerOrth, kParallel, kZero, kZeroRow};
   for (int st = 0; st < steps; ++st) {
     std::vector<std::vector<float>> grads(ts.size());
     std::vector<int> active;
     for (size_t i = 0; i < ts.size(); ++i) {
-      grads[i] = make_grad(ts[i], kinds[(i + st + variant) % 6], rng);
-      if ((i + st) % 7 == 6) continue;  // no gradient this step: skipped entirely
+      grads[i] = make_grad(ts[i], gks[(i + st + preset) % 6], rng);
+      if ((i + st) % 7 == 6) continue;  // no gradient this step: skipped entirely (its first step comes later)
       active.push_back(gpu.ids[i]);
       CUDA_OK(adamp_cuda_upload(gpu.ctx, gpu.ids[i], ADAMP_CUDA_G, grads[i].data(), ts[i].numel));
     }
@@ -365,68 +421,59 @@ void run_random_case(bool adam, uint64_t seed, int variant, const adamp_cuda_con
     size_t k = 0;
     for (size_t i = 0; i < ts.size(); ++i) {
       if ((i + st) % 7 == 6) continue;
-      if (adam) ref_adamp(ts[i], grads[i], ah, &ref_info[8 * k]);
-      else ref_sgdp(ts[i], grads[i], sh, &ref_info[8 * k]);
+      ref_step(kind, ts[i], grads[i], hyper, &ref_info[8 * k]);
       ++k;
     }
-    if (adam) {
-      adamp_cuda_adamp_hp hp = {ah.lr, ah.beta1, ah.beta2, ah.eps, ah.weight_decay, ah.delta, ah.wd_ratio, ah.nesterov};
-      CUDA_OK(adamp_cuda_step_adamp(gpu.ctx, active.data(), (int)active.size(), &hp));
-    } else {
-      adamp_cuda_sgdp_hp hp = {sh.lr, sh.momentum, sh.dampening, sh.weight_decay, sh.eps, sh.delta, sh.wd_ratio, sh.nesterov};
-      CUDA_OK(adamp_cuda_step_sgdp(gpu.ctx, active.data(), (int)active.size(), &hp));
-    }
+    CUDA_OK(adamp_cuda_step(gpu.ctx, active.data(), (int)active.size(), hyper.data(), (int)hyper.size()));
     CUDA_OK(adamp_cuda_info(gpu.ctx, active.data(), (int)active.size(), gpu_info.data()));
     gpu.download(got);
-    char what[160];
+    char what[200];
     k = 0;
     for (size_t i = 0; i < ts.size(); ++i) {
       if ((i + st) % 7 == 6) continue;
-      std::snprintf(what, sizeof(what), "%s seed %llu variant %d [%s] step %d", adam ? "adamp" : "sgdp",
-                    (unsigned long long)seed, variant, cfg_name, st + 1);
+      std::snprintf(what, sizeof(what), "%s seed %llu preset %zu [%s] step %d", kind.name.c_str(), (unsigned long long)seed,
+                    preset, cfg_name(cfg), st + 1);
       compare_info(what, i, &gpu_info[8 * k], &ref_info[8 * k]);
       const double grad_scale = max_abs(grads[i]);
       double worst = 0;
+      if (bitwise_expected(kind)) {
+        EXPECT(same_bits(got[i].p, ts[i].p), "%s tensor %zu: p differs from the reference bitwise", what, i);
+        for (int s = 0; s < kind.slots; ++s)
+          EXPECT(same_bits(got[i].st[s], ts[i].st[s]), "%s tensor %zu: state %d differs from the reference bitwise", what, i, s);
+      }
       const double sp = std::fmax(max_abs(ts[i].p), max_abs(before[i].p));
       EXPECT(close(got[i].p, ts[i].p, sp, 1e-6, &worst), "%s tensor %zu: p differs by %.3g (scale %.3g)", what, i, worst, sp);
-      const double sm = std::fmax(std::fmax(max_abs(ts[i].m), max_abs(before[i].m)), grad_scale);
-      EXPECT(close(got[i].m, ts[i].m, sm, 1e-6, &worst), "%s tensor %zu: m differs by %.3g (scale %.3g)", what, i, worst, sm);
-      if (adam) {
-        const double sv = std::fmax(max_abs(ts[i].v), max_abs(before[i].v));
-        EXPECT(close(got[i].v, ts[i].v, sv, 1e-6, &worst), "%s tensor %zu: v differs by %.3g", what, i, worst);
+      for (int s = 0; s < kind.slots; ++s) {
+        // A buffer projected down to rounding noise (SGDP) is compared at its pre-projection size.
+        const double sc = std::fmax(std::fmax(max_abs(ts[i].st[s]), max_abs(before[i].st[s])), s == 0 ? grad_scale : 0.0);
+        EXPECT(close(got[i].st[s], ts[i].st[s], sc, 1e-6, &worst), "%s tensor %zu: state %d differs by %.3g (scale %.3g)", what, i, s,
+               worst, sc);
       }
       ++k;
     }
     // Keep both sides on the same values so differences do not compound over steps.
     for (size_t i = 0; i < ts.size(); ++i) {
-      got[i].step = ts[i].step;
       ts[i].p = got[i].p;
-      ts[i].m = got[i].m;
-      ts[i].v = got[i].v;
+      for (int s = 0; s < kind.slots; ++s) ts[i].st[s] = got[i].st[s];
     }
   }
 }
 
 /** Two fresh contexts, same inputs: every output bit identical. */
-void run_determinism(bool adam, const adamp_cuda_config* cfg, bool quick) {
+void run_determinism(const Kind& kind, const adamp_cuda_config* cfg) {
   std::mt19937_64 rng(1234);
   std::vector<Tensor> ts;
-  for (const Shape& s : shapes(quick)) ts.push_back(make_tensor(s.dims, s.axis, rng, adam));
+  for (const Shape& s : shapes()) ts.push_back(make_tensor(s.dims, s.axis, rng, kind));
   std::vector<std::vector<float>> grads;
   for (size_t i = 0; i < ts.size(); ++i) grads.push_back(make_grad(ts[i], (GradKind)(i % 6), rng));
+  const std::vector<double> hyper = presets(kind)[0];
   std::vector<std::vector<float>> outs[2];
   std::vector<double> infos[2];
   for (int run = 0; run < 2; ++run) {
-    Gpu gpu(adam, ts, cfg);
+    Gpu gpu(kind, ts, cfg);
     for (int st = 0; st < 3; ++st) {
       for (size_t i = 0; i < ts.size(); ++i) CUDA_OK(adamp_cuda_upload(gpu.ctx, gpu.ids[i], ADAMP_CUDA_G, grads[i].data(), ts[i].numel));
-      if (adam) {
-        adamp_cuda_adamp_hp hp = {1e-3, 0.9, 0.999, 1e-8, 0.01, 0.1, 0.1, 0};
-        CUDA_OK(adamp_cuda_step_adamp(gpu.ctx, gpu.ids.data(), (int)gpu.ids.size(), &hp));
-      } else {
-        adamp_cuda_sgdp_hp hp = {0.1, 0.9, 0, 1e-4, 1e-8, 0.1, 0.1, 0};
-        CUDA_OK(adamp_cuda_step_sgdp(gpu.ctx, gpu.ids.data(), (int)gpu.ids.size(), &hp));
-      }
+      CUDA_OK(adamp_cuda_step(gpu.ctx, gpu.ids.data(), (int)gpu.ids.size(), hyper.data(), (int)hyper.size()));
     }
     infos[run].resize(ts.size() * 8);
     CUDA_OK(adamp_cuda_info(gpu.ctx, gpu.ids.data(), (int)gpu.ids.size(), infos[run].data()));
@@ -434,94 +481,226 @@ void run_determinism(bool adam, const adamp_cuda_config* cfg, bool quick) {
     gpu.download(got);
     for (auto& t : got) {
       outs[run].push_back(t.p);
-      outs[run].push_back(t.m);
-      outs[run].push_back(t.v);
+      for (int s = 0; s < kind.slots; ++s) outs[run].push_back(t.st[s]);
     }
   }
-  bool same = infos[0].size() == infos[1].size() &&
-              std::memcmp(infos[0].data(), infos[1].data(), infos[0].size() * sizeof(double)) == 0;
-  for (size_t i = 0; i < outs[0].size(); ++i)
-    same = same && outs[0][i].size() == outs[1][i].size() &&
-           (outs[0][i].empty() || std::memcmp(outs[0][i].data(), outs[1][i].data(), outs[0][i].size() * 4) == 0);
-  EXPECT(same, "%s: two runs of the same steps differ bitwise", adam ? "adamp" : "sgdp");
+  bool same = std::memcmp(infos[0].data(), infos[1].data(), infos[0].size() * sizeof(double)) == 0;
+  for (size_t i = 0; i < outs[0].size(); ++i) same = same && same_bits(outs[0][i], outs[1][i]);
+  EXPECT(same, "%s [%s]: two runs of the same steps differ bitwise", kind.name.c_str(), cfg_name(cfg));
+}
+
+/**
+ * One block against the full grid, bit for bit, over many steps with small items: every partial
+ * has one writer and every fold a fixed order, so which block did which item (and when a pass-2
+ * item found its decision ready) must not change a bit. On a GPU this exercises the cross-block
+ * hand-off under real concurrency (the emulation runs 4 blocks).
+ */
+void run_one_block_vs_grid(const Kind& kind, int steps) {
+  std::mt19937_64 rng(4242);
+  std::vector<Tensor> ts;
+  const std::vector<Shape> sh = {{{64, 3, 3, 3}, 0}, {{64}, 0},       {{10, 20}, 0},  {{3, 9, 35}, 1},
+                                 {{3, 3, 16, 32}, -1}, {{1, 3000}, 0}, {{20, 1}, 0},   {{96, 40}, 0}};
+  for (const Shape& s : sh) ts.push_back(make_tensor(s.dims, s.axis, rng, kind));
+  adamp_cuda_config one = {256, 2048, 2, 0, 1}, full = {256, 2048, 2, 0, 0};
+  Gpu a(kind, ts, &one), b(kind, ts, &full);
+  const std::vector<std::vector<double>> ps = presets(kind);
+  std::vector<double> ia(ts.size() * 8), ib(ts.size() * 8);
+  int projected = 0;
+  for (int st = 0; st < steps; ++st) {
+    std::vector<int> active;
+    for (size_t i = 0; i < ts.size(); ++i) {
+      if ((i + st) % 5 == 4) continue;
+      const std::vector<float> g = make_grad(ts[i], (GradKind)((i + st) % 4), rng);
+      CUDA_OK(adamp_cuda_upload(a.ctx, a.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
+      CUDA_OK(adamp_cuda_upload(b.ctx, b.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
+      active.push_back((int)i);
+    }
+    const std::vector<double>& h = ps[(st / 10) % ps.size()];
+    CUDA_OK(adamp_cuda_step(a.ctx, active.data(), (int)active.size(), h.data(), (int)h.size()));
+    CUDA_OK(adamp_cuda_step(b.ctx, active.data(), (int)active.size(), h.data(), (int)h.size()));
+    if (st % 50 == 49 || st == steps - 1) {
+      CUDA_OK(adamp_cuda_info(a.ctx, active.data(), (int)active.size(), ia.data()));
+      CUDA_OK(adamp_cuda_info(b.ctx, active.data(), (int)active.size(), ib.data()));
+      EXPECT(std::memcmp(ia.data(), ib.data(), active.size() * 8 * sizeof(double)) == 0,
+             "%s: one block and the full grid give different info records at step %d", kind.name.c_str(), st + 1);
+      for (size_t j = 0; j < active.size(); ++j) projected += adamp::is_projected((int)ia[8 * j]) ? 1 : 0;
+    }
+  }
+  std::vector<Tensor> ga = ts, gb = ts;
+  a.download(ga);
+  b.download(gb);
+  bool same = true;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    same = same && same_bits(ga[i].p, gb[i].p);
+    for (int s = 0; s < kind.slots; ++s) same = same && same_bits(ga[i].st[s], gb[i].st[s]);
+  }
+  EXPECT(same, "%s: one block and the full grid differ bitwise after %d steps", kind.name.c_str(), steps);
+  if (kind.projects) EXPECT(projected > 0, "%s: no projection fired in the one-block test (it would not test the hand-off)", kind.name.c_str());
 }
 
 /** More tensors than one launch holds (kMaxTensors = 128), steps repeated. */
-void run_many_tensors(bool adam, bool quick) {
+void run_many_tensors(const Kind& kind) {
   std::mt19937_64 rng(99);
   std::vector<Tensor> ts;
-  for (int i = 0; i < (quick ? 140 : 300); ++i) {
+  for (int i = 0; i < (has(kQuick) ? 140 : 300); ++i) {
     const int64_t c = 1 + (int64_t)(rng() % 96), k = 1 + (int64_t)(rng() % 200);
-    if (i % 3 == 0) ts.push_back(make_tensor({c}, 0, rng, adam));
-    else ts.push_back(make_tensor({c, k}, i % 5 == 0 ? -1 : 0, rng, adam));
+    if (i % 3 == 0) ts.push_back(make_tensor({c}, 0, rng, kind));
+    else ts.push_back(make_tensor({c, k}, i % 5 == 0 ? -1 : 0, rng, kind));
   }
-  adamp_cuda_config cfg = {1024, 4096, 2, 0};
-  Gpu gpu(adam, ts, &cfg);
+  adamp_cuda_config cfg = {1024, 4096, 2, 0, 0};
+  Gpu gpu(kind, ts, &cfg);
   std::vector<Tensor> got = ts;
-  AdamPHp ah;
-  ah.weight_decay = 0.01;
-  SGDPHp sh;
-  sh.momentum = 0.9;
-  sh.weight_decay = 1e-4;
-  for (int st = 0; st < (quick ? 2 : 4); ++st) {
+  const std::vector<double> hyper = presets(kind)[0];
+  for (int st = 0; st < (has(kQuick) ? 2 : 4); ++st) {
     std::vector<double> ref_info(ts.size() * 8), gpu_info(ts.size() * 8);
     for (size_t i = 0; i < ts.size(); ++i) {
       std::vector<float> g = make_grad(ts[i], (GradKind)((i + st) % 4), rng);
       CUDA_OK(adamp_cuda_upload(gpu.ctx, gpu.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
-      if (adam) ref_adamp(ts[i], g, ah, &ref_info[8 * i]);
-      else ref_sgdp(ts[i], g, sh, &ref_info[8 * i]);
+      ref_step(kind, ts[i], g, hyper, &ref_info[8 * i]);
     }
-    if (adam) {
-      adamp_cuda_adamp_hp hp = {ah.lr, ah.beta1, ah.beta2, ah.eps, ah.weight_decay, ah.delta, ah.wd_ratio, 0};
-      CUDA_OK(adamp_cuda_step_adamp(gpu.ctx, gpu.ids.data(), (int)gpu.ids.size(), &hp));
-    } else {
-      adamp_cuda_sgdp_hp hp = {sh.lr, sh.momentum, sh.dampening, sh.weight_decay, sh.eps, sh.delta, sh.wd_ratio, 0};
-      CUDA_OK(adamp_cuda_step_sgdp(gpu.ctx, gpu.ids.data(), (int)gpu.ids.size(), &hp));
-    }
+    CUDA_OK(adamp_cuda_step(gpu.ctx, gpu.ids.data(), (int)gpu.ids.size(), hyper.data(), (int)hyper.size()));
     CUDA_OK(adamp_cuda_info(gpu.ctx, gpu.ids.data(), (int)gpu.ids.size(), gpu_info.data()));
     gpu.download(got);
     for (size_t i = 0; i < ts.size(); ++i) {
       char what[64];
-      std::snprintf(what, sizeof(what), "%s many-tensors step %d", adam ? "adamp" : "sgdp", st + 1);
+      std::snprintf(what, sizeof(what), "%s many-tensors step %d", kind.name.c_str(), st + 1);
       compare_info(what, i, &gpu_info[8 * i], &ref_info[8 * i]);
       double worst = 0;
       EXPECT(close(got[i].p, ts[i].p, max_abs(ts[i].p), 1e-6, &worst), "%s tensor %zu: p differs by %.3g", what, i, worst);
       ts[i].p = got[i].p;
-      ts[i].m = got[i].m;
-      ts[i].v = got[i].v;
+      for (int s = 0; s < kind.slots; ++s) ts[i].st[s] = got[i].st[s];
     }
   }
 }
 
+/**
+ * Hyperparameters from device memory (a null `hyper` after adamp_cuda_set_hyper) and a step
+ * without the info norms give the same params and state, bit for bit, as a plain step.
+ */
+void run_hyper_and_norms(const Kind& kind) {
+  std::mt19937_64 rng(77);
+  std::vector<Tensor> ts;
+  for (const Shape& s : std::vector<Shape>{{{32, 3, 3, 3}, 0}, {{32}, 0}, {{4, 500}, 0}, {{12, 10}, -1}})
+    ts.push_back(make_tensor(s.dims, s.axis, rng, kind));
+  Gpu a(kind, ts, nullptr), b(kind, ts, nullptr);
+  const std::vector<std::vector<double>> ps = presets(kind);
+  EXPECT(adamp_cuda_step(b.ctx, b.ids.data(), (int)b.ids.size(), nullptr, 0) == ADAMP_CUDA_E_INVALID,
+         "%s: a step from device hyperparameters that were never set is accepted", kind.name.c_str());
+  std::vector<double> ia(ts.size() * 8), ib(ts.size() * 8);
+  for (int st = 0; st < 3; ++st) {
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const std::vector<float> g = make_grad(ts[i], (GradKind)((i + st) % 3), rng);
+      CUDA_OK(adamp_cuda_upload(a.ctx, a.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
+      CUDA_OK(adamp_cuda_upload(b.ctx, b.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
+    }
+    const std::vector<double>& h = ps[st % ps.size()];
+    CUDA_OK(adamp_cuda_step(a.ctx, a.ids.data(), (int)a.ids.size(), h.data(), (int)h.size()));
+    CUDA_OK(adamp_cuda_set_hyper(b.ctx, h.data(), (int)h.size()));
+    CUDA_OK(adamp_cuda_step_ex(b.ctx, b.ids.data(), (int)b.ids.size(), nullptr, 0, ADAMP_CUDA_NO_NORMS));
+  }
+  CUDA_OK(adamp_cuda_info(a.ctx, a.ids.data(), (int)a.ids.size(), ia.data()));
+  CUDA_OK(adamp_cuda_info(b.ctx, b.ids.data(), (int)b.ids.size(), ib.data()));
+  std::vector<Tensor> ga = ts, gb = ts;
+  a.download(ga);
+  b.download(gb);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    bool same = same_bits(ga[i].p, gb[i].p);
+    for (int s = 0; s < kind.slots; ++s) same = same && same_bits(ga[i].st[s], gb[i].st[s]);
+    EXPECT(same, "%s tensor %zu: device hyperparameters / no norms step differently", kind.name.c_str(), i);
+    for (int f = 0; f < 5; ++f)
+      EXPECT(std::memcmp(&ia[8 * i + f], &ib[8 * i + f], sizeof(double)) == 0, "%s tensor %zu: info[%d] depends on the norms flag",
+             kind.name.c_str(), i, f);
+    const bool decided = adamp::is_projected((int)ia[8 * i]) || (int)ia[8 * i] == adamp::kDecisionNone;
+    EXPECT(std::isfinite(ia[8 * i + 5]) && std::isfinite(ia[8 * i + 6]) && std::isfinite(ia[8 * i + 7]),
+           "%s tensor %zu: norms missing when asked for", kind.name.c_str(), i);
+    if (decided) EXPECT(ib[8 * i + 5] == ia[8 * i + 5], "%s tensor %zu: the decision's ||p||^2 is not reported without norms", kind.name.c_str(), i);
+    else EXPECT(std::isnan(ib[8 * i + 5]), "%s tensor %zu: ||p||^2 before computed although norms were off", kind.name.c_str(), i);
+    EXPECT(std::isnan(ib[8 * i + 6]) && std::isnan(ib[8 * i + 7]), "%s tensor %zu: norms computed although they were off", kind.name.c_str(), i);
+  }
+}
+
+#if !defined(ADAMP_CUDA_EMULATION)
+/** A step captured in a CUDA graph from device hyperparameters replays with the lr set before each replay. */
+void run_graph_replay(const Kind& kind) {
+  std::mt19937_64 rng(5);
+  std::vector<Tensor> ts;
+  for (const Shape& s : std::vector<Shape>{{{32, 3, 3, 3}, 0}, {{32}, 0}, {{4, 500}, 0}}) ts.push_back(make_tensor(s.dims, s.axis, rng, kind));
+  Gpu a(kind, ts, nullptr), b(kind, ts, nullptr);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const std::vector<float> g = make_grad(ts[i], kChannelOrth, rng);
+    CUDA_OK(adamp_cuda_upload(a.ctx, a.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
+    CUDA_OK(adamp_cuda_upload(b.ctx, b.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
+  }
+  std::vector<double> h = presets(kind)[0];
+  CUDA_OK(adamp_cuda_set_hyper(b.ctx, h.data(), (int)h.size()));
+  CUDA_OK(adamp_cuda_sync(b.ctx));
+  cudaStream_t s = static_cast<cudaStream_t>(adamp_cuda_stream(b.ctx));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  bool ok = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+  if (ok) ok = adamp_cuda_step(b.ctx, b.ids.data(), (int)b.ids.size(), nullptr, 0) == 0;
+  ok = cudaStreamEndCapture(s, &graph) == cudaSuccess && ok;
+  ok = ok && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+  EXPECT(ok, "%s: capturing a step in a CUDA graph failed", kind.name.c_str());
+  if (!ok) return;
+  for (double lr : {1e-3, 5e-3, 2e-2}) {
+    h[0] = lr;
+    CUDA_OK(adamp_cuda_step(a.ctx, a.ids.data(), (int)a.ids.size(), h.data(), (int)h.size()));
+    CUDA_OK(adamp_cuda_set_hyper(b.ctx, h.data(), (int)h.size()));
+    CUDA_OK(cudaGraphLaunch(exec, s));
+  }
+  std::vector<Tensor> ga = ts, gb = ts;
+  a.download(ga);
+  b.download(gb);
+  for (size_t i = 0; i < ts.size(); ++i)
+    EXPECT(same_bits(ga[i].p, gb[i].p), "%s tensor %zu: a replayed graph does not use the lr set before the replay", kind.name.c_str(), i);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+#endif
+
 /** The C API refuses what would corrupt a step, and says so with ADAMP_CUDA_E_INVALID. */
 void run_api_checks() {
   adamp_cuda_ctx* ctx = nullptr;
-  CUDA_OK(adamp_cuda_create(&ctx, ADAMP_CUDA_ADAMP, 0, nullptr));
-  adamp_cuda_tensor_desc d = {12, 1, 3, 4, 1};
-  int id = -1;
-  CUDA_OK(adamp_cuda_add_tensor(ctx, &d, &id));
-  adamp_cuda_tensor_desc bad = {12, 1, 5, 4, 1};  // 1 x 5 x 4 != 12
-  int id2 = -1;
-  EXPECT(adamp_cuda_add_tensor(ctx, &bad, &id2) == ADAMP_CUDA_E_INVALID, "a desc whose geometry does not match numel is accepted");
-  std::vector<float> x(12, 1.f), y(11, 1.f);
-  EXPECT(adamp_cuda_upload(ctx, id, ADAMP_CUDA_P, y.data(), 11) == ADAMP_CUDA_E_INVALID, "an upload of the wrong size is accepted");
-  EXPECT(adamp_cuda_upload(ctx, id + 1, ADAMP_CUDA_P, x.data(), 12) == ADAMP_CUDA_E_INVALID, "an upload to an unknown id is accepted");
-  const int dup[2] = {id, id};
-  adamp_cuda_adamp_hp hp = {1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.1, 0};
-  EXPECT(adamp_cuda_step_adamp(ctx, dup, 2, &hp) == ADAMP_CUDA_E_INVALID, "a step naming a tensor twice is accepted");
-  adamp_cuda_sgdp_hp sh = {0.1, 0, 0, 0, 1e-8, 0.1, 0.1, 0};
-  EXPECT(adamp_cuda_step_sgdp(ctx, &id, 1, &sh) == ADAMP_CUDA_E_INVALID, "an SGDP step on an AdamP context is accepted");
-  EXPECT(adamp_cuda_device_ptr(ctx, id, ADAMP_CUDA_V) != nullptr, "an AdamP tensor has no exp_avg_sq buffer");
-  adamp_cuda_destroy(ctx);
-  CUDA_OK(adamp_cuda_create(&ctx, ADAMP_CUDA_SGDP, 0, nullptr));
-  CUDA_OK(adamp_cuda_add_tensor(ctx, &d, &id));
-  EXPECT(adamp_cuda_device_ptr(ctx, id, ADAMP_CUDA_V) == nullptr, "an SGDP tensor has an exp_avg_sq buffer");
-  EXPECT(adamp_cuda_upload(ctx, id, ADAMP_CUDA_V, x.data(), 12) == ADAMP_CUDA_E_INVALID, "an upload of v to SGDP is accepted");
-  adamp_cuda_destroy(ctx);
+  EXPECT(adamp_cuda_create(&ctx, "adam", 0, nullptr) == ADAMP_CUDA_E_INVALID && ctx == nullptr, "an unknown kind is accepted");
+  EXPECT(adamp_cuda_kind_of("sgd") >= 0 && adamp_cuda_kind_of("nope") == -1, "kind lookup");
+  for (const Kind& k : kinds()) {
+    CUDA_OK(adamp_cuda_create(&ctx, k.name.c_str(), 0, nullptr));
+    EXPECT(adamp_cuda_kind(ctx) == k.index, "%s: the context reports another kind", k.name.c_str());
+    adamp_cuda_tensor_desc d = {12, 1, 3, 4, 1};
+    int id = -1;
+    CUDA_OK(adamp_cuda_add_tensor(ctx, &d, &id));
+    adamp_cuda_tensor_desc bad = {12, 1, 5, 4, 1};  // 1 x 5 x 4 != 12
+    int id2 = -1;
+    EXPECT(adamp_cuda_add_tensor(ctx, &bad, &id2) == ADAMP_CUDA_E_INVALID, "a desc whose geometry does not match numel is accepted");
+    std::vector<float> x(12, 1.f), y(11, 1.f);
+    EXPECT(adamp_cuda_upload(ctx, id, ADAMP_CUDA_P, y.data(), 11) == ADAMP_CUDA_E_INVALID, "an upload of the wrong size is accepted");
+    EXPECT(adamp_cuda_upload(ctx, id + 1, ADAMP_CUDA_P, x.data(), 12) == ADAMP_CUDA_E_INVALID, "an upload to an unknown id is accepted");
+    EXPECT(adamp_cuda_upload(ctx, id, ADAMP_CUDA_STATE(k.slots), x.data(), 12) == ADAMP_CUDA_E_INVALID,
+           "%s: an upload to state slot %d (it has %d) is accepted", k.name.c_str(), k.slots, k.slots);
+    EXPECT(adamp_cuda_device_ptr(ctx, id, ADAMP_CUDA_STATE(k.slots - 1)) != nullptr, "%s: the last state slot has no buffer", k.name.c_str());
+    EXPECT(adamp_cuda_device_ptr(ctx, id, ADAMP_CUDA_STATE(k.slots)) == nullptr, "%s: a state slot past the last has a buffer", k.name.c_str());
+    std::vector<double> h = presets(k)[0];
+    const int dup[2] = {id, id};
+    EXPECT(adamp_cuda_step(ctx, dup, 2, h.data(), (int)h.size()) == ADAMP_CUDA_E_INVALID, "a step naming a tensor twice is accepted");
+    EXPECT(adamp_cuda_step(ctx, &id, 1, h.data(), (int)h.size() - 1) == ADAMP_CUDA_E_INVALID, "%s: a short hyperparameter array is accepted", k.name.c_str());
+    int field = 7;
+    const char* why = nullptr;
+    std::vector<double> wrong = h;
+    wrong[0] = -1.0;  // every policy's lr: finite and >= 0
+    EXPECT(adamp_cuda_step(ctx, &id, 1, wrong.data(), (int)wrong.size()) == ADAMP_CUDA_E_INVALID, "%s: lr = -1 is accepted", k.name.c_str());
+    EXPECT(adamp_cuda_check_hyper(k.index, wrong.data(), (int)wrong.size(), &field, &why) == ADAMP_CUDA_E_INVALID && field == 0 && why,
+           "%s: the check does not name lr (field %d)", k.name.c_str(), field);
+    wrong[0] = NAN;
+    EXPECT(adamp_cuda_step(ctx, &id, 1, wrong.data(), (int)wrong.size()) == ADAMP_CUDA_E_INVALID, "%s: lr = NaN is accepted", k.name.c_str());
+    EXPECT(adamp_cuda_check_hyper(k.index, h.data(), (int)h.size(), &field, &why) == 0, "%s: a valid preset is refused", k.name.c_str());
+    adamp_cuda_destroy(ctx);
+  }
 }
 
 /** Device memory, external (bound) buffers, strided copies and streams (device_memory.cu). */
-void run_device_memory_checks() {
+void run_device_memory_checks(bool oom_probe) {
+  adamp_cuda_drain_frees();
   adamp_cuda_memory_stats before, now;
   adamp_cuda_get_memory_stats(&before);
   // Strided copies: a 4x6 tensor stored column-major (strides {1, 4}).
@@ -529,11 +708,13 @@ void run_device_memory_checks() {
   std::vector<float> host(24), back(24), raw(24);
   for (int i = 0; i < 24; ++i) host[i] = (float)i - 3.5f;
   void* buf = nullptr;
-  CUDA_OK(adamp_cuda_alloc(0, 24 * sizeof(float), &buf));
+  CUDA_OK(adamp_cuda_alloc(0, 24 * sizeof(float), nullptr, &buf));
   int kind = -1, dev = -1;
   CUDA_OK(adamp_cuda_pointer_info(buf, &kind, &dev));
   EXPECT(kind == 2 && dev == 0, "an allocation is not reported as device memory of device 0 (kind %d, device %d)", kind, dev);
   float* f = static_cast<float*>(buf);
+  CUDA_OK(adamp_cuda_copy_to_host(0, raw.data(), f, shape, nullptr, 2, nullptr));
+  EXPECT(raw == std::vector<float>(24, 0.f), "adamp_cuda_alloc's memory is not zeroed in stream order");
   CUDA_OK(adamp_cuda_copy_to_device(0, f, shape, colmajor, 2, host.data(), nullptr));
   CUDA_OK(adamp_cuda_copy_to_host(0, back.data(), f, shape, colmajor, 2, nullptr));
   CUDA_OK(adamp_cuda_copy_to_host(0, raw.data(), f, shape, nullptr, 2, nullptr));
@@ -546,17 +727,23 @@ void run_device_memory_checks() {
   EXPECT(same, "a strided view does not round-trip");
   EXPECT(transposed, "a column-major view is not stored column-major");
   // Out of memory: an error, and nothing counted.
-  size_t free_b = 0, total_b = 0;
-  CUDA_OK(adamp_cuda_mem_info(0, &free_b, &total_b));
-  void* huge = nullptr;
-  adamp_cuda_memory_stats mid;
-  adamp_cuda_get_memory_stats(&mid);
-  EXPECT(adamp_cuda_alloc(0, (int64_t)total_b + ((int64_t)1 << 30), &huge) == 2 && huge == nullptr, "an allocation beyond the device's memory succeeded");
-  adamp_cuda_get_memory_stats(&now);
-  EXPECT(now.live_allocations == mid.live_allocations && now.live_bytes == mid.live_bytes, "a failed allocation was counted");
+  if (oom_probe) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_OK(adamp_cuda_mem_info(0, &free_b, &total_b));
+    void* huge = nullptr;
+    adamp_cuda_memory_stats mid;
+    adamp_cuda_get_memory_stats(&mid);
+    EXPECT(adamp_cuda_alloc(0, (int64_t)total_b + ((int64_t)1 << 30), nullptr, &huge) == 2 && huge == nullptr,
+           "an allocation beyond the device's memory succeeded");
+    adamp_cuda_get_memory_stats(&now);
+    EXPECT(now.live_allocations == mid.live_allocations && now.live_bytes == mid.live_bytes, "a failed allocation was counted");
+  } else {
+    std::printf("SKIP out-of-memory probe: --no-oom-probe / ADAMP_TEST_NO_OOM_PROBE (compute-sanitizer reports the failed cudaMalloc as an error)\n");
+  }
+  EXPECT(adamp_cuda_pointer_info(f, &kind, &dev) == 0, "pointer info");
 
   // A tensor whose p and g are the caller's buffers steps exactly like one the context owns.
-  for (int adam = 1; adam >= 0; --adam) {
+  for (const Kind& k : kinds()) {
     adamp_cuda_tensor_desc d = {24, 1, 4, 6, 1};
     std::vector<float> p0(24), g0(24), a(24), b(24);
     for (int i = 0; i < 24; ++i) {
@@ -564,17 +751,18 @@ void run_device_memory_checks() {
       g0[i] = 0.1f * std::cos(1.3f * i);
     }
     adamp_cuda_ctx *own = nullptr, *ext = nullptr;
-    const int opt = adam ? ADAMP_CUDA_ADAMP : ADAMP_CUDA_SGDP;
-    CUDA_OK(adamp_cuda_create(&own, opt, 0, nullptr));
-    CUDA_OK(adamp_cuda_create(&ext, opt, 0, nullptr));
+    CUDA_OK(adamp_cuda_create(&own, k.name.c_str(), 0, nullptr));
+    CUDA_OK(adamp_cuda_create(&ext, k.name.c_str(), 0, nullptr));
     int i1 = -1, i2 = -1;
     CUDA_OK(adamp_cuda_add_tensor(own, &d, &i1));
     CUDA_OK(adamp_cuda_add_tensor_ex(ext, &d, ADAMP_CUDA_EXTERNAL_P | ADAMP_CUDA_EXTERNAL_G, &i2));
-    EXPECT(adamp_cuda_bind(ext, i2, ADAMP_CUDA_M, f) == ADAMP_CUDA_E_INVALID, "binding the state buffer is accepted");
+    EXPECT(adamp_cuda_bind(ext, i2, ADAMP_CUDA_STATE(0), f) == ADAMP_CUDA_E_INVALID, "binding a state buffer is accepted");
     EXPECT(adamp_cuda_bind(own, i1, ADAMP_CUDA_P, f) == ADAMP_CUDA_E_INVALID, "binding a buffer the context owns is accepted");
+    EXPECT(adamp_cuda_bind(ext, i2, ADAMP_CUDA_P, reinterpret_cast<float*>(reinterpret_cast<char*>(f) + 2)) == ADAMP_CUDA_E_INVALID,
+           "binding a buffer that is not 4-byte aligned is accepted");
     void *pb = nullptr, *gb = nullptr;
-    CUDA_OK(adamp_cuda_alloc(0, 24 * sizeof(float), &pb));
-    CUDA_OK(adamp_cuda_alloc(0, 24 * sizeof(float), &gb));
+    CUDA_OK(adamp_cuda_alloc(0, 24 * sizeof(float), nullptr, &pb));
+    CUDA_OK(adamp_cuda_alloc(0, 24 * sizeof(float), nullptr, &gb));
     CUDA_OK(adamp_cuda_copy_to_device(0, static_cast<float*>(pb), shape, nullptr, 2, p0.data(), nullptr));
     CUDA_OK(adamp_cuda_copy_to_device(0, static_cast<float*>(gb), shape, nullptr, 2, g0.data(), nullptr));
     CUDA_OK(adamp_cuda_bind(ext, i2, ADAMP_CUDA_P, static_cast<float*>(pb)));
@@ -584,16 +772,10 @@ void run_device_memory_checks() {
     // The external context queues on the other context's stream: a caller's stream.
     CUDA_OK(adamp_cuda_set_stream(ext, adamp_cuda_stream(own)));
     EXPECT(adamp_cuda_stream(ext) == adamp_cuda_stream(own), "set_stream did not take");
-    adamp_cuda_adamp_hp hp = {1e-2, 0.9, 0.999, 1e-8, 0.05, 0.1, 0.1, 1};
-    adamp_cuda_sgdp_hp sh = {0.1, 0.9, 0, 1e-3, 1e-8, 0.1, 0.1, 0};
-    for (int k = 0; k < 3; ++k) {
-      if (adam) {
-        CUDA_OK(adamp_cuda_step_adamp(own, &i1, 1, &hp));
-        CUDA_OK(adamp_cuda_step_adamp(ext, &i2, 1, &hp));
-      } else {
-        CUDA_OK(adamp_cuda_step_sgdp(own, &i1, 1, &sh));
-        CUDA_OK(adamp_cuda_step_sgdp(ext, &i2, 1, &sh));
-      }
+    const std::vector<double> h = presets(k)[1];
+    for (int s = 0; s < 3; ++s) {
+      CUDA_OK(adamp_cuda_step(own, &i1, 1, h.data(), (int)h.size()));
+      CUDA_OK(adamp_cuda_step(ext, &i2, 1, h.data(), (int)h.size()));
     }
     void* ev = nullptr;
     CUDA_OK(adamp_cuda_record(ext, &ev));
@@ -601,11 +783,12 @@ void run_device_memory_checks() {
     CUDA_OK(adamp_cuda_set_stream(ext, nullptr));
     CUDA_OK(adamp_cuda_download(own, i1, ADAMP_CUDA_P, a.data(), 24));
     CUDA_OK(adamp_cuda_copy_to_host(0, b.data(), static_cast<const float*>(pb), shape, nullptr, 2, nullptr));
-    EXPECT(std::memcmp(a.data(), b.data(), sizeof(float) * 24) == 0, "%s: external buffers step differently from owned ones", adam ? "adamp" : "sgdp");
-    EXPECT(a != p0, "the step did not move the params");
+    EXPECT(same_bits(a, b), "%s: external buffers step differently from owned ones", k.name.c_str());
+    EXPECT(a != p0, "%s: the step did not move the params", k.name.c_str());
     adamp_cuda_destroy(ext);  // must not free the caller's buffers
+    adamp_cuda_drain_frees();
     CUDA_OK(adamp_cuda_copy_to_host(0, b.data(), static_cast<const float*>(pb), shape, nullptr, 2, nullptr));
-    EXPECT(std::memcmp(a.data(), b.data(), sizeof(float) * 24) == 0, "destroying a context changed an external buffer");
+    EXPECT(same_bits(a, b), "%s: destroying a context changed an external buffer", k.name.c_str());
     adamp_cuda_destroy(own);
     CUDA_OK(adamp_cuda_free(0, pb));
     CUDA_OK(adamp_cuda_free(0, gb));
@@ -616,45 +799,12 @@ void run_device_memory_checks() {
          "device allocations leaked: %lld live (%lld bytes) after, %lld (%lld) before", (long long)now.live_allocations,
          (long long)now.live_bytes, (long long)before.live_allocations, (long long)before.live_bytes);
   EXPECT(now.total_allocations > before.total_allocations + 8, "allocations were not counted");
+  adamp_cuda_drain_frees();
 }
-
-#if defined(ADAMP_TEST_CPU_CORE)
-/** The host reference is the CPU core's arithmetic: check that once, so the GPU comparison above transfers. */
-void run_ref_vs_cpu_core() {
-  std::mt19937_64 rng(7);
-  for (int adam = 0; adam < 2; ++adam) {
-    std::vector<Tensor> a, b;
-    for (const Shape& s : shapes(true)) a.push_back(make_tensor(s.dims, s.axis, rng, adam != 0));
-    b = a;
-    std::vector<std::vector<float>> grads;
-    for (size_t i = 0; i < a.size(); ++i) grads.push_back(make_grad(a[i], (GradKind)(i % 6), rng));
-    std::vector<double> ri(a.size() * 8), ci(a.size() * 8);
-    std::vector<adamp::cpu::TensorSlot> slots;
-    for (size_t i = 0; i < a.size(); ++i) {
-      if (adam) ref_adamp(a[i], grads[i], AdamPHp(), &ri[8 * i]);
-      else ref_sgdp(a[i], grads[i], SGDPHp(), &ri[8 * i]);
-      adamp::cpu::TensorSlot s = {b[i].p.data(), grads[i].data(), b[i].m.data(), adam ? b[i].v.data() : nullptr,
-                                  b[i].numel, b[i].outer, b[i].channels, b[i].inner, b[i].eligible, 1.0};
-      slots.push_back(s);
-    }
-    if (adam) {
-      adamp::cpu::AdamPHyper hp = {1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.1, false};
-      adamp::cpu::adamp_step(slots.data(), slots.size(), hp, ci.data(), 1);
-    } else {
-      adamp::cpu::SGDPHyper hp = {0.1, 0, 0, 0, 1e-8, 0.1, 0.1, false};
-      adamp::cpu::sgdp_step(slots.data(), slots.size(), hp, ci.data(), 1);
-    }
-    for (size_t i = 0; i < a.size(); ++i) {
-      compare_info("host reference vs CPU core", i, &ri[8 * i], &ci[8 * i]);
-      double worst = 0;
-      EXPECT(close(a[i].p, b[i].p, max_abs(a[i].p), 1e-6, &worst), "reference vs CPU core tensor %zu: p differs by %.3g", i, worst);
-    }
-  }
-}
-#endif
 
 // ---------------------------------------------------------------------------------------------
-// Reference fixtures (official implementation): test/fixtures/<case>.json + <case>.f32.
+// Reference fixtures: test/fixtures/<case>.json + .f32 (the official AdamP/SGDP code) and
+// test/fixtures/torch/optim/<case>.json + .f32 (torch.optim.AdamW / SGD), same binary layout.
 
 bool read_file(const std::string& path, std::string& out) {
   std::ifstream f(path, std::ios::binary);
@@ -665,12 +815,64 @@ bool read_file(const std::string& path, std::string& out) {
   return true;
 }
 
-void run_fixture(const std::string& dir, const std::string& name) {
-  std::string js, bin;
-  if (!read_file(dir + "/" + name + ".json", js) || !read_file(dir + "/" + name + ".f32", bin)) {
-    EXPECT(false, "fixture %s: cannot read %s/%s.{json,f32}", name.c_str(), dir.c_str(), name.c_str());
-    return;
+const Kind* kind_named(const std::string& name) {
+  static const std::vector<Kind> all = kinds();
+  for (const Kind& k : all)
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+/** The wire array of a kind from a PyTorch-named options object (absent keys: `dflt`'s values). */
+std::vector<double> wire_from(const Kind& k, const mini_json::Value& o, const std::vector<double>& dflt) {
+  std::vector<double> h = dflt;
+  const auto num = [&](const char* key, double d) { return o.has(key) ? o[key].number(d) : d; };
+  if (k.name == "adamp" || k.name == "adamw") {
+    h[0] = num("lr", h[0]);
+    if (o.has("betas")) {
+      h[1] = o["betas"][0].number();
+      h[2] = o["betas"][1].number();
+    }
+    h[3] = num("eps", h[3]);
+    h[4] = num("weight_decay", h[4]);
+    if (k.name == "adamp") {
+      h[5] = num("delta", h[5]);
+      h[6] = num("wd_ratio", h[6]);
+      h[7] = num("nesterov", h[7]);
+    }
+  } else {  // sgdp, sgd: lr, momentum, dampening, weight_decay, nesterov (then eps, delta, wd_ratio)
+    h[0] = num("lr", h[0]);
+    h[1] = num("momentum", h[1]);
+    h[2] = num("dampening", h[2]);
+    h[3] = num("weight_decay", h[3]);
+    h[4] = num("nesterov", h[4]);
+    if (k.name == "sgdp") {
+      h[5] = num("eps", h[5]);
+      h[6] = num("delta", h[6]);
+      h[7] = num("wd_ratio", h[7]);
+    }
   }
+  return h;
+}
+
+/** PyTorch's defaults and the official code's, in wire order. */
+std::vector<double> defaults(const Kind& k) {
+  if (k.name == "adamp") return {1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.1, 0};
+  if (k.name == "adamw") return {1e-3, 0.9, 0.999, 1e-8, 1e-2};
+  if (k.name == "sgdp") return {0, 0, 0, 0, 0, 1e-8, 0.1, 0.1};
+  return {0, 0, 0, 0, 0};
+}
+
+/** State slot names in the fixtures, per kind. */
+std::vector<std::string> slot_names(const Kind& k) {
+  if (k.name == "adamp" || k.name == "adamw") return {"exp_avg", "exp_avg_sq"};
+  if (k.name == "sgdp") return {"momentum"};
+  return {"momentum_buffer"};
+}
+
+/** Runs one fixture; returns false when it cannot be read. */
+bool run_fixture(const std::string& dir, const std::string& name, int* bitwise_tensors, int* tensors) {
+  std::string js, bin;
+  if (!read_file(dir + "/" + name + ".json", js) || !read_file(dir + "/" + name + ".f32", bin)) return false;
   const mini_json::Value c = mini_json::parse(js);
   const float* data = reinterpret_cast<const float*>(bin.data());
   const int64_t nfloats = (int64_t)(bin.size() / 4);
@@ -679,30 +881,27 @@ void run_fixture(const std::string& dir, const std::string& name) {
     if (off < 0 || off + len > nfloats) throw std::runtime_error("fixture slice out of range");
     return std::vector<float>(data + off, data + off + len);
   };
-  const bool adam = c["optimizer"].str == "adamp";
-  const mini_json::Value& h = c["hyperparameters"];
-  AdamPHp ah;
-  SGDPHp sh;
-  if (adam) {
-    ah.lr = h["lr"].number(ah.lr);
-    if (h.has("betas")) {
-      ah.beta1 = h["betas"][0].number();
-      ah.beta2 = h["betas"][1].number();
+  const Kind* kp = kind_named(c["optimizer"].str);
+  if (!kp) {
+    EXPECT(false, "fixture %s: unknown optimizer '%s'", name.c_str(), c["optimizer"].str.c_str());
+    return true;
+  }
+  const Kind& k = *kp;
+  const std::vector<double> base = wire_from(k, c["hyperparameters"], defaults(k));
+  // Param groups (PyTorch fixtures): each param's group options; else one group.
+  std::vector<std::vector<double>> hyper_of(c["params"].size(), base);
+  std::vector<int> group_of(c["params"].size(), 0);
+  int ngroups = 1;
+  if (c.has("groups")) {
+    ngroups = (int)c["groups"].size();
+    for (int gi = 0; gi < ngroups; ++gi) {
+      const mini_json::Value& grp = c["groups"][gi];
+      const std::vector<double> h = wire_from(k, grp["resolved"], base);
+      for (const auto& pi : grp["params"].arr) {
+        hyper_of[(size_t)pi.number()] = h;
+        group_of[(size_t)pi.number()] = gi;
+      }
     }
-    ah.eps = h["eps"].number(ah.eps);
-    ah.weight_decay = h["weight_decay"].number(0);
-    ah.delta = h["delta"].number(ah.delta);
-    ah.wd_ratio = h["wd_ratio"].number(ah.wd_ratio);
-    ah.nesterov = h["nesterov"].number(0) != 0;
-  } else {
-    sh.lr = h["lr"].number();
-    sh.momentum = h["momentum"].number(0);
-    sh.dampening = h["dampening"].number(0);
-    sh.weight_decay = h["weight_decay"].number(0);
-    sh.eps = h["eps"].number(sh.eps);
-    sh.delta = h["delta"].number(sh.delta);
-    sh.wd_ratio = h["wd_ratio"].number(sh.wd_ratio);
-    sh.nesterov = h["nesterov"].number(0) != 0;
   }
   std::vector<Tensor> ts;
   for (size_t i = 0; i < c["params"].size(); ++i) {
@@ -710,73 +909,109 @@ void run_fixture(const std::string& dir, const std::string& name) {
     for (const auto& d : c["params"][i]["shape"].arr) t.shape.push_back((int64_t)d.number());
     geometry(t);
     t.p = slice(c["params"][i]["data"]);
-    t.m.assign(t.numel, 0.f);
-    t.v.assign(adam ? t.numel : 0, 0.f);
+    for (int s = 0; s < k.slots; ++s) t.st[s].assign(t.numel, 0.f);
     ts.push_back(t);
   }
-  Gpu gpu(adam, ts, nullptr);
+  Gpu gpu(k, ts, nullptr);
   std::vector<Tensor> got = ts;
-  std::vector<float> prev_max(ts.size(), 0.f);
+  const std::vector<std::string> slots = slot_names(k);
   for (size_t st = 0; st < c["steps"].size(); ++st) {
-    std::vector<int> active;
     std::vector<size_t> which;
     double gmax = 0;
-    for (size_t i = 0; i < ts.size(); ++i) {
-      const mini_json::Value& gr = c["grads"][st][i];
-      if (gr.is_null()) continue;
-      std::vector<float> g = slice(gr);
-      gmax = std::fmax(gmax, max_abs(g));
-      CUDA_OK(adamp_cuda_upload(gpu.ctx, gpu.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
-      active.push_back(gpu.ids[i]);
-      which.push_back(i);
+    for (int gi = 0; gi < ngroups; ++gi) {
+      std::vector<int> active;
+      for (size_t i = 0; i < ts.size(); ++i) {
+        const mini_json::Value& gr = c["grads"][st][i];
+        if (group_of[i] != gi || gr.is_null()) continue;
+        const std::vector<float> g = slice(gr);
+        gmax = std::fmax(gmax, max_abs(g));
+        CUDA_OK(adamp_cuda_upload(gpu.ctx, gpu.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
+        active.push_back(gpu.ids[i]);
+        which.push_back(i);
+      }
+      if (active.empty()) continue;
+      const std::vector<double>& h = hyper_of[which.back()];
+      CUDA_OK(adamp_cuda_step(gpu.ctx, active.data(), (int)active.size(), h.data(), (int)h.size()));
     }
-    if (adam) {
-      adamp_cuda_adamp_hp hp = {ah.lr, ah.beta1, ah.beta2, ah.eps, ah.weight_decay, ah.delta, ah.wd_ratio, ah.nesterov};
-      CUDA_OK(adamp_cuda_step_adamp(gpu.ctx, active.data(), (int)active.size(), &hp));
-    } else {
-      adamp_cuda_sgdp_hp hp = {sh.lr, sh.momentum, sh.dampening, sh.weight_decay, sh.eps, sh.delta, sh.wd_ratio, sh.nesterov};
-      CUDA_OK(adamp_cuda_step_sgdp(gpu.ctx, active.data(), (int)active.size(), &hp));
-    }
-    std::vector<double> info(active.size() * 8);
-    CUDA_OK(adamp_cuda_info(gpu.ctx, active.data(), (int)active.size(), info.data()));
+    std::vector<int> ids;
+    for (size_t i : which) ids.push_back(gpu.ids[i]);
+    std::vector<double> info(ids.size() * 8);
+    CUDA_OK(adamp_cuda_info(gpu.ctx, ids.data(), (int)ids.size(), info.data()));
     std::vector<Tensor> before = got;
     gpu.download(got);
     for (size_t a = 0; a < which.size(); ++a) {
       const size_t i = which[a];
       const mini_json::Value& e = c["steps"][st]["params"][i];
-      char what[160];
+      char what[200];
       std::snprintf(what, sizeof(what), "fixture %s step %zu param %zu", name.c_str(), st + 1, i);
-      EXPECT(e["projection"].str == decision_name(info[8 * a]), "%s: decision %s, expected %s", what,
-             decision_name(info[8 * a]), e["projection"].str.c_str());
+      if (e.has("projection")) EXPECT(e["projection"].str == decision_name(info[8 * a]), "%s: decision %s, expected %s", what,
+                                      decision_name(info[8 * a]), e["projection"].str.c_str());
+      else EXPECT((int)info[8 * a] == adamp::kDecisionNotApplicable, "%s: decision %s", what, decision_name(info[8 * a]));
       const std::vector<float> ep = slice(e["data"]);
       double worst = 0;
       const double sp = std::fmax(max_abs(ep), max_abs(before[i].p));
       EXPECT(close(got[i].p, ep, sp, 1e-6, &worst), "%s: p differs by %.3g (scale %.3g)", what, worst, sp);
+      bool bits = same_bits(got[i].p, ep);
       const mini_json::Value& s = e["state"];
-      const std::vector<float> em = slice(adam ? s["exp_avg"] : s["momentum"]);
-      // The buffer can be projected down to rounding noise: compare against its pre-projection size.
-      const double sm = std::fmax(std::fmax(max_abs(em), max_abs(before[i].m)), gmax);
-      EXPECT(close(got[i].m, em, sm, 1e-6, &worst), "%s: %s differs by %.3g (scale %.3g)", what, adam ? "exp_avg" : "momentum",
-             worst, sm);
-      if (adam) {
-        const std::vector<float> ev = slice(s["exp_avg_sq"]);
-        EXPECT(close(got[i].v, ev, std::fmax(max_abs(ev), max_abs(before[i].v)), 1e-6, &worst), "%s: exp_avg_sq differs by %.3g",
-               what, worst);
+      for (int sl = 0; sl < k.slots; ++sl) {
+        if (!s.has(slots[sl]) || s[slots[sl]].is_null()) continue;  // PyTorch keeps no buffer without momentum
+        const std::vector<float> es = slice(s[slots[sl]]);
+        // The buffer can be projected down to rounding noise: compare against its pre-projection size.
+        const double sm = std::fmax(std::fmax(max_abs(es), max_abs(before[i].st[sl])), sl == 0 ? gmax : 0.0);
+        EXPECT(close(got[i].st[sl], es, sm, 1e-6, &worst), "%s: %s differs by %.3g (scale %.3g)", what, slots[sl].c_str(), worst, sm);
+        bits = bits && same_bits(got[i].st[sl], es);
       }
+      *bitwise_tensors += bits ? 1 : 0;
+      *tensors += 1;
     }
   }
+  return true;
+}
+
+void run_fixtures(const std::string& dir) {
+  const char* official[] = {"adamp_conv_bias_wd",          "adamp_custom_delta_eps_betas", "adamp_edge_zeros_tiny",
+                            "adamp_nesterov_linear_layer", "sgdp_1x1conv_nesterov",        "sgdp_buffer_projection_dampening",
+                            "sgdp_momentum0_wd0_nullgrads", "sgdp_tiny_grads_eps"};
+  int bits = 0, n = 0;
+  for (const char* c : official) {
+    if (!run_fixture(dir, c, &bits, &n)) {
+      EXPECT(false, "fixture %s: cannot read %s/%s.{json,f32} (pass --fixtures DIR)", c, dir.c_str(), c);
+    }
+  }
+  std::printf("official AdamP/SGDP fixtures: done (%d of %d param steps bit-identical)\n", bits, n);
+  const char* torch_cases[] = {"adamw_custom_wd0",  "adamw_defaults",  "adamw_large_lr_scales", "adamw_param_groups",
+                               "sgd_momentum",      "sgd_momentum_dampening_wd", "sgd_momentum_scales", "sgd_nesterov_wd",
+                               "sgd_param_groups",  "sgd_plain",       "sgd_weight_decay"};
+  const std::string tdir = dir + "/torch/optim";
+  std::string probe;
+  if (!read_file(tdir + "/sgd_plain.json", probe)) {
+    std::printf("SKIP PyTorch AdamW/SGD fixtures: %s/sgd_plain.json not found (they come with scripts/gen-torch-fixtures.py)\n",
+                tdir.c_str());
+    return;
+  }
+  bits = n = 0;
+  for (const char* c : torch_cases)
+    if (!run_fixture(tdir, c, &bits, &n)) EXPECT(false, "fixture %s: cannot read %s/%s.{json,f32}", c, tdir.c_str(), c);
+  std::printf("PyTorch AdamW/SGD fixtures: done (%d of %d param steps bit-identical)\n", bits, n);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string fixtures = "test/fixtures";
-  bool quick = false;     // fewer shapes and cases
-  bool sanitize = false;  // fewer still, for compute-sanitizer (every item layout is still reached)
+  bool oom_probe = !(std::getenv("ADAMP_TEST_NO_OOM_PROBE") && std::strcmp(std::getenv("ADAMP_TEST_NO_OOM_PROBE"), "0") != 0);
+  int seeds_arg = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--fixtures") && i + 1 < argc) fixtures = argv[++i];
-    else if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--sanitize")) quick = sanitize = true;
+    else if (!std::strcmp(argv[i], "--quick")) g_mode |= kQuick;
+    else if (!std::strcmp(argv[i], "--sanitize")) g_mode |= kQuick | kSanitize;
+    else if (!std::strcmp(argv[i], "--tsan")) g_mode |= kQuick | kTsan;
+    else if (!std::strcmp(argv[i], "--no-oom-probe")) oom_probe = false;
+    else if (!std::strcmp(argv[i], "--seeds") && i + 1 < argc && std::atoi(argv[i + 1]) > 0) seeds_arg = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: %s [--fixtures DIR] [--quick | --sanitize | --tsan] [--seeds N] [--no-oom-probe]\n", argv[0]);
+      return 2;
+    }
   }
   int count = 0;
   const int rc = adamp_cuda_device_count(&count);
@@ -790,44 +1025,54 @@ int main(int argc, char** argv) {
   adamp_cuda_device_info(0, name, sizeof(name), &major, &minor, nullptr);
   std::printf("device 0: %s (sm_%d%d)\n", name, major, minor);
 
-#if defined(ADAMP_TEST_CPU_CORE)
-  run_ref_vs_cpu_core();
-  std::printf("host reference vs CPU core: done\n");
-#endif
   run_api_checks();
-  run_device_memory_checks();
-  std::printf("device memory, external buffers, strided copies, streams: done (%d checks, %d failures so far)\n", g_checks, g_failures);
-  const adamp_cuda_config small_cfg = {256, 2048, 2, 0};
-  const adamp_cuda_config one_block = {8192, 1 << 20, 1, 1};
-  const int seeds = quick ? 1 : 3;
-  for (int adam = 1; adam >= 0; --adam) {
-    for (int s = 0; s < seeds; ++s)
-      for (int variant = 0; variant < 4; ++variant) {
-        if (sanitize && variant != 1 && variant != 2) continue;
-        if (!sanitize || variant == 1) run_random_case(adam != 0, 1000 + 17 * s + variant, variant, nullptr, "default", quick);
-        if (!quick || variant == 1 || variant == 2)
-          run_random_case(adam != 0, 5000 + 17 * s + variant, variant, &small_cfg, "chunk256", quick);
-      }
-    if (!sanitize) run_random_case(adam != 0, 42, 1, &one_block, "1 block/SM", quick);
-    std::printf("%s random cases: done (%d checks, %d failures so far)\n", adam ? "adamp" : "sgdp", g_checks, g_failures);
-    if (!sanitize) run_determinism(adam != 0, nullptr, quick);
-    run_determinism(adam != 0, &small_cfg, quick);
-    run_many_tensors(adam != 0, quick);
-    std::printf("%s determinism and many tensors: done\n", adam ? "adamp" : "sgdp");
-  }
-  const char* cases[] = {"adamp_conv_bias_wd",    "adamp_custom_delta_eps_betas",     "adamp_edge_zeros_tiny",
-                         "adamp_nesterov_linear_layer", "sgdp_1x1conv_nesterov", "sgdp_buffer_projection_dampening",
-                         "sgdp_momentum0_wd0_nullgrads", "sgdp_tiny_grads_eps"};
-  {
-    std::string probe;
-    if (!read_file(fixtures + "/adamp_conv_bias_wd.json", probe)) {
-      std::printf("fixtures: not found under %s (pass --fixtures DIR); FAILING\n", fixtures.c_str());
-      ++g_failures;
-    } else {
-      for (const char* c : cases) run_fixture(fixtures, c);
-      std::printf("fixtures: done\n");
+  if (has(kTsan)) std::printf("SKIP device memory checks: --tsan runs the cross-block cases only\n");
+  else run_device_memory_checks(oom_probe);
+  std::printf("API, device memory, external buffers, strided copies, streams: done (%d checks, %d failures so far)\n", g_checks, g_failures);
+  const adamp_cuda_config small_cfg = {256, 2048, 2, 0, 0};
+  const adamp_cuda_config one_per_sm = {8192, 1 << 20, 1, 1, 0};  // one block per SM
+  const int seeds = seeds_arg > 0 ? seeds_arg : has(kQuick) ? 1 : 3;
+  const int one_block_steps = has(kTsan) ? 4 : has(kSanitize) ? 20 : 200;
+  for (const Kind& k : kinds()) {
+    const size_t np = presets(k).size();
+    const bool sub = has(kSanitize) || has(kTsan);
+    if (has(kTsan) && !k.projects) {
+      // No cross-block hand-off but the work queue: one preset on small items is enough for TSan.
+      run_random_case(k, 5000, 2, &small_cfg);
+      std::printf("%s: one random case (--tsan: no projection, no cross-block hand-off)\n", k.name.c_str());
+      continue;
     }
+    for (int s = 0; s < seeds; ++s)
+      for (size_t p = 0; p < np; ++p) {
+        // Full: every preset on both configs. Quick: every preset on the default config, two on
+        // small items. Sanitize / TSan: small items only, two presets (every one for SGD, whose
+        // presets are what reaches its variants).
+        if (!sub) run_random_case(k, 1000 + 17 * s + p, p, nullptr);
+        if (!has(kQuick) || p == 1 || p == 2 || (sub && k.name == "sgd")) run_random_case(k, 5000 + 17 * s + p, p, &small_cfg);
+      }
+    if (!sub) run_random_case(k, 42, 1, &one_per_sm);
+    const uint32_t want = reachable_variants(k), seen = g_variants_seen[k.index];
+    EXPECT((seen & want) == want, "%s: variants run 0x%x, every reachable one is 0x%x", k.name.c_str(), seen, want);
+    std::printf("%s random cases: done, variants 0x%x (%d checks, %d failures so far)\n", k.name.c_str(), seen, g_checks, g_failures);
+    run_one_block_vs_grid(k, one_block_steps);
+    if (!has(kTsan)) {
+      if (!has(kSanitize)) run_determinism(k, nullptr);
+      run_determinism(k, &small_cfg);
+      run_many_tensors(k);
+      run_hyper_and_norms(k);
+    }
+#if !defined(ADAMP_CUDA_EMULATION)
+    run_graph_replay(k);
+#endif
+    std::printf("%s one block vs grid (%d steps)%s: done\n", k.name.c_str(), one_block_steps,
+                has(kTsan) ? "" : ", determinism, many tensors, device hyperparameters, norms");
   }
+#if defined(ADAMP_CUDA_EMULATION)
+  std::printf("SKIP CUDA graph replay: the emulation has no CUDA graphs (runs on a GPU)\n");
+#endif
+  if (has(kTsan)) std::printf("SKIP fixtures, determinism, many tensors, device hyperparameters: --tsan runs the cross-block cases only\n");
+  else run_fixtures(fixtures);
+  adamp_cuda_drain_frees();  // nothing left for the freeing thread when the process exits (memcheck's leak check)
   std::printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -1,13 +1,17 @@
-// GPU benchmark of the fused AdamP / SGDP step on the parameter sets of shared/bench/shapes.json
-// (ResNet-50, GPT-2 small), timed with CUDA events, written as JSON.
+// GPU benchmark of the fused step of every registered optimizer on the parameter sets of
+// bench/shapes.json (ResNet-50, GPT-2 small), timed with CUDA events, written as JSON.
 //
 //   bench_cuda_step --shapes bench/shapes.json --out result.json [--iters 50] [--sweep]
+//                   [--kinds adamp,sgdp,adamw,sgd] [--sets resnet50,gpt2-small] [--norms]
 //
-// Per set: median / min / mean milliseconds of one step (stream-launched, and replayed from a
-// CUDA graph), the device-to-device copy bandwidth measured in the same run, and the fraction of
-// the memory-bandwidth bound (28 B/elem for AdamP, 20 B/elem for SGD momentum: what a one-pass
-// Adam / SGD moves; the two-pass floor is 40 / 32 B/elem). --sweep also times AdamP over a grid
-// of scheduling knobs (chunk, group, lag) so one GPU session can pick the defaults.
+// Per set and kind: median / min / mean milliseconds of one step (stream-launched, and replayed
+// from a CUDA graph), the device-to-device copy bandwidth measured in the same run, and the
+// fraction of the memory-bandwidth bound (28 B/elem for the Adam family, 20 B/elem for the SGD
+// family: what a one-pass Adam / SGD with momentum moves; the two-pass floors are in
+// native/cuda/README.md). Steps skip the info norms (what a training loop that does not read
+// lastStepInfo runs); --norms times AdamP with them too. Params and gradients are filled on the
+// device (a hash-based normal sampler): nothing of the sets' size crosses PCIe. --sweep also times
+// AdamP over a grid of scheduling knobs (chunk, group, lag) so one GPU session can pick defaults.
 // Knobs for the main run: env ADAMP_CUDA_CHUNK, ADAMP_CUDA_GROUP, ADAMP_CUDA_LAG, ADAMP_CUDA_BLOCKS.
 #include <cuda_runtime.h>
 
@@ -17,7 +21,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -59,7 +62,7 @@ struct Set {
 };
 
 adamp_cuda_config env_config() {
-  adamp_cuda_config c = {0, 0, 0, 0};
+  adamp_cuda_config c = {0, 0, 0, 0, 0};
   if (const char* s = std::getenv("ADAMP_CUDA_CHUNK")) c.chunk = std::atoi(s);
   if (const char* s = std::getenv("ADAMP_CUDA_GROUP")) c.group = std::atoll(s);
   if (const char* s = std::getenv("ADAMP_CUDA_LAG")) c.lag = std::atoi(s);
@@ -67,16 +70,49 @@ adamp_cuda_config env_config() {
   return c;
 }
 
-/** A context holding one set's tensors, random params and grads on the device. */
+/** x[i] = scale * N(0, 1) from a hash of (seed, i) (Box-Muller): deterministic, on the device. */
+__global__ void fill_normal(float* x, int64_t n, uint32_t seed, float scale) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    uint64_t h = (uint64_t)i * 0x9E3779B97F4A7C15ull ^ ((uint64_t)seed << 32);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    const float u1 = ((uint32_t)h + 1.0f) * 2.3283064e-10f, u2 = (uint32_t)(h >> 32) * 2.3283064e-10f;
+    x[i] = scale * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+  }
+}
+
+void fill(float* x, int64_t n, uint32_t seed, float scale, cudaStream_t s) {
+  fill_normal<<<(unsigned)std::min<int64_t>((n + 255) / 256, 4096), 256, 0, s>>>(x, n, seed, scale);
+  CK(cudaGetLastError());
+}
+
+/** The benchmark's hyperparameters per kind (wire order, adamp/optim/<kind>.h). */
+std::vector<double> hyper_for(const std::string& kind) {
+  if (kind == "adamp") return {1e-3, 0.9, 0.999, 1e-8, 0.01, 0.1, 0.1, 0};
+  if (kind == "sgdp") return {0.1, 0.9, 0, 1e-4, 0, 1e-8, 0.1, 0.1};
+  if (kind == "adamw") return {1e-3, 0.9, 0.999, 1e-8, 0.01};
+  if (kind == "sgd") return {0.1, 0.9, 0, 1e-4, 0};
+  std::fprintf(stderr, "bench_cuda_step: no hyperparameters for kind '%s'\n", kind.c_str());
+  std::exit(2);
+}
+
+/** One-pass bytes per element the bound is computed from (fp32 p, g, state; see native/cuda/README.md). */
+double floor_bytes(const std::string& kind) { return kind == "adamp" || kind == "adamw" ? 28.0 : 20.0; }
+
+/** A context holding one set's tensors, random params and grads made on the device. */
 struct Bench {
   adamp_cuda_ctx* ctx = nullptr;
   std::vector<int> ids;
-  bool adam;
-  Bench(const Set& set, bool adam_, const adamp_cuda_config& cfg) : adam(adam_) {
-    CK(adamp_cuda_create(&ctx, adam ? ADAMP_CUDA_ADAMP : ADAMP_CUDA_SGDP, 0, &cfg));
-    std::mt19937 rng(1);
-    std::normal_distribution<float> nd(0.f, 1.f);
-    std::vector<float> host;
+  std::vector<double> hyper;
+  unsigned flags;
+  Bench(const Set& set, const std::string& kind, const adamp_cuda_config& cfg, bool norms)
+      : hyper(hyper_for(kind)), flags(norms ? 0u : ADAMP_CUDA_NO_NORMS) {
+    CK(adamp_cuda_create(&ctx, kind.c_str(), 0, &cfg));
+    cudaStream_t s = stream();
+    uint32_t seed = 1;
     for (const auto& sh : set.shapes) {
       adamp_cuda_tensor_desc d;
       d.numel = 1;
@@ -88,24 +124,13 @@ struct Bench {
       int id;
       CK(adamp_cuda_add_tensor(ctx, &d, &id));
       ids.push_back(id);
-      host.resize(d.numel);
-      for (auto& x : host) x = nd(rng) * 0.02f;
-      CK(adamp_cuda_upload(ctx, id, ADAMP_CUDA_P, host.data(), d.numel));
-      for (auto& x : host) x = nd(rng) * 1e-3f;
-      CK(adamp_cuda_upload(ctx, id, ADAMP_CUDA_G, host.data(), d.numel));
+      fill(adamp_cuda_device_ptr(ctx, id, ADAMP_CUDA_P), d.numel, seed++, 0.02f, s);
+      fill(adamp_cuda_device_ptr(ctx, id, ADAMP_CUDA_G), d.numel, seed++, 1e-3f, s);
     }
     CK(adamp_cuda_sync(ctx));
   }
   ~Bench() { adamp_cuda_destroy(ctx); }
-  void step() {
-    if (adam) {
-      adamp_cuda_adamp_hp hp = {1e-3, 0.9, 0.999, 1e-8, 0.01, 0.1, 0.1, 0};
-      CK(adamp_cuda_step_adamp(ctx, ids.data(), (int)ids.size(), &hp));
-    } else {
-      adamp_cuda_sgdp_hp hp = {0.1, 0.9, 0, 1e-4, 1e-8, 0.1, 0.1, 0};
-      CK(adamp_cuda_step_sgdp(ctx, ids.data(), (int)ids.size(), &hp));
-    }
-  }
+  void step() { CK(adamp_cuda_step_ex(ctx, ids.data(), (int)ids.size(), hyper.data(), (int)hyper.size(), flags)); }
   cudaStream_t stream() { return (cudaStream_t)adamp_cuda_stream(ctx); }
 };
 
@@ -208,15 +233,31 @@ std::string json_stats(const Stats& s) {
 
 }  // namespace
 
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty()) out.push_back(x);
+  return out;
+}
+
 int main(int argc, char** argv) {
   std::string shapes_path = "bench/shapes.json", out_path;
   int iters = 50;
-  bool sweep = false;
+  bool sweep = false, norms = false;
+  std::vector<std::string> kinds = {"adamp", "sgdp", "adamw", "sgd"}, set_names = {"resnet50", "gpt2-small"};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--shapes") && i + 1 < argc) shapes_path = argv[++i];
     else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
     else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) iters = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--kinds") && i + 1 < argc) kinds = split(argv[++i]);
+    else if (!std::strcmp(argv[i], "--sets") && i + 1 < argc) set_names = split(argv[++i]);
     else if (!std::strcmp(argv[i], "--sweep")) sweep = true;
+    else if (!std::strcmp(argv[i], "--norms")) norms = true;
+    else {
+      std::fprintf(stderr, "usage: %s [--shapes F] [--out F] [--iters N] [--kinds a,b] [--sets a,b] [--sweep] [--norms]\n", argv[0]);
+      return 2;
+    }
   }
   int count = 0;
   const int rc = adamp_cuda_device_count(&count);
@@ -234,8 +275,11 @@ int main(int argc, char** argv) {
   ss << f.rdbuf();
   const mini_json::Value root = mini_json::parse(ss.str());
   std::vector<Set> sets;
-  for (const char* name : {"resnet50", "gpt2-small"}) {
-    if (!root.has(name)) continue;
+  for (const std::string& name : set_names) {
+    if (!root.has(name)) {
+      std::fprintf(stderr, "%s has no set '%s'\n", shapes_path.c_str(), name.c_str());
+      return 2;
+    }
     Set s;
     s.name = name;
     for (const auto& sh : root[name]["shapes"].arr) {
@@ -264,30 +308,30 @@ int main(int argc, char** argv) {
   std::ostringstream js;
   js << "{\n  \"device\": \"" << dev << "\", \"compute_capability\": \"" << major << "." << minor
      << "\", \"cuda_runtime\": " << runtime << ", \"cuda_driver\": " << driver << ",\n  \"copy_bandwidth_GBps\": " << bw
-     << ",\n  \"iters\": " << iters << ",\n  \"config\": {\"chunk\": " << cfg.chunk << ", \"group\": " << cfg.group
-     << ", \"lag\": " << cfg.lag << ", \"blocks_per_sm\": " << cfg.blocks_per_sm << "},\n  \"sets\": {";
+     << ",\n  \"iters\": " << iters << ", \"norms\": " << (norms ? "true" : "false") << ",\n  \"config\": {\"chunk\": " << cfg.chunk
+     << ", \"group\": " << cfg.group << ", \"lag\": " << cfg.lag << ", \"blocks_per_sm\": " << cfg.blocks_per_sm << "},\n  \"sets\": {";
   bool first = true;
   for (const Set& s : sets) {
     std::string entry;
-    for (int adam = 1; adam >= 0; --adam) {
-      Bench b(s, adam != 0, cfg);
+    auto run = [&](const std::string& kind, bool with_norms, const char* key) {
+      Bench b(s, kind, cfg, with_norms);
       const Stats st = time_steps(b, iters);
       bool gok = false;
       const Stats gs = time_graph(b, iters, &gok);
-      const double bytes_floor = (adam ? 28.0 : 20.0) * (double)s.numel;
-      const double bound_ms = bytes_floor / (bw * 1e9) * 1e3;
-      std::printf("%-10s %s: %.4f ms (graph %.4f ms); bound at %.0f B/elem %.4f ms -> %.0f%%\n", s.name.c_str(),
-                  adam ? "adamp" : "sgdp ", st.median, gok ? gs.median : NAN, adam ? 28.0 : 20.0, bound_ms,
-                  100.0 * bound_ms / st.median);
+      const double bytes_floor = floor_bytes(kind);
+      const double bound_ms = bytes_floor * (double)s.numel / (bw * 1e9) * 1e3;
+      std::printf("%-10s %-12s: %.4f ms (graph %.4f ms); bound at %.0f B/elem %.4f ms -> %.0f%%\n", s.name.c_str(), key, st.median,
+                  gok ? gs.median : NAN, bytes_floor, bound_ms, 100.0 * bound_ms / st.median);
       char buf[512];
       std::snprintf(buf, sizeof(buf),
                     "\"%s\": {\"stream\": %s, \"graph\": %s, \"bytes_per_elem_floor\": %.0f, \"bound_ms\": %.5f, "
                     "\"fraction_of_bound\": %.4f}",
-                    adam ? "adamp" : "sgdp", json_stats(st).c_str(), gok ? json_stats(gs).c_str() : "null",
-                    adam ? 28.0 : 20.0, bound_ms, bound_ms / st.median);
+                    key, json_stats(st).c_str(), gok ? json_stats(gs).c_str() : "null", bytes_floor, bound_ms, bound_ms / st.median);
       entry += (entry.empty() ? "" : ", ");
       entry += buf;
-    }
+    };
+    for (const std::string& kind : kinds) run(kind, false, kind.c_str());
+    if (norms) run("adamp", true, "adamp_norms");
     if (sweep) {
       std::string sw;
       const int chunks[] = {4096, 8192, 16384};
@@ -296,8 +340,8 @@ int main(int argc, char** argv) {
       for (int c : chunks)
         for (int64_t g : groups)
           for (int l : lags) {
-            adamp_cuda_config k = {c, g, l, cfg.blocks_per_sm};
-            Bench b(s, true, k);
+            adamp_cuda_config k = {c, g, l, cfg.blocks_per_sm, 0};
+            Bench b(s, "adamp", k, false);
             const Stats st = time_steps(b, std::max(10, iters / 2));
             char buf[200];
             std::snprintf(buf, sizeof(buf), "%s{\"chunk\": %d, \"group\": %lld, \"lag\": %d, \"median_ms\": %.5f}",
