@@ -140,6 +140,8 @@ typename P::Hyper hyper_of(const double* hyper) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up8(int64_t a) { return (a + 7) & ~int64_t(7); }
+/** p rounded up to a multiple of 32 bytes (p must have 7 spare floats after it). */
+float* align32(float* p) { return (float*)(((uintptr_t)p + 31) & ~(uintptr_t)31); }
 
 void norms_add(Norms& acc, const Norms& x) {
   acc.before += x.before;
@@ -480,7 +482,7 @@ struct Plan {
 
   // The speculative single pass (Rows, outer == 1; items are units).
   bool spec = false;
-  float* save_p = nullptr;       // the old p, indexed like p
+  float* save_p = nullptr;       // the old p, row c at save_p + c * round_up8(inner) (32-byte aligned rows)
   std::vector<uint8_t> applied;  // per channel: 1 = applied with its channel projection, 0 = unprojected
   std::vector<Norms> row_norms;  // per channel: the norms of the applied row
   std::vector<uint8_t> redo;     // per unit: some row of it must be redone
@@ -502,28 +504,44 @@ Run<P> run_of(const PolicyKernels<P>& k, const Plan<P>& pl, bool norms) {
   return Run<P>{k, pl.U, s.p, s.g, {s.state[0], s.state[1]}, 0, pl.sc, pl.u, norms};
 }
 
-/** A per-thread row buffer for u in the speculative pass (rows are at most kBlock long). */
-float* row_buffer(int64_t n) {
+/** Per-thread row buffers for u in the speculative pass: two rows of up to n floats, 32-byte aligned. */
+float* row_buffers(int64_t pitch) {
   thread_local std::vector<float> buf;
-  if ((int64_t)buf.size() < n) buf.resize((size_t)std::max<int64_t>(n, 4096));
-  return buf.data();
+  const size_t need = (size_t)(2 * pitch + 8);
+  if (buf.size() < need) buf.resize(std::max<size_t>(need, 8192));
+  return align32(buf.data());
 }
 
-// The speculative single pass over the rows of unit u (see the top of the file).
+// The speculative single pass over the rows of unit u (see the top of the file). Rows are
+// pipelined: pass 1 of row c runs fused with the apply of row c - 1 (spec_pair_row), the last
+// row's apply alone.
 template <class P>
 void run_spec_rows(const Run<P>& run, Plan<P>& plan, int64_t u, float epsf) {
   const TensorSlot& s = *plan.s;
-  const int64_t n = s.inner;
-  float* ubuf = row_buffer(n);
+  const int64_t n = s.inner, pitch = round_up8(n);
+  float* const ubuf = row_buffers(pitch);
   const Speculation mode = plan.spec_mode;
   int64_t a, c0, c1;
   plan.U.rows_unit(u, a, c0, c1);
   double* rec = plan.rec.data() + plan.U.rec_offset(u);
   bool ok = mode == Speculation::PredictChannel ||
             (mode == Speculation::On && plan.broken.load(std::memory_order_relaxed) == 0);
+  // The row waiting for its apply: its coefficients and wd factor.
+  int prev_proj = 0;
+  ProjCoef prev_k{1.0f, 0.0f};
+  float prev_wdf = 1.0f;
   for (int64_t c = c0; c < c1; ++c) {
     const int64_t off = c * n;
-    const ChannelSums cs = run.k.pass1_row(run.at(off), n, run.s, ubuf);
+    float* const uc = ubuf + (c & 1) * pitch;
+    ChannelSums cs;
+    if (c == c0) {
+      cs = run.k.pass1_row(run.at(off), n, run.s, uc);
+    } else {
+      Norms nr;
+      cs = run.k.spec_pair_row(run.at(off), n, run.s, uc, s.p + off - n, ubuf + ((c - 1) & 1) * pitch, prev_proj, prev_k,
+                               prev_wdf, plan.save_p + (c - 1) * pitch, run.norms, &nr);
+      plan.row_norms[(size_t)(c - 1)] = nr;
+    }
     Run<P>::put(rec + kSumsLen * (c - c0), cs);
     // f32(max_c |cos_c|) < thr  <=>  f32(|cos_c|) < thr for every c (rounding is monotone; NaN fails both).
     const float cosf = (float)abs_cos(cs.gp, cs.gg, cs.pp, plan.spec_cos_e);
@@ -533,13 +551,15 @@ void run_spec_rows(const Run<P>& run, Plan<P>& plan, int64_t u, float epsf) {
     } else if (ok && mode == Speculation::On && plan.broken.load(std::memory_order_relaxed) != 0) {
       ok = false;  // another unit saw a row at or over the threshold
     }
-    const Norms nr =
-        ok ? run.k.apply_u_save_row(s.p + off, ubuf, n, run.s, 1, proj_coef(cs.pp, cs.pu, epsf), plan.spec_wdf_proj,
-                                    plan.save_p + off, run.norms)
-           : run.k.apply_u_save_row(s.p + off, ubuf, n, run.s, 0, ProjCoef{1.0f, 0.0f}, plan.spec_wdf_none,
-                                    plan.save_p + off, run.norms);
+    prev_proj = ok ? 1 : 0;
+    prev_k = ok ? proj_coef(cs.pp, cs.pu, epsf) : ProjCoef{1.0f, 0.0f};
+    prev_wdf = ok ? plan.spec_wdf_proj : plan.spec_wdf_none;
     plan.applied[(size_t)c] = ok ? 1 : 0;
-    plan.row_norms[(size_t)c] = nr;
+  }
+  if (c1 > c0) {
+    const int64_t c = c1 - 1;
+    plan.row_norms[(size_t)c] = run.k.apply_u_save_row(s.p + c * n, ubuf + (c & 1) * pitch, n, run.s, prev_proj, prev_k,
+                                                       prev_wdf, plan.save_p + c * pitch, run.norms);
   }
 }
 
@@ -613,7 +633,7 @@ void run_spec_redo(const Run<P>& run, Plan<P>& plan, int64_t u) {
       continue;
     }
     const int64_t off = c * n;
-    memcpy(s.p + off, plan.save_p + off, (size_t)n * sizeof(float));
+    memcpy(s.p + off, plan.save_p + c * round_up8(n), (size_t)n * sizeof(float));
     const ProjCoef coef = projected ? ProjCoef{plan.dec.div[(size_t)c], plan.dec.scale[(size_t)c]} : ProjCoef{1.0f, 0.0f};
     norms_add(acc, run.pass2_row(off, n, projected, coef, plan.dec.wdf));
   }
@@ -749,28 +769,30 @@ void run_step(const TensorSlot* slots, size_t count, const double* hyper, double
     {
       // Scratch for the wave: the two-pass plans' stored u (kStoreU), the speculative plans' old p.
       // At most max(kWave, kStoreU) floats, reused across waves and steps.
+      // Each plan's part starts 32-byte aligned; a speculative plan's saved rows are round_up8(inner) apart.
       auto floats_for = [&](size_t j) -> int64_t {
         const Plan<P>& pl = plans[j];
-        if (pl.spec) return slots[j].numel;
-        if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return slots[j].numel;
+        if (pl.spec) return slots[j].channels * round_up8(slots[j].inner);
+        if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return round_up8(slots[j].numel);
         return 0;
       };
-      int64_t need = 0;
+      int64_t need = 8;
       for (size_t j = j0; j < j1; ++j) need += floats_for(j);
-      if (need > 0 && scratch.size() < (size_t)need) {
+      if (need > 8 && scratch.size() < (size_t)need) {
         if (scratch.empty()) scratch = ScratchPool::shared().acquire((size_t)need);
         if (scratch.size() < (size_t)need) scratch.resize((size_t)need);
       }
+      float* const base = need > 8 ? align32(scratch.data()) : nullptr;
       int64_t at = 0;
       for (size_t j = j0; j < j1; ++j) {
         Plan<P>& pl = plans[j];
         pl.u = pl.save_p = nullptr;
         if (floats_for(j) == 0) continue;
         if (pl.spec)
-          pl.save_p = scratch.data() + at;
+          pl.save_p = base + at;
         else
-          pl.u = scratch.data() + at;
-        at += slots[j].numel;
+          pl.u = base + at;
+        at += floats_for(j);
       }
     }
 
