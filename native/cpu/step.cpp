@@ -22,7 +22,8 @@
 // also store u) -> decide -> pass 2 (apply from the stored u; tensors over kStoreU elements
 // recompute it bit-identically). Tensors are processed in waves of about kWave elements: pass 1 of
 // a wave, its decisions, then pass 2 of the wave, so a wave's data is still in the last-level
-// cache for pass 2 and small tensors share one dispatch.
+// cache for pass 2 and small tensors share one dispatch. Pass 2 of a wave runs in the same pool
+// run as pass 1 of the next (see run_step): one wait for the threads per wave.
 //
 // The speculative single pass (policies with kSpeculate; eligible tensors with outer == 1 whose
 // rows fit one unit, up to kStoreU elements): pass 1 applies a predicted final update to each row
@@ -714,6 +715,7 @@ class ScratchPool {
 struct TaskRef {
   int32_t plan;
   int64_t item;
+  int pass;  // 1 or 2
 };
 
 template <class P>
@@ -757,32 +759,42 @@ void run_step(const TensorSlot* slots, size_t count, const double* hyper, double
     }
   }
 
+  // Waves are pipelined: one pool run per wave holds pass 2 of the previous wave (first, walking
+  // it backwards: what its pass 1 touched last is the likeliest still in cache) and then pass 1
+  // of this wave; the decisions of this wave follow on the calling thread. A step thus waits for
+  // its threads about once per wave, as the one-pass floor does, instead of twice, and the tail
+  // of one pass overlaps the head of the next. The two waves in flight use the two scratch
+  // buffers in turn. (The order of execution never changes a result: partials are folded in
+  // unit order, and the two waves' tensors are disjoint.)
   std::vector<TaskRef> refs;
-  std::vector<float> scratch;
+  std::vector<float> scratch[2];
+  auto floats_for = [&](size_t j) -> int64_t {
+    // A plan's part of its wave's scratch: the two-pass plans' stored u (kStoreU), the speculative
+    // plans' old p (rows round_up8(inner) apart). Each part starts 32-byte aligned.
+    const Plan<P>& pl = plans[j];
+    if (pl.spec) return slots[j].channels * round_up8(slots[j].inner);
+    if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return round_up8(slots[j].numel);
+    return 0;
+  };
+  size_t p0 = 0, p1 = 0;  // the previous wave, waiting for its pass 2
   size_t j0 = 0;
-  while (j0 < count) {
-    // One wave: consecutive tensors up to about kWave elements (at least one tensor).
+  int wave = 0;
+  while (j0 < count || p1 > p0) {
+    // This wave: consecutive tensors up to about kWave elements (at least one tensor; none at the end).
     size_t j1 = j0;
     int64_t elems = 0;
     while (j1 < count && (j1 == j0 || elems + slots[j1].numel <= kWave)) elems += slots[j1++].numel;
 
-    {
-      // Scratch for the wave: the two-pass plans' stored u (kStoreU), the speculative plans' old p.
-      // At most max(kWave, kStoreU) floats, reused across waves and steps.
-      // Each plan's part starts 32-byte aligned; a speculative plan's saved rows are round_up8(inner) apart.
-      auto floats_for = [&](size_t j) -> int64_t {
-        const Plan<P>& pl = plans[j];
-        if (pl.spec) return slots[j].channels * round_up8(slots[j].inner);
-        if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return round_up8(slots[j].numel);
-        return 0;
-      };
+    if (j1 > j0) {
+      // Scratch for the wave: at most max(kWave, kStoreU) floats, reused across waves and steps.
+      std::vector<float>& sc = scratch[wave & 1];
       int64_t need = 8;
       for (size_t j = j0; j < j1; ++j) need += floats_for(j);
-      if (need > 8 && scratch.size() < (size_t)need) {
-        if (scratch.empty()) scratch = ScratchPool::shared().acquire((size_t)need);
-        if (scratch.size() < (size_t)need) scratch.resize((size_t)need);
+      if (need > 8 && sc.size() < (size_t)need) {
+        if (sc.empty()) sc = ScratchPool::shared().acquire((size_t)need);
+        if (sc.size() < (size_t)need) sc.resize((size_t)need);
       }
-      float* const base = need > 8 ? align32(scratch.data()) : nullptr;
+      float* const base = need > 8 ? align32(sc.data()) : nullptr;
       int64_t at = 0;
       for (size_t j = j0; j < j1; ++j) {
         Plan<P>& pl = plans[j];
@@ -797,34 +809,34 @@ void run_step(const TensorSlot* slots, size_t count, const double* hyper, double
     }
 
     refs.clear();
+    for (size_t j = p1; j-- > p0;) {
+      if (!plans[j].U.projecting()) continue;
+      for (int64_t t = plans[j].U.items; t-- > 0;)
+        if (!plans[j].spec || plans[j].redo[(size_t)t]) refs.push_back(TaskRef{(int32_t)j, t, 2});
+    }
     for (size_t j = j0; j < j1; ++j)
-      for (int64_t t = 0; t < plans[j].U.items; ++t) refs.push_back(TaskRef{(int32_t)j, t});
+      for (int64_t t = 0; t < plans[j].U.items; ++t) refs.push_back(TaskRef{(int32_t)j, t, 1});
     pool.run(threads, (int64_t)refs.size(), [&](int64_t i) {
-      Plan<P>& pl = plans[(size_t)refs[(size_t)i].plan];
-      run_pass1(run_of(k, pl, norms), pl, refs[(size_t)i].item, epsf);
+      const TaskRef& r = refs[(size_t)i];
+      Plan<P>& pl = plans[(size_t)r.plan];
+      if (r.pass == 1)
+        run_pass1(run_of(k, pl, norms), pl, r.item, epsf);
+      else
+        run_pass2(run_of(k, pl, norms), pl, r.item);
     });
 
-    // Pass 2 walks the wave backwards: what pass 1 touched last is the likeliest still in cache.
-    // (The order of execution never changes a result: partials are folded in unit order.)
-    refs.clear();
+    for (size_t j = p0; j < p1; ++j) finish_plan(plans[j]);
     for (size_t j = j0; j < j1; ++j)
       if (plans[j].U.projecting()) {
         if constexpr (P::kProjects) decide_plan<P>(h, plans[j]);
       }
-    for (size_t j = j1; j-- > j0;) {
-      if (!plans[j].U.projecting()) continue;
-      for (int64_t t = plans[j].U.items; t-- > 0;)
-        if (!plans[j].spec || plans[j].redo[(size_t)t]) refs.push_back(TaskRef{(int32_t)j, t});
-    }
-    pool.run(threads, (int64_t)refs.size(), [&](int64_t i) {
-      Plan<P>& pl = plans[(size_t)refs[(size_t)i].plan];
-      run_pass2(run_of(k, pl, norms), pl, refs[(size_t)i].item);
-    });
-
-    for (size_t j = j0; j < j1; ++j) finish_plan(plans[j]);
+    p0 = j0;
+    p1 = j1;
     j0 = j1;
+    ++wave;
   }
-  if (!scratch.empty()) ScratchPool::shared().release(std::move(scratch));
+  for (std::vector<float>& sc : scratch)
+    if (!sc.empty()) ScratchPool::shared().release(std::move(sc));
 }
 
 // ------------------------------------------------------------------------------------------------
