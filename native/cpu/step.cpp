@@ -26,7 +26,7 @@
 // run as pass 1 of the next (see run_step): one wait for the threads per wave.
 //
 // The speculative single pass (policies with kSpeculate; eligible tensors with outer == 1 whose
-// rows fit one unit, up to kStoreU elements): pass 1 applies a predicted final update to each row
+// rows fit one unit, up to kSpecMax elements): pass 1 applies a predicted final update to each row
 // right after the row's state update and sums, while the row and its u are in L1/L2, saving the
 // old p to a per-wave scratch (u never leaves a per-thread row buffer).
 // The prediction for a row is "channel projection" while this row's and every earlier row's
@@ -75,6 +75,11 @@ constexpr int kMaxThreads = 256;
 // kStoreU policies store u between the passes for tensors up to this size (the scratch is at most
 // max(kWave, kStoreU) floats, reused across steps); larger tensors recompute u in pass 2.
 constexpr int64_t kStoreU = int64_t(1) << 22;
+// The speculative single pass takes tensors up to this size (its scratch holds the old p: up to
+// 256 MB for a tensor this large, reused across steps). Larger than kStoreU so that GPT-2's
+// token embedding (38.6M elements) is also stepped in one pass instead of two passes that
+// recompute u (44 bytes per element and the Adam division twice, against 32 and once).
+constexpr int64_t kSpecMax = int64_t(1) << 26;
 // The lanes layout (channels innermost): channels per tile, and at most this many row chunks (units).
 constexpr int64_t kLaneChannels = 4096;
 constexpr int64_t kLaneRowChunks = 64;
@@ -495,7 +500,7 @@ struct Plan {
 
   /** Whether this plan qualifies for the speculative single pass (the shape alone decides). */
   bool spec_shape() const {
-    return U.layout == Layout::Rows && s->outer == 1 && s->numel > 0 && s->numel <= kStoreU;
+    return U.layout == Layout::Rows && s->outer == 1 && s->numel > 0 && s->numel <= kSpecMax;
   }
 };
 
@@ -786,7 +791,7 @@ void run_step(const TensorSlot* slots, size_t count, const double* hyper, double
     while (j1 < count && (j1 == j0 || elems + slots[j1].numel <= kWave)) elems += slots[j1++].numel;
 
     if (j1 > j0) {
-      // Scratch for the wave: at most max(kWave, kStoreU) floats, reused across waves and steps.
+      // Scratch for the wave: at most about max(kWave, kSpecMax) floats, reused across waves and steps.
       std::vector<float>& sc = scratch[wave & 1];
       int64_t need = 8;
       for (size_t j = j0; j < j1; ++j) need += floats_for(j);
