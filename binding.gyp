@@ -15,6 +15,19 @@
       "OTHER_CFLAGS": ["<@(adamp_cpu_flags)"]
     }
   },
+  "conditions": [
+    # adamp_mpi.node: MPI collectives for lib/distributed (native/mpi); MPI is loaded at run time
+    # (dlopen), so nothing of MPI is needed to build it. Not on Windows.
+    ["OS!='win'", {
+      "targets": [{
+        "target_name": "adamp_mpi",
+        "sources": ["native/mpi/addon.cc"],
+        "libraries": ["-ldl"],
+        "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"],
+        "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"]
+      }]
+    }]
+  ],
   "targets": [
     {
       # The AVX2+FMA kernels, alone in their target so only they get -mavx2 -mfma (chosen at run time).

@@ -36,6 +36,10 @@ const DEMO_OPTIONS: readonly OptionSpec[] = [
   { name: 'data', type: 'string', value: 'DIR', help: '--tfjs: a folder with MNIST/Fashion-MNIST IDX files (plain or .gz) instead of the embedded dataset' },
   { name: 'train-size', type: 'int', value: 'N', min: 1, max: 10_000_000, help: '--tfjs: training images (embedded set: 3000; IDX data: the first 10000)' },
   { name: 'optimizers', type: 'list', value: 'LIST', choices: ['sgd', 'sgdp', 'adamw', 'adamp'], help: '--tfjs: which runs, e.g. adamw,adamp (default all four)' },
+  { name: 'data-parallel', type: 'bool', help: 'train the toy network data-parallel with sharded AdamP (under mpirun: MPI ranks; else --ranks worker threads) and check the weights against one process' },
+  { name: 'ranks', type: 'int', value: 'N', min: 1, max: 64, help: '--data-parallel without mpirun: worker threads (default 2)' },
+  { name: 'batch', type: 'int', value: 'N', min: 1, max: 4096, help: '--data-parallel: samples per step over all ranks, a multiple of the ranks (default 8)' },
+  { name: 'partition', type: 'string', value: 'MODE', choices: ['slices', 'tensors'], help: "--data-parallel: the state's partition (default slices)" },
 ];
 
 const BENCH_OPTIONS: readonly OptionSpec[] = [
@@ -59,14 +63,17 @@ const INFO_OPTIONS: readonly OptionSpec[] = [
 const COMMANDS: Record<string, Command> = {
   demo: {
     summary: "show the paper's effect: SGD vs SGDP and AdamW vs AdamP on a scale-invariant problem",
-    usage: 'adamp demo [--steps N] [--seed N] [--out DIR] [--backend NAME] [--tfjs ...]',
+    usage: 'adamp demo [--steps N] [--seed N] [--out DIR] [--backend NAME] [--tfjs ...] [--data-parallel ...]',
     options: DEMO_OPTIONS,
     details:
       'Optimizes a toy scale-invariant objective (weights followed by normalization) with momentum,\n' +
       'prints a table (final loss, weight norm, effective step size, projection share) and writes\n' +
       'DIR/toy-demo.svg (weight norm and effective step size over steps) and DIR/toy-demo.json.\n' +
       'With --tfjs it trains a small dense + batch-norm network with TensorFlow.js instead\n' +
-      '(needs @tensorflow/tfjs-core, @tensorflow/tfjs-backend-cpu and @tensorflow/tfjs-layers).',
+      '(needs @tensorflow/tfjs-core, @tensorflow/tfjs-backend-cpu and @tensorflow/tfjs-layers).\n' +
+      'With --data-parallel it trains the toy network with sharded AdamP on several ranks\n' +
+      '(`mpirun -np 2 npx adamp demo --data-parallel`, or --ranks N worker threads) and checks\n' +
+      'that the weights are those of one process on the whole batch, bit for bit.',
     run: runDemo,
   },
   bench: {
@@ -186,6 +193,10 @@ async function runDemo(parsed: Parsed, io: CliIO): Promise<number> {
     io.stdout.write(`\nWrote ${res.files.join(', ')}\n`);
     return 0;
   }
+  if (o['data-parallel']) return runDataParallel(parsed, io);
+  for (const k of ['ranks', 'batch', 'partition']) {
+    if (o[k] !== undefined) throw new UsageError(`--${k} needs --data-parallel`);
+  }
   for (const k of ['epochs', 'data', 'optimizers', 'train-size']) {
     if (o[k] !== undefined) throw new UsageError(`--${k} needs --tfjs (the toy demo always runs SGD, SGDP, AdamW and AdamP)`);
   }
@@ -204,6 +215,22 @@ async function runDemo(parsed: Parsed, io: CliIO): Promise<number> {
   for (const f of res.findings) io.stdout.write(`${f}\n`);
   io.stdout.write(`\nBackend: ${res.runs[0].backend}. Wrote ${res.svgPath} and ${res.jsonPath}\n`);
   return 0;
+}
+
+async function runDataParallel(parsed: Parsed, io: CliIO): Promise<number> {
+  const o = parsed.options;
+  for (const k of ['epochs', 'data', 'optimizers', 'train-size', 'out']) {
+    if (o[k] !== undefined) throw new UsageError(`--${k} is not an option of --data-parallel`);
+  }
+  const { runDataParallelDemo } = await import('./demo/data-parallel');
+  const res = await runDataParallelDemo({
+    steps: o.steps as number | undefined, seed: o.seed as number | undefined, batch: o.batch as number | undefined,
+    ranks: o.ranks as number | undefined, backend: o.backend as 'auto' | 'js' | 'native' | undefined,
+    partition: o.partition as 'slices' | 'tensors' | undefined, weightDecay: o['weight-decay'] as number | undefined,
+  });
+  if (res === null) return 0; // MPI ranks other than 0 print nothing
+  io.stdout.write(res.lines.join('\n') + '\n');
+  return res.paramsDiffering === 0 && res.stateDiffering === 0 ? 0 : 1;
 }
 
 async function runBench(parsed: Parsed, io: CliIO): Promise<number> {

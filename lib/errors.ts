@@ -10,7 +10,9 @@ export type AdampErrorCode =
   | 'ERR_ADAMP_CUDA' // a CUDA call failed (thrown by the addon; `cudaError` holds the code)
   | 'ERR_ADAMP_CUDA_OOM' // the GPU is out of memory (thrown by the addon, with the bytes requested and free)
   | 'ERR_ADAMP_BAD_CHECKPOINT' // a checkpoint file is damaged, altered, truncated or malformed (see docs/checkpoints.md)
-  | 'ERR_ADAMP_IO'; // a file-system call failed: `path` names the file, `errnoCode` holds Node's code ('ENOENT', 'EACCES'...)
+  | 'ERR_ADAMP_IO' // a file-system call failed: `path` names the file, `errnoCode` holds Node's code ('ENOENT', 'EACCES'...)
+  | 'ERR_ADAMP_COLLECTIVE' // a collective failed or the ranks disagree (lib/distributed; `rank`, `step`, `phase` say where)
+  | 'ERR_ADAMP_COLLECTIVE_TIMEOUT'; // a rank died or stalled: a collective did not complete in time (`missing` names the ranks)
 
 export class AdampError extends Error {
   readonly code: AdampErrorCode;

@@ -37,7 +37,7 @@ const force = truthy(env.ADAMP_FORCE_BUILD);
 const PLATFORM = `${process.platform}-${process.arch}`;
 
 /** The sources a prebuilt is made from (relative to the package root); their digest goes in its manifest. */
-const SOURCE_DIRS = ['native/binding', 'native/cpu', 'native/cuda', 'native/include'];
+const SOURCE_DIRS = ['native/binding', 'native/cpu', 'native/cuda', 'native/include', 'native/mpi'];
 const SOURCE_FILES = ['CMakeLists.txt', 'binding.gyp'];
 const SOURCE_EXT = /\.(c|cc|cpp|cxx|h|hh|hpp|cu|cuh)$/;
 

@@ -4,6 +4,8 @@
  * this machine with cmake-js (CMakeLists.txt; the CUDA engine when nvcc is found, static CUDA
  * runtime), strips it, loads it in a child process, and writes its manifest adamp.json next to it
  * (version, Node-API version, CUDA code in the fatbin, the digest of the native sources, ...).
+ * Beside it (not on Windows): adamp_mpi.node from the same build (lib/distributed's MPI
+ * collective; it dlopens libmpi, so it must load without MPI), its size in the manifest (mpiSize).
  * scripts/install.js uses the prebuilt instead of compiling when it loads and matches.
  *
  *   node scripts/prebuild.js [options]        build this platform's prebuilt (`npm run prebuild`)
@@ -141,6 +143,19 @@ function neededLibraries(file) {
   return [...r.stdout.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]);
 }
 
+/** Why a built adamp_mpi.node cannot be shipped (it does not load, is not the MPI addon, or links libmpi), or undefined. */
+function mpiProblem(file) {
+  const code = `try { const m = require(${JSON.stringify(file)}); process.stdout.write(typeof m.load === 'function' && typeof m.allgatherv === 'function' ? 'ok' : 'exports'); }
+    catch (e) { process.stdout.write('error: ' + String(e && e.message).split('\\n')[0]); }`;
+  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60000 });
+  const out = (r.stdout || '').trim();
+  if (out === 'exports') return "is not adamp's MPI addon (no load/allgatherv)";
+  if (out !== 'ok') return `does not load: ${(out.replace(/^error: /, '') || r.stderr || `status ${r.status}`).slice(0, 300)}`;
+  const mpi = (neededLibraries(file) || []).filter((l) => /^lib(mpi|mpich)/.test(l));
+  if (mpi.length > 0) return `links ${mpi.join(', ')}; MPI must be loaded at run time so the package runs without it`;
+  return undefined;
+}
+
 /** The newest GLIBC_ (or GLIBCXX_) symbol version the binary needs (the oldest glibc / libstdc++ it runs on), or undefined. */
 function symbolFloor(file, prefix = 'GLIBC') {
   if (process.platform !== 'linux') return undefined;
@@ -148,6 +163,11 @@ function symbolFloor(file, prefix = 'GLIBC') {
   if (r.status !== 0) return undefined;
   const versions = [...new Set([...r.stdout.matchAll(new RegExp(`\\b${prefix}_(\\d+(?:\\.\\d+)+)`, 'g'))].map((m) => m[1]))];
   return versions.sort(compareVersions).pop();
+}
+
+/** The newer of two versions (either may be undefined). */
+function newest(a, b) {
+  return a === undefined ? b : b === undefined ? a : compareVersions(a, b) >= 0 ? a : b;
 }
 
 function compareVersions(a, b) {
@@ -191,7 +211,27 @@ function staleness(folder, want) {
   if (m.cuda !== (want.cuda === 'on') && !keepCuda) return `it was built ${m.cuda ? 'with' : 'without'} CUDA`;
   if (m.cuda && m.cudaArchitectures !== want.architectures) return `it was built for CUDA ${m.cudaArchitectures}, not ${want.architectures}`;
   if (m.size !== fs.statSync(file).size) return 'the file is not the one its manifest describes';
+  if (mpiExpected() && !(m.mpiSize > 0 && fs.existsSync(path.join(folder, MPI_ADDON)) && fs.statSync(path.join(folder, MPI_ADDON)).size === m.mpiSize)) return `it has no ${MPI_ADDON} (or not the one its manifest describes)`;
   return undefined;
+}
+
+/** adamp_mpi.node (native/mpi; lib/distributed loads it, and libmpi at run time): shipped beside adamp.node. */
+const MPI_ADDON = 'adamp_mpi.node';
+/** The CMake build makes it everywhere but Windows (ADAMP_WITH_MPI, default ON; it needs nothing of MPI to build). */
+function mpiExpected() {
+  return process.platform !== 'win32' && fs.existsSync(path.join(root, 'native', 'mpi', 'addon.cc'));
+}
+
+/** Copies one built .node into the prebuilds folder, stripped, under a temporary .node name; returns that name. */
+function stagedCopy(built, folder, stem) {
+  const tmp = path.join(folder, `.${stem}-${process.pid}.node`); // a .node name: require() loads other names as JavaScript
+  fs.copyFileSync(built, tmp);
+  const strip = process.platform === 'linux' ? ['strip', ['--strip-unneeded', tmp]] : process.platform === 'darwin' ? ['strip', ['-x', tmp]] : undefined;
+  if (strip) {
+    const s = spawnSync(strip[0], strip[1], { encoding: 'utf8' });
+    if (s.status !== 0) say(`note: ${strip[0]} failed or is missing (${(s.stderr || s.error?.message || '').trim().split('\n')[0]}); ${path.basename(built)} is shipped unstripped`);
+  }
+  return tmp;
 }
 
 function build(opt) {
@@ -251,13 +291,7 @@ function build(opt) {
 
   // Strip symbols the loader does not need (the .node keeps its dynamic exports).
   fs.mkdirSync(folder, { recursive: true });
-  const tmp = path.join(folder, `.adamp-${process.pid}.node`); // a .node name: require() loads other names as JavaScript
-  fs.copyFileSync(built, tmp);
-  const strip = process.platform === 'linux' ? ['strip', ['--strip-unneeded', tmp]] : process.platform === 'darwin' ? ['strip', ['-x', tmp]] : undefined;
-  if (strip) {
-    const s = spawnSync(strip[0], strip[1], { encoding: 'utf8' });
-    if (s.status !== 0) say(`note: ${strip[0]} failed or is missing (${(s.stderr || s.error?.message || '').trim().split('\n')[0]}); the addon is shipped unstripped`);
-  }
+  const tmp = stagedCopy(built, folder, 'adamp');
 
   // Check the copy before it replaces anything: it loads, fits, and has CUDA when asked.
   const p = inst.probe(tmp);
@@ -273,6 +307,21 @@ function build(opt) {
     const missing = expectedCode(architectures).filter((c) => !code.includes(c));
     if (missing.length > 0) { fs.rmSync(tmp, { force: true }); die(`the CUDA fatbin lacks ${missing.join(', ')} (holds ${code.join(', ') || 'nothing'})`); }
   }
+  // The MPI addon from the same build: it must load here without any MPI (libmpi is dlopen'ed
+  // by its load(), never linked).
+  let mpiSize;
+  const mpiTarget = path.join(folder, MPI_ADDON);
+  if (mpiExpected()) {
+    const builtMpi = [path.join(opt.buildDir, 'Release', MPI_ADDON), path.join(opt.buildDir, MPI_ADDON)].find((f) => fs.existsSync(f));
+    if (!builtMpi) { fs.rmSync(tmp, { force: true }); die(`no ${MPI_ADDON} in ${opt.buildDir}/Release (ADAMP_WITH_MPI=OFF in its CMake cache?)`); }
+    const tmpMpi = stagedCopy(builtMpi, folder, 'adamp_mpi');
+    const bad = mpiProblem(tmpMpi);
+    if (bad !== undefined) { fs.rmSync(tmp, { force: true }); fs.rmSync(tmpMpi, { force: true }); die(`the built ${MPI_ADDON} ${bad}`); }
+    fs.renameSync(tmpMpi, mpiTarget);
+    mpiSize = fs.statSync(mpiTarget).size;
+  } else {
+    fs.rmSync(mpiTarget, { force: true });
+  }
   fs.renameSync(tmp, target);
 
   const manifest = {
@@ -287,17 +336,18 @@ function build(opt) {
     cudaRuntime: cuda === 'on' ? 'static' : undefined,
     nvcc: cuda === 'on' ? cacheValue(opt.buildDir, 'CMAKE_CUDA_COMPILER') : undefined,
     compiler: cacheValue(opt.buildDir, 'CMAKE_CXX_COMPILER'),
-    glibc: symbolFloor(target, 'GLIBC'),
-    glibcxx: symbolFloor(target, 'GLIBCXX'),
+    glibc: newest(symbolFloor(target, 'GLIBC'), mpiSize ? symbolFloor(mpiTarget, 'GLIBC') : undefined), // of both files
+    glibcxx: newest(symbolFloor(target, 'GLIBCXX'), mpiSize ? symbolFloor(mpiTarget, 'GLIBCXX') : undefined),
     needed,
     node: process.version,
     size: fs.statSync(target).size,
+    mpiSize,
     sources: want.sources,
   };
   fs.writeFileSync(path.join(folder, 'adamp.json'), JSON.stringify(manifest, null, 2) + '\n');
   say(`${rel(target)}: ${(manifest.size / 1024 / 1024).toFixed(2)} MiB, ${p.info.simd}` +
     `${cuda === 'on' ? `, CUDA ${code.join(' ')} (static runtime)` : ', no CUDA'}` +
-    `${manifest.glibc ? `, needs glibc >= ${manifest.glibc}` : ''}; built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    `${manifest.glibc ? `, needs glibc >= ${manifest.glibc}` : ''}${mpiSize ? `; ${MPI_ADDON} ${(mpiSize / 1024).toFixed(0)} KiB` : ''}; built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,7 +367,7 @@ function check(opt) {
     const folder = path.join(opt.prebuilds, name);
     const file = path.join(folder, 'adamp.node');
     const m = inst.readManifest(folder);
-    const extra = fs.readdirSync(folder).filter((f) => f !== 'adamp.node' && f !== 'adamp.json');
+    const extra = fs.readdirSync(folder).filter((f) => f !== 'adamp.node' && f !== 'adamp.json' && !(f === MPI_ADDON && m?.mpiSize !== undefined));
     if (!fs.existsSync(file)) { problems.push(`${name}: no adamp.node`); continue; }
     if (!m) { problems.push(`${name}: no adamp.json manifest`); continue; }
     if (extra.length > 0) problems.push(`${name}: unexpected files ${extra.join(', ')}`);
@@ -325,6 +375,8 @@ function check(opt) {
     if (m.version !== version) problems.push(`${name}: built for adamp ${m.version}, packing ${version}`);
     if (m.sources !== sources) problems.push(`${name}: built from other native sources`);
     if (m.size !== fs.statSync(file).size) problems.push(`${name}: adamp.node is not the file its manifest describes`);
+    if (m.mpiSize !== undefined && (!fs.existsSync(path.join(folder, MPI_ADDON)) || fs.statSync(path.join(folder, MPI_ADDON)).size !== m.mpiSize)) problems.push(`${name}: ${MPI_ADDON} is missing or not the file its manifest describes`);
+    if (m.mpiSize === undefined && !name.startsWith('win32-')) problems.push(`${name}: no ${MPI_ADDON} (lib/distributed's MPI collective would need a build from source)`);
     if (opt.maxGlibc && m.glibc && compareVersions(m.glibc, opt.maxGlibc) > 0) problems.push(`${name}: needs glibc ${m.glibc}, newer than ${opt.maxGlibc}`);
     if (name === inst.PLATFORM) {
       const p = inst.probe(file);

@@ -28,7 +28,7 @@ const root = path.join(__dirname, '..');
 const inst = require('../scripts/install.js') as {
   PLATFORM: string;
   checkPrebuilt(dir?: string): { ok?: string; error?: string; missing?: boolean; file: string };
-  readManifest(folder: string): { cuda?: boolean; cudaCode?: string[] } | undefined;
+  readManifest(folder: string): { cuda?: boolean; cudaCode?: string[]; mpiSize?: number } | undefined;
 };
 
 const LONG = 15 * 60 * 1000;
@@ -206,7 +206,10 @@ describe('installing the packed tarball', () => {
       const pkg = path.join(dir, 'package');
       fs.rmSync(path.join(pkg, 'prebuilds'), { recursive: true, force: true });
       fs.mkdirSync(path.join(pkg, 'prebuilds', inst.PLATFORM), { recursive: true });
-      for (const f of ['adamp.node', 'adamp.json']) fs.copyFileSync(path.join(prebuiltFolder, f), path.join(pkg, 'prebuilds', inst.PLATFORM, f));
+      for (const f of ['adamp.node', 'adamp.json', 'adamp_mpi.node']) {
+        if (f === 'adamp_mpi.node' && !fs.existsSync(path.join(prebuiltFolder, f))) continue; // a repository prebuilt made before it shipped
+        fs.copyFileSync(path.join(prebuiltFolder, f), path.join(pkg, 'prebuilds', inst.PLATFORM, f));
+      }
       mutate(pkg);
       const tgz = path.join(work, `adamp-${name}.tgz`);
       ok(run('tar', ['czf', tgz, '-C', dir, 'package']), 'tar c');
@@ -259,6 +262,13 @@ describe('installing the packed tarball', () => {
     expect(native.cudaCompiledIn).toBe(manifest.cuda === true);
     if (manifest.cuda && !cuda.available) expect(cuda.reason).toMatch(/driver|device|GPU/i);
     if (!manifest.cuda) expect(cuda.reason).toMatch(/no CUDA engine/);
+
+    // adamp/distributed's MPI addon ships beside it (it loads libmpi at run time: no MPI needed).
+    if (manifest.mpiSize !== undefined) {
+      const { out: mpiOut } = nodeIn(dir, strippedPath, "const r = require('adamp/distributed').mpiAvailable(); console.log(JSON.stringify({ addon: r.addon, reason: r.reason }));");
+      const m = lastJson<{ addon?: string; reason: string }>(mpiOut);
+      expect(m.addon).toBe(path.join(dir, 'node_modules', 'adamp', 'prebuilds', inst.PLATFORM, 'adamp_mpi.node'));
+    }
 
     // The command line users troubleshoot with.
     const info = run(process.execPath, [path.join(dir, 'node_modules', 'adamp', 'dist', 'cli', 'main.js'), 'info'], { cwd: dir, env: userEnv(strippedPath) });

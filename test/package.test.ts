@@ -65,10 +65,10 @@ describe('the packed tarball', () => {
   test('ships every source the CMake and node-gyp builds compile (a from-source build works from the tarball)', () => {
     const gyp = fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8');
     const cmake = fs.readFileSync(path.join(root, 'CMakeLists.txt'), 'utf8');
-    const sources = new Set([...`${gyp}\n${cmake}`.matchAll(/native\/(?:binding|cpu|cuda|include)\/[\w/.-]+\.(?:cc|cpp|cu|h)/g)].map((m) => m[0]));
+    const sources = new Set([...`${gyp}\n${cmake}`.matchAll(/native\/(?:binding|cpu|cuda|include|mpi)\/[\w/.-]+\.(?:cc|cpp|cu|h)/g)].map((m) => m[0]));
     expect(sources.size).toBeGreaterThan(5);
     for (const s of sources) expect(files).toContain(s);
-    const tracked = execFileSync('git', ['ls-files', 'native/binding', 'native/cpu', 'native/cuda', 'native/include'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean);
+    const tracked = execFileSync('git', ['ls-files', 'native/binding', 'native/cpu', 'native/cuda', 'native/include', 'native/mpi'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean);
     for (const t of tracked) expect(files).toContain(t);
   });
 
@@ -79,7 +79,7 @@ describe('the packed tarball', () => {
       /^native\/tests\//.test(f) ||
       (/^scripts\//.test(f) && !['scripts/install.js', 'scripts/bench_torch_cpu.py', 'scripts/official_torch.py'].includes(f)) ||
       f === 'docs/gpu-runner.md' ||
-      (/^prebuilds\//.test(f) && !/^prebuilds\/[a-z0-9]+-[a-z0-9]+\/adamp\.(node|json)$/.test(f)) ||
+      (/^prebuilds\//.test(f) && !/^prebuilds\/[a-z0-9]+-[a-z0-9]+\/(adamp\.(node|json)|adamp_mpi\.node)$/.test(f)) ||
       /^(build|build-[^/]+|dist\/test)\//.test(f));
     expect(bad).toEqual([]);
   });

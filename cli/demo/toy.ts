@@ -76,7 +76,7 @@ export function isScaleInvariant(kind: ToyKind): boolean {
 /** The toy objective: fixed curvatures, targets and initial weights drawn from one seed. */
 export class ToyProblem {
   readonly tensors: readonly TensorData[];
-  private readonly noiseRng: Rng;
+  private noiseRng: Rng;
 
   constructor(seed: number, config: ToyConfig = DEFAULT_TOY) {
     const rng = new Rng(seed);
@@ -108,6 +108,11 @@ export class ToyProblem {
       const noiseStd = config.noise / Math.sqrt(fanIn);
       return { spec, numel, rows, cols, lambda, target, init, noiseStd };
     });
+  }
+
+  /** Restarts the gradient noise from `seed` (the data-parallel demo: one noise stream per sample of a batch). */
+  setNoiseSeed(seed: number): void {
+    this.noiseRng = new Rng(seed);
   }
 
   /** Fresh params at the initial point (the same for every optimizer), gradients allocated. */

@@ -30,6 +30,15 @@ constexpr int kDefaultChunk = 8192;
 constexpr int64_t kDefaultGroup = int64_t(1) << 20;
 constexpr int kDefaultLag = 1;
 
+// ADAMP_CUDA_WHOLE_CHANNEL_ITEMS=0 turns off the parallel decision of tensors whose items hold
+// whole channels (TensorArgs::whole): the decider then folds every channel itself, as before.
+// A build knob for measuring one against the other (scripts/gpu-validate-more.sh); results are
+// bitwise the same for any grid either way (the fold orders differ, so the two may differ from
+// each other in the last bits of a layer-view sum).
+#ifndef ADAMP_CUDA_WHOLE_CHANNEL_ITEMS
+#define ADAMP_CUDA_WHOLE_CHANNEL_ITEMS 1
+#endif
+
 /** What the host needs of one registered policy: its facts and its kernels' launches. */
 struct KindOps {
   const char* name;
@@ -135,7 +144,7 @@ void plan(TensorArgs& t, const adamp_cuda_tensor_desc& d, int64_t chunk, bool pr
   t.outer = d.outer;
   t.channels = d.channels;
   t.inner = d.inner;
-  t.chunk = chunk;
+  t.chunk = (int32_t)chunk;
   t.spi = t.nps = 1;
   t.tw = t.rp = 1;
   t.rows_per_item = t.nct = 1;
@@ -152,18 +161,21 @@ void plan(TensorArgs& t, const adamp_cuda_tensor_desc& d, int64_t chunk, bool pr
     if (d.inner <= chunk) {
       t.team_log2 = d.inner <= 256 ? 0 : d.inner <= 512 ? 1 : d.inner <= 1024 ? 2 : 3;
       const int64_t teams = kWarps >> t.team_log2;
-      t.spi = std::max<int64_t>(1, chunk / d.inner);
-      if (t.spi > teams) t.spi = t.spi / teams * teams;
+      int64_t spi = std::max<int64_t>(1, chunk / d.inner);
+      if (spi > teams) spi = spi / teams * teams;
+      t.spi = (int32_t)spi;  // <= chunk
       t.nps = 1;
-      t.plen = d.inner;
+      t.plen = (int32_t)d.inner;  // <= chunk
       t.n_items = ceil_div(nseg, t.spi);
+      t.whole = (ADAMP_CUDA_WHOLE_CHANNEL_ITEMS && d.outer == 1) ? 1 : 0;
     } else {
       t.team_log2 = 3;
       const int64_t pieces = ceil_div(d.inner, chunk);
-      t.plen = (ceil_div(d.inner, pieces) + 3) / 4 * 4;
-      t.nps = ceil_div(d.inner, t.plen);
+      const int64_t plen = (ceil_div(d.inner, pieces) + 3) / 4 * 4;  // <= chunk + 3
+      t.plen = (int32_t)plen;
+      t.nps = (int32_t)ceil_div(d.inner, plen);  // <= n_items
       t.spi = 1;
-      t.n_items = nseg * t.nps;
+      t.n_items = nseg * ceil_div(d.inner, plen);
     }
   } else {
     t.mode = kModeColumn;
@@ -534,6 +546,9 @@ int adamp_cuda_add_tensor_ex(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* 
   t.desc = d;
   t.external = external;
   plan(t.args, d, ctx->chunk, ctx->ops->projects);
+  // A launch counts items in 32 bits (and TensorArgs keeps nps in 32): a tensor of more items
+  // (over 2^31 x 256 elements) could never step.
+  if (t.args.n_items > INT32_MAX) return ADAMP_CUDA_E_INVALID;
   TensorArgs& a = t.args;
   const size_t bytes = (size_t)d.numel * sizeof(float);
   const int nbuf = 2 + ctx->ops->slots;
@@ -548,7 +563,7 @@ int adamp_cuda_add_tensor_ex(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* 
   const int64_t off_state = 0;
   const int64_t off_part = align256(off_state + (int64_t)sizeof(TensorState));
   const int64_t off_chsum = align256(off_part + partial_slots(a) * (int64_t)sizeof(adamp::ChannelSums));
-  const int64_t off_coef = align256(off_chsum + (elig ? d.channels : 0) * (int64_t)sizeof(adamp::ChannelSums));
+  const int64_t off_coef = align256(off_chsum + (elig && !a.whole ? d.channels : 0) * (int64_t)sizeof(adamp::ChannelSums));
   const int64_t off_info = align256(off_coef + (elig ? d.channels : 0) * (int64_t)sizeof(adamp::ProjCoef));
   const int64_t aux_bytes = align256(off_info + a.n_items * 3 * (int64_t)sizeof(double));
   if (!rc) rc = dev_alloc(&t.aux, (size_t)aux_bytes);

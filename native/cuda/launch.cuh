@@ -19,7 +19,9 @@ namespace adamp_cuda {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kMaxTensors = 128;  // ResNet-50 (161) and GPT-2 small (148) take two launches
+// ResNet-50 (161 tensors) and GPT-2 small (148) take one launch (three kernels a step: the
+// hyperparameters, prep, step) instead of two; what bounds it is the 32 KB of kernel parameters.
+constexpr int kMaxTensors = 168;
 constexpr int kMaxEntries = 2 * kMaxTensors;
 constexpr int kMaxSlots = 2;       // state slots of the largest registered policy (checked in adamp_cuda.cu)
 constexpr int kMaxHyper = 16;      // hyperparameters of the largest policy (checked in adamp_cuda.cu)
@@ -63,19 +65,33 @@ struct TensorArgs {
   adamp::ProjCoef* coef;      // per-channel projection coefficients
   double* info_part;          // 3 doubles per final-pass item: ||p||^2 before, after, ||dp||^2
   int64_t numel, outer, channels, inner;
-  int64_t n_items;
-  int64_t chunk;  // single mode: elements per item
-  // segment mode: either `spi` whole segments per item (nps == 1) or `nps` items per segment
-  // (spi == 1), each a piece of `plen` elements.
-  int64_t spi, nps, plen;
+  int64_t n_items;  // at most INT32_MAX (adamp_cuda_add_tensor refuses more)
   // column mode: the matrix is `outer` rows x `width` columns; an item is `rows_per_item` rows x
   // `tw` columns, processed by `rp` row lanes of `tw` threads.
   int64_t width, rows_per_item, nct;
+  // note: 32-bit where the value is bounded by the chunk or by n_items, so that kMaxTensors
+  // tables fit the kernel parameters.
+  int32_t chunk;  // single mode: elements per item
+  // segment mode: either `spi` whole segments per item (nps == 1) or `nps` items per segment
+  // (spi == 1), each a piece of `plen` elements.
+  int32_t spi, nps, plen;
   int32_t tw, rp;
   int32_t team_log2;  // segment mode: log2(warps per piece)
   int32_t mode;
   int32_t vec;  // p, g and every state slot 16-byte aligned: 128-bit accesses for whole groups of 4
-  int32_t pad;
+  // segment mode with outer == 1 and nps == 1: every item holds whole channels. Its pass 1 then
+  // computes each channel's |cos| and projection coefficients itself and leaves one ItemSums per
+  // item after the per-channel partials (item_records: max |cos| and the totals over its
+  // channels), so the decider folds n_items records instead of walking every channel (GPT-2's
+  // wte: 50,257 channels, 5,026 items).
+  int32_t whole;
+};
+
+/** What a whole-channel item (TensorArgs::whole) leaves for the decider, in `part` memory. */
+struct ItemSums {
+  adamp::ChannelSums s;  // the sums over the item's channels (a thread's channels in order, warp trees, warps in order)
+  double max_cos;        // max |cos| over the item's channels (NaN sticky)
+  double pad;
 };
 
 /** Everything one launch needs, passed by value (a __grid_constant__ kernel parameter). */
@@ -95,8 +111,13 @@ struct LaunchArgs {
 
 static_assert(sizeof(LaunchArgs) < 32000, "kernel parameters are limited to 32764 bytes");
 
+/** Whole-channel tensors: the items' records, after the channels' partial sums. */
+ADAMP_HD inline ItemSums* item_records(const TensorArgs& t) { return reinterpret_cast<ItemSums*>(t.part + t.channels); }
+
 /** Slots of pass-1 partial sums a tensor needs. */
 inline int64_t partial_slots(const TensorArgs& t) {
+  if (t.mode == kModeSegment && t.whole)
+    return t.channels + (t.n_items * (int64_t)sizeof(ItemSums) + sizeof(adamp::ChannelSums) - 1) / sizeof(adamp::ChannelSums);
   if (t.mode == kModeSegment) return t.outer * t.channels * t.nps;
   if (t.mode == kModeColumn) {
     const int64_t nrb = (t.outer + t.rows_per_item - 1) / t.rows_per_item;

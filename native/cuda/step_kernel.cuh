@@ -75,6 +75,8 @@ struct BlockCtx {
   int last;  // this block finished the tensor's last pass-1 item
   int norms;
   int64_t item;
+  double cos_e;    // whole-channel pass-1 items: adamp::cos_eps of the decision's eps
+  float coef_eps;  // and the eps of the projection coefficients (float32)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -347,6 +349,51 @@ ADAMP_ITEM_FN void single_item(const TensorArgs& T, int64_t k, const BlockCtx<P>
   if (b.norms) write_info_part(T, k, acc, red);
 }
 
+/**
+ * A whole-channel item's share of the decision (T.whole), after its last round's barrier: every
+ * channel of the item has its sums in T.part; each thread takes channels in a stride, writes
+ * their projection coefficients and reduces their |cos| and sums; the block folds warps in order
+ * into the item's record. The per-channel operations are decide_tensor's serial path (0 + the
+ * channel's sums, abs_cos, proj_coef), outside the element loop's registers.
+ */
+template <class P>
+__device__ __forceinline__ void whole_item_record(const TensorArgs& T, int64_t k, int64_t seg0, int64_t npieces, const BlockCtx<P>& b,
+                                                  adamp::ChannelSums* red) {
+  __shared__ double s_max[kWarps];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  double mx = 0.0;
+  adamp::ChannelSums tot;
+  adamp::sums_zero(tot);
+  for (int64_t i = threadIdx.x; i < npieces; i += kThreads) {
+    adamp::ChannelSums f;
+    adamp::sums_zero(f);
+    adamp::sums_add(f, ldcg_sums(T.part + seg0 + i));
+    T.coef[seg0 + i] = adamp::proj_coef(f.pp, f.pu, b.coef_eps);
+    mx = max_nan(mx, adamp::abs_cos(f.gp, f.gg, f.pp, b.cos_e));
+    adamp::sums_add(tot, f);
+  }
+  warp_sum(tot);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = max_nan(mx, __shfl_down_sync(0xffffffffu, mx, o));
+  if (lane == 0) {
+    red[warp] = tot;
+    s_max[warp] = mx;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ItemSums r;
+    r.s = red[0];
+    r.max_cos = s_max[0];
+    r.pad = 0.0;
+    for (int w = 1; w < kWarps; ++w) {
+      adamp::sums_add(r.s, red[w]);
+      r.max_cos = max_nan(r.max_cos, s_max[w]);
+    }
+    item_records(T)[k] = r;
+  }
+  __syncthreads();
+}
+
 /** Segment mode: the item's pieces (whole rows, or one piece of a long row) go to teams of warps. */
 template <class P, int V, int Pass>
 ADAMP_ITEM_FN void segment_item(const TensorArgs& T, int64_t k, const BlockCtx<P>& b, adamp::ChannelSums* red) {
@@ -404,6 +451,7 @@ ADAMP_ITEM_FN void segment_item(const TensorArgs& T, int64_t k, const BlockCtx<P
       });
     }
   }
+  if (Pass == 0 && T.whole) whole_item_record(T, k, seg0, npieces, b, red);
   if (Pass == 1 && b.norms) write_info_part(T, k, info, red);
 }
 
@@ -498,9 +546,12 @@ __device__ __forceinline__ adamp::ChannelSums fold_channel(const TensorArgs& T, 
 }
 
 /**
- * The decision of one tensor: the block reduces max |cos| and the totals over channels in
- * parallel (adamp::decide's serial loop would take milliseconds for an embedding's 50k
- * channels), then adamp::decide_reduced applies the same tests as on the CPU.
+ * The decision of one tensor: the block reduces max |cos| and the totals in parallel, then
+ * adamp::decide_reduced applies the same tests as on the CPU. When the tensor's items hold whole
+ * channels (T.whole) pass 1 already computed each channel's |cos| and coefficients, and the block
+ * folds one record per item (GPT-2's wte: 5,026 records instead of 50,257 channels and their
+ * coefficients); otherwise it folds every channel from its pieces (adamp::decide's serial loop
+ * would take milliseconds for an embedding).
  */
 template <class P>
 ADAMP_ITEM_FN void decide_tensor(const TensorArgs& T, const typename P::Hyper& h, BlockCtx<P>& b, adamp::ChannelSums* red) {
@@ -511,11 +562,20 @@ ADAMP_ITEM_FN void decide_tensor(const TensorArgs& T, const typename P::Hyper& h
   double mx = 0.0;
   adamp::ChannelSums tot;
   adamp::sums_zero(tot);
-  for (int64_t c = threadIdx.x; c < T.channels; c += kThreads) {
-    const adamp::ChannelSums s = fold_channel(T, c);
-    T.chsum[c] = s;
-    mx = max_nan(mx, adamp::abs_cos(s.gp, s.gg, s.pp, e));
-    adamp::sums_add(tot, s);
+  if (T.whole) {
+    // The items did the per-channel work (|cos|, coefficients): fold their records.
+    const ItemSums* ip = item_records(T);
+    for (int64_t i = threadIdx.x; i < T.n_items; i += kThreads) {
+      mx = max_nan(mx, __ldcg(&ip[i].max_cos));
+      adamp::sums_add(tot, ldcg_sums(&ip[i].s));
+    }
+  } else {
+    for (int64_t c = threadIdx.x; c < T.channels; c += kThreads) {
+      const adamp::ChannelSums s = fold_channel(T, c);
+      T.chsum[c] = s;
+      mx = max_nan(mx, adamp::abs_cos(s.gp, s.gg, s.pp, e));
+      adamp::sums_add(tot, s);
+    }
   }
   warp_sum(tot);
 #pragma unroll
@@ -545,7 +605,7 @@ ADAMP_ITEM_FN void decide_tensor(const TensorArgs& T, const typename P::Hyper& h
     b.decision = r.code;
   }
   __syncthreads();
-  if (b.decision == adamp::kDecisionChannel) {
+  if (b.decision == adamp::kDecisionChannel && !T.whole) {
     const float epsf = (float)dp.eps;
     // Each thread reads back only the channels it wrote above.
     for (int64_t c = threadIdx.x; c < T.channels; c += kThreads) {
@@ -621,6 +681,13 @@ __global__ void __launch_bounds__(kThreads, ADAMP_CUDA_MIN_BLOCKS) step_kernel(c
         if (b.pass == 0) {
           b.decision = P::kProjects ? adamp::kDecisionNone : adamp::kDecisionNotApplicable;
           b.wdf = __ldcg(&ts->wdf1);
+          if constexpr (P::kProjects) {
+            if (a.t[b.tensor].whole) {
+              const adamp::DecisionParams dp = P::decision_params(h);
+              b.cos_e = adamp::cos_eps(dp.eps);
+              b.coef_eps = (float)dp.eps;
+            }
+          }
         } else {
           // Pass 2 waits for the decision; only items handed out before this one produce it.
           wait_ready(ts, b.tensor, item);

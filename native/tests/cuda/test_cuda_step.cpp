@@ -538,11 +538,11 @@ void run_one_block_vs_grid(const Kind& kind, int steps) {
   if (kind.projects) EXPECT(projected > 0, "%s: no projection fired in the one-block test (it would not test the hand-off)", kind.name.c_str());
 }
 
-/** More tensors than one launch holds (kMaxTensors = 128), steps repeated. */
+/** More tensors than one launch holds (kMaxTensors = 168), steps repeated. */
 void run_many_tensors(const Kind& kind) {
   std::mt19937_64 rng(99);
   std::vector<Tensor> ts;
-  for (int i = 0; i < (has(kQuick) ? 140 : 300); ++i) {
+  for (int i = 0; i < (has(kQuick) ? 180 : 300); ++i) {
     const int64_t c = 1 + (int64_t)(rng() % 96), k = 1 + (int64_t)(rng() % 200);
     if (i % 3 == 0) ts.push_back(make_tensor({c}, 0, rng, kind));
     else ts.push_back(make_tensor({c, k}, i % 5 == 0 ? -1 : 0, rng, kind));
