@@ -12,7 +12,8 @@ import type { Engine, Geometry, ShardJob, StepJob, StepOptions, StepProtocol } f
 import type { AnySpec } from '../../optim/spec';
 import type { Addon, AddonJob } from '../../binding/types';
 import { markAsUntransferable } from 'node:worker_threads';
-import { AdampError, invalid, type AdampErrorCode } from '../../errors';
+import { AdampError, invalid } from '../../errors';
+import { fromAddon } from '../../binding/errors';
 
 export interface NativeEngineOptions {
   /** Threads per step (the caller's thread included). Default / 0: all hardware threads. Results are identical for every count. */
@@ -82,25 +83,6 @@ function holdBuffers(buffers: Set<ArrayBufferLike>, done: Promise<unknown>): voi
     }
   };
   done.then(release, release);
-}
-
-const ADDON_CODES: ReadonlySet<string> = new Set<AdampErrorCode>(['ERR_ADAMP_INVALID_ARGUMENT', 'ERR_ADAMP_NATIVE', 'ERR_ADAMP_DETACHED_DURING_STEP']);
-
-/**
- * What the addon threw, as an AdampError with its code (the message unchanged, the original as
- * `cause`). Anything else the addon lets out (an N-API failure: no memory for a handle) becomes
- * ERR_ADAMP_NATIVE: nothing of the caller's runs inside these calls (the slots are the facade's
- * plain objects), so it is the native side's.
- */
-export function fromAddon(e: unknown): AdampError {
-  if (e instanceof AdampError) return e;
-  const code = (e as { code?: unknown } | null)?.code;
-  const message = String((e as { message?: unknown } | null)?.message ?? e);
-  const err = typeof code === 'string' && ADDON_CODES.has(code)
-    ? new AdampError(code as AdampErrorCode, message)
-    : new AdampError('ERR_ADAMP_NATIVE', `adamp: the native addon failed: ${message}`);
-  (err as { cause?: unknown }).cause = e;
-  return err;
 }
 
 function call<T>(f: () => T): T {
