@@ -62,6 +62,8 @@ interface GroupRun {
   /** Flat index of each slot's param. */
   indices: number[];
   info: Float64Array;
+  /** The group's wdRatio at this step (projecting optimizers), for lastStepInfo. */
+  wdRatio: number | undefined;
 }
 
 interface Plan {
@@ -69,8 +71,8 @@ interface Plan {
   runs: GroupRun[];
   /** Flat index -> param, for every param of every group. */
   params: AnyParam[];
-  /** Every param stepped, with its state (new ones are kept only when the step commits). */
-  stepped: Array<{ p: AnyParam; s: ParamState; fresh: boolean }>;
+  /** Every param stepped, with its state (new ones are kept only when the step commits) and its element count. */
+  stepped: Array<{ p: AnyParam; s: ParamState; fresh: boolean; numel: number; device: boolean }>;
   /** 16-bit params to round back after the engine ran. */
   writeBack: WriteBack[];
   /** A loss-scaled step found a non-finite grad: nothing runs, nothing changes. */
@@ -245,12 +247,17 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     this.assertIdle();
     if (typeof setToNull !== 'boolean') throw invalid(`zeroGrad(setToNull): setToNull must be a boolean, got ${describe(setToNull)}`);
     const params = this.allParams();
-    if (!setToNull) params.forEach((p, i) => checkGrad(p, i));
-    for (const p of params) {
-      if (setToNull) p.grad = null;
-      else if (p.grad instanceof DeviceTensor) p.grad.fill(0);
-      else if (p.grad) (p.grad as Float32Array | Uint16Array).fill(0); // 0 bits are +0 in every dtype
+    if (setToNull) {
+      for (const p of params) p.grad = null;
+      return;
     }
+    // each grad read once: the one checked is the one cleared
+    const grads = params.map((p, i) => {
+      const q = readParam(p);
+      checkGrad(q, i);
+      return q.grad;
+    });
+    for (const g of grads) if (g) g.fill(0);
   }
 
   /** Per-param diagnostics of the last step, in order over all groups (empty before the first step). */
@@ -270,9 +277,9 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     const state: { [i: number]: S } = {};
     const paramGroups: StateDict<S, O>['paramGroups'] = [];
     let index = 0;
-    for (const group of this.paramGroups) {
+    for (const { group, params } of this.groups()) {
       const indices: number[] = [];
-      for (const p of group.params) {
+      for (const p of params) {
         const s = this.state.get(p);
         if (s !== undefined) state[index] = this.exportState(p, s);
         indices.push(index++);
@@ -303,16 +310,21 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     const resolved: Record<string, unknown>[] = [];
     const flat: AnyParam[] = [];
     const seen = new Set<number>();
+    const own = this.groups();
+    const indexLists: unknown[][] = [];
     for (let gi = 0; gi < paramGroups.length; gi++) {
       const g = paramGroups[gi] as unknown;
       const where = `stateDict.paramGroups[${gi}]`;
-      if (!isPlainObject(g) || !Array.isArray(g.params)) throw invalid(`${where} must be an object { params: number[], ...options }`);
-      const mine = this.paramGroups[gi].params;
-      if (g.params.length !== mine.length) {
-        throw invalid(`${where} has ${g.params.length} params, this optimizer's group ${gi} has ${mine.length}`);
+      const list = isPlainObject(g) ? g.params : undefined;
+      if (!isPlainObject(g) || !Array.isArray(list)) throw invalid(`${where} must be an object { params: number[], ...options }`);
+      const indices = list.slice(); // read once: the indices checked are the ones mapped
+      indexLists.push(indices);
+      const mine = own[gi].params;
+      if (indices.length !== mine.length) {
+        throw invalid(`${where} has ${indices.length} params, this optimizer's group ${gi} has ${mine.length}`);
       }
-      for (let j = 0; j < g.params.length; j++) {
-        const idx = g.params[j];
+      for (let j = 0; j < indices.length; j++) {
+        const idx = indices[j];
         if (!Number.isSafeInteger(idx) || idx < 0 || seen.has(idx)) throw invalid(`${where}.params[${j}] must be a unique non-negative integer index, got ${describe(idx)}`);
         seen.add(idx);
       }
@@ -328,7 +340,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     // Indices map to this optimizer's params in order over groups, as in PyTorch.
     const indexToParam = new Map<number, AnyParam>();
     let k = 0;
-    for (const g of paramGroups) for (const idx of g.params) indexToParam.set(idx, flat[k++]);
+    for (const indices of indexLists) for (const idx of indices) indexToParam.set(idx as number, flat[k++]);
     const newState = new Map<AnyParam, ParamState>();
     for (const key of Object.keys(state)) {
       const idx = Number(key);
@@ -390,25 +402,41 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
 
   private addParamGroupUnchecked(group: ParamGroupInput<O, P>): void {
     const gi = this.paramGroups.length;
-    if (!isPlainObject(group) || !Array.isArray(group.params)) {
-      throw invalid(`paramGroups[${gi}] must be an object { params: Param[], ...options }, got ${describe(group)}`);
-    }
-    const { params, ...opts } = group;
+    if (!isPlainObject(group)) throw invalid(`paramGroups[${gi}] must be an object { params: Param[], ...options }, got ${describe(group)}`);
+    const { params, ...opts } = group; // read once
+    if (!Array.isArray(params)) throw invalid(`paramGroups[${gi}] must be an object { params: Param[], ...options }, got params ${describe(params)}`);
     const resolved = resolveOptions(this.spec, opts, this.defaults, `paramGroups[${gi}]`, 'construct');
     this.paramGroups.push({ ...resolved, params: params.slice() } as unknown as ParamGroup<O, P>);
   }
 
   private allParams(): AnyParam[] {
     const out: AnyParam[] = [];
-    for (const g of this.paramGroups) out.push(...g.params);
+    for (const g of this.groups()) out.push(...g.params);
+    return out;
+  }
+
+  /**
+   * The param groups, each checked to be an object with a params array (users may change
+   * paramGroups between steps), with that array copied: what is checked is what is used.
+   */
+  private groups(): Array<{ group: Record<string, unknown>; params: AnyParam[] }> {
+    const out: Array<{ group: Record<string, unknown>; params: AnyParam[] }> = [];
+    for (let gi = 0; gi < this.paramGroups.length; gi++) {
+      const group = this.paramGroups[gi] as unknown;
+      const params = isPlainObject(group) ? group.params : undefined;
+      if (!isPlainObject(group) || !Array.isArray(params)) {
+        throw invalid(`paramGroups[${gi}] must be an object { params: Param[], ...options }, got ${isPlainObject(group) ? `params ${describe(params)}` : describe(group)}`);
+      }
+      out.push({ group, params: params.slice() as AnyParam[] });
+    }
     return out;
   }
 
   /** Device params need the CUDA backend, on the optimizer's device. */
   private checkPlacement(): void {
     let index = 0;
-    for (const group of this.paramGroups) {
-      for (const p of group.params) {
+    for (const { params } of this.groups()) {
+      for (const p of params) {
         if (isDeviceParam(p)) {
           if (this.backend !== 'cuda') {
             throw invalid(`${label(p, index)} lives on the GPU (its data is a DeviceTensor), but this optimizer runs on the '${this.backend}' backend; create it with device params to get 'cuda'`);
@@ -476,8 +504,8 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   private checkStructure(): void {
     const seen = new Set<AnyParam>();
     let index = 0;
-    for (const group of this.paramGroups) {
-      for (const p of group.params) {
+    for (const { params } of this.groups()) {
+      for (const p of params) {
         checkParamStatic(p, index);
         if (seen.has(p)) throw invalid(`${label(p, index)} appears more than once across param groups`);
         seen.add(p);
@@ -499,93 +527,107 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
 
   /**
    * Validates everything, then builds the engine's jobs. Changes nothing (beyond scratch arrays).
-   * `scaled`: a loss-scaled step; grads are checked for Infinity/NaN (then `skipped`, no jobs)
-   * and read as `f32(g * invScale)`.
+   * Every param's fields are read once (readParam): a getter (a store's live view) answering
+   * differently later cannot put an array the checks did not see into a job. `scaled`: a
+   * loss-scaled step; grads are checked for Infinity/NaN (then `skipped`, no jobs) and read as
+   * `f32(g * invScale)`.
    */
   private plan(invScale: number, scaled: boolean): Plan {
     const spec = this.spec;
+    const groups = this.groups();
     const resolvedGroups: Record<string, unknown>[] = [];
     const params: AnyParam[] = [];
+    const reads: AnyParam[][] = [];
     const views: Array<{ view: DeviceView; index: number }> = [];
     const hostArrays: HostArray[] = [];
-    for (let gi = 0; gi < this.paramGroups.length; gi++) {
-      const group = this.paramGroups[gi] as unknown as Record<string, unknown>;
-      const { params: _ps, ...opts } = group;
+    for (let gi = 0; gi < groups.length; gi++) {
+      const { params: _ps, ...opts } = groups[gi].group;
       resolvedGroups.push(resolveOptions(spec, opts, null, `paramGroups[${gi}]`, 'strict'));
-      for (const p of this.paramGroups[gi].params) {
+      const read: AnyParam[] = [];
+      for (const p of groups[gi].params) {
         const index = params.length;
-        checkParamStatic(p, index);
-        checkGrad(p, index);
-        const numel = numelOf(p);
-        if (!isDeviceParam(p)) hostArrays.push({ a: p.data as ArrayBufferView, what: `data of ${label(p, index)}`, readOnly: false });
-        if (p.grad && !(p.grad instanceof DeviceTensor)) hostArrays.push({ a: p.grad, what: `grad of ${label(p, index)}`, readOnly: true });
-        if (scaled && !isFloat32Array(p.grad) && p.grad instanceof DeviceTensor) {
-          throw new AdampError('ERR_ADAMP_UNSUPPORTED', `grad of ${label(p, index)} is a DeviceTensor; loss scaling (GradScaler) of device grads is not supported yet (docs/mixed-precision.md)`);
+        const q = readParam(p);
+        checkParamStatic(q, index);
+        checkGrad(q, index);
+        const numel = numelOf(q);
+        if (!isDeviceParam(q)) hostArrays.push({ a: q.data as ArrayBufferView, what: `data of ${label(q, index)}`, readOnly: false });
+        if (q.grad && !(q.grad instanceof DeviceTensor)) hostArrays.push({ a: q.grad, what: `grad of ${label(q, index)}`, readOnly: true });
+        if (scaled && q.grad instanceof DeviceTensor) {
+          throw new AdampError('ERR_ADAMP_UNSUPPORTED', `grad of ${label(q, index)} is a DeviceTensor; loss scaling (GradScaler) of device grads is not supported yet (docs/mixed-precision.md)`);
         }
-        if (isDeviceParam(p)) {
-          if (this.backend !== 'cuda' || p.data.device !== this.device) this.checkPlacement();
-          views.push({ view: p.data.view(), index });
+        if (isDeviceParam(q)) {
+          if (this.backend !== 'cuda' || q.data.device !== this.device) this.checkPlacement();
+          views.push({ view: q.data.view(), index });
         }
         const s = this.state.get(p);
         if (s !== undefined) {
-          const onDevice = isDeviceParam(p) && s.slots.every((a) => a.length === 0); // state lives on the device
+          const onDevice = isDeviceParam(q) && s.slots.every((a) => a.length === 0); // state lives on the device
           if (!onDevice && s.slots.some((a) => a.length !== numel)) {
-            throw invalid(`data length of ${label(p, index)} changed from ${s.slots[0].length} to ${numel} since its state was created`);
+            throw invalid(`data length of ${label(q, index)} changed from ${s.slots[0].length} to ${numel} since its state was created`);
           }
           if (onDevice && this.deviceNumel.get(p) !== numel) {
-            throw invalid(`data of ${label(p, index)} has ${numel} elements, its state on the device was created for ${this.deviceNumel.get(p)}`);
+            throw invalid(`data of ${label(q, index)} has ${numel} elements, its state on the device was created for ${this.deviceNumel.get(p)}`);
           }
-          if (s.dtype !== dtypeOf(p)) {
-            throw invalid(`dtype of ${label(p, index)} changed from ${s.dtype} to ${dtypeOf(p)} since its state was created`);
+          if (q.grad && s.step >= Number.MAX_SAFE_INTEGER) {
+            throw invalid(`${label(q, index)} has taken ${s.step} steps, the most a step count can hold; load a state dict with a smaller count`);
+          }
+          if (s.dtype !== dtypeOf(q)) {
+            throw invalid(`dtype of ${label(q, index)} changed from ${s.dtype} to ${dtypeOf(q)} since its state was created`);
           }
         }
         params.push(p);
+        read.push(q);
       }
+      reads.push(read);
     }
     checkHostAliasing(hostArrays);
-    checkDeviceAliasing(views, params);
+    checkDeviceAliasing(views, reads.flat());
     // Nothing below throws on user input.
     const jobs: StepJob[] = [];
     const runs: GroupRun[] = [];
     const stepped: Plan['stepped'] = [];
     const writeBack: WriteBack[] = [];
-    if (scaled && params.some((p) => p.grad && hasNonFinite(p))) return { jobs, runs, params, stepped, writeBack, skipped: true };
+    if (scaled && reads.flat().some((q) => q.grad && hasNonFinite(q))) return { jobs, runs, params: reads.flat(), stepped, writeBack, skipped: true };
     let index = 0;
-    for (let gi = 0; gi < this.paramGroups.length; gi++) {
+    for (let gi = 0; gi < groups.length; gi++) {
       const slots: Slot[] = [];
       const indices: number[] = [];
-      for (const p of this.paramGroups[gi].params) {
-        if (p.grad) {
+      const ps = groups[gi].params;
+      for (let j = 0; j < ps.length; j++) {
+        const p = ps[j];
+        const q = reads[gi][j];
+        if (q.grad) {
           const known = this.state.get(p);
+          const numel = numelOf(q);
           // device params: new state is created on the device (empty arrays here)
           const s: ParamState = known ?? {
-            step: 0, slots: spec.slots.map(() => (isDeviceParam(p) ? EMPTY : new Float32Array(numelOf(p)))), dtype: dtypeOf(p),
+            step: 0, slots: spec.slots.map(() => (isDeviceParam(q) ? EMPTY : new Float32Array(numel))), dtype: dtypeOf(q),
           };
-          stepped.push({ p, s, fresh: known === undefined });
-          const base = { state: s.slots, step: s.step + 1, ...geometry(p) };
-          if (isDeviceParam(p)) {
-            const g = p.grad;
+          stepped.push({ p, s, fresh: known === undefined, numel, device: isDeviceParam(q) });
+          const base = { state: s.slots, step: s.step + 1, ...geometry(q) };
+          if (isDeviceParam(q)) {
+            const g = q.grad;
             slots.push({
               p: EMPTY, g: isFloat32Array(g) ? g : EMPTY, ...base,
-              device: { key: p, numel: p.data.numel, p: p.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
+              device: { key: p, numel, p: q.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
             });
-          } else if (isHalfParam(p)) {
-            slots.push({ p: this.stageHalf(p, s, index, writeBack), g: stageGrad(p, s, invScale), ...base });
+          } else if (isHalfParam(q)) {
+            slots.push({ p: this.stageHalf(q, s, index, writeBack), g: stageGrad(q, s, invScale), ...base });
           } else {
-            slots.push({ p: p.data as Float32Array, g: stageGrad(p, s, invScale), ...base });
+            slots.push({ p: q.data as Float32Array, g: stageGrad(q, s, invScale), ...base });
           }
           indices.push(index);
         }
         index++;
       }
       const info = new Float64Array(slots.length * INFO_STRIDE);
-      runs.push({ indices, info });
+      const options = resolvedGroups[gi];
+      runs.push({ indices, info, wdRatio: typeof options.wdRatio === 'number' ? options.wdRatio : undefined });
       if (slots.length > 0) {
-        const options = resolvedGroups[gi];
         jobs.push({ spec, options, hyper: spec.wire(options as Required<O>), slots, info });
       }
     }
-    return { jobs, runs, params, stepped, writeBack, skipped: false };
+    return { jobs, runs, params: reads.flat(), stepped, writeBack, skipped: false };
   }
 
   /**
@@ -614,10 +656,10 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
       else float32ToBf16Stochastic(w.from, w.key, w.bits);
     }
     this.skippedLast = false;
-    for (const { p, s, fresh } of plan.stepped) {
+    for (const { p, s, fresh, numel, device } of plan.stepped) {
       if (fresh) {
         this.state.set(p, s);
-        if (isDeviceParam(p)) this.deviceNumel.set(p, p.data.numel);
+        if (device) this.deviceNumel.set(p, numel);
       }
       s.step += 1;
     }
@@ -633,8 +675,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
       wdRatio: null, weightNorm: null, updateNorm: null, effectiveStepSize: null,
     }));
     for (let gi = 0; gi < this.lastRuns.length; gi++) {
-      const { indices, info } = this.lastRuns[gi];
-      const wdRatio = (this.paramGroups[gi] as unknown as { wdRatio?: number }).wdRatio;
+      const { indices, info, wdRatio } = this.lastRuns[gi];
       for (let k = 0; k < indices.length; k++) {
         const o = k * INFO_STRIDE;
         const e = out[indices[k]];
@@ -692,6 +733,19 @@ function stageGrad(p: AnyParam, s: ParamState, invScale: number): Float32Array {
   return out;
 }
 
+/**
+ * A param's fields read once into a plain object (the shape copied), so checks and the step see
+ * the same values whatever getters the param has; a non-object is returned as is (checks refuse it).
+ */
+function readParam(p: AnyParam): AnyParam {
+  if (p === null || typeof p !== 'object') return p;
+  const { name, data, grad, shape, channelAxis } = p;
+  const dtype = (p as { dtype?: unknown }).dtype;
+  const q = { name, data, grad, shape: Array.isArray(shape) ? shape.slice() : shape, channelAxis } as AnyParam;
+  if (dtype !== undefined) (q as { dtype?: unknown }).dtype = dtype;
+  return q;
+}
+
 /** The channel view of a param as outer x channels x inner (see `Slot`). */
 export function geometry(p: AnyParam): Pick<Slot, 'outer' | 'channels' | 'inner' | 'eligible'> {
   const shape = shapeOf(p);
@@ -707,7 +761,7 @@ export function geometry(p: AnyParam): Pick<Slot, 'outer' | 'channels' | 'inner'
 
 /** A state tensor from a state dict: a Float32Array (from any realm) of the param's length, copied. */
 export function stateArray(x: unknown, numel: number, where: string): Float32Array {
-  if (!(x instanceof Float32Array) && !(ArrayBuffer.isView(x) && Object.prototype.toString.call(x) === '[object Float32Array]')) {
+  if (!isFloat32Array(x)) {
     throw invalid(`${where} must be a Float32Array, got ${describe(x)}`);
   }
   const a = x as Float32Array;

@@ -2,15 +2,20 @@
  * Checks on everything a user hands the optimizer. They run before any byte of params or
  * state changes, and each message names the parameter and says what was wrong.
  */
+import { types } from 'node:util';
 import { AdampError, invalid } from './errors';
 import { describe, label, shapeNumel, shapeText } from './core/describe';
 import { DeviceTensor, viewsOverlap } from './device/tensor';
 import { DTYPES, isFloat16Array, isUint16Array, type StorageDtype } from './core/half';
 import type { AnyParam, DeviceParam, HalfParam, Param } from './types';
 
-/** A Float32Array from any realm (a `vm` context's arrays are not `instanceof` this realm's Float32Array). */
+/**
+ * A Float32Array from any realm (a `vm` context's arrays are not `instanceof` this realm's
+ * Float32Array), told by its internal type rather than its prototype or its toStringTag, which an
+ * object can fake (`Object.create(Float32Array.prototype)`, a Uint8Array with a spoofed tag).
+ */
 export function isFloat32Array(x: unknown): x is Float32Array {
-  return x instanceof Float32Array || (ArrayBuffer.isView(x) && Object.prototype.toString.call(x) === '[object Float32Array]');
+  return types.isFloat32Array(x);
 }
 
 /**

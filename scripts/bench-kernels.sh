@@ -8,6 +8,12 @@
 #
 #   bash scripts/bench-kernels.sh [--base REV] [--rounds N] [--out FILE] [--flags-a "-DX ..."] [-- bench args...]
 #   e.g. bash scripts/bench-kernels.sh --base HEAD~1 --rounds 5 -- --set resnet50 --threads 1 --grads fire
+#   bash scripts/bench-kernels.sh --base REV --diff N
+#
+# --diff N runs the random differential instead (bench_cpu_kernels --digest N: N random cases of
+# every optimizer and layout, each under several thread counts, kernel sets, speculation modes and
+# the norms switch) on both builds and fails unless they print the same digests of p, state and
+# the info record.
 #
 # --flags-a adds compiler flags to A's core (experiments behind #ifdef, e.g. the bounds patch of
 # bench/results/README.md). Ratios from one machine and one run only: compare A with B, not with other days.
@@ -15,13 +21,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-base="" rounds=5 out="" flags_a=""
+base="" rounds=5 out="" flags_a="" diff=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --base) base=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --flags-a) flags_a=$2; shift 2 ;;
+    --diff) diff=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "bench-kernels.sh: unknown option $1 (bench options go after --)" >&2; exit 2 ;;
   esac
@@ -56,7 +63,21 @@ if [[ -n "$base" ]]; then
   bins+=(B)
 fi
 
+if [[ -n "$diff" ]]; then
+  [[ -n "$base" ]] || { echo "bench-kernels.sh: --diff needs --base" >&2; exit 2; }
+  "$work/A" --digest "$diff" >"$work/A.digest"
+  "$work/B" --digest "$diff" >"$work/B.digest"
+  if cmp -s "$work/A.digest" "$work/B.digest"; then
+    echo "differential: $diff cases, $(wc -l <"$work/A.digest") runs, this tree and $base print the same digests"
+    exit 0
+  fi
+  echo "differential: this tree and $base differ:" >&2
+  diff "$work/A.digest" "$work/B.digest" | head -20 >&2
+  exit 1
+fi
+
 log="$work/rounds.jsonl"
+load_start=$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo "")
 for ((r = 1; r <= rounds; r++)); do
   for b in "${bins[@]}"; do
     line=$("$work/$b" "$@")
@@ -66,25 +87,27 @@ done
 
 summary=$(node -e '
 const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => JSON.parse(l));
-const med = (a) => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
+const med = (a) => { const s = a.filter((x) => x !== null && x !== undefined).sort((x, y) => x - y); return s.length ? s[Math.floor(s.length / 2)] : null; };
+const keys = ["adampOverAdam", "adampNoNormsOverAdam", "sgdpOverSgd", "sgdpNoNormsOverSgd"];
 const out = {};
 for (const b of [...new Set(rows.map((r) => r.build))]) {
   const rs = rows.filter((r) => r.build === b).map((r) => r.result);
-  out[b] = { adampOverAdam: med(rs.map((r) => r.adampOverAdam)), sgdpOverSgd: med(rs.map((r) => r.sgdpOverSgd)),
-             adampNoNormsOverAdam: med(rs.map((r) => r.adampNoNormsOverAdam)), sgdpNoNormsOverSgd: med(rs.map((r) => r.sgdpNoNormsOverSgd)),
-             rounds: rs.length,
-             perRound: rs.map((r) => [r.adampOverAdam, r.adampNoNormsOverAdam, r.sgdpOverSgd, r.sgdpNoNormsOverSgd]) };
+  out[b] = { rounds: rs.length };
+  for (const k of keys) { out[b][k] = med(rs.map((r) => r[k])); out[b][k + "Cpu"] = med(rs.map((r) => r[k + "Cpu"])); }
+  out[b].perRound = rs.map((r) => keys.map((k) => r[k]));
 }
 console.log(JSON.stringify(out));
 ' "$log")
+load_end=$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo "")
+echo "load average: $load_start at the start, $load_end at the end"
 echo "medians of the per-round ratios (A = this tree${base:+, B = $base}): $summary"
 if [[ -n "$out" ]]; then
   node -e '
 const fs = require("fs");
-const [log, summary, out, base, args] = process.argv.slice(1);
+const [log, summary, out, base, args, load0, load1] = process.argv.slice(1);
 fs.writeFileSync(out, JSON.stringify({ command: "bash scripts/bench-kernels.sh " + args, A: "working tree", B: base || null,
-  date: new Date().toISOString(), summary: JSON.parse(summary),
+  date: new Date().toISOString(), loadavgStart: load0, loadavgEnd: load1, summary: JSON.parse(summary),
   rounds: fs.readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l)) }, null, 1) + "\n");
-' "$log" "$summary" "$out" "$base" "${base:+--base $base }--rounds $rounds${flags_a:+ --flags-a \"$flags_a\"} -- $*"
+' "$log" "$summary" "$out" "$base" "${base:+--base $base }--rounds $rounds${flags_a:+ --flags-a \"$flags_a\"} -- $*" "$load_start" "$load_end"
   echo "written: $out"
 fi

@@ -21,6 +21,7 @@ import { loadCheckpointSync, saveCheckpointSync } from '../lib/checkpoint';
 import type { DeviceParam, Param } from '../lib/types';
 import { randn, rng } from './helpers/random';
 import { expectClose } from './helpers/fixtures';
+import { AdampError } from '../lib/errors';
 
 const loaded = loadAddon();
 const addon = 'addon' in loaded ? loaded.addon : undefined;
@@ -174,6 +175,8 @@ function disposeAll(dev: DeviceParam[]): void {
       err = e as typeof err;
     }
     expect(err?.code).toBe('ERR_ADAMP_CUDA_OOM');
+    expect(err).toBeInstanceOf(AdampError); // the addon's error, wrapped (lib/binding/errors.ts); the original is the cause
+    expect((err as { cause?: { code?: string } }).cause?.code).toBe('ERR_ADAMP_CUDA_OOM');
     expect(err?.message).toMatch(/requested \d+ bytes; \d+ of \d+ bytes free on device 0/);
     expect(deviceMemory().liveAllocations).toBe(before.liveAllocations);
     expect(deviceMemory().liveBytes).toBe(before.liveBytes);

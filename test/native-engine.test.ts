@@ -13,6 +13,7 @@ import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import type { Geometry, Shard, Slot, StepJob } from '../lib/backends/engine';
 import { NativeEngine } from '../lib/backends/native/engine';
+import { AdampError } from '../lib/errors';
 import { loadAddon } from '../lib/binding/load';
 import type { Addon, AddonSlot } from '../lib/binding/types';
 import type { AnySpec } from '../lib/optim/spec';
@@ -550,13 +551,14 @@ d('async', () => {
     const eng = new NativeEngine(addon!, { threads: 1 });
     const good = job('adamp', slots, h, new Float64Array(8));
     const bad = job('adamp', [{ ...slots[0], g: new Float32Array(3) }], h, new Float64Array(8));
+    // the engine hands the addon's RangeError/TypeError on as an AdampError with its code and message
     await expect(eng.stepAsync([good, bad], { norms: true })).rejects.toMatchObject({
-      name: 'RangeError', code: 'ERR_ADAMP_INVALID_ARGUMENT', message: expect.stringContaining('stepAsync: jobs[1]: slots[0].g has 3 elements but p has 64'),
+      name: 'AdampError', code: 'ERR_ADAMP_INVALID_ARGUMENT', cause: expect.objectContaining({ name: 'RangeError' }), message: expect.stringContaining('stepAsync: jobs[1]: slots[0].g has 3 elements but p has 64'),
     });
     const detached = new Float32Array(64);
     structuredClone(detached.buffer, { transfer: [detached.buffer] });
     await expect(eng.stepAsync([job('adamp', [{ ...slots[0], state: [slots[0].state[0], detached] }], h, new Float64Array(8))], { norms: true }))
-      .rejects.toMatchObject({ name: 'TypeError', code: 'ERR_ADAMP_INVALID_ARGUMENT', message: expect.stringContaining('slots[0].state[1] is backed by a detached ArrayBuffer') });
+      .rejects.toMatchObject({ name: 'AdampError', code: 'ERR_ADAMP_INVALID_ARGUMENT', message: expect.stringContaining('slots[0].state[1] is backed by a detached ArrayBuffer') });
     expect(slots[0].p).toEqual(before);
   });
 
@@ -634,6 +636,32 @@ d('addon argument checks (never a crash)', () => {
     expect((err as Error).name).toBe(name);
     expect((err as { code?: string }).code).toBe('ERR_ADAMP_INVALID_ARGUMENT');
     expect((err as Error).message).toContain(msg);
+  });
+
+  test('NativeEngine hands every failure of the addon on as an AdampError with a code, the original as cause', async () => {
+    const failing = (e: unknown): Addon => ({ ...addon!, step: () => { throw e; }, stepAsync: () => { throw e; } }) as Addon;
+    const job = { spec: spec('adamp'), slots: [slot()], hyper: H, info: info() } as unknown as StepJob;
+    const cases: Array<[unknown, string, RegExp]> = [
+      [Object.assign(new RangeError('step: bad'), { code: 'ERR_ADAMP_INVALID_ARGUMENT' }), 'ERR_ADAMP_INVALID_ARGUMENT', /^step: bad$/],
+      [Object.assign(new Error('no memory'), { code: 'ERR_ADAMP_NATIVE' }), 'ERR_ADAMP_NATIVE', /^no memory$/],
+      // without one of the addon's codes (an N-API failure): ERR_ADAMP_NATIVE, the message kept
+      [new Error('napi_create_reference failed'), 'ERR_ADAMP_NATIVE', /the native addon failed: napi_create_reference failed/],
+      [Object.assign(new Error('x'), { code: 'EPERM' }), 'ERR_ADAMP_NATIVE', /the native addon failed: x/],
+      ['a string', 'ERR_ADAMP_NATIVE', /the native addon failed: a string/],
+    ];
+    for (const [thrown, code, message] of cases) {
+      const engine = new NativeEngine(failing(thrown));
+      let err: unknown;
+      try { engine.step(job, { norms: true }); } catch (e) { err = e; }
+      expect(err).toBeInstanceOf(AdampError);
+      expect((err as AdampError).code).toBe(code);
+      expect((err as Error).message).toMatch(message);
+      expect((err as { cause?: unknown }).cause).toBe(thrown);
+      const rejected = await engine.stepAsync([job], { norms: true }).then(() => undefined, (e: unknown) => e);
+      expect(rejected).toBeInstanceOf(AdampError);
+      expect((rejected as AdampError).code).toBe(code);
+      expect((rejected as { cause?: unknown }).cause).toBe(thrown);
+    }
   });
 
   test('nothing is changed when a later slot is invalid', () => {

@@ -114,7 +114,7 @@ export function parseConfig(config: unknown): ParsedConfig {
   if (!isPlainObject(config)) throw invalid(`config must be a plain object like { backend: 'auto' }, got ${describe(config)}`);
   rejectUnknown(config, CONFIG_KEYS, 'config', 'a config key', false);
   const c = config as OptimizerConfig;
-  const backend = c.backend ?? 'auto';
+  const backend = c.backend === undefined ? 'auto' : c.backend; // null is refused, as for options
   if (!['auto', 'js', 'native', 'cuda'].includes(backend as string)) {
     throw invalid(`config.backend must be 'auto', 'js', 'native' or 'cuda', got ${describe(backend)}`);
   }
@@ -127,7 +127,7 @@ export function parseConfig(config: unknown): ParsedConfig {
   if (c.device !== undefined && (!Number.isSafeInteger(c.device) || c.device < 0)) {
     throw invalid(`config.device must be a non-negative integer, got ${describe(c.device)}`);
   }
-  const diagnostics = c.diagnostics ?? 'decisions';
+  const diagnostics = c.diagnostics === undefined ? 'decisions' : c.diagnostics;
   if (diagnostics !== 'decisions' && diagnostics !== 'full') {
     throw invalid(`config.diagnostics must be 'decisions' or 'full', got ${describe(diagnostics)}`);
   }

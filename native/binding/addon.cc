@@ -15,6 +15,10 @@
 #include <napi.h>
 #include <string.h>
 
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -44,69 +48,224 @@ namespace {
 /** One group's work, parsed on the JS thread. */
 struct Job {
   OptKind kind;
-  ParsedSlots parsed;
+  std::vector<cpu::TensorSlot> slots;
   std::vector<double> hyper;
   double* info = nullptr;
 };
 
-Job parse_job(Napi::Env env, Napi::Value kind, Napi::Value slots, Napi::Value hyper, Napi::Value info, const std::string& fn) {
+/** One group's arguments as read (phase 1 of parse.h: the caller's code may run meanwhile). */
+struct JobArgs {
+  OptKind kind;
+  std::vector<SlotArgs> slots;
+  std::vector<double> hyper;  // copied at once
+  ArrayArg info;
+};
+
+JobArgs read_job(Napi::Env env, Napi::Value kind, Napi::Value slots, Napi::Value hyper, Napi::Value info, const std::string& fn) {
+  JobArgs a;
+  a.kind = parse_kind(env, kind, fn + ": kind");
+  a.slots = read_slots(env, a.kind, slots, fn);
+  a.hyper = parse_hyper(env, a.kind, hyper, fn + ": hyper");
+  a.info = read_f64(env, info, fn + ": info");
+  return a;
+}
+
+/** Phase 2: addresses and lengths, once no more of the caller's code can run before the step. */
+Job bind_job(Napi::Env env, const JobArgs& a, const std::string& fn) {
   Job job;
-  job.kind = parse_kind(env, kind, fn + ": kind");
-  job.parsed = parse_slots(env, job.kind, slots, fn);
-  job.hyper = parse_hyper(env, job.kind, hyper, fn + ": hyper");
-  job.info = parse_info(env, info, job.parsed.slots.size(), fn);
-  job.parsed.arrays.push_back(info);
+  job.kind = a.kind;
+  job.slots.reserve(a.slots.size());
+  for (const SlotArgs& s : a.slots) job.slots.push_back(bind_slot(env, a.kind, s));
+  job.hyper = a.hyper;
+  job.info = bind_info(env, a.info, job.slots.size(), fn);
   return job;
 }
 
 void run_job(const Job& job, const cpu::StepConfig& cfg) {
-  const auto& s = job.parsed.slots;
-  cpu::step(job.kind, s.data(), s.size(), job.hyper.data(), job.info, cfg);
+  cpu::step(job.kind, job.slots.data(), job.slots.size(), job.hyper.data(), job.info, cfg);
+}
+
+/** The code of a step the core could not run (it allocates scratch memory and may start threads). */
+const char* const kNativeFailure = "ERR_ADAMP_NATIVE";
+
+std::string failure_message(const char* what) {
+  return std::string("adamp: the native core could not run the step (") + what +
+         "); params and state may be partly updated: restore them (e.g. from a checkpoint) before stepping again";
 }
 
 /**
- * Runs jobs on a libuv worker thread. Holds a strong reference to every typed array (and the
- * info array) until the promise settles, so the garbage collector cannot free them mid-step.
+ * An async step: jobs bound on the JS thread, run on a libuv worker thread (Execute), settled on
+ * the JS thread (Complete). Raw N-API rather than Napi::AsyncWorker, whose completion throws a C++
+ * exception when a call into JavaScript fails; when the environment is being torn down (a worker
+ * terminated or calling process.exit() while a step is in flight) every such call fails, and the
+ * exception escaping the completion callback aborted the process. Here no N-API status throws:
+ *
+ * - Complete settles the promise only while JavaScript can run; otherwise (the status is
+ *   napi_pending_exception, or napi_cannot_run_js on newer Node-API versions) it gives up on the
+ *   promise, which nobody can observe any more, and only releases what it holds.
+ * - Memory: the step writes into the callers' ArrayBuffers, which die with the environment's
+ *   isolate. Node waits for every queued work item to complete before it frees the environment
+ *   (Environment::CleanupHandles), and an env cleanup hook (Teardown) blocks until Execute has
+ *   returned as well, so the worker thread never writes into memory V8 has freed, whatever the
+ *   order of teardown. We wait rather than copy: a step owning copies of its arrays would double
+ *   their memory and copy them twice per step, and the wait lasts at most one step.
+ * - GC: a strong reference to every typed array keeps them alive until the step settles. Transfer
+ *   (postMessage / structuredClone) is what N-API cannot prevent: NativeEngine marks the buffers
+ *   untransferable before it calls stepAsync; direct callers of the addon must not transfer or
+ *   resize an array until the promise settles (resizable buffers are refused here).
  */
-class StepWorker : public Napi::AsyncWorker {
+class StepTask {
  public:
-  StepWorker(Napi::Env env, std::vector<Job> jobs, const cpu::StepConfig& cfg)
-      : Napi::AsyncWorker(env, "adamp:step"), deferred_(Napi::Promise::Deferred::New(env)), jobs_(std::move(jobs)), cfg_(cfg) {
-    for (const Job& job : jobs_)
-      for (const Napi::Value& v : job.parsed.arrays) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
-  }
-
-  Napi::Promise promise() const { return deferred_.Promise(); }
-
-  void Execute() override {
+  static Napi::Value Start(Napi::Env env, std::vector<Job> jobs, const cpu::StepConfig& cfg,
+                           const std::vector<Napi::TypedArray>& arrays) {
+    std::unique_ptr<StepTask> t(new StepTask(std::move(jobs), cfg));
+    napi_value promise = nullptr;
     try {
-      for (const Job& job : jobs_) run_job(job, cfg_);
-    } catch (const std::exception& e) {
-      SetError(std::string("adamp native step failed: ") + e.what());
-    }
-  }
-  void OnOK() override {
-    // note: N-API cannot pin a backing store. A buffer transferred away mid-step keeps its memory
-    // only as long as its new owner does; report it rather than resolve as if all were well.
-    for (size_t i = 0; i < refs_.size(); ++i) {
-      Napi::Value v = refs_[i].Value();
-      if (v.IsTypedArray() && v.As<Napi::TypedArray>().ArrayBuffer().IsDetached()) {
-        Napi::Error e = Napi::Error::New(Env(), "adamp: an array was detached (transferred) while the async step ran; "
-                                                "do not transfer or resize params, grads or state until stepAsync() settles");
-        e.Set("code", Napi::String::New(Env(), "ERR_ADAMP_DETACHED_DURING_STEP"));
-        deferred_.Reject(e.Value());
-        return;
+      t->refs_.reserve(arrays.size());  // push_back below cannot throw: no reference is made that is not recorded
+      for (const Napi::TypedArray& a : arrays) {
+        napi_ref r = nullptr;
+        NAPI_THROW_IF_FAILED(env, napi_create_reference(env, a, 1, &r), Napi::Value());
+        t->refs_.push_back(r);
       }
+      NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &t->deferred_, &promise), Napi::Value());
+      napi_value name = Napi::String::New(env, "adamp:step");
+      NAPI_THROW_IF_FAILED(env, napi_create_async_work(env, nullptr, name, Execute, Complete, t.get(), &t->work_), Napi::Value());
+      NAPI_THROW_IF_FAILED(env, napi_add_env_cleanup_hook(env, Teardown, t.get()), Napi::Value());
+      t->hook_ = true;
+      NAPI_THROW_IF_FAILED(env, napi_queue_async_work(env, t->work_), Napi::Value());
+    } catch (...) {
+      // Nothing runs: release what was made (the promise, if any, is simply never settled: it was not returned).
+      if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t.get());
+      t->hook_ = false;
+      t->Release(env);
+      std::string what = "unknown failure";
+      try {
+        throw;
+      } catch (const Napi::Error& e) {
+        what = e.Message();
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      Napi::Error err = Napi::Error::New(env, "adamp: the async step could not be queued (" + what + ")");
+      err.Set("code", Napi::String::New(env, kNativeFailure));
+      throw err;
     }
-    deferred_.Resolve(Env().Undefined());
+    t.release();  // Complete deletes it
+    return Napi::Value(env, promise);
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  Napi::Promise::Deferred deferred_;
+  StepTask(std::vector<Job> jobs, const cpu::StepConfig& cfg) : jobs_(std::move(jobs)), cfg_(cfg) {}
+
+  /** Worker thread: no N-API here. */
+  static void Execute(napi_env, void* data) {
+    StepTask* t = static_cast<StepTask*>(data);
+    try {
+      for (const Job& job : t->jobs_) run_job(job, t->cfg_);
+    } catch (const std::exception& e) {
+      t->error_ = failure_message(e.what());
+    } catch (...) {
+      t->error_ = failure_message("unknown failure");
+    }
+    std::lock_guard<std::mutex> lock(t->mu_);
+    t->ran_ = true;
+    t->cv_.notify_all();
+  }
+
+  /** JS thread, also during teardown. Throws nothing. */
+  static void Complete(napi_env env, napi_status status, void* data) {
+    StepTask* t = static_cast<StepTask*>(data);
+    if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t);
+    t->hook_ = false;
+    if (!t->env_gone_) {
+      t->Settle(env, status);
+      t->Release(env);
+    }
+    // else: the environment's own teardown reclaims the references and the work item; touching
+    // them now could reach freed memory.
+    delete t;
+  }
+
+  /** Env cleanup hook (JS thread, the environment is going away): wait until the step no longer touches memory. */
+  static void Teardown(void* data) {
+    StepTask* t = static_cast<StepTask*>(data);
+    std::unique_lock<std::mutex> lock(t->mu_);
+    t->cv_.wait(lock, [t] { return t->ran_; });
+    t->hook_ = false;
+    // Node completes queued work before running cleanup hooks, so Complete normally ran already and
+    // this hook was removed; if it has not, it must not call into the environment any more.
+    t->env_gone_ = true;
+  }
+
+  /** Resolves or rejects the promise; stops quietly at the first N-API call that fails (JavaScript cannot run). */
+  void Settle(napi_env env, napi_status status) {
+    if (deferred_ == nullptr) return;
+    napi_value err = nullptr;
+    if (status == napi_cancelled) {
+      err = MakeError(env, "adamp: the async step was cancelled before it ran", kNativeFailure);
+    } else if (!error_.empty()) {
+      err = MakeError(env, error_.c_str(), kNativeFailure);
+    } else if (AnyDetached(env)) {
+      err = MakeError(env, "adamp: an array was detached (transferred) while the async step ran; do not transfer or resize "
+                           "params, grads or state until stepAsync() settles (NativeEngine marks them untransferable)",
+                      "ERR_ADAMP_DETACHED_DURING_STEP");
+    }
+    napi_status s;
+    if (err != nullptr) {
+      s = napi_reject_deferred(env, deferred_, err);
+    } else if (status != napi_ok && status != napi_cancelled) {
+      return;  // could not even build the error: JavaScript cannot run
+    } else {
+      napi_value undefined;
+      if (napi_get_undefined(env, &undefined) != napi_ok) return;
+      s = napi_resolve_deferred(env, deferred_, undefined);
+    }
+    if (s == napi_ok) deferred_ = nullptr;  // settled (a failed settle is left to the environment's teardown)
+  }
+
+  bool AnyDetached(napi_env env) {
+    for (napi_ref r : refs_) {
+      napi_value v;
+      if (napi_get_reference_value(env, r, &v) != napi_ok || v == nullptr) continue;
+      napi_typedarray_type type;
+      size_t length = 0, offset = 0;
+      void* data = nullptr;
+      napi_value buffer;
+      if (napi_get_typedarray_info(env, v, &type, &length, &data, &buffer, &offset) != napi_ok) continue;
+      bool detached = false;
+      if (napi_is_detached_arraybuffer(env, buffer, &detached) == napi_ok && detached) return true;
+    }
+    return false;
+  }
+
+  /** An Error with `code`, or nullptr when N-API cannot make one. */
+  static napi_value MakeError(napi_env env, const char* message, const char* code) {
+    napi_value msg, c, err;
+    if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) != napi_ok) return nullptr;
+    if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) != napi_ok) return nullptr;
+    if (napi_create_error(env, c, msg, &err) != napi_ok) return nullptr;
+    return err;
+  }
+
+  void Release(napi_env env) {
+    for (napi_ref r : refs_) napi_delete_reference(env, r);
+    refs_.clear();
+    if (work_ != nullptr) napi_delete_async_work(env, work_);
+    work_ = nullptr;
+  }
+
   std::vector<Job> jobs_;
   cpu::StepConfig cfg_;
-  std::vector<Napi::ObjectReference> refs_;
+  std::vector<napi_ref> refs_;
+  napi_deferred deferred_ = nullptr;
+  napi_async_work work_ = nullptr;
+  std::string error_;  // written by Execute, read by Complete after it (libuv orders them)
+  bool hook_ = false;      // JS thread only
+  bool env_gone_ = false;  // JS thread only
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool ran_ = false;  // under mu_
 };
 
 /** A new Float64Array holding v. */
@@ -123,29 +282,32 @@ struct Shard {
   int64_t offset, u0, u1;
 };
 
-Shard parse_shard(Napi::Env env, OptKind kind, Napi::Value v, Napi::Value u0, Napi::Value u1, const std::string& fn) {
-  Shard sh;
-  std::vector<Napi::Value> arrays;
+/** A shard as read (phase 1). */
+struct ShardArgs {
+  SlotArgs slot;
+  cpu::protocol::Geometry geo;
+  int64_t offset, u0, u1;
+};
+
+ShardArgs read_shard(Napi::Env env, OptKind kind, Napi::Value v, Napi::Value u0, Napi::Value u1, const std::string& fn) {
+  ShardArgs a;
   const std::string what = fn + ": shard";
-  sh.slot = [&] {
-    // The shard's own arrays hold part of the tensor: its geometry is the whole tensor's, so the
-    // slot check of outer * channels * inner == p.length does not apply. Parse the arrays with a
-    // stand-in geometry, then the whole tensor's.
-    if (!v.IsObject() || v.IsArray()) type_error(env, what + " must be an object");
-    Napi::Object o = v.As<Napi::Object>();
-    Napi::Object view = Napi::Object::New(env);
-    for (const char* key : {"p", "g", "state", "eligible", "step"}) view.Set(key, o.Get(key));
-    const Napi::Value p = o.Get("p");
-    const double n = p.IsTypedArray() ? (double)p.As<Napi::TypedArray>().ElementLength() : 0.0;
-    view.Set("outer", 1.0);
-    view.Set("channels", 1.0);
-    view.Set("inner", n);
-    return parse_slot(env, kind, view, what, arrays);
-  }();
-  sh.geo = parse_geometry(env, v, what);
-  sh.offset = parse_index(env, v.As<Napi::Object>().Get("offset"), what + ".offset");
-  sh.u0 = parse_index(env, u0, fn + ": u0");
-  sh.u1 = parse_index(env, u1, fn + ": u1");
+  // The shard's arrays hold part of the tensor: its geometry is the whole tensor's, read apart.
+  a.slot = read_slot(env, kind, v, what, false);
+  a.geo = parse_geometry(env, v, what);
+  a.offset = parse_index(env, v.As<Napi::Object>().Get("offset"), what + ".offset");
+  a.u0 = parse_index(env, u0, fn + ": u0");
+  a.u1 = parse_index(env, u1, fn + ": u1");
+  return a;
+}
+
+Shard bind_shard(Napi::Env env, OptKind kind, const ShardArgs& a, const std::string& fn) {
+  Shard sh;
+  sh.slot = bind_slot(env, kind, a.slot, false);
+  sh.geo = a.geo;
+  sh.offset = a.offset;
+  sh.u0 = a.u0;
+  sh.u1 = a.u1;
   const char* bad = cpu::protocol::check_shard(kind, sh.geo, sh.offset, sh.slot.numel, sh.u0, sh.u1);
   if (bad != nullptr) {
     const std::vector<int64_t> starts = cpu::protocol::units(kind, sh.geo);
@@ -159,13 +321,26 @@ Shard parse_shard(Napi::Env env, OptKind kind, Napi::Value v, Napi::Value u0, Na
   return sh;
 }
 
-/** A decision record of this kind and geometry. */
-const double* parse_decision(Napi::Env env, OptKind kind, const cpu::protocol::Geometry& geo, Napi::Value v,
-                             const std::string& fn, size_t* n) {
-  const double* d = parse_f64(env, v, fn + ": decision", n);
-  const char* bad = cpu::protocol::check_decision(kind, geo, d, *n);
+/** A decision record of this kind and geometry, bound and copied (the shard's arrays might share its buffer). */
+std::vector<double> bind_decision(Napi::Env env, OptKind kind, const cpu::protocol::Geometry& geo, const ArrayArg& a,
+                                  const std::string& fn) {
+  size_t n = 0;
+  const double* d = bind_f64(env, a, &n);
+  const char* bad = cpu::protocol::check_decision(kind, geo, d, n);
   if (bad != nullptr) range_error(env, fn + ": decision: " + bad + " (pass what protocolDecide returned for this tensor)");
-  return d;
+  return std::vector<double>(d, d + n);
+}
+
+/** Runs the core; a failure of the core itself (memory, threads) becomes an Error with a code. */
+template <typename F>
+void run_core(Napi::Env env, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    Napi::Error err = Napi::Error::New(env, failure_message(e.what()));
+    err.Set("code", Napi::String::New(env, kNativeFailure));
+    throw err;
+  }
 }
 
 }  // namespace
@@ -173,7 +348,21 @@ const double* parse_decision(Napi::Env env, OptKind kind, const cpu::protocol::G
 class AdampAddon : public Napi::Addon<AdampAddon> {
  public:
   AdampAddon(Napi::Env env, Napi::Object exports) {
-    (void)env;
+    // The built-in getter of ArrayBuffer.prototype.resizable, taken now: calling it later runs no
+    // caller code (a getter redefined on a buffer or on the prototype afterwards is not consulted).
+    Napi::Value ab = env.Global().Get("ArrayBuffer");
+    Napi::Value object = env.Global().Get("Object");
+    if (ab.IsFunction() && object.IsObject()) {
+      Napi::Value gopd = object.As<Napi::Object>().Get("getOwnPropertyDescriptor");
+      Napi::Value proto = ab.As<Napi::Object>().Get("prototype");
+      if (gopd.IsFunction() && proto.IsObject()) {
+        Napi::Value desc = gopd.As<Napi::Function>().Call(object, {proto, Napi::String::New(env, "resizable")});
+        if (desc.IsObject()) {
+          Napi::Value get = desc.As<Napi::Object>().Get("get");
+          if (get.IsFunction()) resizable_ = Napi::Persistent(get.As<Napi::Function>());
+        }
+      }
+    }
     DefineAddon(exports, {
                              InstanceMethod("kinds", &AdampAddon::Kinds),
                              InstanceMethod("step", &AdampAddon::Step),
@@ -193,6 +382,26 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
   }
 
  private:
+  Napi::FunctionReference resizable_;
+
+  /**
+   * An async step cannot run on a resizable ArrayBuffer: shrinking it while the worker thread
+   * writes would fault (a growable SharedArrayBuffer only grows, in place: it is fine).
+   */
+  void RefuseResizable(Napi::Env env, const Napi::TypedArray& ta, const std::string& what) {
+    if (resizable_.IsEmpty()) return;  // no resizable buffers in this runtime
+    napi_value buffer;
+    napi_typedarray_type type;
+    size_t length = 0, offset = 0;
+    void* data = nullptr;
+    if (napi_get_typedarray_info(env, ta, &type, &length, &data, &buffer, &offset) != napi_ok) return;
+    bool is_ab = false;
+    if (napi_is_arraybuffer(env, buffer, &is_ab) != napi_ok || !is_ab) return;
+    Napi::Value r = resizable_.Call(Napi::Value(env, buffer), {});
+    if (r.IsBoolean() && r.As<Napi::Boolean>().Value())
+      type_error(env, what + " is backed by a resizable ArrayBuffer; async steps need fixed-size buffers (use step())");
+  }
+
   Napi::Value Kinds(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto& ks = cpu::kinds();
@@ -213,8 +422,10 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const std::string fn = "step";
-    const Job job = parse_job(env, info[0], info[1], info[2], info[3], fn);
-    run_job(job, parse_step_options(env, info[4], fn));
+    const JobArgs args = read_job(env, info[0], info[1], info[2], info[3], fn);
+    const cpu::StepConfig cfg = parse_step_options(env, info[4], fn);
+    const Job job = bind_job(env, args, fn);
+    run_core(env, [&] { run_job(job, cfg); });
     return env.Undefined();
   }
 
@@ -223,19 +434,31 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
     const std::string fn = "stepAsync";
     if (!info[0].IsArray()) type_error(env, fn + ": jobs must be an array");
     Napi::Array arr = info[0].As<Napi::Array>();
-    std::vector<Job> jobs;
+    std::vector<JobArgs> args;
     for (uint32_t i = 0; i < arr.Length(); ++i) {
       const std::string what = fn + ": jobs[" + std::to_string(i) + "]";
       Napi::Value jv = arr.Get(i);
       if (!jv.IsObject() || jv.IsArray()) type_error(env, what + " must be an object");
       Napi::Object jo = jv.As<Napi::Object>();
-      jobs.push_back(parse_job(env, jo.Get("kind"), jo.Get("slots"), jo.Get("hyper"), jo.Get("info"), what));
+      args.push_back(read_job(env, jo.Get("kind"), jo.Get("slots"), jo.Get("hyper"), jo.Get("info"), what));
     }
     const cpu::StepConfig cfg = parse_step_options(env, info[1], fn);
-    auto* worker = new StepWorker(env, std::move(jobs), cfg);  // deletes itself after OnOK/OnError
-    Napi::Promise promise = worker->promise();
-    worker->Queue();
-    return promise;
+    // Phase 2: no more of the caller's code runs from here until the step is queued.
+    std::vector<Job> jobs;
+    std::vector<Napi::TypedArray> arrays;
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string what = fn + ": jobs[" + std::to_string(i) + "]";
+      jobs.push_back(bind_job(env, args[i], what));
+      collect_arrays(args[i].slots, arrays);
+      arrays.push_back(args[i].info.ta);
+      for (const SlotArgs& s : args[i].slots) {
+        const Napi::TypedArray* named[] = {&s.p, &s.g};
+        for (const Napi::TypedArray* a : named) RefuseResizable(env, *a, s.what + (a == &s.p ? ".p" : ".g"));
+        for (size_t k = 0; k < s.state.size(); ++k) RefuseResizable(env, s.state[k], s.what + ".state[" + std::to_string(k) + "]");
+      }
+      RefuseResizable(env, args[i].info.ta, args[i].info.what);
+    }
+    return StepTask::Start(env, std::move(jobs), cfg, arrays);
   }
 
   Napi::Value ProtocolUnits(const Napi::CallbackInfo& info) {
@@ -243,7 +466,8 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
     const std::string fn = "protocolUnits";
     const OptKind kind = parse_kind(env, info[0], fn + ": kind");
     const cpu::protocol::Geometry geo = parse_geometry(env, info[1], fn + ": slot");
-    const std::vector<int64_t> starts = cpu::protocol::units(kind, geo);
+    std::vector<int64_t> starts;
+    run_core(env, [&] { starts = cpu::protocol::units(kind, geo); });
     return to_f64(env, std::vector<double>(starts.begin(), starts.end()));
   }
 
@@ -251,10 +475,11 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
     Napi::Env env = info.Env();
     const std::string fn = "protocolStats";
     const OptKind kind = parse_kind(env, info[0], fn + ": kind");
-    const Shard sh = parse_shard(env, kind, info[1], info[3], info[4], fn);
+    const ShardArgs args = read_shard(env, kind, info[1], info[3], info[4], fn);
     const std::vector<double> hyper = parse_hyper(env, kind, info[2], fn + ": hyper");
+    const Shard sh = bind_shard(env, kind, args, fn);
     std::vector<double> out;
-    cpu::protocol::stats(kind, sh.geo, sh.slot, sh.offset, hyper.data(), sh.u0, sh.u1, out);
+    run_core(env, [&] { cpu::protocol::stats(kind, sh.geo, sh.slot, sh.offset, hyper.data(), sh.u0, sh.u1, out); });
     return to_f64(env, out);
   }
 
@@ -264,14 +489,16 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
     const OptKind kind = parse_kind(env, info[0], fn + ": kind");
     const cpu::protocol::Geometry geo = parse_geometry(env, info[1], fn + ": slot");
     const std::vector<double> hyper = parse_hyper(env, kind, info[2], fn + ": hyper");
+    const ArrayArg pa = read_f64(env, info[3], fn + ": partials");
     size_t n = 0;
-    const double* partials = parse_f64(env, info[3], fn + ": partials", &n);
-    const size_t want = cpu::protocol::partials_length(kind, geo);
+    const double* partials = bind_f64(env, pa, &n);
+    size_t want = 0;
+    run_core(env, [&] { want = cpu::protocol::partials_length(kind, geo); });
     if (n != want)
       range_error(env, fn + ": partials has " + std::to_string(n) + " values, this tensor's units give " + std::to_string(want) +
                            " (every unit's protocolStats record, concatenated in unit order)");
     std::vector<double> decision;
-    cpu::protocol::decide(kind, geo, hyper.data(), partials, n, decision);
+    run_core(env, [&] { cpu::protocol::decide(kind, geo, hyper.data(), partials, n, decision); });
     return to_f64(env, decision);
   }
 
@@ -279,15 +506,17 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
     Napi::Env env = info.Env();
     const std::string fn = "protocolApply";
     const OptKind kind = parse_kind(env, info[0], fn + ": kind");
-    const Shard sh = parse_shard(env, kind, info[1], info[4], info[5], fn);
+    const ShardArgs args = read_shard(env, kind, info[1], info[4], info[5], fn);
     const std::vector<double> hyper = parse_hyper(env, kind, info[2], fn + ": hyper");
-    size_t dn = 0;
-    const double* d = parse_decision(env, kind, sh.geo, info[3], fn, &dn);
-    const std::vector<double> decision(d, d + dn);  // a copy: the shard's arrays might share its buffer
+    const ArrayArg da = read_f64(env, info[3], fn + ": decision");
     if (!info[6].IsBoolean()) type_error(env, fn + ": norms must be a boolean");
+    const bool norms = info[6].As<Napi::Boolean>().Value();
+    const Shard sh = bind_shard(env, kind, args, fn);
+    const std::vector<double> decision = bind_decision(env, kind, sh.geo, da, fn);
     std::vector<double> out;
-    cpu::protocol::apply(kind, sh.geo, sh.slot, sh.offset, hyper.data(), decision.data(), dn, sh.u0, sh.u1,
-                         info[6].As<Napi::Boolean>().Value(), out);
+    run_core(env, [&] {
+      cpu::protocol::apply(kind, sh.geo, sh.slot, sh.offset, hyper.data(), decision.data(), decision.size(), sh.u0, sh.u1, norms, out);
+    });
     return to_f64(env, out);
   }
 
@@ -296,21 +525,23 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
     const std::string fn = "protocolFinish";
     const OptKind kind = parse_kind(env, info[0], fn + ": kind");
     const cpu::protocol::Geometry geo = parse_geometry(env, info[1], fn + ": slot");
-    size_t dn = 0, nn = 0;
-    const double* d = parse_decision(env, kind, geo, info[2], fn, &dn);
-    const double* norms = parse_f64(env, info[3], fn + ": norms", &nn);
-    const size_t units = cpu::protocol::units(kind, geo).size() - 1;
+    const ArrayArg da = read_f64(env, info[2], fn + ": decision");
+    const ArrayArg na = read_f64(env, info[3], fn + ": norms");
+    const ArrayArg ia = read_f64(env, info[4], fn + ": info");
+    const int64_t at = parse_index(env, info[5], fn + ": at");
+    const std::vector<double> d = bind_decision(env, kind, geo, da, fn);
+    size_t nn = 0, in = 0;
+    const double* norms = bind_f64(env, na, &nn);
+    double* out = bind_f64(env, ia, &in);
+    size_t units = 0;
+    run_core(env, [&] { units = cpu::protocol::units(kind, geo).size() - 1; });
     if (nn != 3 * units)
       range_error(env, fn + ": norms has " + std::to_string(nn) + " values, needs " + std::to_string(3 * units) +
                            " (3 per unit: every protocolApply result, concatenated in unit order)");
-    size_t in = 0;
-    parse_f64(env, info[4], fn + ": info", &in);
-    const int64_t at = parse_index(env, info[5], fn + ": at");
-    if ((size_t)at > in || in - (size_t)at < (size_t)kInfoStride)
+    if ((uint64_t)at > in || in - (size_t)at < (size_t)kInfoStride)
       range_error(env, fn + ": info has " + std::to_string(in) + " elements, needs 8 at " + std::to_string(at));
-    double* out = static_cast<double*>(typed_data(info[4].As<Napi::TypedArray>()));
     double rec[kInfoStride];
-    cpu::protocol::finish(kind, geo, d, dn, norms, rec);
+    run_core(env, [&] { cpu::protocol::finish(kind, geo, d.data(), d.size(), norms, rec); });
     memcpy(out + at, rec, sizeof rec);
     return env.Undefined();
   }

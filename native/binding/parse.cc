@@ -54,18 +54,42 @@ int64_t get_count(Napi::Env env, Napi::Object o, const char* key, const std::str
   return (int64_t)d;
 }
 
-/** A Float32Array, not detached; `name` is what messages call it. */
-Napi::TypedArray as_f32(Napi::Env env, Napi::Value v, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    type_error(env, name + " must be a Float32Array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.ArrayBuffer().IsDetached()) type_error(env, name + " is backed by a detached ArrayBuffer (transferred or resized away)");
-  return ta;
+/** A typed array of `type` (phase 1: its type only); `name` is what messages call it. */
+Napi::TypedArray as_typed(Napi::Env env, Napi::Value v, napi_typedarray_type type, const char* type_name, const std::string& name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) type_error(env, name + " must be a " + type_name);
+  return v.As<Napi::TypedArray>();
 }
 
-float* data_of(Napi::TypedArray ta) {
-  // The byte offset is a multiple of 4 for every Float32Array, so the pointer is float-aligned.
-  return static_cast<float*>(typed_data(ta));
+/** Phase 2: the array's current element count and address; refuses a detached buffer. Runs no JavaScript. */
+void* bound(Napi::Env env, Napi::TypedArray ta, const std::string& name, size_t* length) {
+  napi_typedarray_type type;
+  size_t n = 0, offset = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  if (napi_get_typedarray_info(env, ta, &type, &n, &data, &buffer, &offset) != napi_ok)
+    type_error(env, name + ": its memory could not be read");
+  bool detached = false;
+  // A SharedArrayBuffer cannot be detached (and napi_is_detached_arraybuffer says false for it).
+  if (napi_is_detached_arraybuffer(env, buffer, &detached) == napi_ok && detached)
+    type_error(env, name + " is backed by a detached ArrayBuffer (transferred or resized away)");
+  *length = n;
+  return data;
+}
+
+/**
+ * Geometry checks shared by slots and the protocol: the product is `numel`, and an empty tensor has
+ * at most one row (outer * channels <= 1), so no geometry of zero elements makes the core walk
+ * billions of empty units.
+ */
+void check_geometry(Napi::Env env, int64_t outer, int64_t channels, int64_t inner, int64_t numel, const std::string& what,
+                    const char* numel_name) {
+  const double product = (double)outer * (double)channels * (double)inner;
+  if (product != (double)numel)
+    range_error(env, what + ": outer * channels * inner = " + num(product) + " does not match " + numel_name + " = " +
+                         std::to_string(numel));
+  if (numel == 0 && (double)outer * (double)channels > 1)
+    range_error(env, what + ": outer * channels = " + num((double)outer * (double)channels) +
+                         " rows for an empty tensor; an empty tensor has at most one row (e.g. outer 1, channels 1, inner 0)");
 }
 
 }  // namespace
@@ -78,7 +102,7 @@ void* typed_data(Napi::TypedArray ta) {
   void* data = nullptr;
   napi_value buffer;
   if (napi_get_typedarray_info(ta.Env(), ta, &type, &length, &data, &buffer, &offset) != napi_ok)
-    throw Napi::Error::New(ta.Env(), "adamp: could not read a typed array's memory");
+    type_error(ta.Env(), "adamp: could not read a typed array's memory");
   return data;
 }
 
@@ -92,18 +116,16 @@ OptKind parse_kind(Napi::Env env, Napi::Value v, const std::string& what) {
 
 std::vector<double> parse_hyper(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what) {
   const cpu::KindInfo& k = cpu::kinds()[(size_t)kind];
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    type_error(env, what + " must be a Float64Array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.ArrayBuffer().IsDetached()) type_error(env, what + " is backed by a detached ArrayBuffer");
-  if (ta.ElementLength() != (size_t)k.hyper_count) {
+  Napi::TypedArray ta = as_typed(env, v, napi_float64_array, "Float64Array", what);
+  size_t n = 0;
+  const double* d = static_cast<const double*>(bound(env, ta, what, &n));
+  if (n != (size_t)k.hyper_count) {
     std::string names;
     for (int i = 0; i < k.hyper_count; ++i) names += (i ? ", " : "") + std::string(cpu::hyper_name(kind, i));
-    range_error(env, what + " has " + std::to_string(ta.ElementLength()) + " values; " + k.name + " takes " +
-                         std::to_string(k.hyper_count) + " (" + names + ")");
+    range_error(env, what + " has " + std::to_string(n) + " values; " + k.name + " takes " + std::to_string(k.hyper_count) + " (" +
+                         names + ")");
   }
-  const double* d = static_cast<const double*>(typed_data(ta));
-  std::vector<double> h(d, d + k.hyper_count);
+  std::vector<double> h(d, d + k.hyper_count);  // copied now: no address of it is kept
   int field = -1;
   const char* bad = cpu::check_hyper(kind, h.data(), &field);
   if (bad != nullptr)
@@ -112,82 +134,89 @@ std::vector<double> parse_hyper(Napi::Env env, OptKind kind, Napi::Value v, cons
   return h;
 }
 
-cpu::TensorSlot parse_slot(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what,
-                           std::vector<Napi::Value>& arrays) {
+SlotArgs read_slot(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what, bool geometry) {
   const int nslots = cpu::kinds()[(size_t)kind].slots;
+  SlotArgs s;
+  s.what = what;
   Napi::Object o = as_object(env, v, what);
-  Napi::TypedArray p = as_f32(env, o.Get("p"), what + ".p"), g = as_f32(env, o.Get("g"), what + ".g");
+  s.p = as_typed(env, o.Get("p"), napi_float32_array, "Float32Array", what + ".p");
+  s.g = as_typed(env, o.Get("g"), napi_float32_array, "Float32Array", what + ".g");
   Napi::Value sv = o.Get("state");
   if (!sv.IsArray()) type_error(env, what + ".state must be an array of " + std::to_string(nslots) + " Float32Array");
   Napi::Array sa = sv.As<Napi::Array>();
   if (sa.Length() != (uint32_t)nslots)
-    range_error(env, what + ".state has " + std::to_string(sa.Length()) + " arrays; " + cpu::kinds()[(size_t)kind].name +
-                         " keeps " + std::to_string(nslots));
-  std::vector<Napi::TypedArray> st;
-  for (int k = 0; k < nslots; ++k) st.push_back(as_f32(env, sa.Get((uint32_t)k), what + ".state[" + std::to_string(k) + "]"));
-
-  const size_t n = p.ElementLength();
-  if (g.ElementLength() != n)
-    range_error(env, what + ".g has " + std::to_string(g.ElementLength()) + " elements but p has " + std::to_string(n));
+    range_error(env, what + ".state has " + std::to_string(sa.Length()) + " arrays; " + cpu::kinds()[(size_t)kind].name + " keeps " +
+                         std::to_string(nslots));
   for (int k = 0; k < nslots; ++k)
-    if (st[(size_t)k].ElementLength() != n)
-      range_error(env, what + ".state[" + std::to_string(k) + "] has " + std::to_string(st[(size_t)k].ElementLength()) +
-                           " elements but p has " + std::to_string(n));
-
-  cpu::TensorSlot s;
-  s.numel = (int64_t)n;
-  s.p = data_of(p);
-  s.g = data_of(g);
-  s.state[0] = s.state[1] = nullptr;
-  for (int k = 0; k < nslots; ++k) s.state[k] = data_of(st[(size_t)k]);
-  if (n > 0) {
-    // p and the state are written, g is read: no two may share memory.
-    std::vector<std::pair<const float*, std::string>> ranges = {{s.p, "p"}, {s.g, "g"}};
-    for (int k = 0; k < nslots; ++k) ranges.push_back({s.state[k], "state[" + std::to_string(k) + "]"});
-    for (size_t a = 0; a < ranges.size(); ++a)
-      for (size_t b = a + 1; b < ranges.size(); ++b) {
-        const uintptr_t x = (uintptr_t)ranges[a].first, y = (uintptr_t)ranges[b].first, bytes = n * sizeof(float);
-        if (x < y + bytes && y < x + bytes)
-          range_error(env, what + ": " + ranges[a].second + " and " + ranges[b].second +
-                               " overlap; p, g and the state must be distinct arrays");
-      }
+    s.state.push_back(as_typed(env, sa.Get((uint32_t)k), napi_float32_array, "Float32Array", what + ".state[" + std::to_string(k) + "]"));
+  if (geometry) {
+    s.outer = get_count(env, o, "outer", what);
+    s.channels = get_count(env, o, "channels", what);
+    s.inner = get_count(env, o, "inner", what);
   }
-  s.outer = get_count(env, o, "outer", what);
-  s.channels = get_count(env, o, "channels", what);
-  s.inner = get_count(env, o, "inner", what);
-  const double product = (double)s.outer * (double)s.channels * (double)s.inner;
-  if (product != (double)n)
-    range_error(env, what + ": outer * channels * inner = " + num(product) + " does not match p.length = " + std::to_string(n));
   s.eligible = get_bool(env, o, "eligible", what);
   s.step = get_number(env, o, "step", what);
   if (!(s.step >= 1) || s.step != floor(s.step) || s.step > kMaxSafeInteger)
     range_error(env, what + ".step must be an integer >= 1 (the count after this step's increment), got " + num(s.step));
-  arrays.push_back(p);
-  arrays.push_back(g);
-  for (Napi::TypedArray& t : st) arrays.push_back(t);
   return s;
 }
 
-ParsedSlots parse_slots(Napi::Env env, OptKind kind, Napi::Value slots, const std::string& fn) {
+cpu::TensorSlot bind_slot(Napi::Env env, OptKind kind, const SlotArgs& a, bool geometry) {
+  const int nslots = cpu::kinds()[(size_t)kind].slots;
+  const std::string& what = a.what;
+  cpu::TensorSlot s;
+  s.state[0] = s.state[1] = nullptr;
+  size_t n = 0, m = 0;
+  s.p = static_cast<float*>(bound(env, a.p, what + ".p", &n));
+  s.g = static_cast<float*>(bound(env, a.g, what + ".g", &m));
+  if (m != n) range_error(env, what + ".g has " + std::to_string(m) + " elements but p has " + std::to_string(n));
+  for (int k = 0; k < nslots; ++k) {
+    const std::string name = what + ".state[" + std::to_string(k) + "]";
+    s.state[k] = static_cast<float*>(bound(env, a.state[(size_t)k], name, &m));
+    if (m != n) range_error(env, name + " has " + std::to_string(m) + " elements but p has " + std::to_string(n));
+  }
+  s.numel = (int64_t)n;
+  if (n > 0) {
+    // p and the state are written, g is read: no two may share memory.
+    std::vector<std::pair<const float*, std::string>> ranges = {{s.p, "p"}, {s.g, "g"}};
+    for (int k = 0; k < nslots; ++k) ranges.push_back({s.state[k], "state[" + std::to_string(k) + "]"});
+    for (size_t x = 0; x < ranges.size(); ++x)
+      for (size_t y = x + 1; y < ranges.size(); ++y) {
+        const uintptr_t u = (uintptr_t)ranges[x].first, v = (uintptr_t)ranges[y].first, bytes = n * sizeof(float);
+        if (u < v + bytes && v < u + bytes)
+          range_error(env, what + ": " + ranges[x].second + " and " + ranges[y].second + " overlap; p, g and the state must be distinct arrays");
+      }
+  }
+  s.outer = a.outer;
+  s.channels = a.channels;
+  s.inner = a.inner;
+  if (geometry) check_geometry(env, s.outer, s.channels, s.inner, s.numel, what, "p.length");
+  s.eligible = a.eligible;
+  s.step = a.step;
+  return s;
+}
+
+std::vector<SlotArgs> read_slots(Napi::Env env, OptKind kind, Napi::Value slots, const std::string& fn) {
   if (!slots.IsArray()) type_error(env, fn + ": slots must be an array");
   Napi::Array arr = slots.As<Napi::Array>();
-  ParsedSlots out;
-  const uint32_t count = arr.Length();
-  out.slots.reserve(count);
-  for (uint32_t j = 0; j < count; ++j)
-    out.slots.push_back(parse_slot(env, kind, arr.Get(j), fn + ": slots[" + std::to_string(j) + "]", out.arrays));
+  std::vector<SlotArgs> out;
+  // Not reserved from the length: a sparse array may claim 2^32 - 1 elements (its first hole fails).
+  for (uint32_t j = 0; j < arr.Length(); ++j) out.push_back(read_slot(env, kind, arr.Get(j), fn + ": slots[" + std::to_string(j) + "]"));
   return out;
 }
 
-double* parse_info(Napi::Env env, Napi::Value v, size_t count, const std::string& fn) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    type_error(env, fn + ": info must be a Float64Array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.ArrayBuffer().IsDetached()) type_error(env, fn + ": info is backed by a detached ArrayBuffer");
-  if (ta.ElementLength() < count * kInfoStride)
-    range_error(env, fn + ": info has " + std::to_string(ta.ElementLength()) + " elements, needs " +
-                         std::to_string(count * kInfoStride) + " (8 per slot)");
-  return static_cast<double*>(typed_data(ta));
+ArrayArg read_f64(Napi::Env env, Napi::Value v, const std::string& what) {
+  return ArrayArg{what, as_typed(env, v, napi_float64_array, "Float64Array", what)};
+}
+
+double* bind_f64(Napi::Env env, const ArrayArg& a, size_t* length) { return static_cast<double*>(bound(env, a.ta, a.what, length)); }
+
+double* bind_info(Napi::Env env, const ArrayArg& a, size_t count, const std::string& fn) {
+  size_t n = 0;
+  double* d = bind_f64(env, a, &n);
+  if (n / kInfoStride < count)
+    range_error(env, fn + ": info has " + std::to_string(n) + " elements, needs " + std::to_string(count * kInfoStride) + " (8 per slot)");
+  return d;
 }
 
 cpu::StepConfig parse_step_options(Napi::Env env, Napi::Value v, const std::string& fn) {
@@ -218,19 +247,8 @@ cpu::protocol::Geometry parse_geometry(Napi::Env env, Napi::Value v, const std::
   g.inner = get_count(env, o, "inner", what);
   g.eligible = get_bool(env, o, "eligible", what);
   g.numel = get_count(env, o, "numel", what);
-  const double product = (double)g.outer * (double)g.channels * (double)g.inner;
-  if (product != (double)g.numel)
-    range_error(env, what + ": outer * channels * inner = " + num(product) + " does not match numel = " + std::to_string(g.numel));
+  check_geometry(env, g.outer, g.channels, g.inner, g.numel, what, "numel");
   return g;
-}
-
-const double* parse_f64(Napi::Env env, Napi::Value v, const std::string& what, size_t* length) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    type_error(env, what + " must be a Float64Array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.ArrayBuffer().IsDetached()) type_error(env, what + " is backed by a detached ArrayBuffer");
-  *length = ta.ElementLength();
-  return static_cast<const double*>(typed_data(ta));
 }
 
 int64_t parse_index(Napi::Env env, Napi::Value v, const std::string& what) {
@@ -238,6 +256,14 @@ int64_t parse_index(Napi::Env env, Napi::Value v, const std::string& what) {
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= 0) || d != floor(d) || d > kMaxSafeInteger) range_error(env, what + " must be a non-negative integer (got " + num(d) + ")");
   return (int64_t)d;
+}
+
+void collect_arrays(const std::vector<SlotArgs>& slots, std::vector<Napi::TypedArray>& out) {
+  for (const SlotArgs& s : slots) {
+    out.push_back(s.p);
+    out.push_back(s.g);
+    for (const Napi::TypedArray& t : s.state) out.push_back(t);
+  }
 }
 
 }  // namespace binding

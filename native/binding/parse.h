@@ -3,6 +3,13 @@
 // kHyperCount and its check() drive the checks). Errors are TypeError / RangeError whose message
 // names the export, the slot and the field, with `code: 'ERR_ADAMP_INVALID_ARGUMENT'`; nothing
 // here crashes on bad input, and nothing is changed when it throws.
+//
+// Two phases. Reading an argument can run the caller's code (a getter on a slot object, an
+// accessor on an array element, a Proxy) and that code can detach, transfer or resize a typed
+// array read before it. So every export first *reads* all of its arguments (read_*: the JS values
+// and numbers, kept as handles) and only then *binds* them (bind_*: detached checks, lengths,
+// addresses, overlaps), which runs no JavaScript: no address is taken while the caller's code can
+// still run, and nothing runs between binding and the step.
 #ifndef ADAMP_BINDING_PARSE_H
 #define ADAMP_BINDING_PARSE_H
 
@@ -22,34 +29,55 @@ extern const char* const kInvalidArgument;
 [[noreturn]] void type_error(Napi::Env env, const std::string& msg);
 [[noreturn]] void range_error(Napi::Env env, const std::string& msg);
 
-/** Parsed slots plus the typed arrays they point into (kept alive by async steps). */
-struct ParsedSlots {
-  std::vector<cpu::TensorSlot> slots;
-  std::vector<Napi::Value> arrays;  // every typed array seen, for references
-};
-
-/** A registered kind name ('adamp'); `what` names the argument in messages ("step: kind"). */
 /** The address of a typed array's first element, on an ArrayBuffer or a SharedArrayBuffer. */
 void* typed_data(Napi::TypedArray ta);
 
+/** A registered kind name ('adamp'); `what` names the argument in messages ("step: kind"). */
 OptKind parse_kind(Napi::Env env, Napi::Value v, const std::string& what);
 
-/** A Float64Array of exactly the policy's kHyperCount values that pass its check(); copied. */
+/** A Float64Array of exactly the policy's kHyperCount values that pass its check(); copied at once (no address is kept). */
 std::vector<double> parse_hyper(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what);
 
+/** One slot as read: its arrays (type-checked handles) and its numbers. */
+struct SlotArgs {
+  std::string what;  // "step: slots[2]"
+  Napi::TypedArray p, g;
+  std::vector<Napi::TypedArray> state;
+  int64_t outer = 0, channels = 0, inner = 0;
+  bool eligible = false;
+  double step = 0;
+};
+
 /**
- * One slot { p, g, state: Float32Array[kSlots], outer, channels, inner, eligible, step }: the arrays
- * the same length (outer * channels * inner), not overlapping; step an integer >= 1. `what` names
- * it ("step: slots[2]"); its typed arrays are appended to `arrays`.
+ * Reads one slot { p, g, state: Float32Array[kSlots], outer, channels, inner, eligible, step }:
+ * types, counts, step an integer >= 1. `geometry` false: outer/channels/inner are not read (a
+ * shard's geometry is the whole tensor's, read apart).
  */
-cpu::TensorSlot parse_slot(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what,
-                           std::vector<Napi::Value>& arrays);
+SlotArgs read_slot(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what, bool geometry = true);
 
-/** An array of slots; `fn` names the export. */
-ParsedSlots parse_slots(Napi::Env env, OptKind kind, Napi::Value slots, const std::string& fn);
+/**
+ * Binds a slot read by read_slot: no array detached, all the same length, (with `geometry`)
+ * outer * channels * inner == that length, no two overlapping. Runs no JavaScript.
+ */
+cpu::TensorSlot bind_slot(Napi::Env env, OptKind kind, const SlotArgs& s, bool geometry = true);
 
-/** A Float64Array of at least `count * 8` elements. */
-double* parse_info(Napi::Env env, Napi::Value info, size_t count, const std::string& fn);
+/** An array of slots, read; `fn` names the export. */
+std::vector<SlotArgs> read_slots(Napi::Env env, OptKind kind, Napi::Value slots, const std::string& fn);
+
+/** A typed array argument of a given type, read (type-checked) and bound later. */
+struct ArrayArg {
+  std::string what;
+  Napi::TypedArray ta;
+};
+
+/** A Float64Array argument (type only; bind_f64 checks the rest). */
+ArrayArg read_f64(Napi::Env env, Napi::Value v, const std::string& what);
+
+/** A read Float64Array, bound: not detached; its data and length. Runs no JavaScript. */
+double* bind_f64(Napi::Env env, const ArrayArg& a, size_t* length);
+
+/** The info record of `count` slots: a bound Float64Array of at least `count * 8` elements. */
+double* bind_info(Napi::Env env, const ArrayArg& a, size_t count, const std::string& fn);
 
 /** The options of a step: { threads?: integer in [0, 256], norms?: boolean }. */
 cpu::StepConfig parse_step_options(Napi::Env env, Napi::Value v, const std::string& fn);
@@ -57,11 +85,14 @@ cpu::StepConfig parse_step_options(Napi::Env env, Napi::Value v, const std::stri
 /** { outer, channels, inner, eligible, numel } with numel == outer * channels * inner. */
 cpu::protocol::Geometry parse_geometry(Napi::Env env, Napi::Value v, const std::string& what);
 
-/** A Float64Array (not detached): its data and length. */
-const double* parse_f64(Napi::Env env, Napi::Value v, const std::string& what, size_t* length);
-
 /** A non-negative integer (a unit index, an offset). */
 int64_t parse_index(Napi::Env env, Napi::Value v, const std::string& what);
+
+/**
+ * Every typed array handle of the slots, in order (p, g, state...): what an async step keeps
+ * references to.
+ */
+void collect_arrays(const std::vector<SlotArgs>& slots, std::vector<Napi::TypedArray>& out);
 
 }  // namespace binding
 }  // namespace adamp

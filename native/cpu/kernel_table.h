@@ -124,9 +124,16 @@ struct PolicyKernels {
   Norms (*apply_u_row)(float* p, const float* u, int64_t n, const S& s, int projected, ProjCoef k, float wdf, bool norms);
   Norms (*apply_u_lanes)(float* p, const float* u, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf,
                          bool norms);
-  // P::kSpeculate only: apply_u_row that first copies the old p to psave (the speculative single pass).
+  // P::kSpeculate only (the speculative single pass). apply_u_row that first copies the old p to
+  // psave (32-byte aligned; streaming stores).
   Norms (*apply_u_save_row)(float* p, const float* u, int64_t n, const S& s, int projected, ProjCoef k, float wdf,
                             float* psave, bool norms);
+  /**
+   * pass1_row of row x (u to uo) fused with apply_u_save_row of the previous row of the same
+   * tensor (p at pp, u at up, saved to psave); its norms go to *nprev. Bit for bit the two calls.
+   */
+  ChannelSums (*spec_pair_row)(Span x, int64_t n, const S& s, float* uo, float* pp, const float* up, int projected,
+                               ProjCoef k, float wdf, float* psave, bool norms, Norms* nprev);
 };
 
 /** One instruction set's kernels for every registered policy: `of(P())`. */

@@ -26,6 +26,13 @@ struct Io {
       store_partial(p, v, r);
   }
   static Vec keep(Vec v, int r) { return Full ? v : keep_lanes(v, r); }
+  /** A store to a save buffer (32-byte aligned rows): streaming for full vectors. */
+  static void sv(float* p, Vec v, int r) {
+    if (Full)
+      stream_store(p, v);
+    else
+      store_partial(p, v, r);
+  }
   /** `v` (loaded from p by ld) widened to double; full vectors convert straight from memory. */
   static DVec ldd(const float* p, Vec v) { return Full ? load_dvec(p) : to_dvec(v); }
 };
@@ -338,7 +345,8 @@ static inline void for_lanes_norms(int64_t n, NormSums& ns, float* p1, const P0O
 }
 
 // Pass 2 from a stored u (bit-identical to recomputing it): project, decay, step.
-// Save: also copy the old p to `psave` (the speculative single pass keeps it for a redo).
+// Save: also copy the old p to `psave` (the speculative single pass keeps it for a redo), with
+// streaming stores (psave's rows are 32-byte aligned), fenced at the end.
 template <class P, bool Projected, bool PerLane, bool Save, bool Nm>
 static Norms apply_u_t(float* p, const float* uin, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k,
                        LaneCoefs kl, float wdf, float* psave) {
@@ -356,7 +364,7 @@ static Norms apply_u_t(float* p, const float* uin, LaneRows lr, const typename P
           using IO = decltype(io);
           const Vec p0 = IO::ld(pr + i, r);
           if (Save)
-            IO::st(sr + i, p0, r);
+            IO::sv(sr + i, p0, r);
           else if (Nm)
             IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
           Vec u = IO::ld(ur + i, r);
@@ -366,6 +374,7 @@ static Norms apply_u_t(float* p, const float* uin, LaneRows lr, const typename P
           if (Nm) ns.add(p0, p1, false);
         });
   }
+  if (Save) stream_fence();
   return Nm ? ns.norms() : nan_norms();
 }
 
@@ -392,6 +401,59 @@ static Norms apply_u_save_row(float* p, const float* u, int64_t n, const typenam
                               ProjCoef k, float wdf, float* psave, bool norms) {
   return apply_u_any<P, false, true>(p, u, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, psave,
                                      norms);
+}
+
+// The speculative single pass of two consecutive rows of one tensor (n elements each): pass 1 of
+// row x (state update, the four sums, u stored to uo) fused, element by element, with the apply of
+// the previous row (its p at pp, its u at up, its old p saved to psave), so the previous row's
+// arithmetic runs while this row's data streams in from memory. Each half does exactly what
+// pass1_row and apply_u_save_row do to its own row, in the same order, and the blocks of the sums
+// and of the norms both start at the rows' first elements: the results are theirs bit for bit.
+template <class P, int V, bool Projected, bool Nm>
+static ChannelSums spec_pair_t(Span x, int64_t n, const typename P::Scalars& s_ref, float* uo, float* pp, const float* up,
+                               ProjCoef k, float wdf, float* psave, Norms* nprev) {
+  const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
+  RowSums acc;
+  NormSums ns;
+  const Vec wv(wdf), divc(k.div), scc(k.scale);
+  for_lanes_folded(
+      n,
+      [&](auto io, int64_t i, int r) {
+        using IO = decltype(io);
+        Vec gv, pv, u;
+        pass1_elem<P, V, true>(io, x, uo, i, r, s, gv, pv, u);
+        acc.add(gv, pv, u);
+        const Vec p0 = IO::ld(pp + i, r);
+        IO::sv(psave + i, p0, r);
+        Vec w = IO::ld(up + i, r);
+        if (Projected) w = project(w, p0, divc, scc);
+        const Vec p1 = IO::keep(P::apply(p0, w, wv, s), r);
+        IO::st(pp + i, p1, r);
+        if (Nm) ns.add(p0, p1, false);
+      },
+      [&](int64_t b0, int64_t b1) {
+        acc.fold();
+        if (Nm) ns.fold(pp + b0, psave + b0, b1 - b0, false);
+      });
+  stream_fence();
+  *nprev = Nm ? ns.norms() : nan_norms();
+  return acc.finish(x.p, x.g, n, [&](auto io, int64_t i, int r) { return stored_u<P, V>(io, x, i, r, s); });
+}
+
+template <class P>
+static ChannelSums spec_pair_row(Span x, int64_t n, const typename P::Scalars& s, float* uo, float* pp, const float* up,
+                                 int projected, ProjCoef k, float wdf, float* psave, bool norms, Norms* nprev) {
+  ChannelSums out;
+  with_variant<P>(s.variant, [&](auto tag) {
+    constexpr int V = decltype(tag)::value;
+    if (norms)
+      out = projected ? spec_pair_t<P, V, true, true>(x, n, s, uo, pp, up, k, wdf, psave, nprev)
+                      : spec_pair_t<P, V, false, true>(x, n, s, uo, pp, up, k, wdf, psave, nprev);
+    else
+      out = projected ? spec_pair_t<P, V, true, false>(x, n, s, uo, pp, up, k, wdf, psave, nprev)
+                      : spec_pair_t<P, V, false, false>(x, n, s, uo, pp, up, k, wdf, psave, nprev);
+  });
+  return out;
 }
 
 template <class P>
@@ -514,7 +576,10 @@ static PolicyKernels<P> make_policy_kernels() {
       t.apply_u_row = apply_u_row<P>;
       t.apply_u_lanes = apply_u_lanes<P>;
     }
-    if constexpr (P::kSpeculate) t.apply_u_save_row = apply_u_save_row<P>;
+    if constexpr (P::kSpeculate) {
+      t.apply_u_save_row = apply_u_save_row<P>;
+      t.spec_pair_row = spec_pair_row<P>;
+    }
   }
   return t;
 }

@@ -30,6 +30,14 @@ static inline Vec load_partial(const float* p, int n) { return Vec(_mm256_masklo
 static inline void store_partial(float* p, Vec v, int n) { _mm256_maskstore_ps(p, tail_mask(n), v.x); }
 /** Lanes >= n set to +0. */
 static inline Vec keep_lanes(Vec v, int n) { return Vec(_mm256_and_ps(v.x, _mm256_castsi256_ps(tail_mask(n)))); }
+/**
+ * A full vector to 32-byte aligned p with a streaming (non-temporal) store: no read for
+ * ownership, the line goes to memory without displacing the cache. For data written once and
+ * seldom read back (the speculative pass's saved rows). stream_fence() orders these stores
+ * before later ones (another thread may read the data after the pool's handoff).
+ */
+static inline void stream_store(float* p, Vec v) { _mm256_stream_ps(p, v.x); }
+static inline void stream_fence() { _mm_sfence(); }
 
 static inline Vec f_add(Vec a, Vec b) { return Vec(_mm256_add_ps(a.x, b.x)); }
 static inline Vec f_sub(Vec a, Vec b) { return Vec(_mm256_sub_ps(a.x, b.x)); }
@@ -151,6 +159,8 @@ static inline Vec keep_lanes(Vec v, int n) {
   for (int k = n; k < 8; ++k) v.x[k] = 0.0f;
   return v;
 }
+static inline void stream_store(float* p, Vec v) { v.store(p); }
+static inline void stream_fence() {}
 
 #define ADAMP_VEC_OP2(name, expr)             \
   static inline Vec name(Vec a, Vec b) {      \

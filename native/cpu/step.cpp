@@ -22,10 +22,11 @@
 // also store u) -> decide -> pass 2 (apply from the stored u; tensors over kStoreU elements
 // recompute it bit-identically). Tensors are processed in waves of about kWave elements: pass 1 of
 // a wave, its decisions, then pass 2 of the wave, so a wave's data is still in the last-level
-// cache for pass 2 and small tensors share one dispatch.
+// cache for pass 2 and small tensors share one dispatch. Pass 2 of a wave runs in the same pool
+// run as pass 1 of the next (see run_step): one wait for the threads per wave.
 //
 // The speculative single pass (policies with kSpeculate; eligible tensors with outer == 1 whose
-// rows fit one unit, up to kStoreU elements): pass 1 applies a predicted final update to each row
+// rows fit one unit, up to kSpecMax elements): pass 1 applies a predicted final update to each row
 // right after the row's state update and sums, while the row and its u are in L1/L2, saving the
 // old p to a per-wave scratch (u never leaves a per-thread row buffer).
 // The prediction for a row is "channel projection" while this row's and every earlier row's
@@ -74,6 +75,11 @@ constexpr int kMaxThreads = 256;
 // kStoreU policies store u between the passes for tensors up to this size (the scratch is at most
 // max(kWave, kStoreU) floats, reused across steps); larger tensors recompute u in pass 2.
 constexpr int64_t kStoreU = int64_t(1) << 22;
+// The speculative single pass takes tensors up to this size (its scratch holds the old p: up to
+// 256 MB for a tensor this large, reused across steps). Larger than kStoreU so that GPT-2's
+// token embedding (38.6M elements) is also stepped in one pass instead of two passes that
+// recompute u (44 bytes per element and the Adam division twice, against 32 and once).
+constexpr int64_t kSpecMax = int64_t(1) << 26;
 // The lanes layout (channels innermost): channels per tile, and at most this many row chunks (units).
 constexpr int64_t kLaneChannels = 4096;
 constexpr int64_t kLaneRowChunks = 64;
@@ -140,6 +146,8 @@ typename P::Hyper hyper_of(const double* hyper) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up8(int64_t a) { return (a + 7) & ~int64_t(7); }
+/** p rounded up to a multiple of 32 bytes (p must have 7 spare floats after it). */
+float* align32(float* p) { return (float*)(((uintptr_t)p + 31) & ~(uintptr_t)31); }
 
 void norms_add(Norms& acc, const Norms& x) {
   acc.before += x.before;
@@ -480,7 +488,7 @@ struct Plan {
 
   // The speculative single pass (Rows, outer == 1; items are units).
   bool spec = false;
-  float* save_p = nullptr;       // the old p, indexed like p
+  float* save_p = nullptr;       // the old p, row c at save_p + c * round_up8(inner) (32-byte aligned rows)
   std::vector<uint8_t> applied;  // per channel: 1 = applied with its channel projection, 0 = unprojected
   std::vector<Norms> row_norms;  // per channel: the norms of the applied row
   std::vector<uint8_t> redo;     // per unit: some row of it must be redone
@@ -492,7 +500,7 @@ struct Plan {
 
   /** Whether this plan qualifies for the speculative single pass (the shape alone decides). */
   bool spec_shape() const {
-    return U.layout == Layout::Rows && s->outer == 1 && s->numel > 0 && s->numel <= kStoreU;
+    return U.layout == Layout::Rows && s->outer == 1 && s->numel > 0 && s->numel <= kSpecMax;
   }
 };
 
@@ -502,28 +510,44 @@ Run<P> run_of(const PolicyKernels<P>& k, const Plan<P>& pl, bool norms) {
   return Run<P>{k, pl.U, s.p, s.g, {s.state[0], s.state[1]}, 0, pl.sc, pl.u, norms};
 }
 
-/** A per-thread row buffer for u in the speculative pass (rows are at most kBlock long). */
-float* row_buffer(int64_t n) {
+/** Per-thread row buffers for u in the speculative pass: two rows of up to n floats, 32-byte aligned. */
+float* row_buffers(int64_t pitch) {
   thread_local std::vector<float> buf;
-  if ((int64_t)buf.size() < n) buf.resize((size_t)std::max<int64_t>(n, 4096));
-  return buf.data();
+  const size_t need = (size_t)(2 * pitch + 8);
+  if (buf.size() < need) buf.resize(std::max<size_t>(need, 8192));
+  return align32(buf.data());
 }
 
-// The speculative single pass over the rows of unit u (see the top of the file).
+// The speculative single pass over the rows of unit u (see the top of the file). Rows are
+// pipelined: pass 1 of row c runs fused with the apply of row c - 1 (spec_pair_row), the last
+// row's apply alone.
 template <class P>
 void run_spec_rows(const Run<P>& run, Plan<P>& plan, int64_t u, float epsf) {
   const TensorSlot& s = *plan.s;
-  const int64_t n = s.inner;
-  float* ubuf = row_buffer(n);
+  const int64_t n = s.inner, pitch = round_up8(n);
+  float* const ubuf = row_buffers(pitch);
   const Speculation mode = plan.spec_mode;
   int64_t a, c0, c1;
   plan.U.rows_unit(u, a, c0, c1);
   double* rec = plan.rec.data() + plan.U.rec_offset(u);
   bool ok = mode == Speculation::PredictChannel ||
             (mode == Speculation::On && plan.broken.load(std::memory_order_relaxed) == 0);
+  // The row waiting for its apply: its coefficients and wd factor.
+  int prev_proj = 0;
+  ProjCoef prev_k{1.0f, 0.0f};
+  float prev_wdf = 1.0f;
   for (int64_t c = c0; c < c1; ++c) {
     const int64_t off = c * n;
-    const ChannelSums cs = run.k.pass1_row(run.at(off), n, run.s, ubuf);
+    float* const uc = ubuf + (c & 1) * pitch;
+    ChannelSums cs;
+    if (c == c0) {
+      cs = run.k.pass1_row(run.at(off), n, run.s, uc);
+    } else {
+      Norms nr;
+      cs = run.k.spec_pair_row(run.at(off), n, run.s, uc, s.p + off - n, ubuf + ((c - 1) & 1) * pitch, prev_proj, prev_k,
+                               prev_wdf, plan.save_p + (c - 1) * pitch, run.norms, &nr);
+      plan.row_norms[(size_t)(c - 1)] = nr;
+    }
     Run<P>::put(rec + kSumsLen * (c - c0), cs);
     // f32(max_c |cos_c|) < thr  <=>  f32(|cos_c|) < thr for every c (rounding is monotone; NaN fails both).
     const float cosf = (float)abs_cos(cs.gp, cs.gg, cs.pp, plan.spec_cos_e);
@@ -533,13 +557,15 @@ void run_spec_rows(const Run<P>& run, Plan<P>& plan, int64_t u, float epsf) {
     } else if (ok && mode == Speculation::On && plan.broken.load(std::memory_order_relaxed) != 0) {
       ok = false;  // another unit saw a row at or over the threshold
     }
-    const Norms nr =
-        ok ? run.k.apply_u_save_row(s.p + off, ubuf, n, run.s, 1, proj_coef(cs.pp, cs.pu, epsf), plan.spec_wdf_proj,
-                                    plan.save_p + off, run.norms)
-           : run.k.apply_u_save_row(s.p + off, ubuf, n, run.s, 0, ProjCoef{1.0f, 0.0f}, plan.spec_wdf_none,
-                                    plan.save_p + off, run.norms);
+    prev_proj = ok ? 1 : 0;
+    prev_k = ok ? proj_coef(cs.pp, cs.pu, epsf) : ProjCoef{1.0f, 0.0f};
+    prev_wdf = ok ? plan.spec_wdf_proj : plan.spec_wdf_none;
     plan.applied[(size_t)c] = ok ? 1 : 0;
-    plan.row_norms[(size_t)c] = nr;
+  }
+  if (c1 > c0) {
+    const int64_t c = c1 - 1;
+    plan.row_norms[(size_t)c] = run.k.apply_u_save_row(s.p + c * n, ubuf + (c & 1) * pitch, n, run.s, prev_proj, prev_k,
+                                                       prev_wdf, plan.save_p + c * pitch, run.norms);
   }
 }
 
@@ -613,7 +639,7 @@ void run_spec_redo(const Run<P>& run, Plan<P>& plan, int64_t u) {
       continue;
     }
     const int64_t off = c * n;
-    memcpy(s.p + off, plan.save_p + off, (size_t)n * sizeof(float));
+    memcpy(s.p + off, plan.save_p + c * round_up8(n), (size_t)n * sizeof(float));
     const ProjCoef coef = projected ? ProjCoef{plan.dec.div[(size_t)c], plan.dec.scale[(size_t)c]} : ProjCoef{1.0f, 0.0f};
     norms_add(acc, run.pass2_row(off, n, projected, coef, plan.dec.wdf));
   }
@@ -694,6 +720,7 @@ class ScratchPool {
 struct TaskRef {
   int32_t plan;
   int64_t item;
+  int pass;  // 1 or 2
 };
 
 template <class P>
@@ -737,72 +764,84 @@ void run_step(const TensorSlot* slots, size_t count, const double* hyper, double
     }
   }
 
+  // Waves are pipelined: one pool run per wave holds pass 2 of the previous wave (first, walking
+  // it backwards: what its pass 1 touched last is the likeliest still in cache) and then pass 1
+  // of this wave; the decisions of this wave follow on the calling thread. A step thus waits for
+  // its threads about once per wave, as the one-pass floor does, instead of twice, and the tail
+  // of one pass overlaps the head of the next. The two waves in flight use the two scratch
+  // buffers in turn. (The order of execution never changes a result: partials are folded in
+  // unit order, and the two waves' tensors are disjoint.)
   std::vector<TaskRef> refs;
-  std::vector<float> scratch;
+  std::vector<float> scratch[2];
+  auto floats_for = [&](size_t j) -> int64_t {
+    // A plan's part of its wave's scratch: the two-pass plans' stored u (kStoreU), the speculative
+    // plans' old p (rows round_up8(inner) apart). Each part starts 32-byte aligned.
+    const Plan<P>& pl = plans[j];
+    if (pl.spec) return slots[j].channels * round_up8(slots[j].inner);
+    if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return round_up8(slots[j].numel);
+    return 0;
+  };
+  size_t p0 = 0, p1 = 0;  // the previous wave, waiting for its pass 2
   size_t j0 = 0;
-  while (j0 < count) {
-    // One wave: consecutive tensors up to about kWave elements (at least one tensor).
+  int wave = 0;
+  while (j0 < count || p1 > p0) {
+    // This wave: consecutive tensors up to about kWave elements (at least one tensor; none at the end).
     size_t j1 = j0;
     int64_t elems = 0;
     while (j1 < count && (j1 == j0 || elems + slots[j1].numel <= kWave)) elems += slots[j1++].numel;
 
-    {
-      // Scratch for the wave: the two-pass plans' stored u (kStoreU), the speculative plans' old p.
-      // At most max(kWave, kStoreU) floats, reused across waves and steps.
-      auto floats_for = [&](size_t j) -> int64_t {
-        const Plan<P>& pl = plans[j];
-        if (pl.spec) return slots[j].numel;
-        if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return slots[j].numel;
-        return 0;
-      };
-      int64_t need = 0;
+    if (j1 > j0) {
+      // Scratch for the wave: at most about max(kWave, kSpecMax) floats, reused across waves and steps.
+      std::vector<float>& sc = scratch[wave & 1];
+      int64_t need = 8;
       for (size_t j = j0; j < j1; ++j) need += floats_for(j);
-      if (need > 0 && scratch.size() < (size_t)need) {
-        if (scratch.empty()) scratch = ScratchPool::shared().acquire((size_t)need);
-        if (scratch.size() < (size_t)need) scratch.resize((size_t)need);
+      if (need > 8 && sc.size() < (size_t)need) {
+        if (sc.empty()) sc = ScratchPool::shared().acquire((size_t)need);
+        if (sc.size() < (size_t)need) sc.resize((size_t)need);
       }
+      float* const base = need > 8 ? align32(sc.data()) : nullptr;
       int64_t at = 0;
       for (size_t j = j0; j < j1; ++j) {
         Plan<P>& pl = plans[j];
         pl.u = pl.save_p = nullptr;
         if (floats_for(j) == 0) continue;
         if (pl.spec)
-          pl.save_p = scratch.data() + at;
+          pl.save_p = base + at;
         else
-          pl.u = scratch.data() + at;
-        at += slots[j].numel;
+          pl.u = base + at;
+        at += floats_for(j);
       }
     }
 
     refs.clear();
+    for (size_t j = p1; j-- > p0;) {
+      if (!plans[j].U.projecting()) continue;
+      for (int64_t t = plans[j].U.items; t-- > 0;)
+        if (!plans[j].spec || plans[j].redo[(size_t)t]) refs.push_back(TaskRef{(int32_t)j, t, 2});
+    }
     for (size_t j = j0; j < j1; ++j)
-      for (int64_t t = 0; t < plans[j].U.items; ++t) refs.push_back(TaskRef{(int32_t)j, t});
+      for (int64_t t = 0; t < plans[j].U.items; ++t) refs.push_back(TaskRef{(int32_t)j, t, 1});
     pool.run(threads, (int64_t)refs.size(), [&](int64_t i) {
-      Plan<P>& pl = plans[(size_t)refs[(size_t)i].plan];
-      run_pass1(run_of(k, pl, norms), pl, refs[(size_t)i].item, epsf);
+      const TaskRef& r = refs[(size_t)i];
+      Plan<P>& pl = plans[(size_t)r.plan];
+      if (r.pass == 1)
+        run_pass1(run_of(k, pl, norms), pl, r.item, epsf);
+      else
+        run_pass2(run_of(k, pl, norms), pl, r.item);
     });
 
-    // Pass 2 walks the wave backwards: what pass 1 touched last is the likeliest still in cache.
-    // (The order of execution never changes a result: partials are folded in unit order.)
-    refs.clear();
+    for (size_t j = p0; j < p1; ++j) finish_plan(plans[j]);
     for (size_t j = j0; j < j1; ++j)
       if (plans[j].U.projecting()) {
         if constexpr (P::kProjects) decide_plan<P>(h, plans[j]);
       }
-    for (size_t j = j1; j-- > j0;) {
-      if (!plans[j].U.projecting()) continue;
-      for (int64_t t = plans[j].U.items; t-- > 0;)
-        if (!plans[j].spec || plans[j].redo[(size_t)t]) refs.push_back(TaskRef{(int32_t)j, t});
-    }
-    pool.run(threads, (int64_t)refs.size(), [&](int64_t i) {
-      Plan<P>& pl = plans[(size_t)refs[(size_t)i].plan];
-      run_pass2(run_of(k, pl, norms), pl, refs[(size_t)i].item);
-    });
-
-    for (size_t j = j0; j < j1; ++j) finish_plan(plans[j]);
+    p0 = j0;
+    p1 = j1;
     j0 = j1;
+    ++wave;
   }
-  if (!scratch.empty()) ScratchPool::shared().release(std::move(scratch));
+  for (std::vector<float>& sc : scratch)
+    if (!sc.empty()) ScratchPool::shared().release(std::move(sc));
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -1,5 +1,11 @@
 #include "thread_pool.h"
 
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace adamp {
 namespace cpu {
 
@@ -7,6 +13,33 @@ int hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : (int)n;
 }
+
+namespace {
+
+// How long an idle thread spins before it blocks (see the header).
+constexpr int64_t kSpinNs = 50000;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+/** Spins until done() or kSpinNs have passed; true if done() came true. */
+template <class F>
+bool spin_until(F done) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count() > kSpinNs)
+      return done();
+  }
+}
+
+}  // namespace
 
 ThreadPool& ThreadPool::shared() {
   // note: deliberately leaked. Joining threads from a static destructor at process exit races
@@ -43,16 +76,27 @@ void ThreadPool::drain() {
 
 void ThreadPool::worker_main(int index) {
   uint64_t seen = 0;
-  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-    if (stop_) return;
-    seen = generation_;
-    if (index >= active_workers_) continue;
-    lock.unlock();
+    // Spin first: the next run of a step usually comes within microseconds.
+    if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_relaxed) != seen; });
+      if (stop_) return;
+    }
+    int active;
+    {
+      // The run's fields were written with mu_ held before generation_ moved: read them under it.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      seen = generation_.load(std::memory_order_relaxed);
+      active = active_workers_;
+    }
+    if (index >= active) continue;
     drain();
-    lock.lock();
-    if (--pending_ == 0) done_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_.notify_one();
+    }
   }
 }
 
@@ -73,13 +117,16 @@ void ThreadPool::run(int threads, int64_t tasks, const std::function<void(int64_
     tasks_ = tasks;
     next_.store(0, std::memory_order_relaxed);
     active_workers_ = helpers;
-    pending_ = helpers;
-    ++generation_;
+    pending_.store(helpers, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   drain();
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+  }
+  std::lock_guard<std::mutex> lock(mu_);
   fn_ = nullptr;
 }
 

@@ -4,6 +4,13 @@
 // threads (the caller is one of them) and returns when all are done. Which thread runs which
 // task is not fixed; the core makes every result independent of that (each task writes only its
 // own outputs, and partials are combined in task order afterwards).
+//
+// A step makes dozens of runs a few hundred microseconds apart (pass 1 and pass 2 of every wave).
+// Between runs an idle worker spins for a while (kSpinNs, pause instructions) on the generation
+// counter before it parks on the condition variable, and the caller spins the same way for its
+// helpers to finish: a parked thread's futex wake-up costs tens of microseconds, and on a loaded
+// machine the woken thread may wait a whole scheduler slice for a core, so without the spin the
+// caller ran most of every run alone and the second thread bought little.
 #ifndef ADAMP_CPU_THREAD_POOL_H
 #define ADAMP_CPU_THREAD_POOL_H
 
@@ -43,9 +50,9 @@ class ThreadPool {
   std::condition_variable done_;
   std::vector<std::thread> workers_;
   bool stop_ = false;
-  uint64_t generation_ = 0;
-  int active_workers_ = 0;  // workers taking part in the current run
-  int pending_ = 0;         // workers of the current run not finished yet
+  std::atomic<uint64_t> generation_{0};  // written with mu_ held; read by spinning workers without it
+  int active_workers_ = 0;               // workers taking part in the current run
+  std::atomic<int> pending_{0};          // workers of the current run not finished yet
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t tasks_ = 0;
   std::atomic<int64_t> next_{0};

@@ -9,21 +9,30 @@
 //
 //   bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes 50257x768,...] [--threads N]
 //                     [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]
-//                     [--layout torch|tf]
+//                     [--layout torch|tf] [--algos adamp,adampNoNorms,adam,sgdp,sgdpNoNorms,sgd]
+//                     [--speculation on|off]
+//   bench_cpu_kernels --digest N
 //
+// --algos runs only the named runs (ratios whose two runs both ran). --speculation off is
+// setSpeculation('off'). Times are wall clock and process CPU time (every thread's, so a step
+// that lost its core to another process on a shared machine still counts only its own work).
+// --digest: the random differential below, not a benchmark.
 // --zero-rows F gives a fraction F of every eligible tensor's rows an exactly zero gradient (the
 // rows of an embedding the batch did not use). --layout tf stores every tensor with its first
 // dimension innermost, as TensorFlow.js keeps a kernel's output channels (outer x channels x 1:
 // the core's lanes layout); the default is PyTorch's (1 x channels x inner). Prints one JSON object: median ms/step per
 // run and the medians of the per-step ratios AdamP/AdamW and SGDP/SGD, with the info norms on
-// (adampOverAdam, sgdpOverSgd) and off (adampNoNormsOverAdam, sgdpNoNormsOverSgd).
+// (adampOverAdam, sgdpOverSgd) and off (adampNoNormsOverAdam, sgdpNoNormsOverSgd), wall clock
+// and (...Cpu) process CPU time.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -47,6 +56,9 @@ struct Options {
   double zero_rows = 0.0;
   int steps = 15;
   bool tf_layout = false;
+  std::string algos;  // comma-separated subset of the runs (default: all)
+  int digest = 0;     // > 0: the random differential instead of the benchmark
+  int speculation = 1;  // cpu::Speculation: 1 on (the default), 0 off
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -54,7 +66,9 @@ struct Options {
   fprintf(stderr,
           "usage: bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes AxB,...] [--threads N]\n"
           "                         [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]\n"
-          "                         [--layout torch|tf]\n");
+          "                         [--layout torch|tf] [--algos adamp,adampNoNorms,adam,sgdp,sgdpNoNorms,sgd]\n"
+          "                         [--speculation on|off]\n"
+          "       bench_cpu_kernels --digest N\n");
   exit(2);
 }
 
@@ -73,6 +87,12 @@ Options parse_args(int argc, char** argv) {
       o.fire = strcmp(v, "fire") == 0;
     } else if (a == "--zero-rows") o.zero_rows = atof(v);
     else if (a == "--steps") o.steps = atoi(v);
+    else if (a == "--algos") o.algos = v;
+    else if (a == "--digest") o.digest = atoi(v);
+    else if (a == "--speculation") {
+      if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) usage("--speculation must be on or off");
+      o.speculation = strcmp(v, "on") == 0 ? 1 : 0;
+    }
     else if (a == "--layout") {
       if (strcmp(v, "torch") != 0 && strcmp(v, "tf") != 0) usage("--layout must be torch or tf");
       o.tf_layout = strcmp(v, "tf") == 0;
@@ -156,15 +176,243 @@ std::vector<Tensor> make_tensors(const Options& o) {
   return ts;
 }
 
+// ------------------------------------------------------------------------------------------------
+// --digest N: a random differential of the core, not a benchmark. N cases, each a random group of
+// tensors (every layout: 1-D, rows, long rows in pieces, outer > 1, channels innermost; a tensor
+// over the stored-u limit now and then), random hyperparameters and gradients (random,
+// orthogonal, parallel, zero rows, a late row that breaks the channel prediction, float-range
+// extremes), three steps, run under random configurations (threads, kernels, speculation, norms).
+// Prints one line per case and configuration: a digest of p, state and the info record. Every
+// configuration of a case must print the same p/state digest (and the same info digest for the
+// same norms switch), and two builds of the core must print the same lines (bench-kernels.sh --diff).
+
+uint64_t fnv(uint64_t h, const void* data, size_t n) {
+  const unsigned char* b = (const unsigned char*)data;
+  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+struct DRng {
+  uint64_t s;
+  explicit DRng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 12345) {}
+  uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+  double unit() { return (double)(next() >> 11) / 9007199254740992.0; }  // [0, 1)
+  int below(int n) { return (int)(next() % (uint64_t)n); }
+  float normal() { return (float)((unit() + unit() + unit()) * 2.0 - 3.0); }
+};
+
+struct DTensor {
+  int64_t outer, channels, inner;
+  bool eligible;
+  std::vector<float> p, g, st0, st1;
+};
+
+DTensor digest_tensor(DRng& r, int64_t budget) {
+  DTensor t;
+  const int shape = r.below(10);
+  t.eligible = true;
+  t.outer = 1;
+  if (shape == 0) {  // 1-D
+    t.eligible = false;
+    t.channels = 1;
+    t.inner = 1 + r.below(r.below(2) ? 70000 : 300);
+  } else if (shape <= 4) {  // PyTorch layout rows
+    t.channels = 1 + r.below(r.below(3) == 0 ? 1500 : 200);
+    t.inner = 1 + r.below(r.below(3) == 0 ? 6000 : 800);
+  } else if (shape == 5) {  // long rows: pieces
+    t.channels = 1 + r.below(4);
+    t.inner = 32768 + r.below(90000);
+  } else if (shape == 6) {  // outer > 1
+    t.outer = 2 + r.below(6);
+    t.channels = 1 + r.below(100);
+    t.inner = 1 + r.below(700);
+  } else if (shape <= 8) {  // channels innermost (TensorFlow.js)
+    t.outer = 1 + r.below(r.below(2) ? 3000 : 60);
+    t.channels = 1 + r.below(r.below(3) == 0 ? 9000 : 300);
+    t.inner = 1;
+  } else {  // one-row or one-column edge shapes
+    t.channels = r.below(2) ? 1 : 1 + r.below(5000);
+    t.inner = t.channels == 1 ? 1 + r.below(40000) : 1;
+  }
+  while (t.outer * t.channels * t.inner > budget) {
+    if (t.inner > 1) t.inner = (t.inner + 1) / 2;
+    else if (t.channels > 1) t.channels = (t.channels + 1) / 2;
+    else t.outer = (t.outer + 1) / 2;
+  }
+  const int64_t n = t.outer * t.channels * t.inner;
+  t.p.resize((size_t)n);
+  t.g.resize((size_t)n);
+  const int gk = r.below(9);
+  const float pscale = gk == 7 ? 3e19f : gk == 8 ? 1e-12f : 1.0f;
+  for (int64_t i = 0; i < n; ++i) t.p[(size_t)i] = r.normal() * pscale;
+  for (int64_t i = 0; i < n; ++i) t.g[(size_t)i] = r.normal() * (gk == 8 ? 1e-13f : 0.1f);
+  auto chan = [&](int64_t i) { return (i / t.inner) % t.channels; };
+  if (gk == 1 || gk == 4 || gk == 5 || gk == 6) {  // orthogonal per channel
+    std::vector<double> gp((size_t)t.channels, 0.0), pp((size_t)t.channels, 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+      gp[(size_t)chan(i)] += (double)t.g[(size_t)i] * t.p[(size_t)i];
+      pp[(size_t)chan(i)] += (double)t.p[(size_t)i] * t.p[(size_t)i];
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t c = (size_t)chan(i);
+      if (pp[c] > 0) t.g[(size_t)i] = (float)(t.g[(size_t)i] - gp[c] / pp[c] * t.p[(size_t)i]);
+    }
+  }
+  if (gk == 2)
+    for (int64_t i = 0; i < n; ++i) t.g[(size_t)i] = 0.5f * t.p[(size_t)i];
+  if (gk == 4) {  // a late channel breaks the prediction
+    const int64_t c = t.channels - 1 - r.below((int)std::min<int64_t>(t.channels, 3));
+    for (int64_t i = 0; i < n; ++i)
+      if (chan(i) == c) t.g[(size_t)i] = 100.0f * t.p[(size_t)i];
+  }
+  if (gk == 5 || gk == 3) {  // zero gradient rows
+    for (int64_t i = 0; i < n; ++i)
+      if ((uint64_t)chan(i) * 2654435761u % 7 < 5) t.g[(size_t)i] = 0.0f;
+  }
+  if (gk == 6 && n > 0) t.g[(size_t)r.below((int)n)] = 1e30f;  // one huge gradient element
+  t.st0.assign((size_t)n, 0.0f);
+  t.st1.assign((size_t)n, 0.0f);
+  return t;
+}
+
+std::vector<double> digest_hyper(DRng& r, OptKind kind) {
+  const double lr = r.below(4) == 0 ? 0.0 : std::pow(10.0, -1.0 - 4.0 * r.unit());
+  const double wd = r.below(2) ? 0.0 : r.unit() * 0.1;
+  const double eps = r.below(5) == 0 ? 0.0 : std::pow(10.0, -3.0 - 6.0 * r.unit());
+  const double delta = r.below(4) == 0 ? 1.0 : 0.1, wdr = r.unit();
+  const double nest = r.below(3) == 0 ? 1.0 : 0.0;
+  switch (kind) {
+    case OptKind::AdamP:
+      return {lr, 0.5 + 0.49 * r.unit(), 0.9 + 0.0999 * r.unit(), eps, wd, delta, wdr, nest};
+    case OptKind::SGDP: {
+      const double mom = r.below(5) == 0 ? 0.0 : 0.5 + 0.49 * r.unit();
+      return {lr, mom, r.below(3) == 0 ? 0.3 : 0.0, wd, nest, eps, delta, wdr};
+    }
+    case OptKind::AdamW:
+      return {lr, 0.5 + 0.49 * r.unit(), 0.9 + 0.0999 * r.unit(), eps, wd};
+    default: {
+      const double mom = r.below(4) == 0 ? 0.0 : 0.5 + 0.49 * r.unit();
+      const bool n = mom > 0 && r.below(3) == 0;
+      return {lr, mom, n ? 0.0 : (r.below(3) == 0 ? 0.3 : 0.0), wd, n ? 1.0 : 0.0};
+    }
+  }
+}
+
+int run_digest(int cases) {
+  const OptKind kinds[] = {OptKind::AdamP, OptKind::SGDP, OptKind::AdamW, OptKind::SGD};
+  const bool avx2 = cpu::avx2_available();
+  int bad = 0;
+  long decisions[5] = {0, 0, 0, 0, 0};  // per decision code, at the canonical configuration's last step
+  for (int c = 0; c < cases; ++c) {
+    DRng r((uint64_t)c + 1);
+    const OptKind kind = kinds[c % 4];
+    std::vector<DTensor> base;
+    const int ntens = 1 + r.below(6);
+    const bool big = c % 23 == 5;  // a tensor over the stored-u limit (4M elements)
+    for (int k = 0; k < ntens; ++k) base.push_back(digest_tensor(r, 600000));
+    if (big) {
+      DTensor t = digest_tensor(r, 1);
+      t.outer = 1, t.channels = 1100 + r.below(100), t.inner = 3900, t.eligible = true;
+      const int64_t n = t.channels * t.inner;
+      t.p.resize((size_t)n), t.g.resize((size_t)n);
+      for (int64_t i = 0; i < n; ++i) t.p[(size_t)i] = r.normal(), t.g[(size_t)i] = r.normal() * 0.01f;
+      t.st0.assign((size_t)n, 0.0f), t.st1.assign((size_t)n, 0.0f);
+      base.insert(base.begin() + r.below((int)base.size() + 1), std::move(t));
+    }
+    std::vector<std::vector<double>> hypers;
+    for (int s = 0; s < 3; ++s) hypers.push_back(s == 0 || r.below(2) ? digest_hyper(r, kind) : hypers.back());
+    // Configurations: the canonical one with norms on and off, then random ones.
+    struct Cfg {
+      int threads, simd, spec;
+      bool norms;
+    };
+    std::vector<Cfg> cfgs = {{1, 1, 1, true}, {1, 1, 1, false}};
+    for (int k = 0; k < 4; ++k) cfgs.push_back(Cfg{1 + r.below(5), r.below(2), r.below(4), r.below(2) == 0});
+    uint64_t ref_state[2] = {0, 0}, ref_info[2] = {0, 0};
+    bool have[2] = {false, false};
+    for (const Cfg& cfg : cfgs) {
+      std::vector<DTensor> ts = base;
+      cpu::set_simd(cfg.simd == 1 && avx2 ? cpu::Simd::Avx2 : cpu::Simd::Portable);
+      cpu::set_speculation((cpu::Speculation)cfg.spec);
+      std::vector<double> info(ts.size() * kInfoStride);
+      uint64_t hs = 1469598103934665603ull, hi = hs;
+      for (int s = 0; s < 3; ++s) {
+        std::vector<cpu::TensorSlot> slots;
+        for (DTensor& t : ts) {
+          cpu::TensorSlot sl;
+          sl.p = t.p.data();
+          sl.g = t.g.data();
+          sl.state[0] = t.st0.data();
+          sl.state[1] = t.st1.data();
+          sl.numel = (int64_t)t.p.size();
+          sl.outer = t.outer;
+          sl.channels = t.channels;
+          sl.inner = t.inner;
+          sl.eligible = t.eligible;
+          sl.step = s + 1;
+          slots.push_back(sl);
+        }
+        cpu::StepConfig sc;
+        sc.threads = cfg.threads;
+        sc.norms = cfg.norms;
+        cpu::step(kind, slots.data(), slots.size(), hypers[(size_t)s].data(), info.data(), sc);
+        hi = fnv(hi, info.data(), info.size() * sizeof(double));
+      }
+      for (const DTensor& t : ts) {
+        hs = fnv(hs, t.p.data(), t.p.size() * 4);
+        hs = fnv(hs, t.st0.data(), t.st0.size() * 4);
+        hs = fnv(hs, t.st1.data(), t.st1.size() * 4);
+      }
+      const int nm = cfg.norms ? 1 : 0;
+      if (&cfg == &cfgs[0])
+        for (size_t k = 0; k < ts.size(); ++k) {
+          const int code = (int)info[k * kInfoStride + kInfoDecision];
+          if (code >= 0 && code < 5) ++decisions[code];
+        }
+      if (!have[nm]) {
+        have[nm] = true, ref_state[nm] = hs, ref_info[nm] = hi;
+      } else if (ref_info[nm] != hi) {
+        ++bad;
+      }
+      if (hs != ref_state[1] && have[1]) ++bad;
+      if (hs != ref_state[0] && have[0]) ++bad;
+      printf("case %d %s tensors %zu threads %d simd %s spec %d norms %d state %016llx info %016llx\n", c,
+             cpu::kinds()[(size_t)kind].name, ts.size(), cfg.threads, cfg.simd && avx2 ? "avx2" : "portable", cfg.spec,
+             nm, (unsigned long long)hs, (unsigned long long)hi);
+    }
+  }
+  cpu::set_simd(cpu::Simd::Avx2);
+  cpu::set_speculation(cpu::Speculation::On);
+  fprintf(stderr,
+          "digest: %d cases (tensors decided none %ld, channel %ld, layer %ld, not eligible %ld, not applicable %ld), "
+          "%d configurations disagreeing within a case\n",
+          cases, decisions[0], decisions[1], decisions[2], decisions[3], decisions[4], bad);
+  return bad == 0 ? 0 : 1;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? NAN : v[v.size() / 2];
+}
+
+/** CPU time of the whole process (every thread), in ms. */
+double process_cpu_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse_args(argc, argv);
+  if (o.digest > 0) return run_digest(o.digest);
+  cpu::set_speculation((cpu::Speculation)o.speculation);
   const std::vector<Tensor> ts = make_tensors(o);
   int64_t total = 0;
   for (const Tensor& t : ts) total += t.numel;
@@ -179,10 +427,15 @@ int main(int argc, char** argv) {
   const Algo algos[] = {{"adamp", OptKind::AdamP, true},  {"adampNoNorms", OptKind::AdamP, false}, {"adam", OptKind::AdamW, false},
                         {"sgdp", OptKind::SGDP, true},    {"sgdpNoNorms", OptKind::SGDP, false},   {"sgd", OptKind::SGD, false}};
   constexpr int kAlgos = sizeof(algos) / sizeof(algos[0]);
+  bool on[kAlgos];
+  for (int k = 0; k < kAlgos; ++k) {
+    on[k] = o.algos.empty() || ("," + o.algos + ",").find(std::string(",") + algos[k].name + ",") != std::string::npos;
+  }
   std::vector<std::vector<float>> store;
   store.reserve(ts.size() * 3 * kAlgos);
   std::vector<cpu::TensorSlot> slots[kAlgos];
   for (int k = 0; k < kAlgos; ++k) {
+    if (!on[k]) continue;
     for (const Tensor& t : ts) {
       cpu::TensorSlot s;
       store.push_back(t.p);
@@ -211,37 +464,53 @@ int main(int argc, char** argv) {
     return k == OptKind::AdamP ? adamp_h : k == OptKind::SGDP ? sgdp_h : k == OptKind::AdamW ? adamw_h : sgd_h;
   };
 
+  // Ratios: AdamP (norms on, off) / AdamW, SGDP (on, off) / SGD; per step, wall and process CPU time.
+  const int pairs[4][2] = {{0, 2}, {1, 2}, {3, 5}, {4, 5}};
   const int warmup = 2;
-  std::vector<double> ms[kAlgos], ratio[4];
-  int projected = 0;
+  std::vector<double> ms[kAlgos], cpums[kAlgos], ratio[4], cpuratio[4];
+  int projected = -1;
   for (int r = 0; r < o.steps + warmup; ++r) {
-    double t[kAlgos];
+    double t[kAlgos], c[kAlgos];
     for (int k = 0; k < kAlgos; ++k) {
+      if (!on[k]) continue;
       for (cpu::TensorSlot& s : slots[k]) s.step = r + 1;
       cpu::StepConfig cfg;
       cfg.threads = o.threads;
       cfg.norms = algos[k].norms;
+      const double c0 = process_cpu_ms();
       const auto t0 = std::chrono::steady_clock::now();
       cpu::step(algos[k].kind, slots[k].data(), slots[k].size(), hyper_of(algos[k].kind), info.data(), cfg);
       t[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      if (k == 3) {
+      c[k] = process_cpu_ms() - c0;
+      if (algos[k].kind == OptKind::SGDP) {
         projected = 0;
         for (size_t i = 0; i < ts.size(); ++i) projected += is_projected((int)info[i * kInfoStride + kInfoDecision]);
       }
     }
     if (r < warmup) continue;
-    for (int k = 0; k < kAlgos; ++k) ms[k].push_back(t[k]);
-    ratio[0].push_back(t[0] / t[2]);
-    ratio[1].push_back(t[1] / t[2]);
-    ratio[2].push_back(t[3] / t[5]);
-    ratio[3].push_back(t[4] / t[5]);
+    for (int k = 0; k < kAlgos; ++k)
+      if (on[k]) ms[k].push_back(t[k]), cpums[k].push_back(c[k]);
+    for (int q = 0; q < 4; ++q)
+      if (on[pairs[q][0]] && on[pairs[q][1]]) {
+        ratio[q].push_back(t[pairs[q][0]] / t[pairs[q][1]]);
+        cpuratio[q].push_back(c[pairs[q][0]] / c[pairs[q][1]]);
+      }
   }
   printf("{\"set\":\"%s\",\"layout\":\"%s\",\"tensors\":%zu,\"numel\":%lld,\"threads\":%d,\"grads\":\"%s\",\"zeroRows\":%g,\"steps\":%d,"
-         "\"simd\":\"%s\",\"projectedSgdp\":%d",
+         "\"simd\":\"%s\",\"speculation\":%d,\"projectedSgdp\":%d",
          o.shapes.empty() ? o.set.c_str() : "custom", o.tf_layout ? "tf" : "torch", ts.size(), (long long)total, o.threads, o.fire ? "fire" : "random",
-         o.zero_rows, o.steps, cpu::simd_name(cpu::simd()), projected);
-  for (int k = 0; k < kAlgos; ++k) printf(",\"%sMs\":%.3f", algos[k].name, median(ms[k]));
-  printf(",\"adampOverAdam\":%.4f,\"adampNoNormsOverAdam\":%.4f,\"sgdpOverSgd\":%.4f,\"sgdpNoNormsOverSgd\":%.4f}\n", median(ratio[0]),
-         median(ratio[1]), median(ratio[2]), median(ratio[3]));
+         o.zero_rows, o.steps, cpu::simd_name(cpu::simd()), (int)cpu::speculation(), projected);
+  auto num = [](const std::vector<double>& v) {
+    char b[32];
+    if (v.empty()) return std::string("null");
+    snprintf(b, sizeof b, "%.4f", median(v));
+    return std::string(b);
+  };
+  for (int k = 0; k < kAlgos; ++k) printf(",\"%sMs\":%s", algos[k].name, num(ms[k]).c_str());
+  for (int k = 0; k < kAlgos; ++k) printf(",\"%sCpuMs\":%s", algos[k].name, num(cpums[k]).c_str());
+  const char* rn[4] = {"adampOverAdam", "adampNoNormsOverAdam", "sgdpOverSgd", "sgdpNoNormsOverSgd"};
+  for (int q = 0; q < 4; ++q) printf(",\"%s\":%s", rn[q], num(ratio[q]).c_str());
+  for (int q = 0; q < 4; ++q) printf(",\"%sCpu\":%s", rn[q], num(cpuratio[q]).c_str());
+  printf("}\n");
   return 0;
 }

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int g_checks = 0;
 static int g_failures = 0;
@@ -38,6 +40,25 @@ static int g_failures = 0;
       fprintf(stderr, "%s:%d: |%s - %s| <= %g failed: %.9g vs %.9g\n", __FILE__, __LINE__, #a, #b, (double)(tol), va_, vb_); \
     }                                                                                                  \
   } while (0)
+
+/**
+ * `--quick` (the sanitizer leg, scripts/asan-native.sh): every code path still runs, with fewer
+ * repetitions (thread counts, variants) and without the largest tensors, whose cost under ASan is
+ * time, not coverage.
+ */
+static bool g_quick = false;
+static inline void parse_test_args(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--quick") == 0) {
+      g_quick = true;
+    } else {
+      fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+      exit(2);
+    }
+  }
+  // a shortened run says so: a green --quick run does not stand for the full one
+  if (g_quick) printf("%s --quick: fewer thread counts and variants, no tensor over ~150,000 elements (run without --quick for all)\n", argv[0]);
+}
 
 static inline int report(const char* name) {
   printf("%s: %d checks, %d failed\n", name, g_checks, g_failures);

@@ -229,6 +229,10 @@ static const Geo kGeos[] = {
 static void test_projecting_against_reference() {
   int k = 0;
   for (const Geo& geo : kGeos) {
+    if (g_quick && geo.outer * geo.channels * geo.inner > 150000) {
+      k += 3;
+      continue;
+    }
     for (int kind = 0; kind < 3; ++kind, ++k) {
       for (int opt = 0; opt < 2; ++opt) {
         Rng r(1000 + (uint64_t)k);
@@ -306,6 +310,7 @@ static void test_one_pass_optimizers() {
           if (simd == 1 && !cpu::avx2_available()) continue;
           cpu::set_simd(simd == 0 ? cpu::Simd::Portable : cpu::Simd::Avx2);
           for (int threads : {1, 2, 3, 7}) {
+            if (g_quick && (threads == 2 || threads == 7)) continue;
             Tensor t = init;
             bool ok = true;
             for (int step = 1; step <= 3; ++step) {
@@ -439,6 +444,7 @@ static void test_thread_simd_and_norms_invariance() {
     std::vector<double> i1, in;
     const std::vector<Tensor> one = run_model(kind, 1, true, i1);
     for (int threads : {2, 3, 7}) {
+      if (g_quick && threads != 3) continue;
       const std::vector<Tensor> many = run_model(kind, threads, true, in);
       CHECK(same_tensors(one, many));
       CHECK(memcmp(i1.data(), in.data(), i1.size() * 8) == 0);
@@ -456,6 +462,7 @@ static void test_thread_simd_and_norms_invariance() {
     // Norms off: p and state bit-identical, the decision fields too; the norms NaN except the
     // decision's own p.p (normSqBefore) of eligible tensors of projecting optimizers.
     for (int threads : {1, 3}) {
+      if (g_quick && threads == 1) continue;
       std::vector<double> ioff;
       const std::vector<Tensor> off = run_model(kind, threads, false, ioff);
       CHECK(same_tensors(one, off));
@@ -561,12 +568,17 @@ static const SpecCase kSpecCases[] = {
     {256, 4608, 3, kDecisionNone},  // 1.18M elements: a wave of its own
 };
 
+/** --quick leaves out the cases of over 100,000 elements (each kind of case has a smaller one). */
+static bool quick_skips(const SpecCase& c) { return g_quick && c.channels * c.n > 100000; }
+
 static std::vector<Tensor> spec_model(uint64_t seed, bool with_others, int slots) {
   Rng r(seed);
   std::vector<Tensor> ts;
-  for (const SpecCase& c : kSpecCases) ts.push_back(make_spec_tensor(r, c.channels, c.n, c.kind, slots));
+  for (const SpecCase& c : kSpecCases)
+    if (!quick_skips(c)) ts.push_back(make_spec_tensor(r, c.channels, c.n, c.kind, slots));
   if (with_others)  // the other layouts in the same steps and waves
-    for (const Geo& geo : kGeos) ts.push_back(make_tensor(r, geo, (int)(seed % 3), slots));
+    for (const Geo& geo : kGeos)
+      if (!g_quick || geo.outer * geo.channels * geo.inner <= 150000) ts.push_back(make_tensor(r, geo, (int)(seed % 3), slots));
   return ts;
 }
 
@@ -590,6 +602,7 @@ static std::vector<Tensor> run_spec_model(cpu::Speculation mode, int threads, in
 static void test_speculative_bit_identical() {
   const cpu::Speculation modes[] = {cpu::Speculation::On, cpu::Speculation::PredictNone, cpu::Speculation::PredictChannel};
   for (int opt = 0; opt < 5; ++opt) {
+    if (g_quick && (opt == 1 || opt >= 3)) continue;  // AdamP and SGDP; their Nesterov and dampening variants in the full run
     for (int variant = 0; variant < 3; ++variant) {
       const bool with_others = variant == 1;
       const double wd = variant == 0 ? 0.1 : 0.0;
@@ -600,6 +613,7 @@ static void test_speculative_bit_identical() {
       if (!with_others) {
         int k = 0;
         for (const SpecCase& c : kSpecCases) {
+          if (quick_skips(c)) continue;
           if (c.expect >= 0 && ref_info[(size_t)k * kInfoStride + kInfoDecision] != c.expect) {
             fprintf(stderr, "  spec case %d (%lld x %lld kind %d): decision %g, expected %d\n", k, (long long)c.channels,
                     (long long)c.n, c.kind, ref_info[(size_t)k * kInfoStride + kInfoDecision], c.expect);
@@ -617,7 +631,7 @@ static void test_speculative_bit_identical() {
           // SGDP does not speculate: one mode and two thread counts show that the switch leaves it alone.
           if (opt >= 2 && mode != cpu::Speculation::On) continue;
           for (int threads : {1, 2, 3, 8}) {
-            if ((opt >= 2 || !norms) && (threads == 2 || threads == 8)) continue;
+            if ((opt >= 2 || !norms || g_quick) && (threads == 2 || threads == 8)) continue;
             const std::vector<Tensor> got = run_spec_model(mode, threads, opt, with_others, wd, norms, info);
             const bool ok = same_tensors(ref, got) && memcmp(ref_info.data(), info.data(), info.size() * 8) == 0;
             if (!ok)
@@ -658,7 +672,8 @@ static void test_registry() {
   CHECK(cpu::check_hyper(OptKind::AdamW, h.data(), &field) == nullptr);
 }
 
-int main() {
+int main(int argc, char** argv) {
+  parse_test_args(argc, argv);
   test_registry();
   test_projecting_against_reference();
   test_one_pass_optimizers();

@@ -4,6 +4,7 @@
  * `DeviceTensor` stays cheap.
  */
 import { loadAddon } from '../../binding/load';
+import { guardAddon } from '../../binding/errors';
 import type { BackendReport } from '../engine';
 import { CUDA_FUNCTIONS, hasCuda, type CudaAddon } from './binding';
 
@@ -48,11 +49,19 @@ function reportOf(): { addon: CudaAddon; report: BackendReport } | { report: Bac
   if (!st.available) return { report: { name: 'cuda', available: false, reason: st.reason, details: { path: r.path, ...versions } } };
   const d = st.devices[0];
   return {
-    addon: r.addon,
+    addon: guarded(r.addon),
     report: {
       name: 'cuda', available: true,
       reason: `fused CUDA kernels on ${d.name} (compute capability ${d.computeCapability})`,
       details: { path: r.path, devices: st.devices, ...versions },
     },
   };
+}
+
+const guardedViews = new WeakMap<CudaAddon, CudaAddon>();
+/** The addon's CUDA functions throwing AdampErrors (one view per addon). */
+function guarded(addon: CudaAddon): CudaAddon {
+  let g = guardedViews.get(addon);
+  if (g === undefined) guardedViews.set(addon, (g = guardAddon(addon, CUDA_FUNCTIONS, 'ERR_ADAMP_CUDA')));
+  return g;
 }

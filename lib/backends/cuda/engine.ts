@@ -22,6 +22,7 @@
  */
 import type { Engine, Slot, StepJob, StepOptions } from '../engine';
 import { INFO_STRIDE } from '../../core/info';
+import { invalid } from '../../errors';
 import {
   CudaBuffer, CudaExternal, type CudaAddon, type CudaBufferHandle, type CudaConfig, type CudaHandle, type CudaKind,
 } from './binding';
@@ -83,7 +84,7 @@ export class CudaEngine implements Engine {
     const kind = job.spec.kind;
     const h = this.context(kind);
     if (job.info.length < job.slots.length * INFO_STRIDE) {
-      throw new RangeError(`CudaEngine: info has ${job.info.length} doubles, ${job.slots.length * INFO_STRIDE} needed`);
+      throw invalid(`CudaEngine: info has ${job.info.length} doubles, ${job.slots.length * INFO_STRIDE} needed`);
     }
     const ids = this.prepare(h, kind, job.slots);
     this.addon.cudaStep(h, ids, job.hyper, { norms: options.norms });
@@ -194,9 +195,7 @@ export class CudaEngine implements Engine {
     if (this.kinds === undefined) this.kinds = new Map(this.kindList().map((k) => [k.name, k]));
     const k = this.kinds.get(kind);
     if (k === undefined) {
-      const e = new Error(`CudaEngine: the CUDA kernels know no optimizer '${kind}' (built for ${[...this.kinds.keys()].join(', ')})`);
-      (e as { code?: string }).code = 'ERR_ADAMP_INVALID_ARGUMENT';
-      throw e;
+      throw invalid(`CudaEngine: the CUDA kernels know no optimizer '${kind}' (built for ${[...this.kinds.keys()].join(', ')})`);
     }
     return k;
   }
@@ -256,11 +255,11 @@ export class CudaEngine implements Engine {
       const d = s.device;
       const key = keyOf(s);
       if (s.state.length !== nslots) {
-        throw new RangeError(`CudaEngine: ${kind} keeps ${nslots} state slot(s), slot ${k} has ${s.state.length}`);
+        throw invalid(`CudaEngine: ${kind} keeps ${nslots} state slot(s), slot ${k} has ${s.state.length}`);
       }
       let e = this.entries.get(key);
       if (e !== undefined && e.h !== h) {
-        throw new Error(`CudaEngine: slot ${k} was stepped by another optimizer kind before; one param, one optimizer`);
+        throw invalid(`CudaEngine: slot ${k} was stepped by another optimizer kind before; one param, one optimizer`);
       }
       if (e !== undefined && e.state.some((a, i) => a !== s.state[i])) e = undefined; // state replaced: upload again
       if (e === undefined) {

@@ -2,12 +2,18 @@
  * The native CPU engine: the C++ core (native/cpu) behind the addon, for every optimizer of the
  * registry (the addon runs the C++ policy named by `spec.kind`). Same slots, same info record as
  * the TypeScript engine; the addon validates again and throws instead of crashing.
+ *
+ * This engine is the safe entry to the addon: what reaches the caller is an AdampError with the
+ * addon's code (the addon throws TypeError/RangeError with `code`), and an async step's buffers
+ * stay where the worker thread writes them (see keepInPlace). Direct callers of `addon.stepAsync`
+ * get neither: they must not transfer or resize an array until its promise settles.
  */
 import type { Engine, Geometry, ShardJob, StepJob, StepOptions, StepProtocol } from '../engine';
 import type { AnySpec } from '../../optim/spec';
 import type { Addon, AddonJob } from '../../binding/types';
 import { markAsUntransferable } from 'node:worker_threads';
-import { invalid } from '../../errors';
+import { AdampError, invalid } from '../../errors';
+import { fromAddon } from '../../binding/errors';
 
 export interface NativeEngineOptions {
   /** Threads per step (the caller's thread included). Default / 0: all hardware threads. Results are identical for every count. */
@@ -26,6 +32,65 @@ function keepInPlace(a: ArrayBufferView): void {
   if (untransferable.has(b)) return;
   markAsUntransferable(b);
   untransferable.add(b);
+  guardTransfer(b);
+}
+
+/**
+ * `ArrayBuffer.prototype.transfer()` / `transferToFixedLength()` (shipped in Node 22+, behind
+ * --harmony-rab-gsab-transfer in Node 20) detach a buffer whatever markAsUntransferable says on
+ * the Node versions we support, and a shrinking transfer frees the old memory at once: a worker
+ * thread still writing it would crash the process. So, once per realm and only where those
+ * methods exist, they are wrapped: on a buffer an async step is writing they throw
+ * ERR_ADAMP_STEP_IN_FLIGHT; on any other buffer they are the built-ins, unchanged. Frozen
+ * intrinsics are left alone.
+ */
+const inFlight = new WeakMap<ArrayBufferLike, number>();
+const guardedPrototypes = new WeakSet<object>();
+function guardTransfer(b: ArrayBufferLike): void {
+  let proto: object | null = Object.getPrototypeOf(b) as object | null;
+  while (proto !== null && !Object.prototype.hasOwnProperty.call(proto, 'transfer')) proto = Object.getPrototypeOf(proto) as object | null;
+  if (proto === null || guardedPrototypes.has(proto)) return;
+  guardedPrototypes.add(proto);
+  for (const name of ['transfer', 'transferToFixedLength']) {
+    const d = Object.getOwnPropertyDescriptor(proto, name);
+    if (d === undefined || typeof d.value !== 'function' || (!d.writable && !d.configurable)) continue;
+    const builtin = d.value as (...args: unknown[]) => unknown;
+    const guarded = {
+      [name](this: unknown, ...args: unknown[]): unknown {
+        if (typeof this === 'object' && this !== null && inFlight.has(this as ArrayBufferLike)) {
+          throw new AdampError('ERR_ADAMP_STEP_IN_FLIGHT', `ArrayBuffer.prototype.${name}: this buffer holds params, grads or state an adamp stepAsync() is writing; await it first`);
+        }
+        return Reflect.apply(builtin, this, args);
+      },
+    }[name];
+    Object.defineProperty(guarded, 'length', { value: builtin.length });
+    try {
+      Object.defineProperty(proto, name, { ...d, value: guarded });
+    } catch {
+      // frozen intrinsics: nothing to do
+    }
+  }
+}
+
+/** Marks every buffer of the jobs as written by a step until `done` settles. */
+function holdBuffers(buffers: Set<ArrayBufferLike>, done: Promise<unknown>): void {
+  for (const b of buffers) inFlight.set(b, (inFlight.get(b) ?? 0) + 1);
+  const release = (): void => {
+    for (const b of buffers) {
+      const n = (inFlight.get(b) ?? 1) - 1;
+      if (n > 0) inFlight.set(b, n);
+      else inFlight.delete(b);
+    }
+  };
+  done.then(release, release);
+}
+
+function call<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw fromAddon(e);
+  }
 }
 
 /** Whether a typed array's buffer can change size under a worker thread (resizable ArrayBuffer, growable SharedArrayBuffer). */
@@ -39,23 +104,23 @@ class NativeProtocol implements StepProtocol {
   constructor(private readonly addon: Addon) {}
 
   units(spec: AnySpec, geometry: Geometry): number[] {
-    return Array.from(this.addon.protocolUnits(spec.kind, geometry));
+    return Array.from(call(() => this.addon.protocolUnits(spec.kind, geometry)));
   }
 
   stats(job: ShardJob, u0: number, u1: number): Float64Array {
-    return this.addon.protocolStats(job.spec.kind, job.shard, job.hyper, u0, u1);
+    return call(() => this.addon.protocolStats(job.spec.kind, job.shard, job.hyper, u0, u1));
   }
 
   decide(spec: AnySpec, geometry: Geometry, _options: Readonly<Record<string, unknown>>, hyper: Float64Array, partials: Float64Array): Float64Array {
-    return this.addon.protocolDecide(spec.kind, geometry, hyper, partials);
+    return call(() => this.addon.protocolDecide(spec.kind, geometry, hyper, partials));
   }
 
   apply(job: ShardJob, decision: Float64Array, u0: number, u1: number, options: StepOptions): Float64Array {
-    return this.addon.protocolApply(job.spec.kind, job.shard, job.hyper, decision, u0, u1, options.norms);
+    return call(() => this.addon.protocolApply(job.spec.kind, job.shard, job.hyper, decision, u0, u1, options.norms));
   }
 
   finish(spec: AnySpec, geometry: Geometry, decision: Float64Array, norms: Float64Array, info: Float64Array, at: number): void {
-    this.addon.protocolFinish(spec.kind, geometry, decision, norms, info, at);
+    call(() => this.addon.protocolFinish(spec.kind, geometry, decision, norms, info, at));
   }
 }
 
@@ -76,7 +141,7 @@ export class NativeEngine implements Engine {
   }
 
   step(job: StepJob, options: StepOptions): void {
-    this.addon.step(job.spec.kind, job.slots, job.hyper, job.info, { threads: this.threads, norms: options.norms });
+    call(() => this.addon.step(job.spec.kind, job.slots, job.hyper, job.info, { threads: this.threads, norms: options.norms }));
   }
 
   /**
@@ -101,19 +166,27 @@ export class NativeEngine implements Engine {
         }
       }
     }
+    const buffers = new Set<ArrayBufferLike>();
+    const keep = (a: ArrayBufferView): void => {
+      keepInPlace(a);
+      buffers.add(a.buffer);
+    };
     for (const j of jobs) {
-      keepInPlace(j.info);
+      keep(j.info);
       for (const s of j.slots) {
-        keepInPlace(s.p);
-        keepInPlace(s.g);
-        for (const a of s.state) keepInPlace(a);
+        keep(s.p);
+        keep(s.g);
+        for (const a of s.state) keep(a);
       }
     }
     const addonJobs: AddonJob[] = jobs.map((j) => ({ kind: j.spec.kind, slots: j.slots, hyper: j.hyper, info: j.info }));
+    let done: Promise<void>;
     try {
-      return this.addon.stepAsync(addonJobs, { threads: this.threads, norms: options.norms });
+      done = this.addon.stepAsync(addonJobs, { threads: this.threads, norms: options.norms });
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(fromAddon(e));
     }
+    holdBuffers(buffers, done);
+    return done.catch((e: unknown) => { throw fromAddon(e); });
   }
 }

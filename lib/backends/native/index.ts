@@ -6,6 +6,7 @@
  */
 import { loadAddon, loadHints, type AddonLoadResult } from '../../binding/load';
 import { readEnv } from '../../core/env';
+import { AdampError } from '../../errors';
 import { registerProvider, type BackendReport, type EngineProvider } from '../select';
 import { NativeEngine } from './engine';
 
@@ -45,7 +46,7 @@ export const nativeProvider: EngineProvider = {
   },
   create(options) {
     const r = loadNativeAddon();
-    if ('errors' in r) throw new Error(`the native addon could not be loaded: ${r.errors.join('; ')}`);
+    if ('errors' in r) throw new AdampError('ERR_ADAMP_BACKEND_UNAVAILABLE', `the native addon could not be loaded: ${r.errors.join('; ')}`);
     return new NativeEngine(r.addon, { threads: options.threads });
   },
 };
