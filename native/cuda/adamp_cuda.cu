@@ -761,4 +761,8 @@ int adamp_cuda_event_wait(void* event) {
   return forget_error(rc);
 }
 
+void adamp_cuda_event_free(void* event) {
+  if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));  // returns at once
+}
+
 }  // extern "C"

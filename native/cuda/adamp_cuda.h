@@ -158,6 +158,8 @@ int adamp_cuda_set_stream(adamp_cuda_ctx* ctx, void* stream);
 int adamp_cuda_record(adamp_cuda_ctx* ctx, void** event);
 /* Blocks the calling thread (any thread) until the event completed, then frees it. */
 int adamp_cuda_event_wait(void* event);
+/* Frees an event of adamp_cuda_record without waiting for it (released once it completes). */
+void adamp_cuda_event_free(void* event);
 
 /* ---- Device memory (device_memory.cu) ------------------------------------------------------- */
 

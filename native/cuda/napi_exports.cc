@@ -17,13 +17,17 @@
 //   cudaCopyToDevice(device, ptr, shape, strides | null, Float32Array) / cudaCopyToHost(...)   synchronous
 //   cudaPointerInfo(ptr) -> { kind, device }, cudaMemInfo(device) -> { free, total }, cudaMemoryStats()
 //   cudaAddTensor(..., external) / cudaBind(h, id, which, ptr) / cudaCopyStrided(h, dst, ds, src, ss, shape)
-//   cudaSetStream(h, ptr | null), cudaGetStream(h) -> bigint, cudaWhenDone(h) -> Promise (an event, waited off-thread)
+//   cudaSetStream(h, ptr | null), cudaGetStream(h) -> bigint, cudaWhenDone(h) -> Promise (an event, waited off-thread;
+//   nothing aborts when the environment is torn down meanwhile: WhenDoneTask)
 // Finalizers never wait for the device (adamp_cuda_destroy and adamp_cuda_free hand buffers to a
 // freeing thread).
 #include <napi.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -45,8 +49,17 @@ std::string KindList() {
   return s;
 }
 
+/**
+ * Finalizers (GC, or the environment's teardown when a worker ends or the process exits, maybe
+ * with a cudaWhenDone wait or a step still in flight): no N-API call, no wait for the device
+ * (adamp_cuda_destroy and adamp_cuda_free hand the memory to a freeing thread), and no exception
+ * escapes (one would abort the process where nobody can catch it).
+ */
 void Finalize(Napi::Env, Handle* h) {
-  if (h->ctx) adamp_cuda_destroy(h->ctx);
+  try {
+    if (h->ctx) adamp_cuda_destroy(h->ctx);
+  } catch (...) {
+  }
   delete h;
 }
 
@@ -361,8 +374,12 @@ struct DevBuf {
   int device = 0;
 };
 
+/** A device buffer's finalizer (see Finalize). */
 void FinalizeBuf(Napi::Env, DevBuf* b) {
-  if (b->ptr) adamp_cuda_free(b->device, b->ptr);
+  try {
+    if (b->ptr) adamp_cuda_free(b->device, b->ptr);
+  } catch (...) {
+  }
   delete b;
 }
 
@@ -522,43 +539,163 @@ Napi::Value GetStream(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(adamp_cuda_stream(h->ctx))));
 }
 
-/** Waits for an event on a worker thread and settles a promise: the JS thread never blocks. */
-class EventWaiter : public Napi::AsyncWorker {
+/**
+ * cudaWhenDone's wait: an event waited for on a libuv worker thread (Execute), the promise settled
+ * on the JS thread (Complete), so the JS thread never blocks. Raw N-API, as the CPU addon's async
+ * step (native/binding/addon.cc, StepTask), rather than Napi::AsyncWorker: that one's completion
+ * throws a C++ exception when a call into JavaScript fails, and while the environment is torn
+ * down (a worker terminated or calling process.exit() with a wait in flight) every such call
+ * fails; the exception escaping the completion callback aborted the process
+ * (`terminate called after throwing an instance of 'Napi::Error'`). Here nothing throws after the
+ * work is queued:
+ *
+ * - Complete settles the promise only while JavaScript can run; otherwise (the status is
+ *   napi_pending_exception, or napi_cannot_run_js on newer Node-API versions) it gives up on the
+ *   promise, which nobody can observe any more, and releases what it holds.
+ * - An env cleanup hook (Teardown) waits until Execute returned (the event completes when the
+ *   device has finished the work queued before it) and then keeps Complete from calling into the
+ *   environment, whatever the order of teardown. Execute touches no JavaScript memory: host
+ *   gradients went through the context's staging buffers and host params are read back
+ *   synchronously, so the wait is only for ordering.
+ * - The event is owned here: Execute frees it (adamp_cuda_event_wait), or, when the work never
+ *   ran (cancelled, or queueing failed), Complete / Start free it without waiting. It does not
+ *   depend on the context: a context destroyed or collected meanwhile leaves the wait valid.
+ */
+class WhenDoneTask {
  public:
-  EventWaiter(Napi::Env env, void* event) : Napi::AsyncWorker(env, "adamp:cudaWhenDone"), event_(event), deferred_(env) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override { code_ = adamp_cuda_event_wait(event_); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (code_ == 0) {
-      deferred_.Resolve(env.Undefined());
-      return;
+  static Napi::Value Start(Napi::Env env, void* event) {
+    std::unique_ptr<WhenDoneTask> t(new WhenDoneTask(event));
+    napi_value promise = nullptr;
+    napi_status s = napi_create_promise(env, &t->deferred_, &promise);
+    if (s == napi_ok) {
+      napi_value name = nullptr;
+      s = napi_create_string_utf8(env, "adamp:cudaWhenDone", NAPI_AUTO_LENGTH, &name);
+      if (s == napi_ok) s = napi_create_async_work(env, nullptr, name, Execute, Complete, t.get(), &t->work_);
     }
-    Napi::Error e = Napi::Error::New(env, std::string("adamp CUDA backend: the queued step failed: ") +
-                                              adamp_cuda_error_name(code_) + " (" + std::to_string(code_) + "): " +
-                                              adamp_cuda_error_string(code_));
-    e.Set("code", Napi::String::New(env, "ERR_ADAMP_CUDA"));
-    e.Set("cudaError", Napi::Number::New(env, code_));
-    deferred_.Reject(e.Value());
+    if (s == napi_ok) s = napi_add_env_cleanup_hook(env, Teardown, t.get());
+    if (s == napi_ok) {
+      t->hook_ = true;
+      s = napi_queue_async_work(env, t->work_);
+    }
+    if (s != napi_ok) {
+      // Nothing runs: release what was made (the promise, if any, is never settled: it is not returned).
+      if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t.get());
+      t->hook_ = false;
+      t->Release(env);  // frees the event too
+      Napi::Error e = Napi::Error::New(env, "adamp CUDA backend: cudaWhenDone could not queue its wait (N-API status " +
+                                                std::to_string((int)s) + ")");
+      e.Set("code", Napi::String::New(env, "ERR_ADAMP_CUDA"));
+      throw e;
+    }
+    t.release();  // Complete deletes it
+    return Napi::Value(env, promise);
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  void* event_;
-  int code_ = 0;
-  Napi::Promise::Deferred deferred_;
+  explicit WhenDoneTask(void* event) : event_(event) {}
+
+  /** Worker thread: no N-API here. */
+  static void Execute(napi_env, void* data) {
+    WhenDoneTask* t = static_cast<WhenDoneTask*>(data);
+    t->code_ = adamp_cuda_event_wait(t->event_);  // frees the event
+    std::lock_guard<std::mutex> lock(t->mu_);
+    t->event_ = nullptr;
+    t->ran_ = true;
+    t->cv_.notify_all();
+  }
+
+  /** JS thread, also during teardown. Throws nothing. */
+  static void Complete(napi_env env, napi_status status, void* data) {
+    WhenDoneTask* t = static_cast<WhenDoneTask*>(data);
+    if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t);
+    t->hook_ = false;
+    if (!t->env_gone_) {
+      t->Settle(env, status);
+      t->Release(env);
+    } else {
+      // The environment's own teardown reclaims the work item; touching it now could reach freed memory.
+      t->FreeEvent();
+    }
+    delete t;
+  }
+
+  /** Env cleanup hook (JS thread, the environment is going away): wait for the event, then stay away from the environment. */
+  static void Teardown(void* data) {
+    WhenDoneTask* t = static_cast<WhenDoneTask*>(data);
+    {
+      std::unique_lock<std::mutex> lock(t->mu_);
+      t->cv_.wait(lock, [t] { return t->ran_; });
+    }
+    t->hook_ = false;
+    // Node completes queued work before it runs cleanup hooks, so Complete normally ran already and
+    // this hook was removed; if it has not, it must not call into the environment any more.
+    t->env_gone_ = true;
+  }
+
+  /** Resolves or rejects the promise; stops quietly at the first N-API call that fails (JavaScript cannot run). */
+  void Settle(napi_env env, napi_status status) {
+    if (deferred_ == nullptr) return;
+    napi_status s;
+    if (status != napi_ok || !ran_ || code_ != 0) {
+      napi_value err;
+      if (code_ != 0) {
+        const std::string msg = std::string("adamp CUDA backend: the queued step failed: ") + adamp_cuda_error_name(code_) +
+                                " (" + std::to_string(code_) + "): " + adamp_cuda_error_string(code_);
+        err = MakeError(env, msg.c_str(), code_);
+      } else {
+        err = MakeError(env, "adamp CUDA backend: cudaWhenDone's wait did not run (cancelled)", 0);
+      }
+      if (err == nullptr) return;  // could not even build the error: JavaScript cannot run
+      s = napi_reject_deferred(env, deferred_, err);
+    } else {
+      napi_value undefined;
+      if (napi_get_undefined(env, &undefined) != napi_ok) return;
+      s = napi_resolve_deferred(env, deferred_, undefined);
+    }
+    if (s == napi_ok) deferred_ = nullptr;  // settled (a failed settle is left to the environment's teardown)
+  }
+
+  /** An Error with code ERR_ADAMP_CUDA (and `cudaError` when not 0), or nullptr when N-API cannot make one. */
+  static napi_value MakeError(napi_env env, const char* message, int cuda_error) {
+    napi_value msg, code, err;
+    if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) != napi_ok) return nullptr;
+    if (napi_create_string_utf8(env, "ERR_ADAMP_CUDA", NAPI_AUTO_LENGTH, &code) != napi_ok) return nullptr;
+    if (napi_create_error(env, code, msg, &err) != napi_ok) return nullptr;
+    if (cuda_error != 0) {
+      napi_value n;
+      if (napi_create_int32(env, cuda_error, &n) != napi_ok) return nullptr;
+      if (napi_set_named_property(env, err, "cudaError", n) != napi_ok) return nullptr;
+    }
+    return err;
+  }
+
+  void FreeEvent() {
+    if (event_ != nullptr) adamp_cuda_event_free(event_);  // the wait never ran
+    event_ = nullptr;
+  }
+
+  void Release(napi_env env) {
+    FreeEvent();
+    if (work_ != nullptr) napi_delete_async_work(env, work_);
+    work_ = nullptr;
+  }
+
+  void* event_;       // owned until Execute frees it
+  int code_ = 0;      // written by Execute, read by Complete after it (libuv orders them)
+  napi_deferred deferred_ = nullptr;
+  napi_async_work work_ = nullptr;
+  bool hook_ = false;      // JS thread only
+  bool env_gone_ = false;  // JS thread only
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool ran_ = false;  // under mu_ while Execute may run; read by Complete after it
 };
 
 Napi::Value WhenDone(const Napi::CallbackInfo& info) {
   Handle* h = GetHandle(info, "cudaWhenDone");
   void* ev = nullptr;
   Check(info.Env(), "cudaWhenDone", adamp_cuda_record(h->ctx, &ev));
-  EventWaiter* w = new EventWaiter(info.Env(), ev);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return WhenDoneTask::Start(info.Env(), ev);
 }
 
 }  // namespace

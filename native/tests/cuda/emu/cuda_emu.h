@@ -21,7 +21,9 @@
 //   - no timing, occupancy or caches: what the L1/L2 paths (__ldcg) and compute-sanitizer check
 //     is only checked on a real GPU (scripts/gpu-validate.sh). Streams run everything when it is
 //     queued.
-// Knobs (env): ADAMP_EMU_SMS (emulated multiprocessors, default 2; 2 blocks per SM are resident).
+// Knobs (env): ADAMP_EMU_SMS (emulated multiprocessors, default 2; 2 blocks per SM are resident);
+// ADAMP_EMU_EVENT_WAIT_MS (default 0): cudaEventSynchronize sleeps this long first, as if the
+// device were still busy, so a wait for queued work (cudaWhenDone) is in flight for a while.
 // Build: g++ -x c++ -DADAMP_CUDA_EMULATION -I native/tests/cuda/emu native/cuda/adamp_cuda.cu ...
 #pragma once
 
@@ -581,7 +583,14 @@ typedef void* cudaEvent_t;
 #define cudaEventDisableTiming 2
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { *e = new char(0); return cudaSuccess; }
 inline cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t = nullptr) { return cudaSuccess; }
-inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  static const long wait_ms = [] {
+    const char* v = std::getenv("ADAMP_EMU_EVENT_WAIT_MS");
+    return v ? std::max(0L, std::strtol(v, nullptr, 10)) : 0L;
+  }();
+  if (wait_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+  return cudaSuccess;
+}
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete static_cast<char*>(e); return cudaSuccess; }
 inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) { std::memset(p, v, n); return cudaSuccess; }
