@@ -4,8 +4,8 @@
  * native/include/adamp/optim/sgd.h.
  */
 import { invalid } from '../errors';
-import { bool, finite, nonNegative, opt, type OptimizerSpec } from './spec';
-import { momentumScalars, type MomentumScalars } from './momentum';
+import type { OptimizerSpec } from './spec';
+import { MOMENTUM_OPTIONS, momentumScalars, type MomentumScalars } from './momentum';
 
 const f = Math.fround;
 
@@ -39,11 +39,7 @@ export const sgdSpec: OptimizerSpec<SGDOptions, SGDParamState, SGDScalars> = {
   kind: 'sgd',
   name: 'SGD',
   options: [
-    opt('lr', nonNegative),
-    opt('momentum', nonNegative, 0),
-    opt('dampening', finite, 0),
-    opt('weightDecay', nonNegative, 0, 'weight_decay'),
-    opt('nesterov', bool, false),
+    ...MOMENTUM_OPTIONS,
   ],
   crossCheck(g, where) {
     if (g.nesterov && (g.momentum <= 0 || g.dampening !== 0)) {

@@ -4,8 +4,8 @@
  * native/include/adamp/optim/sgdp.h.
  */
 import { invalid } from '../errors';
-import { bool, finite, nonNegative, opt, type OptimizerSpec } from './spec';
-import { momentumScalars, type MomentumScalars } from './momentum';
+import { nonNegative, opt, type OptimizerSpec } from './spec';
+import { MOMENTUM_OPTIONS, momentumScalars, type MomentumScalars } from './momentum';
 
 const f = Math.fround;
 
@@ -38,11 +38,7 @@ export const sgdpSpec: OptimizerSpec<SGDPOptions, SGDPParamState, MomentumScalar
   kind: 'sgdp',
   name: 'SGDP',
   options: [
-    opt('lr', nonNegative),
-    opt('momentum', nonNegative, 0),
-    opt('dampening', finite, 0),
-    opt('weightDecay', nonNegative, 0, 'weight_decay'),
-    opt('nesterov', bool, false),
+    ...MOMENTUM_OPTIONS,
     opt('eps', nonNegative, 1e-8),
     opt('delta', nonNegative, 0.1),
     opt('wdRatio', nonNegative, 0.1, 'wd_ratio'),
