@@ -3,7 +3,9 @@
 # this working tree (A) and, with --base REV, against the core of another revision (B), then runs
 # them alternately for --rounds rounds and prints each round's JSON and the medians of the
 # per-step ratios (AdamP / the registered one-pass AdamW, SGDP / the registered one-pass SGD; with
-# the info norms on, and off: *NoNorms*). --base needs a revision whose core has the generic
+# the info norms on, and off: *NoNorms*), and the ratios of each run's fastest step (*OfMins*: on
+# a VM whose neighbours take memory bandwidth in bursts, the same step time swings 1.5x between
+# runs; the fastest step is the least disturbed one). --base needs a revision whose core has the generic
 # cpu::step (the benchmark is this tree's).
 #
 #   bash scripts/bench-kernels.sh [--base REV] [--rounds N] [--out FILE] [--flags-a "-DX ..."] [-- bench args...]
@@ -93,7 +95,11 @@ const out = {};
 for (const b of [...new Set(rows.map((r) => r.build))]) {
   const rs = rows.filter((r) => r.build === b).map((r) => r.result);
   out[b] = { rounds: rs.length };
-  for (const k of keys) { out[b][k] = med(rs.map((r) => r[k])); out[b][k + "Cpu"] = med(rs.map((r) => r[k + "Cpu"])); }
+  for (const k of keys) {
+    out[b][k] = med(rs.map((r) => r[k]));
+    out[b][k + "Cpu"] = med(rs.map((r) => r[k + "Cpu"]));
+    out[b][k + "OfMins"] = med(rs.map((r) => r[k + "OfMins"]));
+  }
   out[b].perRound = rs.map((r) => keys.map((k) => r[k]));
 }
 console.log(JSON.stringify(out));

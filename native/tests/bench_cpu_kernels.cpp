@@ -400,6 +400,9 @@ double median(std::vector<double> v) {
   return v.empty() ? NAN : v[v.size() / 2];
 }
 
+/** The fastest step: on a machine whose neighbours take memory bandwidth in bursts, the least disturbed one. */
+double minimum(const std::vector<double>& v) { return v.empty() ? NAN : *std::min_element(v.begin(), v.end()); }
+
 /** CPU time of the whole process (every thread), in ms. */
 double process_cpu_ms() {
   timespec ts;
@@ -500,17 +503,24 @@ int main(int argc, char** argv) {
          "\"simd\":\"%s\",\"speculation\":%d,\"projectedSgdp\":%d",
          o.shapes.empty() ? o.set.c_str() : "custom", o.tf_layout ? "tf" : "torch", ts.size(), (long long)total, o.threads, o.fire ? "fire" : "random",
          o.zero_rows, o.steps, cpu::simd_name(cpu::simd()), (int)cpu::speculation(), projected);
-  auto num = [](const std::vector<double>& v) {
+  auto fmt = [](double x) {
     char b[32];
-    if (v.empty()) return std::string("null");
-    snprintf(b, sizeof b, "%.4f", median(v));
+    if (std::isnan(x)) return std::string("null");
+    snprintf(b, sizeof b, "%.4f", x);
     return std::string(b);
   };
+  auto num = [&](const std::vector<double>& v) { return fmt(median(v)); };
   for (int k = 0; k < kAlgos; ++k) printf(",\"%sMs\":%s", algos[k].name, num(ms[k]).c_str());
+  for (int k = 0; k < kAlgos; ++k) printf(",\"%sMinMs\":%s", algos[k].name, fmt(minimum(ms[k])).c_str());
   for (int k = 0; k < kAlgos; ++k) printf(",\"%sCpuMs\":%s", algos[k].name, num(cpums[k]).c_str());
   const char* rn[4] = {"adampOverAdam", "adampNoNormsOverAdam", "sgdpOverSgd", "sgdpNoNormsOverSgd"};
   for (int q = 0; q < 4; ++q) printf(",\"%s\":%s", rn[q], num(ratio[q]).c_str());
   for (int q = 0; q < 4; ++q) printf(",\"%sCpu\":%s", rn[q], num(cpuratio[q]).c_str());
+  // The ratio of the fastest steps: the same comparison with the neighbours' bursts filtered out.
+  for (int q = 0; q < 4; ++q) {
+    const bool both = on[pairs[q][0]] && on[pairs[q][1]];
+    printf(",\"%sOfMins\":%s", rn[q], both ? fmt(minimum(ms[pairs[q][0]]) / minimum(ms[pairs[q][1]])).c_str() : "null");
+  }
   printf("}\n");
   return 0;
 }
