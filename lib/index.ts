@@ -27,7 +27,7 @@ export { DeviceTensor, deviceMemory } from './device/tensor';
 export type { DeviceTensorOptions, ExternalTensorDescriptor } from './device/tensor';
 export type { CudaMemoryStats } from './backends/cuda/binding';
 export type {
-  AnyParam, BackendName, DeviceParam, HalfParam, HalfDtype, StorageDtype, ParamDtype, OptimizerConfig, Param, ParamGroup, ParamGroupInput,
+  AnyParam, BackendName, DeviceParam, HalfParam, HalfParamState, HalfDtype, StorageDtype, ParamDtype, OptimizerConfig, Param, ParamGroup, ParamGroupInput,
   ParamStepInfo, Projection, StateDict,
 } from './types';
 export { GradScaler } from './amp/grad-scaler';

@@ -169,11 +169,19 @@ export interface ParamStepInfo {
   effectiveStepSize: number | null;
 }
 
+/** What a 16-bit param's state adds (docs/mixed-precision.md); absent for float32 params. */
+export interface HalfParamState {
+  /** The param's storage type, `'bfloat16'` or `'float16'`. */
+  dtype?: 'bfloat16' | 'float16';
+  /** The float32 master weights (config.masterWeights). */
+  master?: Float32Array;
+}
+
 /**
  * A snapshot of an optimizer, PyTorch-style: state keyed by the param's index over all groups,
  * and the groups' hyperparameters with `params` as lists of those indices. Arrays are copies.
  */
 export interface StateDict<S, O> {
-  state: { [paramIndex: number]: S };
+  state: { [paramIndex: number]: S & HalfParamState };
   paramGroups: Array<{ params: number[] } & Required<O>>;
 }

@@ -19,7 +19,7 @@
 import { AdampError, invalid } from '../errors';
 import { describe } from '../core/describe';
 import { dtypeOf, shapeOf } from '../validate';
-import type { StorageDtype } from '../core/half';
+import { float32ToHalf, halfToFloat32, type StorageDtype } from '../core/half';
 import { DeviceTensor } from '../device/tensor';
 import { Optimizer } from '../optimizer';
 import { isPlainObject, rejectUnknown, resolveOptions } from '../optim/options';
@@ -95,6 +95,16 @@ export interface LoadCheckpointOptions {
   params?: boolean;
   /** `'verified'` (default) or `'foreign'`: see `CheckpointTrust`. */
   trust?: CheckpointTrust;
+  /**
+   * Convert, instead of refusing, a file saved for params of other dtypes (or with/without master
+   * weights where this optimizer keeps the other): the state slots are float32 and carry over
+   * unchanged; the float32 weights are the file's master weights, else its params (widened
+   * exactly); a 16-bit param with master weights gets them as its master (else its own values
+   * widened, as at a first step), and `{ params: true }` writes them rounded to nearest even into
+   * 16-bit params. Default `false`: a dtype mismatch throws ERR_ADAMP_INVALID_ARGUMENT
+   * (docs/mixed-precision.md#checkpoints).
+   */
+  convertDtypes?: boolean;
 }
 
 /** What a load found in the file. */
@@ -244,7 +254,8 @@ export function loadCheckpointSync(path: string, optimizer: CheckpointOptimizer,
 }
 
 function checkLoadOptions(options: unknown, withSource: boolean): LoadCheckpointOptions & { source?: string } {
-  const o = checkOptions(options, withSource ? ['params', 'trust', 'source'] : ['params', 'trust'], 'options');
+  const o = checkOptions(options, withSource ? ['params', 'trust', 'convertDtypes', 'source'] : ['params', 'trust', 'convertDtypes'], 'options');
+  if (o.convertDtypes !== undefined && typeof o.convertDtypes !== 'boolean') throw invalid(`options.convertDtypes must be a boolean, got ${describe(o.convertDtypes)}`);
   if (o.trust !== undefined && o.trust !== 'verified' && o.trust !== 'foreign') throw invalid(`options.trust must be 'verified' or 'foreign', got ${describe(o.trust)}`);
   if (o.source !== undefined && typeof o.source !== 'string') throw invalid(`options.source must be a string, got ${describe(o.source)}`);
   return o as LoadCheckpointOptions & { source?: string };
@@ -267,9 +278,10 @@ export function deserializeCheckpoint(
   const opts = checkLoadOptions(options, true);
   if (!(bytes instanceof Uint8Array)) throw invalid(`bytes must be a Uint8Array (or Buffer) holding a checkpoint, got ${describe(bytes)}`);
   const source = opts.source ?? 'checkpoint';
-  const plan = readCheckpoint(spec, optimizer, bytes, opts.trust ?? 'verified', source);
+  const plan = readCheckpoint(spec, optimizer, bytes, opts.trust ?? 'verified', source, opts.convertDtypes === true);
   const params = flatParams(optimizer);
   const n = params.length;
+  if (opts.convertDtypes === true) convertPlan(plan, params, (optimizer as { masterWeights: boolean }).masterWeights);
   if (opts.params && !plan.includesParams) {
     throw invalid(`${source} holds no params (it was saved without { params: true }); load it without { params: true }`);
   }
@@ -297,8 +309,10 @@ export function deserializeCheckpoint(
 interface LoadPlan {
   state: Record<number, Record<string, unknown>>;
   paramGroups: Array<Record<string, unknown>>;
-  /** Params' weights by index (all of them when the file has them). */
+  /** Params' weights by index (all of them when the file has them), in the file's dtypes. */
   weights: Array<Float32Array | Uint16Array>;
+  /** Each param's dtype in the file. */
+  dtypes: StorageDtype[];
   includesParams: boolean;
   metadata: Record<string, string>;
   verified: boolean;
@@ -313,7 +327,7 @@ const MAX_STEP = Number.MAX_SAFE_INTEGER;
  * checked on its own (ERR_ADAMP_BAD_CHECKPOINT), then against the optimizer
  * (ERR_ADAMP_INVALID_ARGUMENT).
  */
-function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Uint8Array, trust: CheckpointTrust, source: string): LoadPlan {
+function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Uint8Array, trust: CheckpointTrust, source: string, convert: boolean): LoadPlan {
   const kind = spec.name;
   const bad = (why: string) => new AdampError('ERR_ADAMP_BAD_CHECKPOINT', `${source} is not a valid ${kind} checkpoint: ${why}`);
   const misfit = (why: string) => invalid(`${source} does not fit this ${kind} optimizer: ${why}`);
@@ -516,7 +530,7 @@ function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Ui
   });
   dtypes.forEach((d, i) => {
     const here = dtypeOf(params[i]);
-    if (d !== here) throw misfit(`param ${i}${nameOf(params[i])} is ${here} here, ${d} in the file; a checkpoint loads only into params of the dtypes it was saved with (docs/mixed-precision.md#checkpoints)`);
+    if (d !== here && !convert) throw misfit(`param ${i}${nameOf(params[i])} is ${here} here, ${d} in the file; a checkpoint loads only into params of the dtypes it was saved with, unless converted with { convertDtypes: true } (docs/mixed-precision.md#checkpoints)`);
   });
   if (fileShapes !== undefined) {
     (fileShapes as number[][]).forEach((s, i) => {
@@ -530,10 +544,40 @@ function readCheckpoint(spec: AnySpec, optimizer: CheckpointOptimizer, bytes: Ui
     state,
     paramGroups,
     weights: includesParams ? Array.from({ length: N }, (_, i) => (dtypes[i] === 'float32' ? readF32 : readU16)(weights.get(i)!)) : [],
+    dtypes,
     includesParams,
     metadata,
     verified: own,
   };
+}
+
+/**
+ * `{ convertDtypes: true }`: rewrites a checked plan for this optimizer's params and master-weights
+ * setting (see LoadCheckpointOptions.convertDtypes). Only the plan changes: loading it afterwards
+ * is the ordinary all-or-nothing load.
+ */
+function convertPlan(plan: LoadPlan, params: AnyParam[], masterWeights: boolean): void {
+  params.forEach((p, i) => {
+    const from = plan.dtypes[i];
+    const to = dtypeOf(p);
+    const entry = plan.state[i];
+    const saved = plan.includesParams ? plan.weights[i] : undefined;
+    // The float32 weights: the file's master weights, else its params widened exactly.
+    const master = entry?.master as Float32Array | undefined;
+    const f32 = master ?? (saved === undefined ? undefined : from === 'float32' ? (saved as Float32Array) : halfToFloat32(saved as Uint16Array, from));
+    // Weights: kept in the same dtype (a 16-bit param's bits may be stochastically rounded from its
+    // master); widened to float32 from the master where there is one; otherwise rounded to nearest even.
+    if (saved !== undefined && from !== to) plan.weights[i] = to === 'float32' ? f32!.slice() : float32ToHalf(f32!, to);
+    if (entry === undefined) return;
+    delete entry.master;
+    delete entry.dtype;
+    if (to === 'float32') return;
+    entry.dtype = to;
+    if (!masterWeights) return;
+    // A master for this 16-bit param: the float32 weights from the file, else the param itself widened (as at a first step).
+    if (f32 !== undefined) entry.master = f32.slice();
+    else if (!(p.data instanceof DeviceTensor)) entry.master = halfToFloat32(hostData(p) as Uint16Array, to);
+  });
 }
 
 /** A `step` tensor's count: an integer from 0 to 2^53 - 1, or ERR_ADAMP_BAD_CHECKPOINT naming the tensor. */
