@@ -4,8 +4,8 @@
  * component on scale-invariant weights. docs/numerics.md#adamp is the specification; the C++
  * policy is native/include/adamp/optim/adamp.h.
  */
-import { adamScalars, type AdamScalars } from './adam-moments';
-import { betas, bool, nonNegative, opt, type OptimizerSpec } from './spec';
+import { ADAM_SLOTS, adamDenom, adamMoments, adamOptions, adamScalars, type AdamScalars } from './adam-moments';
+import { bool, nonNegative, opt, type OptimizerSpec } from './spec';
 
 const f = Math.fround;
 
@@ -38,15 +38,12 @@ export const adampSpec: OptimizerSpec<AdamPOptions, AdamPParamState, AdamScalars
   kind: 'adamp',
   name: 'AdamP',
   options: [
-    opt('lr', nonNegative, 1e-3),
-    opt('betas', betas, [0.9, 0.999]),
-    opt('eps', nonNegative, 1e-8),
-    opt('weightDecay', nonNegative, 0, 'weight_decay'),
+    ...adamOptions(0),
     opt('delta', nonNegative, 0.1),
     opt('wdRatio', nonNegative, 0.1, 'wd_ratio'),
     opt('nesterov', bool, false),
   ],
-  slots: [{ key: 'expAvg', torch: 'exp_avg' }, { key: 'expAvgSq', torch: 'exp_avg_sq' }],
+  slots: ADAM_SLOTS,
   hasStep: true,
   projects: true,
   wireNames: ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'delta', 'wdRatio', 'nesterov'],
@@ -58,12 +55,7 @@ export const adampSpec: OptimizerSpec<AdamPOptions, AdamPParamState, AdamScalars
   math: {
     update(i0, i1, g, _p, st, s, u) {
       const m = st[0], v = st[1];
-      const { b1, omb1, b2, omb2 } = s;
-      for (let i = i0; i < i1; i++) {
-        const gi = g[i];
-        m[i] = f(f(m[i] * b1) + omb1 * gi);
-        v[i] = f(f(v[i] * b2) + f(omb2 * gi) * gi);
-      }
+      for (let i = i0; i < i1; i++) adamMoments(m, v, i, g[i], s);
       adampStored(i0, i1, g, st, s, u);
     },
     stored: adampStored,
@@ -74,10 +66,10 @@ export const adampSpec: OptimizerSpec<AdamPOptions, AdamPParamState, AdamScalars
 /** u from the updated moments: `m / den` (Nesterov: `(b1 m + (1-b1) g) / den`). */
 function adampStored(i0: number, i1: number, g: Float32Array, st: readonly Float32Array[], s: AdamScalars, u: Float32Array): void {
   const m = st[0], v = st[1];
-  const { b1, omb1, rSqrtBc2, eps } = s;
+  const { b1, omb1 } = s;
   if (s.nesterov) {
-    for (let i = i0; i < i1; i++) u[i] = f(f(f(b1 * m[i]) + f(omb1 * g[i])) / f(f(f(Math.sqrt(v[i])) * rSqrtBc2) + eps));
+    for (let i = i0; i < i1; i++) u[i] = f(f(f(b1 * m[i]) + f(omb1 * g[i])) / adamDenom(v[i], s));
   } else {
-    for (let i = i0; i < i1; i++) u[i] = f(m[i] / f(f(f(Math.sqrt(v[i])) * rSqrtBc2) + eps));
+    for (let i = i0; i < i1; i++) u[i] = f(m[i] / adamDenom(v[i], s));
   }
 }

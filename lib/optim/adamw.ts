@@ -3,8 +3,8 @@
  * baseline without projection. docs/numerics.md#adamw-and-sgd; the C++ policy is
  * native/include/adamp/optim/adamw.h.
  */
-import { adamScalars, type AdamScalars } from './adam-moments';
-import { betas, nonNegative, opt, type OptimizerSpec } from './spec';
+import { ADAM_SLOTS, adamDenom, adamMoments, adamOptions, adamScalars, type AdamScalars } from './adam-moments';
+import type { OptimizerSpec } from './spec';
 
 const f = Math.fround;
 
@@ -30,13 +30,8 @@ export interface AdamWParamState {
 export const adamwSpec: OptimizerSpec<AdamWOptions, AdamWParamState, AdamScalars> = {
   kind: 'adamw',
   name: 'AdamW',
-  options: [
-    opt('lr', nonNegative, 1e-3),
-    opt('betas', betas, [0.9, 0.999]),
-    opt('eps', nonNegative, 1e-8),
-    opt('weightDecay', nonNegative, 1e-2, 'weight_decay'),
-  ],
-  slots: [{ key: 'expAvg', torch: 'exp_avg' }, { key: 'expAvgSq', torch: 'exp_avg_sq' }],
+  options: adamOptions(1e-2),
+  slots: ADAM_SLOTS,
   hasStep: true,
   projects: false,
   wireNames: ['lr', 'beta1', 'beta2', 'eps', 'weightDecay'],
@@ -48,12 +43,9 @@ export const adamwSpec: OptimizerSpec<AdamWOptions, AdamWParamState, AdamScalars
     // u = f32(f32(-step_size * m) / den): addcdiv's operation order; the step adds it to the decayed p.
     update(i0, i1, g, _p, st, s, u) {
       const m = st[0], v = st[1];
-      const { b1, omb1, b2, omb2, rSqrtBc2, eps, negStep } = s;
       for (let i = i0; i < i1; i++) {
-        const gi = g[i];
-        const mi = (m[i] = f(f(m[i] * b1) + omb1 * gi));
-        const vi = (v[i] = f(f(v[i] * b2) + f(omb2 * gi) * gi));
-        u[i] = f(f(negStep * mi) / f(f(f(Math.sqrt(vi)) * rSqrtBc2) + eps));
+        const mi = adamMoments(m, v, i, g[i], s);
+        u[i] = f(f(s.negStep * mi) / adamDenom(v[i], s));
       }
     },
     stepScale: () => 1,
