@@ -38,6 +38,19 @@ ADAMP_HD static inline AdamScalars adam_scalars(double lr, double beta1, double 
   return s;
 }
 
+/**
+ * The checks of the hyperparameters every Adam-family policy has, in its first five wire fields
+ * (lr, beta1, beta2, eps, weightDecay); nullptr when they are valid.
+ */
+ADAMP_HD static inline const char* adam_check(double lr, double beta1, double beta2, double eps, double weight_decay, int* field) {
+  if (!is_nonneg(lr)) return check_fail(field, 0, "must be finite and >= 0");
+  if (!is_unit(beta1)) return check_fail(field, 1, "must be in [0, 1)");
+  if (!is_unit(beta2)) return check_fail(field, 2, "must be in [0, 1)");
+  if (!is_nonneg(eps)) return check_fail(field, 3, "must be finite and >= 0");
+  if (!is_nonneg(weight_decay)) return check_fail(field, 4, "must be finite and >= 0");
+  return nullptr;
+}
+
 /** Adam's moments, in place. */
 template <class F>
 ADAMP_HD static inline void adam_moments(F& m, F& v, F g, const AdamScalars& s) {

@@ -27,11 +27,7 @@ struct AdamP {
     return i >= 0 && i < kHyperCount ? names[i] : "?";
   }
   ADAMP_HD static inline const char* check(const Hyper& h, int* field) {
-    if (!is_nonneg(h.lr)) return check_fail(field, 0, "must be finite and >= 0");
-    if (!is_unit(h.beta1)) return check_fail(field, 1, "must be in [0, 1)");
-    if (!is_unit(h.beta2)) return check_fail(field, 2, "must be in [0, 1)");
-    if (!is_nonneg(h.eps)) return check_fail(field, 3, "must be finite and >= 0");
-    if (!is_nonneg(h.weight_decay)) return check_fail(field, 4, "must be finite and >= 0");
+    if (const char* bad = adam_check(h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, field)) return bad;
     if (!is_nonneg(h.delta)) return check_fail(field, 5, "must be finite and >= 0");
     if (!is_nonneg(h.wd_ratio)) return check_fail(field, 6, "must be finite and >= 0");
     if (!is_flag(h.nesterov)) return check_fail(field, 7, "must be 0 or 1");
