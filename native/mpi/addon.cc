@@ -633,54 +633,70 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value AllGatherV(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// What every collective export starts with: the backend, refused once a failed call broke it.
+Backend& usable_backend(Napi::Env env) {
   Backend& b = backend(env);
   if (b.broken) throw_error(env, "the MPI communicator is unusable after a failed call", "ERR_ADAMP_COLLECTIVE");
+  return b;
+}
+
+// The per-rank counts of a v-collective (an Int32Array).
+std::vector<int> counts_arg(Napi::Env env, Napi::Value v) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw_error(env, "counts must be an Int32Array", "ERR_ADAMP_INVALID_ARGUMENT");
+  }
+  Napi::Int32Array ca = v.As<Napi::Int32Array>();
+  return std::vector<int>(ca.Data(), ca.Data() + ca.ElementLength());
+}
+
+// The last three arguments of every collective: timeout (seconds), step and phase (for the error's message).
+struct CallTail {
+  double timeout;
+  int64_t step, phase;
+};
+CallTail tail_args(Napi::Env env, const Napi::CallbackInfo& info, size_t at) {
+  for (size_t i = at; i < at + 3; ++i) {
+    if (!info[i].IsNumber()) throw_error(env, "timeout, step and phase must be numbers", "ERR_ADAMP_INVALID_ARGUMENT");
+  }
+  return CallTail{info[at].As<Napi::Number>().DoubleValue(), (int64_t)info[at + 1].As<Napi::Number>().DoubleValue(),
+                  (int64_t)info[at + 2].As<Napi::Number>().DoubleValue()};
+}
+
+Napi::Value AllGatherV(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Backend& b = usable_backend(env);
   void* send = pointer_of(env, info[0], "send");
   void* recv = pointer_of(env, info[1], "recv");
-  if (!info[2].IsTypedArray()) throw_error(env, "counts must be an Int32Array", "ERR_ADAMP_INVALID_ARGUMENT");
-  Napi::Int32Array ca = info[2].As<Napi::Int32Array>();
-  std::vector<int> counts(ca.Data(), ca.Data() + ca.ElementLength());
+  const std::vector<int> counts = counts_arg(env, info[2]);
   const int n = int_arg(env, info[3], "count");
   const int dtype = int_arg(env, info[4], "dtype");
-  const double timeout = info[5].As<Napi::Number>().DoubleValue();
-  const int64_t step = (int64_t)info[6].As<Napi::Number>().DoubleValue();
-  const int64_t phase = (int64_t)info[7].As<Napi::Number>().DoubleValue();
-  return result_object(env, b.allgatherv(send, n, dtype, recv, counts, timeout, step, phase));
+  const CallTail t = tail_args(env, info, 5);
+  return result_object(env, b.allgatherv(send, n, dtype, recv, counts, t.timeout, t.step, t.phase));
 }
 
 Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Backend& b = backend(env);
-  if (b.broken) throw_error(env, "the MPI communicator is unusable after a failed call", "ERR_ADAMP_COLLECTIVE");
+  Backend& b = usable_backend(env);
   void* buf = pointer_of(env, info[0], "buf");
   const int n = int_arg(env, info[1], "count");
   const int dtype = int_arg(env, info[2], "dtype");
   const int op = int_arg(env, info[3], "op");
   const bool rank_order = info[4].ToBoolean().Value();
-  const double timeout = info[5].As<Napi::Number>().DoubleValue();
-  const int64_t step = (int64_t)info[6].As<Napi::Number>().DoubleValue();
-  const int64_t phase = (int64_t)info[7].As<Napi::Number>().DoubleValue();
-  return result_object(env, b.allreduce(buf, n, dtype, op, rank_order, timeout, step, phase));
+  const CallTail t = tail_args(env, info, 5);
+  return result_object(env, b.allreduce(buf, n, dtype, op, rank_order, t.timeout, t.step, t.phase));
 }
 
 Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Backend& b = backend(env);
-  if (b.broken) throw_error(env, "the MPI communicator is unusable after a failed call", "ERR_ADAMP_COLLECTIVE");
+  Backend& b = usable_backend(env);
   void* send = pointer_of(env, info[0], "send");
   void* recv = pointer_of(env, info[1], "recv");
-  if (!info[2].IsTypedArray()) throw_error(env, "counts must be an Int32Array", "ERR_ADAMP_INVALID_ARGUMENT");
-  Napi::Int32Array ca = info[2].As<Napi::Int32Array>();
-  std::vector<int> counts(ca.Data(), ca.Data() + ca.ElementLength());
+  const std::vector<int> counts = counts_arg(env, info[2]);
   if ((int)counts.size() != b.size) throw_error(env, "counts must hold one count per rank", "ERR_ADAMP_INVALID_ARGUMENT");
   const int dtype = int_arg(env, info[3], "dtype");
   const bool rank_order = info[4].ToBoolean().Value();
-  const double timeout = info[5].As<Napi::Number>().DoubleValue();
-  const int64_t step = (int64_t)info[6].As<Napi::Number>().DoubleValue();
-  const int64_t phase = (int64_t)info[7].As<Napi::Number>().DoubleValue();
-  return result_object(env, b.reducescatter(send, recv, counts, dtype, rank_order, timeout, step, phase));
+  const CallTail t = tail_args(env, info, 5);
+  return result_object(env, b.reducescatter(send, recv, counts, dtype, rank_order, t.timeout, t.step, t.phase));
 }
 
 Napi::Value Abort(const Napi::CallbackInfo& info) {
