@@ -299,17 +299,19 @@ struct Run {
    * A 16-bit tensor's region: `rows` rows of n elements, row a at element e0 + a * stride. Runs
    * f(run) with a Run on float32 arrays holding the region (its elements at the same positions
    * relative to e0): p from the master, or p16 widened into per-thread scratch; g widened and/or
-   * unscaled into per-thread scratch (a float32 grad that is not scaled is read in place). With
-   * `writes`, the region's new p is then rounded into p16.
+   * unscaled into per-thread scratch (a float32 grad that is not scaled is read in place; not at
+   * all unless `reads_g`). The stored u (kStoreU) is indexed like p, so its pointer only moves.
+   * With `writes`, the region's new p is then rounded into p16.
    */
   template <class F>
-  auto halfed(int64_t e0, int64_t rows, int64_t n, int64_t stride, bool writes, const F& f) const {
+  auto halfed(int64_t e0, int64_t rows, int64_t n, int64_t stride, bool writes, bool reads_g, const F& f) const {
     thread_local std::vector<float> sp, sg;
     const HalfSlot& h = *half;
     const int64_t d = e0 - base, len = rows > 0 && n > 0 ? (rows - 1) * stride + n : 0;
     Run r = *this;
     r.base = e0;
     r.half = nullptr;
+    r.ustore = ustore != nullptr ? ustore + d : nullptr;
     for (int j = 0; j < kMaxSlots; ++j) r.st[j] = j < P::kSlots ? st[j] + d : nullptr;
     if (h.master) {
       r.p = p + d;
@@ -318,7 +320,9 @@ struct Run {
       r.p = sp.data();
       for (int64_t a = 0; a < rows; ++a) kt->half_widen(h.dtype, h.p16 + d + a * stride, r.p + a * stride, n, false, 1.0f);
     }
-    if (h.g16 == nullptr && !h.scaled) {
+    if (!reads_g) {
+      r.g = nullptr;  // pass 2 from the stored u reads p and u only
+    } else if (h.g16 == nullptr && !h.scaled) {
       r.g = g + d;
     } else {
       if ((int64_t)sg.size() < len) sg.resize((size_t)len);
@@ -350,6 +354,11 @@ struct Run {
     return x;
   }
   float* u_at(int64_t e) const { return ustore != nullptr ? ustore + (e - base) : nullptr; }
+  /** Whether pass 2 applies the u pass 1 stored (reading no g). */
+  bool reads_stored_u() const {
+    if constexpr (stores_u<P>()) return ustore != nullptr;
+    return false;
+  }
   /** A Rows or Pieces unit's elements: [unit_first(u), unit_end(u)), contiguous. */
   int64_t unit_first(int64_t u) const { return U.start(u); }
   int64_t unit_end(int64_t u) const {
@@ -370,7 +379,7 @@ struct Run {
   void stats_unit(int64_t u, double* rec) const {
     if (half != nullptr) {
       const int64_t e0 = unit_first(u);
-      halfed(e0, 1, unit_end(u) - e0, 0, false, [&](const Run& r) { return (r.stats_unit(u, rec), 0); });
+      halfed(e0, 1, unit_end(u) - e0, 0, false, true, [&](const Run& r) { return (r.stats_unit(u, rec), 0); });
       return;
     }
     if (U.layout == Layout::Pieces) {
@@ -393,7 +402,7 @@ struct Run {
     const int64_t c0 = tile * U.cpt, n = std::min(U.cpt, U.channels - c0), C = U.channels;
     const int64_t e = a0 * C + c0;
     if (half != nullptr) {
-      halfed(e, rows, n, C, false, [&](const Run& r) { return (r.stats_tile(u, tile, rec), 0); });
+      halfed(e, rows, n, C, false, true, [&](const Run& r) { return (r.stats_tile(u, tile, rec), 0); });
       return;
     }
     const LaneOut out{rec + c0, rec + C + c0, rec + 2 * C + c0, rec + 3 * C + c0};
@@ -411,7 +420,7 @@ struct Run {
   Norms apply_unit(int64_t u, const Decided& d) const {
     if (half != nullptr) {
       const int64_t e0 = unit_first(u);
-      return halfed(e0, 1, unit_end(u) - e0, 0, true, [&](const Run& r) { return r.apply_unit(u, d); });
+      return halfed(e0, 1, unit_end(u) - e0, 0, true, !reads_stored_u(), [&](const Run& r) { return r.apply_unit(u, d); });
     }
     const int projected = is_projected(d.r.code) ? 1 : 0;
     auto coef = [&](int64_t c) { return projected ? ProjCoef{d.div[(size_t)c], d.scale[(size_t)c]} : ProjCoef{1.0f, 0.0f}; };
@@ -433,7 +442,7 @@ struct Run {
     U.lanes_rows(u, a0, rows);
     const int64_t c0 = tile * U.cpt, n = std::min(U.cpt, U.channels - c0), C = U.channels;
     const int64_t e = a0 * C + c0;
-    if (half != nullptr) return halfed(e, rows, n, C, true, [&](const Run& r) { return r.apply_tile(u, tile, d); });
+    if (half != nullptr) return halfed(e, rows, n, C, true, !reads_stored_u(), [&](const Run& r) { return r.apply_tile(u, tile, d); });
     const LaneCoefs coef = projected ? LaneCoefs{d.div.data() + c0, d.scale.data() + c0} : LaneCoefs{nullptr, nullptr};
     if constexpr (stores_u<P>()) {
       if (ustore != nullptr) return k.apply_u_lanes(p + (e - base), u_at(e), LaneRows{rows, n, C}, s, projected, coef, d.wdf, norms);
@@ -444,7 +453,7 @@ struct Run {
   /** A OnePass unit. */
   Norms one_pass_unit(int64_t u, float wdf) const {
     const int64_t e = U.start(u);
-    if (half != nullptr) return halfed(e, 1, U.start(u + 1) - e, 0, true, [&](const Run& r) { return r.one_pass_unit(u, wdf); });
+    if (half != nullptr) return halfed(e, 1, U.start(u + 1) - e, 0, true, true, [&](const Run& r) { return r.one_pass_unit(u, wdf); });
     return k.one_pass(at(e), U.start(u + 1) - e, s, wdf, norms);
   }
 
@@ -850,8 +859,7 @@ void run_step(const TensorSlot* slots, size_t count, const double* hyper, double
     // plans' old p (rows round_up8(inner) apart). Each part starts 32-byte aligned.
     const Plan<P>& pl = plans[j];
     if (pl.spec) return slots[j].channels * round_up8(slots[j].inner);
-    // 16-bit tensors recompute u in pass 2 (bit-identical): their units run on per-thread scratch.
-    if (stores_u<P>() && pl.U.projecting() && slots[j].half == nullptr && slots[j].numel <= kStoreU) return round_up8(slots[j].numel);
+    if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return round_up8(slots[j].numel);
     return 0;
   };
   size_t p0 = 0, p1 = 0;  // the previous wave, waiting for its pass 2
