@@ -33,7 +33,7 @@ try {
 }
 const { AdamP, AdamW, float32ToHalf, halfToFloat32 } = lib;
 
-// GPT-2-small-like linear weights and biases: 8.3M elements, well past the last-level cache.
+// GPT-2-small-like linear weights and biases: 7.1M elements, well past the last-level cache.
 const SHAPES = [[3072, 768], [768, 3072], [2304, 768], [768, 768], [3072], [768], [2304]];
 const numel = (s) => s.reduce((a, b) => a * b, 1);
 const TOTAL = SHAPES.reduce((a, s) => a + numel(s), 0);
