@@ -13,7 +13,7 @@ import { Decision, Info, INFO_STRIDE } from './core/info';
 import type { Engine, HalfSlot, StepJob, StepOptions, Slot, DeviceView } from './backends/engine';
 import { createEngine, parseConfig } from './backends/select';
 import { checkGrad, checkHostAliasing, checkParamStatic, dtypeOf, isDeviceParam, isFloat32Array, isHalfParam, numelOf, shapeOf, type HostArray } from './validate';
-import { halfBits, halfNonFinite, halfToFloat32, roundingKey, widenFn, type HalfDtype, type StorageDtype } from './core/half';
+import { halfBits, halfNonFinite, halfToFloat32, roundingKey, type HalfDtype, type StorageDtype } from './core/half';
 import { DeviceTensor } from './device/tensor';
 import { isPlainObject, rejectUnknown, resolveOptions } from './optim/options';
 import type { OptimizerSpec } from './optim/spec';
@@ -600,7 +600,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
           } else if (isHalfParam(q)) {
             slots.push({ ...this.halfSlot(q, s, index, invScale), ...base });
           } else {
-            slots.push({ p: q.data as Float32Array, g: stageGrad(q, s, invScale), ...base });
+            slots.push({ p: q.data as Float32Array, g: stageGrad(s, q.grad as Float32Array, invScale), ...base });
           }
           indices.push(index);
         }
@@ -632,7 +632,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     return { p: master ?? EMPTY, g: g16 === null ? (g as Float32Array) : EMPTY, half };
   }
 
-  /** The step ran: round 16-bit params back, keep new state, advance step counts, publish diagnostics. */
+  /** The step ran: keep new state, advance step counts, publish diagnostics (16-bit params were written by the engine). */
   private commit(plan: Plan): void {
     this.skippedLast = false;
     for (const { p, s, fresh, numel, device } of plan.stepped) {
@@ -692,23 +692,16 @@ function hasNonFinite(p: AnyParam): boolean {
 }
 
 /**
- * The float32 grad the engine reads: the grad itself (float32, not scaled), or a scratch array of
- * `f32(f32(g) * invScale)` (16-bit grads are widened exactly first; `invScale` 1 skips the product).
+ * The float32 grad the engine reads for a float32 param: the grad itself (not scaled), or a
+ * scratch array of `f32(g * invScale)`. (16-bit params' grads go to the engine as they are:
+ * HalfSlot.)
  */
-function stageGrad(p: AnyParam, s: ParamState, invScale: number): Float32Array {
-  const g = p.grad as Float32Array | Uint16Array;
-  if (isFloat32Array(g) && invScale === 1) return g;
+function stageGrad(s: ParamState, g: Float32Array, invScale: number): Float32Array {
+  if (invScale === 1) return g;
   const n = g.length;
   if (s.gwork === undefined || s.gwork.length !== n) s.gwork = new Float32Array(n);
   const out = s.gwork;
-  if (isFloat32Array(g)) {
-    for (let i = 0; i < n; i++) out[i] = g[i] * invScale;
-  } else {
-    const bits = halfBits(g);
-    const widen = widenFn(dtypeOf(p) as HalfDtype);
-    if (invScale === 1) for (let i = 0; i < n; i++) out[i] = widen(bits[i]);
-    else for (let i = 0; i < n; i++) out[i] = widen(bits[i]) * invScale;
-  }
+  for (let i = 0; i < n; i++) out[i] = g[i] * invScale;
   return out;
 }
 

@@ -279,6 +279,17 @@ LaneScratch lane_scratch(int64_t n) {
   return LaneScratch{d.data(), f.data(), f.data() + 4 * npad};
 }
 
+/**
+ * A 16-bit tensor's per-thread float32 scratch: buffer `which` (0: the param, 1: the grad) of at
+ * least n floats, one unit long at most, shared by every policy and pass on this thread.
+ */
+float* half_scratch(int which, int64_t n) {
+  thread_local std::vector<float> buf[2];
+  std::vector<float>& b = buf[which];
+  if ((int64_t)b.size() < n) b.resize((size_t)n);
+  return b.data();
+}
+
 template <class P>
 struct Run {
   using S = typename P::Scalars;
@@ -305,7 +316,6 @@ struct Run {
    */
   template <class F>
   auto halfed(int64_t e0, int64_t rows, int64_t n, int64_t stride, bool writes, bool reads_g, const F& f) const {
-    thread_local std::vector<float> sp, sg;
     const HalfSlot& h = *half;
     const int64_t d = e0 - base, len = rows > 0 && n > 0 ? (rows - 1) * stride + n : 0;
     Run r = *this;
@@ -316,8 +326,7 @@ struct Run {
     if (h.master) {
       r.p = p + d;
     } else {
-      if ((int64_t)sp.size() < len) sp.resize((size_t)len);
-      r.p = sp.data();
+      r.p = half_scratch(0, len);
       for (int64_t a = 0; a < rows; ++a) kt->half_widen(h.dtype, h.p16 + d + a * stride, r.p + a * stride, n, false, 1.0f);
     }
     if (!reads_g) {
@@ -325,8 +334,7 @@ struct Run {
     } else if (h.g16 == nullptr && !h.scaled) {
       r.g = g + d;
     } else {
-      if ((int64_t)sg.size() < len) sg.resize((size_t)len);
-      float* const gs = sg.data();
+      float* const gs = half_scratch(1, len);
       for (int64_t a = 0; a < rows; ++a) {
         const void* src = h.g16 != nullptr ? (const void*)(h.g16 + d + a * stride) : (const void*)(g + d + a * stride);
         kt->half_widen(h.g16 != nullptr ? h.dtype : 0, src, gs + a * stride, n, h.scaled, h.inv_scale);

@@ -3,6 +3,8 @@
 // with the scalar reference, on the portable and the AVX2(+F16C) table, with vector bodies and
 // scalar tails; random and tie-heavy float32 patterns narrowed to nearest even and stochastically;
 // hand-checked values and (where the compiler has _Float16) an independent float16 rounding.
+// Then whole steps of 16-bit tensors (TensorSlot::half) against widening the tensor, stepping it in
+// float32 and rounding it back, for every optimizer and layout, 1/2/3 threads and both tables.
 #include <stdint.h>
 #include <string.h>
 
@@ -120,6 +122,131 @@ static void check_table(const KernelTable& t) {
   CHECK(memcmp(out.data(), g.data(), g.size() * 4) == 0);
 }
 
+// ------------------------------------------------------------------------------------------------
+// Steps of 16-bit tensors.
+
+struct Geo {
+  int64_t outer, channels, inner;
+  bool eligible;
+};
+
+static float frand() { return (float)((double)rnd() / 4294967296.0 - 0.5); }
+
+/** p16 and state after one step of `kind`, and the info record, for a 16-bit tensor. */
+struct Out {
+  std::vector<uint16_t> p16;
+  std::vector<float> master, s0, s1;
+  std::vector<double> info;
+};
+
+static Out run_half(OptKind kind, const std::vector<double>& hyper, const Geo& g, int dtype, bool master, bool g16, bool scaled,
+                    bool stochastic, const std::vector<uint16_t>& p0, const std::vector<uint16_t>& gb, const std::vector<float>& gf,
+                    bool reference, int threads) {
+  const int64_t n = g.outer * g.channels * g.inner;
+  Out o;
+  o.p16 = p0;
+  o.s0.assign((size_t)n, 0.0f);
+  o.s1.assign((size_t)n, 0.0f);
+  o.info.assign(8, 0.0);
+  const float inv = 1.0f / 64.0f;
+  const uint32_t key = rounding_key(7, 1, 3);
+  std::vector<float> p32((size_t)n), g32((size_t)n);
+  for (int64_t i = 0; i < n; ++i) p32[(size_t)i] = ref_widen(dtype, p0[(size_t)i]);
+  TensorSlot s;
+  s.state[0] = o.s0.data();
+  s.state[1] = o.s1.data();
+  s.numel = n;
+  s.outer = g.outer;
+  s.channels = g.channels;
+  s.inner = g.inner;
+  s.eligible = g.eligible;
+  s.step = 1;
+  cpu::StepConfig cfg;
+  cfg.threads = threads;
+  HalfSlot h;
+  if (reference) {
+    // the definition: widen everything, a float32 step, round back (scalar half.h)
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = g16 ? ref_widen(dtype, gb[(size_t)i]) : gf[(size_t)i];
+      g32[(size_t)i] = scaled ? x * inv : x;
+    }
+    s.p = p32.data();
+    s.g = g32.data();
+    cpu::step(kind, &s, 1, hyper.data(), o.info.data(), cfg);
+    for (int64_t i = 0; i < n; ++i)
+      o.p16[(size_t)i] = stochastic ? f32_to_bf16_sr(p32[(size_t)i], key, (uint32_t)i) : ref_narrow(dtype, p32[(size_t)i]);
+    if (master) o.master = p32;
+    return o;
+  }
+  if (master) o.master = p32;
+  h.dtype = dtype;
+  h.p16 = o.p16.data();
+  h.g16 = g16 ? gb.data() : nullptr;
+  h.master = master;
+  h.scaled = scaled;
+  h.inv_scale = inv;
+  h.stochastic = stochastic;
+  h.key = key;
+  s.p = master ? o.master.data() : nullptr;
+  s.g = g16 ? nullptr : gf.data();
+  s.half = &h;
+  cpu::step(kind, &s, 1, hyper.data(), o.info.data(), cfg);
+  return o;
+}
+
+static bool same_bits(const void* a, const void* b, size_t bytes) { return bytes == 0 || memcmp(a, b, bytes) == 0; }
+
+static void check_steps() {
+  const Geo geos[] = {{1, 6, 300, true}, {3, 4, 50, true}, {2000, 24, 1, true}, {1, 2, 40000, true}, {1, 1, 33000, false}, {1, 1, 77, false}};
+  const OptKind kinds[] = {OptKind::AdamP, OptKind::SGDP, OptKind::AdamW, OptKind::SGD};
+  const std::vector<double> hypers[] = {
+      {0.01, 0.9, 0.999, 1e-8, 0.1, 0.1, 0.1, 0.0},  // AdamP
+      {0.1, 0.9, 0.0, 1e-3, 1.0, 1e-8, 0.1, 0.1},    // SGDP, Nesterov
+      {0.01, 0.9, 0.999, 1e-8, 0.1},                 // AdamW
+      {0.1, 0.9, 0.0, 1e-3, 0.0},                    // SGD
+  };
+  int64_t runs = 0, bad = 0;
+  for (int k = 0; k < 4; ++k)
+    for (const Geo& g : geos)
+      for (int variant = 0; variant < 4; ++variant) {
+        const int dtype = variant & 1 ? 2 : 1;
+        const bool master = (variant & 2) != 0, g16 = ((variant + k) & 1) == 0, scaled = ((variant + k) & 2) != 0;
+        const bool stochastic = dtype == 1 && ((variant + k) % 3) == 0;
+        const int64_t n = g.outer * g.channels * g.inner;
+        std::vector<uint16_t> p0((size_t)n), gb((size_t)n);
+        std::vector<float> gf((size_t)n);
+        for (int64_t i = 0; i < n; ++i) {
+          p0[(size_t)i] = ref_narrow(dtype, frand() * 2.0f);
+          gf[(size_t)i] = frand() * (scaled ? 64.0f : 1.0f);
+          gb[(size_t)i] = ref_narrow(dtype, gf[(size_t)i]);
+        }
+        const Out want = run_half(kinds[k], hypers[k], g, dtype, master, g16, scaled, stochastic, p0, gb, gf, true, 1);
+        bool moved = false;
+        for (int64_t i = 0; i < n && !moved; ++i) moved = want.p16[(size_t)i] != p0[(size_t)i];
+        CHECK(moved);
+        for (int simd = 0; simd < 2; ++simd) {
+          if (simd == 1 && !avx2_available()) continue;
+          set_simd(simd == 0 ? Simd::Portable : Simd::Avx2);
+          for (int threads = 1; threads <= 3; ++threads) {
+            const Out got = run_half(kinds[k], hypers[k], g, dtype, master, g16, scaled, stochastic, p0, gb, gf, false, threads);
+            ++runs;
+            const bool ok = same_bits(got.p16.data(), want.p16.data(), (size_t)n * 2) && same_bits(got.s0.data(), want.s0.data(), (size_t)n * 4) &&
+                            same_bits(got.s1.data(), want.s1.data(), (size_t)n * 4) &&
+                            same_bits(got.master.data(), want.master.data(), got.master.size() * 4) &&
+                            same_bits(got.info.data(), want.info.data(), 8 * sizeof(double));
+            if (!ok) {
+              ++bad;
+              fprintf(stderr, "step mismatch: kind %d geo %lldx%lldx%lld dtype %d master %d g16 %d scaled %d stochastic %d simd %d threads %d\n", k,
+                      (long long)g.outer, (long long)g.channels, (long long)g.inner, dtype, master, g16, scaled, stochastic, simd, threads);
+            }
+          }
+        }
+        set_simd(Simd::Avx2);
+      }
+  fprintf(stderr, "16-bit steps: %lld runs, %lld mismatches\n", (long long)runs, (long long)bad);
+  CHECK(bad == 0);
+}
+
 int main() {
   // Hand-checked values (docs/mixed-precision.md#conversions).
   CHECK(bits(bf16_to_f32(0x3f80)) == 0x3f800000u);
@@ -142,5 +269,6 @@ int main() {
     check_table(*avx2_kernels());
   else
     fprintf(stderr, "note: no AVX2+F16C on this CPU/build; only the portable table was checked\n");
+  check_steps();
   return report("test_half");
 }
