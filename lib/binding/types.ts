@@ -88,7 +88,7 @@ export interface AddonInfo {
   version: string;
   /** The kernels in use now. */
   simd: SimdLevel;
-  /** Whether this CPU and this build can run the AVX2+FMA kernels. */
+  /** Whether this CPU and this build can run the AVX2+FMA kernels (the CPU must also have F16C, for float16 params; every AVX2 CPU has). */
   avx2: boolean;
   /** The default thread count (`threads: 0`). */
   hardwareThreads: number;
