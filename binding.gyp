@@ -36,8 +36,8 @@
       "conditions": [
         ["target_arch=='x64' or target_arch=='ia32'", {
           "sources": ["native/cpu/kernels_avx2.cpp"],
-          "cflags": ["-mavx2", "-mfma"],
-          "xcode_settings": { "OTHER_CFLAGS": ["-mavx2", "-mfma"] }
+          "cflags": ["-mavx2", "-mfma", "-mf16c"],
+          "xcode_settings": { "OTHER_CFLAGS": ["-mavx2", "-mfma", "-mf16c"] }
         }, {
           "sources": []
         }]

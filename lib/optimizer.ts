@@ -10,10 +10,10 @@
 import { AdampError, invalid } from './errors';
 import { describe, label } from './core/describe';
 import { Decision, Info, INFO_STRIDE } from './core/info';
-import type { Engine, StepJob, StepOptions, Slot, DeviceView } from './backends/engine';
+import type { Engine, HalfSlot, StepJob, StepOptions, Slot, DeviceView } from './backends/engine';
 import { createEngine, parseConfig } from './backends/select';
 import { checkGrad, checkHostAliasing, checkParamStatic, dtypeOf, isDeviceParam, isFloat32Array, isHalfParam, numelOf, shapeOf, type HostArray } from './validate';
-import { float32ToBf16Stochastic, float32ToHalf, halfBits, halfNonFinite, halfToFloat32, roundingKey, widenFn, type HalfDtype, type StorageDtype } from './core/half';
+import { halfBits, halfNonFinite, halfToFloat32, roundingKey, type HalfDtype, type StorageDtype } from './core/half';
 import { DeviceTensor } from './device/tensor';
 import { isPlainObject, rejectUnknown, resolveOptions } from './optim/options';
 import type { OptimizerSpec } from './optim/spec';
@@ -43,19 +43,8 @@ interface ParamState {
   dtype: StorageDtype;
   /** 16-bit params with master weights: the float32 master copy. */
   master?: Float32Array;
-  /** 16-bit params without master weights: the param widened for the step (scratch, not state). */
-  work?: Float32Array;
-  /** The grad widened and/or unscaled for the step (scratch, not state). */
+  /** A float32 grad unscaled for the step (scratch, not state; 16-bit params: the engine unscales). */
   gwork?: Float32Array;
-}
-
-/** A 16-bit param the step writes back: its bits from the float32 values the engine stepped. */
-interface WriteBack {
-  bits: Uint16Array;
-  from: Float32Array;
-  dtype: HalfDtype;
-  /** Stochastic rounding (bfloat16): the tensor's key at this step; else nearest even. */
-  key?: number;
 }
 
 interface GroupRun {
@@ -73,8 +62,6 @@ interface Plan {
   params: AnyParam[];
   /** Every param stepped, with its state (new ones are kept only when the step commits) and its element count. */
   stepped: Array<{ p: AnyParam; s: ParamState; fresh: boolean; numel: number; device: boolean }>;
-  /** 16-bit params to round back after the engine ran. */
-  writeBack: WriteBack[];
   /** A loss-scaled step found a non-finite grad: nothing runs, nothing changes. */
   skipped: boolean;
 }
@@ -586,8 +573,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     const jobs: StepJob[] = [];
     const runs: GroupRun[] = [];
     const stepped: Plan['stepped'] = [];
-    const writeBack: WriteBack[] = [];
-    if (scaled && reads.flat().some((q) => q.grad && hasNonFinite(q))) return { jobs, runs, params: reads.flat(), stepped, writeBack, skipped: true };
+    if (scaled && reads.flat().some((q) => q.grad && hasNonFinite(q))) return { jobs, runs, params: reads.flat(), stepped, skipped: true };
     let index = 0;
     for (let gi = 0; gi < groups.length; gi++) {
       const slots: Slot[] = [];
@@ -612,9 +598,9 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
               device: { key: p, numel, p: q.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
             });
           } else if (isHalfParam(q)) {
-            slots.push({ p: this.stageHalf(q, s, index, writeBack), g: stageGrad(q, s, invScale), ...base });
+            slots.push({ ...this.halfSlot(q, s, index, invScale), ...base });
           } else {
-            slots.push({ p: q.data as Float32Array, g: stageGrad(q, s, invScale), ...base });
+            slots.push({ p: q.data as Float32Array, g: stageGrad(s, q.grad as Float32Array, invScale), ...base });
           }
           indices.push(index);
         }
@@ -627,34 +613,27 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
         jobs.push({ spec, options, hyper: spec.wire(options as Required<O>), slots, info });
       }
     }
-    return { jobs, runs, params: reads.flat(), stepped, writeBack, skipped: false };
+    return { jobs, runs, params: reads.flat(), stepped, skipped: false };
   }
 
   /**
-   * The float32 values a 16-bit param's step runs on: its master copy (made from the param at its
-   * first step), or the param widened into scratch; either is rounded back into the param when
-   * the step commits.
+   * A 16-bit param as the engine takes it (lib/backends/engine.ts HalfSlot): its bits, its grad's
+   * bits (or its float32 grad), its master copy (made from the param's bits at its first step)
+   * and how to read and round. The engine converts and rounds back itself.
    */
-  private stageHalf(p: HalfParam, s: ParamState, index: number, writeBack: WriteBack[]): Float32Array {
-    const bits = halfBits(p.data);
-    let from: Float32Array;
-    if (this.masterWeights) {
-      from = s.master ??= halfToFloat32(bits, p.dtype);
-    } else {
-      if (s.work === undefined || s.work.length !== bits.length) s.work = new Float32Array(bits.length);
-      from = halfToFloat32(bits, p.dtype, s.work);
-    }
-    const stochastic = this.rounding.stochastic && p.dtype === 'bfloat16';
-    writeBack.push(stochastic ? { bits, from, dtype: p.dtype, key: roundingKey(this.rounding.seed, s.step + 1, index) } : { bits, from, dtype: p.dtype });
-    return from;
+  private halfSlot(p: HalfParam, s: ParamState, index: number, invScale: number): Pick<Slot, 'p' | 'g' | 'half'> {
+    const p16 = halfBits(p.data);
+    const master = this.masterWeights ? (s.master ??= halfToFloat32(p16, p.dtype)) : undefined;
+    const g = p.grad as Float32Array | Uint16Array;
+    const g16 = isFloat32Array(g) ? null : halfBits(g);
+    const half: HalfSlot = { dtype: p.dtype, p16, g16, master: master !== undefined };
+    if (invScale !== 1) half.invScale = invScale; // as stageGrad: a product by 1 is skipped
+    if (this.rounding.stochastic && p.dtype === 'bfloat16') half.key = roundingKey(this.rounding.seed, s.step + 1, index);
+    return { p: master ?? EMPTY, g: g16 === null ? (g as Float32Array) : EMPTY, half };
   }
 
-  /** The step ran: round 16-bit params back, keep new state, advance step counts, publish diagnostics. */
+  /** The step ran: keep new state, advance step counts, publish diagnostics (16-bit params were written by the engine). */
   private commit(plan: Plan): void {
-    for (const w of plan.writeBack) {
-      if (w.key === undefined) float32ToHalf(w.from, w.dtype, w.bits);
-      else float32ToBf16Stochastic(w.from, w.key, w.bits);
-    }
     this.skippedLast = false;
     for (const { p, s, fresh, numel, device } of plan.stepped) {
       if (fresh) {
@@ -713,23 +692,16 @@ function hasNonFinite(p: AnyParam): boolean {
 }
 
 /**
- * The float32 grad the engine reads: the grad itself (float32, not scaled), or a scratch array of
- * `f32(f32(g) * invScale)` (16-bit grads are widened exactly first; `invScale` 1 skips the product).
+ * The float32 grad the engine reads for a float32 param: the grad itself (not scaled), or a
+ * scratch array of `f32(g * invScale)`. (16-bit params' grads go to the engine as they are:
+ * HalfSlot.)
  */
-function stageGrad(p: AnyParam, s: ParamState, invScale: number): Float32Array {
-  const g = p.grad as Float32Array | Uint16Array;
-  if (isFloat32Array(g) && invScale === 1) return g;
+function stageGrad(s: ParamState, g: Float32Array, invScale: number): Float32Array {
+  if (invScale === 1) return g;
   const n = g.length;
   if (s.gwork === undefined || s.gwork.length !== n) s.gwork = new Float32Array(n);
   const out = s.gwork;
-  if (isFloat32Array(g)) {
-    for (let i = 0; i < n; i++) out[i] = g[i] * invScale;
-  } else {
-    const bits = halfBits(g);
-    const widen = widenFn(dtypeOf(p) as HalfDtype);
-    if (invScale === 1) for (let i = 0; i < n; i++) out[i] = widen(bits[i]);
-    else for (let i = 0; i < n; i++) out[i] = widen(bits[i]) * invScale;
-  }
+  for (let i = 0; i < n; i++) out[i] = g[i] * invScale;
   return out;
 }
 

@@ -50,7 +50,7 @@ build() {
     objs+=("$bin.$f.o")
   done
   if [[ ${#avx2[@]} -gt 0 ]]; then
-    g++ "${flags[@]}" "${avx2[@]}" -mavx2 -mfma -c "$src/native/cpu/kernels_avx2.cpp" -o "$bin.kernels_avx2.o"
+    g++ "${flags[@]}" "${avx2[@]}" -mavx2 -mfma -mf16c -c "$src/native/cpu/kernels_avx2.cpp" -o "$bin.kernels_avx2.o"
     objs+=("$bin.kernels_avx2.o")
   fi
   g++ "${flags[@]}" -I "$root/native/tests" -DADAMP_BENCH_SHAPES_FILE="\"$root/bench/shapes.json\"" \

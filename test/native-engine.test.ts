@@ -596,7 +596,7 @@ d('async', () => {
 
 d('addon argument checks (never a crash)', () => {
   const H = wire('adamp', { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, delta: 0.1, wdRatio: 0.1, nesterov: false });
-  const slot = (): AddonSlot => ({ p: new Float32Array(12), g: new Float32Array(12), state: [new Float32Array(12), new Float32Array(12)], outer: 1, channels: 3, inner: 4, eligible: true, step: 1 });
+  const slot = (): AddonSlot & { p: Float32Array; g: Float32Array } => ({ p: new Float32Array(12), g: new Float32Array(12), state: [new Float32Array(12), new Float32Array(12)], outer: 1, channels: 3, inner: 4, eligible: true, step: 1 });
   const info = () => new Float64Array(8);
   const step = (slots: unknown, hyper: unknown = H, inf: unknown = info(), options?: unknown, kind: unknown = 'adamp') =>
     addon!.step(kind as string, slots as AddonSlot[], hyper as Float64Array, inf as Float64Array, options as never);

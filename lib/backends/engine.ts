@@ -7,6 +7,7 @@
  * never knows which one ran, and no engine knows which optimizer it runs beyond its spec.
  */
 import type { AnySpec } from '../optim/spec';
+import type { HalfDtype } from '../core/half';
 
 /** The implementations a step can run on. */
 export type BackendName = 'js' | 'native' | 'cuda';
@@ -29,7 +30,9 @@ export interface BackendReport {
  * `numel / channels` elements; the layer view is one row of `numel`.
  */
 export interface Slot {
+  /** The param (float32); for a 16-bit slot its float32 master copy, or empty without master weights. */
   p: Float32Array;
+  /** The grad (float32); empty when a 16-bit slot's grad is `half.g16`. */
   g: Float32Array;
   /** The optimizer's state slots in its spec's order (AdamP: exp_avg, exp_avg_sq). */
   state: Float32Array[];
@@ -46,6 +49,30 @@ export interface Slot {
    * lives on the device (or full arrays to upload, after `loadStateDict`).
    */
   device?: DeviceSlot;
+  /** A param stored in 16 bits (js and native engines): the engine reads and writes its bits itself. */
+  half?: HalfSlot;
+}
+
+/**
+ * The 16-bit storage of a slot (docs/mixed-precision.md). The engine steps the float32 values
+ * `p` (the master copy, when `master`) or the param's bits widened exactly, with the grad read as
+ * `f32(f32(g) * invScale)` (g: `g16` widened, or `Slot.g`; no product without `invScale`), and
+ * writes the result rounded back into `p16`: to nearest even, or, with `key`, stochastically
+ * (bfloat16: element i adds `fmix32(key + i) & 0xffff`, lib/core/half.ts float32ToBf16Stochastic).
+ * Bit-identical to widening the whole param, stepping it as float32 and rounding it back.
+ */
+export interface HalfSlot {
+  dtype: HalfDtype;
+  /** The param's bits; rounded back after the step. */
+  p16: Uint16Array;
+  /** The grad's bits (dtype `dtype`), or null when `Slot.g` is a float32 grad. */
+  g16: Uint16Array | null;
+  /** `Slot.p` is the float32 master copy (stepped in place); else `Slot.p` is empty. */
+  master: boolean;
+  /** A loss-scaled step: the grad is read as `f32(f32(g) * invScale)` (a float32 value). */
+  invScale?: number;
+  /** bfloat16 stochastic rounding: the tensor's key at this step (lib/core/half.ts roundingKey). */
+  key?: number;
 }
 
 /** The facts an engine needs about a device buffer. */

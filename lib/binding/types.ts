@@ -11,8 +11,10 @@
 
 /** One tensor as the addon reads it (a structural subset of `Slot` in lib/backends/engine.ts). */
 export interface AddonSlot {
-  p: Float32Array;
-  g: Float32Array;
+  /** The param; on a 16-bit slot its float32 master copy, or null (no master weights: `half.p16` is stepped). */
+  p: Float32Array | null;
+  /** The grad; null on a 16-bit slot whose grad is `half.g16` (exactly one of the two). */
+  g: Float32Array | null;
   /** The optimizer's state slots in its spec's order (AdamP: exp_avg, exp_avg_sq; SGDP: momentum). */
   state: readonly Float32Array[];
   /** Channel view `outer x channels x inner`; the product must equal `p.length`. */
@@ -23,6 +25,21 @@ export interface AddonSlot {
   eligible: boolean;
   /** The tensor's step count after this step's increment (integer >= 1). */
   step: number;
+  /** A 16-bit param (see `HalfSlot` in lib/backends/engine.ts): the core converts each unit itself. */
+  half?: AddonHalf;
+}
+
+/** The 16-bit storage of a slot on the wire. Every array has the param's element count; none may overlap another. */
+export interface AddonHalf {
+  dtype: 'bfloat16' | 'float16';
+  /** The param's bits (written). */
+  p16: Uint16Array;
+  /** The grad's bits (read), or absent/null when the slot's `g` is a float32 grad. */
+  g16?: Uint16Array | null;
+  /** Loss scaling: the grad is read as f32(f32(g) * invScale); a float32 value > 0, finite. */
+  invScale?: number;
+  /** bfloat16 stochastic rounding: the tensor's key, an integer in [0, 2^32). */
+  key?: number;
 }
 
 /**
@@ -71,7 +88,7 @@ export interface AddonInfo {
   version: string;
   /** The kernels in use now. */
   simd: SimdLevel;
-  /** Whether this CPU and this build can run the AVX2+FMA kernels. */
+  /** Whether this CPU and this build can run the AVX2+FMA kernels (the CPU must also have F16C, for float16 params; every AVX2 CPU has). */
   avx2: boolean;
   /** The default thread count (`threads: 0`). */
   hardwareThreads: number;

@@ -49,6 +49,7 @@ namespace {
 struct Job {
   OptKind kind;
   std::vector<cpu::TensorSlot> slots;
+  HalfHold halves;  // the 16-bit slots' HalfSlot (slots point into it)
   std::vector<double> hyper;
   double* info = nullptr;
 };
@@ -75,7 +76,7 @@ Job bind_job(Napi::Env env, const JobArgs& a, const std::string& fn) {
   Job job;
   job.kind = a.kind;
   job.slots.reserve(a.slots.size());
-  for (const SlotArgs& s : a.slots) job.slots.push_back(bind_slot(env, a.kind, s));
+  for (const SlotArgs& s : a.slots) job.slots.push_back(bind_slot(env, a.kind, s, job.halves));
   job.hyper = a.hyper;
   job.info = bind_info(env, a.info, job.slots.size(), fn);
   return job;
@@ -278,6 +279,7 @@ Napi::Float64Array to_f64(Napi::Env env, const std::vector<double>& v) {
 /** A shard for the protocol: a slot plus `offset` and the whole tensor's `numel`; checked against the units [u0, u1). */
 struct Shard {
   cpu::TensorSlot slot;
+  HalfHold halves;
   cpu::protocol::Geometry geo;
   int64_t offset, u0, u1;
 };
@@ -303,7 +305,7 @@ ShardArgs read_shard(Napi::Env env, OptKind kind, Napi::Value v, Napi::Value u0,
 
 Shard bind_shard(Napi::Env env, OptKind kind, const ShardArgs& a, const std::string& fn) {
   Shard sh;
-  sh.slot = bind_slot(env, kind, a.slot, false);
+  sh.slot = bind_slot(env, kind, a.slot, sh.halves, false);
   sh.geo = a.geo;
   sh.offset = a.offset;
   sh.u0 = a.u0;
@@ -452,8 +454,10 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
       collect_arrays(args[i].slots, arrays);
       arrays.push_back(args[i].info.ta);
       for (const SlotArgs& s : args[i].slots) {
-        const Napi::TypedArray* named[] = {&s.p, &s.g};
-        for (const Napi::TypedArray* a : named) RefuseResizable(env, *a, s.what + (a == &s.p ? ".p" : ".g"));
+        if (s.has_p) RefuseResizable(env, s.p, s.what + ".p");
+        if (s.has_g) RefuseResizable(env, s.g, s.what + ".g");
+        if (s.has_half) RefuseResizable(env, s.half.p16, s.what + ".half.p16");
+        if (s.has_half && s.half.has_g16) RefuseResizable(env, s.half.g16, s.what + ".half.g16");
         for (size_t k = 0; k < s.state.size(); ++k) RefuseResizable(env, s.state[k], s.what + ".state[" + std::to_string(k) + "]");
       }
       RefuseResizable(env, args[i].info.ta, args[i].info.what);

@@ -139,8 +139,51 @@ SlotArgs read_slot(Napi::Env env, OptKind kind, Napi::Value v, const std::string
   SlotArgs s;
   s.what = what;
   Napi::Object o = as_object(env, v, what);
-  s.p = as_typed(env, o.Get("p"), napi_float32_array, "Float32Array", what + ".p");
-  s.g = as_typed(env, o.Get("g"), napi_float32_array, "Float32Array", what + ".g");
+  Napi::Value hv = o.Get("half");
+  s.has_half = !hv.IsUndefined() && !hv.IsNull();
+  Napi::Value pv = o.Get("p"), gv = o.Get("g");
+  if (s.has_half) {
+    // A 16-bit slot: p is its float32 master or null, g a float32 grad or null.
+    const std::string hw = what + ".half";
+    Napi::Object ho = as_object(env, hv, hw);
+    Napi::Value dv = ho.Get("dtype");
+    const std::string dt = dv.IsString() ? dv.As<Napi::String>().Utf8Value() : "";
+    if (dt == "bfloat16")
+      s.half.dtype = 1;
+    else if (dt == "float16")
+      s.half.dtype = 2;
+    else
+      type_error(env, hw + ".dtype must be 'bfloat16' or 'float16'");
+    s.half.p16 = as_typed(env, ho.Get("p16"), napi_uint16_array, "Uint16Array", hw + ".p16");
+    Napi::Value g16 = ho.Get("g16");
+    s.half.has_g16 = !g16.IsUndefined() && !g16.IsNull();
+    if (s.half.has_g16) s.half.g16 = as_typed(env, g16, napi_uint16_array, "Uint16Array", hw + ".g16");
+    Napi::Value iv = ho.Get("invScale");
+    if (!iv.IsUndefined()) {
+      if (!iv.IsNumber()) type_error(env, hw + ".invScale must be a number");
+      const double d = iv.As<Napi::Number>().DoubleValue();
+      if (!(d > 0) || !(d <= 3.4028234663852886e38) || (double)(float)d != d)
+        range_error(env, hw + ".invScale must be a finite float32 value > 0 (got " + num(d) + ")");
+      s.half.scaled = true;
+      s.half.inv_scale = (float)d;
+    }
+    Napi::Value kv = ho.Get("key");
+    if (!kv.IsUndefined()) {
+      if (!kv.IsNumber()) type_error(env, hw + ".key must be a number");
+      const double d = kv.As<Napi::Number>().DoubleValue();
+      if (!(d >= 0 && d <= 4294967295.0) || d != floor(d))
+        range_error(env, hw + ".key must be an integer in [0, 2^32) (got " + num(d) + ")");
+      if (s.half.dtype != 1) range_error(env, hw + ".key (stochastic rounding) is for bfloat16 only");
+      s.half.stochastic = true;
+      s.half.key = (uint32_t)d;
+    }
+    s.has_p = !pv.IsNull() && !pv.IsUndefined();
+    s.has_g = !gv.IsNull() && !gv.IsUndefined();
+    if (s.has_g == s.half.has_g16)
+      type_error(env, what + ": a 16-bit slot needs exactly one grad, g (Float32Array) or half.g16 (Uint16Array)");
+  }
+  if (s.has_p) s.p = as_typed(env, pv, napi_float32_array, "Float32Array", what + ".p");
+  if (s.has_g) s.g = as_typed(env, gv, napi_float32_array, "Float32Array", what + ".g");
   Napi::Value sv = o.Get("state");
   if (!sv.IsArray()) type_error(env, what + ".state must be an array of " + std::to_string(nslots) + " Float32Array");
   Napi::Array sa = sv.As<Napi::Array>();
@@ -161,36 +204,81 @@ SlotArgs read_slot(Napi::Env env, OptKind kind, Napi::Value v, const std::string
   return s;
 }
 
-cpu::TensorSlot bind_slot(Napi::Env env, OptKind kind, const SlotArgs& a, bool geometry) {
+cpu::TensorSlot bind_slot(Napi::Env env, OptKind kind, const SlotArgs& a, HalfHold& halves, bool geometry) {
   const int nslots = cpu::kinds()[(size_t)kind].slots;
   const std::string& what = a.what;
   cpu::TensorSlot s;
   s.state[0] = s.state[1] = nullptr;
+  s.p = nullptr;
+  s.g = nullptr;
   size_t n = 0, m = 0;
-  s.p = static_cast<float*>(bound(env, a.p, what + ".p", &n));
-  s.g = static_cast<float*>(bound(env, a.g, what + ".g", &m));
-  if (m != n) range_error(env, what + ".g has " + std::to_string(m) + " elements but p has " + std::to_string(n));
+  // The element count: p16's for a 16-bit slot, else p's; every other array must match it.
+  uint16_t* p16 = nullptr;
+  const uint16_t* g16 = nullptr;
+  std::string first = "p";
+  if (a.has_half) {
+    p16 = static_cast<uint16_t*>(bound(env, a.half.p16, what + ".half.p16", &n));
+    first = "half.p16";
+  }
+  auto same = [&](const std::string& name, size_t len) {
+    if (len != n) range_error(env, what + "." + name + " has " + std::to_string(len) + " elements but " + first + " has " + std::to_string(n));
+  };
+  if (a.has_p) {
+    s.p = static_cast<float*>(bound(env, a.p, what + ".p", a.has_half ? &m : &n));
+    if (a.has_half) same("p", m);
+  }
+  if (a.has_g) {
+    s.g = static_cast<float*>(bound(env, a.g, what + ".g", &m));
+    same("g", m);
+  }
+  if (a.has_half && a.half.has_g16) {
+    g16 = static_cast<const uint16_t*>(bound(env, a.half.g16, what + ".half.g16", &m));
+    same("half.g16", m);
+  }
   for (int k = 0; k < nslots; ++k) {
-    const std::string name = what + ".state[" + std::to_string(k) + "]";
-    s.state[k] = static_cast<float*>(bound(env, a.state[(size_t)k], name, &m));
-    if (m != n) range_error(env, name + " has " + std::to_string(m) + " elements but p has " + std::to_string(n));
+    const std::string name = "state[" + std::to_string(k) + "]";
+    s.state[k] = static_cast<float*>(bound(env, a.state[(size_t)k], what + "." + name, &m));
+    same(name, m);
   }
   s.numel = (int64_t)n;
   if (n > 0) {
-    // p and the state are written, g is read: no two may share memory.
-    std::vector<std::pair<const float*, std::string>> ranges = {{s.p, "p"}, {s.g, "g"}};
-    for (int k = 0; k < nslots; ++k) ranges.push_back({s.state[k], "state[" + std::to_string(k) + "]"});
+    // p, p16 and the state are written, g and g16 are read: no two may share memory.
+    struct Range {
+      const void* at;
+      size_t bytes;
+      std::string name;
+    };
+    std::vector<Range> ranges;
+    if (s.p != nullptr) ranges.push_back({s.p, n * 4, "p"});
+    if (s.g != nullptr) ranges.push_back({s.g, n * 4, "g"});
+    for (int k = 0; k < nslots; ++k) ranges.push_back({s.state[k], n * 4, "state[" + std::to_string(k) + "]"});
+    if (p16 != nullptr) ranges.push_back({p16, n * 2, "half.p16"});
+    if (g16 != nullptr) ranges.push_back({g16, n * 2, "half.g16"});
     for (size_t x = 0; x < ranges.size(); ++x)
       for (size_t y = x + 1; y < ranges.size(); ++y) {
-        const uintptr_t u = (uintptr_t)ranges[x].first, v = (uintptr_t)ranges[y].first, bytes = n * sizeof(float);
-        if (u < v + bytes && v < u + bytes)
-          range_error(env, what + ": " + ranges[x].second + " and " + ranges[y].second + " overlap; p, g and the state must be distinct arrays");
+        const uintptr_t u = (uintptr_t)ranges[x].at, v = (uintptr_t)ranges[y].at;
+        if (u < v + ranges[y].bytes && v < u + ranges[x].bytes)
+          range_error(env, what + ": " + ranges[x].name + " and " + ranges[y].name +
+                               " overlap; p, g, the state and the 16-bit arrays must be distinct arrays");
       }
+  }
+  if (a.has_half) {
+    std::unique_ptr<cpu::HalfSlot> h(new cpu::HalfSlot());
+    h->dtype = a.half.dtype;
+    h->p16 = p16;
+    h->g16 = g16;
+    h->master = s.p != nullptr;
+    h->scaled = a.half.scaled;
+    h->inv_scale = a.half.inv_scale;
+    h->stochastic = a.half.stochastic;
+    h->key = a.half.key;
+    s.half = h.get();
+    halves.push_back(std::move(h));
   }
   s.outer = a.outer;
   s.channels = a.channels;
   s.inner = a.inner;
-  if (geometry) check_geometry(env, s.outer, s.channels, s.inner, s.numel, what, "p.length");
+  if (geometry) check_geometry(env, s.outer, s.channels, s.inner, s.numel, what, a.has_half ? "half.p16.length" : "p.length");
   s.eligible = a.eligible;
   s.step = a.step;
   return s;
@@ -260,9 +348,13 @@ int64_t parse_index(Napi::Env env, Napi::Value v, const std::string& what) {
 
 void collect_arrays(const std::vector<SlotArgs>& slots, std::vector<Napi::TypedArray>& out) {
   for (const SlotArgs& s : slots) {
-    out.push_back(s.p);
-    out.push_back(s.g);
+    if (s.has_p) out.push_back(s.p);
+    if (s.has_g) out.push_back(s.g);
     for (const Napi::TypedArray& t : s.state) out.push_back(t);
+    if (s.has_half) {
+      out.push_back(s.half.p16);
+      if (s.half.has_g16) out.push_back(s.half.g16);
+    }
   }
 }
 

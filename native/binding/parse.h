@@ -15,6 +15,7 @@
 
 #include <napi.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,10 +39,24 @@ OptKind parse_kind(Napi::Env env, Napi::Value v, const std::string& what);
 /** A Float64Array of exactly the policy's kHyperCount values that pass its check(); copied at once (no address is kept). */
 std::vector<double> parse_hyper(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what);
 
+/** A slot's 16-bit storage as read (`half` of lib/binding/types.ts AddonSlot). */
+struct HalfArgs {
+  int dtype = 0;  // 1 bfloat16, 2 float16
+  Napi::TypedArray p16, g16;
+  bool has_g16 = false;
+  bool scaled = false;
+  float inv_scale = 1.0f;
+  bool stochastic = false;
+  uint32_t key = 0;
+};
+
 /** One slot as read: its arrays (type-checked handles) and its numbers. */
 struct SlotArgs {
   std::string what;  // "step: slots[2]"
-  Napi::TypedArray p, g;
+  Napi::TypedArray p, g;  // p: float32 (the master of a 16-bit slot); either may be absent (has_p, has_g) on a 16-bit slot
+  bool has_p = true, has_g = true;
+  bool has_half = false;
+  HalfArgs half;
   std::vector<Napi::TypedArray> state;
   int64_t outer = 0, channels = 0, inner = 0;
   bool eligible = false;
@@ -49,17 +64,22 @@ struct SlotArgs {
 };
 
 /**
- * Reads one slot { p, g, state: Float32Array[kSlots], outer, channels, inner, eligible, step }:
- * types, counts, step an integer >= 1. `geometry` false: outer/channels/inner are not read (a
- * shard's geometry is the whole tensor's, read apart).
+ * Reads one slot { p, g, state: Float32Array[kSlots], outer, channels, inner, eligible, step,
+ * half? }: types, counts, step an integer >= 1. `geometry` false: outer/channels/inner are not
+ * read (a shard's geometry is the whole tensor's, read apart). A 16-bit slot has `half: { dtype,
+ * p16, g16?, invScale?, key? }`; then p is the float32 master or null (no master weights) and g is
+ * a float32 grad or null (exactly one of g and half.g16).
  */
 SlotArgs read_slot(Napi::Env env, OptKind kind, Napi::Value v, const std::string& what, bool geometry = true);
 
 /**
  * Binds a slot read by read_slot: no array detached, all the same length, (with `geometry`)
- * outer * channels * inner == that length, no two overlapping. Runs no JavaScript.
+ * outer * channels * inner == that length, no two overlapping. Runs no JavaScript. A 16-bit
+ * slot's HalfSlot is appended to `halves` (which must outlive the step; TensorSlot::half points
+ * into it).
  */
-cpu::TensorSlot bind_slot(Napi::Env env, OptKind kind, const SlotArgs& s, bool geometry = true);
+using HalfHold = std::vector<std::unique_ptr<cpu::HalfSlot>>;
+cpu::TensorSlot bind_slot(Napi::Env env, OptKind kind, const SlotArgs& s, HalfHold& halves, bool geometry = true);
 
 /** An array of slots, read; `fn` names the export. */
 std::vector<SlotArgs> read_slots(Napi::Env env, OptKind kind, Napi::Value slots, const std::string& fn);
@@ -89,8 +109,8 @@ cpu::protocol::Geometry parse_geometry(Napi::Env env, Napi::Value v, const std::
 int64_t parse_index(Napi::Env env, Napi::Value v, const std::string& what);
 
 /**
- * Every typed array handle of the slots, in order (p, g, state...): what an async step keeps
- * references to.
+ * Every typed array handle of the slots, in order (p, g, state..., p16, g16): what an async step
+ * keeps references to.
  */
 void collect_arrays(const std::vector<SlotArgs>& slots, std::vector<Napi::TypedArray>& out);
 

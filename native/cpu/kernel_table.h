@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "adamp/math.h"
+#include "half.h"
 #include "adamp/optim/registry.h"
 
 namespace adamp {
@@ -139,6 +140,13 @@ struct PolicyKernels {
 /** One instruction set's kernels for every registered policy: `of(P())`. */
 struct KernelTable {
   const char* name;
+  // 16-bit storage (kernels.h; bit-identical on every table to half.h's scalar reference).
+  /** dst = src widened (dtype 1 bfloat16, 2 float16, 0 float32), times inv when scaled: f32(f32(src) * inv). */
+  void (*half_widen)(int dtype, const void* src, float* dst, int64_t n, bool scaled, float inv);
+  /** dst = src rounded to nearest even (dtype 1 bfloat16, 2 float16). */
+  void (*half_narrow)(int dtype, const float* src, uint16_t* dst, int64_t n);
+  /** dst = src rounded to bfloat16 stochastically, as elements i0, i0 + 1, ... of a tensor with this key. */
+  void (*half_narrow_sr)(const float* src, uint16_t* dst, int64_t n, uint32_t key, uint32_t i0);
 #define ADAMP_KT_MEMBER(P) \
   PolicyKernels<P> k_##P;  \
   const PolicyKernels<P>& of(P) const { return k_##P; }

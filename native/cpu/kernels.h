@@ -559,6 +559,129 @@ static Norms one_pass(Span x, int64_t n, const typename P::Scalars& s, float wdf
   return out;
 }
 
+
+// ------------------------------------------------------------------------------------------------
+// 16-bit storage (docs/mixed-precision.md): the conversions a 16-bit tensor's units go through
+// (step.cpp converts each unit's p and g into per-thread float32 scratch, runs the kernels above
+// on it, and rounds p back). Bit for bit half.h's scalar reference on both tables: AVX2 converts
+// bfloat16 with integer shifts and float16 with F16C (NaN lanes patched to half.ts's patterns),
+// the portable table runs half.h itself. The tail of every call is half.h's scalar code.
+
+/** dst[i] = widen(src[i]) (dtype 1 bfloat16, 2 float16; 0: src is float32), times inv when `scaled`: f32(f32(g) * inv). */
+static void half_widen(int dtype, const void* src_v, float* dst, int64_t n, bool scaled, float inv) {
+  int64_t i = 0;
+  if (dtype == 0) {
+    const float* src = static_cast<const float*>(src_v);
+    if (scaled)
+      for (; i < n; ++i) dst[i] = src[i] * inv;
+    else
+      memcpy(dst, src, (size_t)n * sizeof(float));
+    return;
+  }
+  const uint16_t* src = static_cast<const uint16_t*>(src_v);
+#if defined(ADAMP_SIMD_AVX2)
+  const __m256 iv = _mm256_set1_ps(inv);
+  if (dtype == (int)HalfType::BFloat16) {
+    for (; i + 8 <= n; i += 8) {
+      const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(src + i)));
+      __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+      if (scaled) f = _mm256_mul_ps(f, iv);
+      _mm256_storeu_ps(dst + i, f);
+    }
+  } else {
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8) {
+      const __m128i h = _mm_loadu_si128((const __m128i*)(src + i));
+      const __m256i w = _mm256_cvtepu16_epi32(h);
+      // F16C quiets a signalling NaN; half.ts keeps the payload: sign | 0x7f800000 | m << 13.
+      const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x7fff)), _mm256_set1_epi32(0x7c00));
+      const __m256i nanv = _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x8000)), 16),
+                                                           _mm256_set1_epi32(0x7f800000)),
+                                           _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x3ff)), 13));
+      __m256 f = _mm256_blendv_ps(_mm256_cvtph_ps(h), _mm256_castsi256_ps(nanv), _mm256_castsi256_ps(nan));
+      if (scaled) f = _mm256_mul_ps(f, iv);
+      _mm256_storeu_ps(dst + i, f);
+    }
+#endif
+  }
+#endif
+  if (dtype == (int)HalfType::BFloat16) {
+    for (; i < n; ++i) dst[i] = scaled ? bf16_to_f32(src[i]) * inv : bf16_to_f32(src[i]);
+  } else {
+    for (; i < n; ++i) dst[i] = scaled ? f16_to_f32(src[i]) * inv : f16_to_f32(src[i]);
+  }
+}
+
+#if defined(ADAMP_SIMD_AVX2)
+/** Eight 32-bit lanes holding values <= 0xffff, as eight uint16 at dst. */
+static inline void half_store8(uint16_t* dst, __m256i r) {
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+  _mm_storeu_si128((__m128i*)dst, _mm256_castsi256_si128(packed));
+}
+/** Lanes whose float32 bits are NaN (magnitude above Infinity's). */
+static inline __m256i half_nan_lanes(__m256i b) {
+  return _mm256_cmpgt_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+}
+#endif
+
+/** dst[i] = src[i] rounded to nearest even (dtype 1 bfloat16, 2 float16). */
+static void half_narrow(int dtype, const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+#if defined(ADAMP_SIMD_AVX2)
+  if (dtype == (int)HalfType::BFloat16) {
+    for (; i + 8 <= n; i += 8) {
+      const __m256i b = _mm256_castps_si256(_mm256_loadu_ps(src + i));
+      const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+      __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), odd), 16);
+      r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), half_nan_lanes(b));
+      half_store8(dst + i, r);
+    }
+  } else {
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8) {
+      const __m256 x = _mm256_loadu_ps(src + i);
+      const __m256i b = _mm256_castps_si256(x);
+      const __m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      // F16C keeps a NaN's payload bits; half.ts gives sign | 0x7e00.
+      const __m256i nanv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x8000)), _mm256_set1_epi32(0x7e00));
+      const __m256i nan = half_nan_lanes(b);
+      const __m128i nan16 = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi32(nan, nan), 0x08));
+      const __m128i nanv16 = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(nanv, nanv), 0x08));
+      _mm_storeu_si128((__m128i*)(dst + i), _mm_blendv_epi8(h, nanv16, nan16));
+    }
+#endif
+  }
+#endif
+  if (dtype == (int)HalfType::BFloat16) {
+    for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+  } else {
+    for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+  }
+}
+
+/** dst[i] = src[i] rounded to bfloat16 stochastically as element i0 + i of a tensor with this key (uint32 arithmetic). */
+static void half_narrow_sr(const float* src, uint16_t* dst, int64_t n, uint32_t key, uint32_t i0) {
+  int64_t i = 0;
+#if defined(ADAMP_SIMD_AVX2)
+  const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (; i + 8 <= n; i += 8) {
+    __m256i h = _mm256_add_epi32(_mm256_set1_epi32((int)(key + i0 + (uint32_t)i)), step);
+    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+    h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0x85ebca6bu));
+    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
+    h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0xc2b2ae35u));
+    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+    const __m256i b = _mm256_castps_si256(_mm256_loadu_ps(src + i));
+    const __m256i a = _mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff));
+    const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x8000));
+    __m256i r = _mm256_or_si256(sign, _mm256_srli_epi32(_mm256_add_epi32(a, _mm256_and_si256(h, _mm256_set1_epi32(0xffff))), 16));
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), half_nan_lanes(b));
+    half_store8(dst + i, r);
+  }
+#endif
+  for (; i < n; ++i) dst[i] = f32_to_bf16_sr(src[i], key, i0 + (uint32_t)i);
+}
+
 // ------------------------------------------------------------------------------------------------
 // The table: every registered policy's kernels.
 
@@ -587,6 +710,9 @@ static PolicyKernels<P> make_policy_kernels() {
 static KernelTable make_table(const char* name) {
   KernelTable t;
   t.name = name;
+  t.half_widen = half_widen;
+  t.half_narrow = half_narrow;
+  t.half_narrow_sr = half_narrow_sr;
 #define ADAMP_KT_FILL(P) t.k_##P = make_policy_kernels<P>();
   ADAMP_OPTIMIZERS(ADAMP_KT_FILL)
 #undef ADAMP_KT_FILL

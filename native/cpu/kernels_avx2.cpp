@@ -1,4 +1,4 @@
-// The AVX2+FMA kernel table. This TU alone is compiled with -mavx2 -mfma (never -march=native);
+// The AVX2+FMA(+F16C) kernel table. This TU alone is compiled with -mavx2 -mfma -mf16c (never -march=native);
 // it is only called after the CPU was checked at run time (cpu_features.cpp), and it uses no
 // std:: templates whose AVX2 copies the linker could pick for portable code.
 #include <immintrin.h>

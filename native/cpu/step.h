@@ -19,6 +19,24 @@ namespace adamp {
 namespace cpu {
 
 /**
+ * The 16-bit storage of a tensor (docs/mixed-precision.md). The step converts each unit's p and g
+ * into per-thread float32 scratch, runs the float32 kernels on it and rounds the unit's p back
+ * into p16 (nearest even, or bfloat16 stochastic rounding of element e with fmix32(key + e), e
+ * counted from the whole tensor's first element): bit-identical to widening the whole tensor,
+ * stepping it in float32 and rounding it back (the facade's staging, lib/core/half.ts).
+ */
+struct HalfSlot {
+  int dtype;             // 1 bfloat16, 2 float16 (HalfType in half.h)
+  uint16_t* p16;         // the param's bits, numel elements; rounded back after the step
+  const uint16_t* g16;   // the grad's bits (same dtype), or null: TensorSlot::g is a float32 grad
+  bool master;           // TensorSlot::p is a float32 master copy stepped in place; else p is null and p16 is stepped
+  bool scaled;           // g is read as f32(f32(g) * inv_scale)
+  float inv_scale;
+  bool stochastic;       // bfloat16 only
+  uint32_t key;          // the tensor's rounding key at this step (half.ts roundingKey)
+};
+
+/**
  * One tensor: element i belongs to output channel (i / inner) % channels, numel = outer *
  * channels * inner (see lib/backends/engine.ts Slot). `state` holds the policy's kSlots state
  * arrays in its spec's order (AdamP: exp_avg, exp_avg_sq; SGDP and SGD: the momentum buffer);
@@ -34,6 +52,7 @@ struct TensorSlot {
   int64_t inner;
   bool eligible;  // ndim > 1: the projection test runs (projecting policies only)
   double step;    // the tensor's count after this step's increment (1 at its first step)
+  const HalfSlot* half = nullptr;  // 16-bit storage, or null (float32 p and g)
 };
 
 struct StepConfig {
@@ -127,7 +146,7 @@ void finish(OptKind kind, const Geometry& geo, const double* decision, size_t de
 // ------------------------------------------------------------------------------------------------
 
 enum class Simd { Portable = 0, Avx2 = 1 };
-/** Whether this CPU and this build can run the AVX2+FMA kernels. */
+/** Whether this CPU and this build can run the AVX2+FMA(+F16C) kernels. */
 bool avx2_available();
 /** The kernels in use: AVX2 when available unless set_simd said otherwise. */
 Simd simd();

@@ -17,11 +17,12 @@
 import { readEnv } from '../../core/env';
 import { Decision, Info, INFO_STRIDE } from '../../core/info';
 import type { AnySpec } from '../../optim/spec';
-import type { Engine, Geometry, ShardJob, Slot, StepJob, StepOptions, StepProtocol } from '../engine';
+import type { Engine, Geometry, Shard, ShardJob, Slot, StepJob, StepOptions, StepProtocol } from '../engine';
 import { planOf, UNIT, unitChannels, type JsPlan } from './plan';
 import { applyRows, NORM_STRIDE, onePass, PART_STRIDE, statsRows, type ApplyArgs } from './loops';
 import { decideTensor, foldNorms, SumsScratch, writeDecided, writeOnePass } from './records';
 import { DEFAULT_CHUNK, wasmKernel, wasmTensor, type WasmKernel, type WasmPlan } from './wasm';
+import { stageHalfSlot } from './half';
 
 export interface JsEngineOptions {
   /**
@@ -69,13 +70,15 @@ export class JsEngine implements Engine {
     const { spec, slots, info } = job;
     const kernel = this.kernel;
     for (let k = 0; k < slots.length; k++) {
-      const s = slots[k];
+      // 16-bit slots: stepped on float32 scratch, rounded back after (./half.ts)
+      const { slot: s, commit } = stageHalfSlot(slots[k]);
       const o = k * INFO_STRIDE;
       if (kernel !== null && kernel.takes(spec, s)) {
         wasmTensor(kernel, this.wplan, spec, job.options, s, info, o, options.norms, this.sums, (n) => this.scratch(n));
       } else {
         this.tensor(spec, job.options, s, info, o, options.norms);
       }
+      commit();
     }
   }
 
@@ -143,7 +146,8 @@ class JsProtocol implements StepProtocol {
   }
 
   stats(job: ShardJob, u0: number, u1: number): Float64Array {
-    const { spec, shard } = job;
+    const { spec } = job;
+    const shard = stageHalfSlot(job.shard, job.shard.offset).slot; // pass 1 writes no param: nothing to round back
     const g = geometryOf(shard);
     g.numel = shard.numel;
     const plan = this.checkedPlan(spec, g, shard, u0, u1);
@@ -183,7 +187,15 @@ class JsProtocol implements StepProtocol {
   }
 
   apply(job: ShardJob, decision: Float64Array, u0: number, u1: number, options: StepOptions): Float64Array {
-    const { spec, shard } = job;
+    const { spec } = job;
+    const { slot: shard, commit } = stageHalfSlot(job.shard, job.shard.offset);
+    const out = this.applyShard(job, shard, decision, u0, u1, options);
+    commit();
+    return out;
+  }
+
+  private applyShard(job: ShardJob, shard: Shard, decision: Float64Array, u0: number, u1: number, options: StepOptions): Float64Array {
+    const { spec } = job;
     const g = geometryOf(shard);
     g.numel = shard.numel;
     const plan = this.checkedPlan(spec, g, shard, u0, u1);

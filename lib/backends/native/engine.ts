@@ -8,9 +8,9 @@
  * stay where the worker thread writes them (see keepInPlace). Direct callers of `addon.stepAsync`
  * get neither: they must not transfer or resize an array until its promise settles.
  */
-import type { Engine, Geometry, ShardJob, StepJob, StepOptions, StepProtocol } from '../engine';
+import type { Engine, Geometry, Shard, ShardJob, Slot, StepJob, StepOptions, StepProtocol } from '../engine';
 import type { AnySpec } from '../../optim/spec';
-import type { Addon, AddonJob } from '../../binding/types';
+import type { Addon, AddonJob, AddonShard, AddonSlot } from '../../binding/types';
 import { markAsUntransferable } from 'node:worker_threads';
 import { AdampError, invalid } from '../../errors';
 import { fromAddon } from '../../binding/errors';
@@ -85,6 +85,36 @@ function holdBuffers(buffers: Set<ArrayBufferLike>, done: Promise<unknown>): voi
   done.then(release, release);
 }
 
+/**
+ * A slot on the wire: a float32 slot as it is; a 16-bit one with `p` null when there is no master
+ * copy and `g` null when the grad is `half.g16` (the core converts each unit itself).
+ */
+function wire(s: Slot): AddonSlot {
+  const h = s.half;
+  if (h === undefined) return s;
+  return {
+    ...s, p: h.master ? s.p : null, g: h.g16 !== null ? null : s.g,
+    half: {
+      dtype: h.dtype, p16: h.p16, g16: h.g16,
+      ...(h.invScale !== undefined ? { invScale: h.invScale } : {}), ...(h.key !== undefined ? { key: h.key } : {}),
+    },
+  };
+}
+
+function wireShard(s: Shard): AddonShard {
+  return s.half === undefined ? s : { ...wire(s), offset: s.offset, numel: s.numel } as AddonShard;
+}
+
+/** Every array a slot's step reads or writes (the 16-bit ones included). */
+function slotArrays(s: Slot): Array<[string, ArrayBufferView]> {
+  const out: Array<[string, ArrayBufferView]> = [['p', s.p], ['g', s.g], ...s.state.map((a, i): [string, ArrayBufferView] => [`state[${i}]`, a])];
+  if (s.half !== undefined) {
+    out.push(['half.p16', s.half.p16]);
+    if (s.half.g16 !== null) out.push(['half.g16', s.half.g16]);
+  }
+  return out;
+}
+
 function call<T>(f: () => T): T {
   try {
     return f();
@@ -108,7 +138,7 @@ class NativeProtocol implements StepProtocol {
   }
 
   stats(job: ShardJob, u0: number, u1: number): Float64Array {
-    return call(() => this.addon.protocolStats(job.spec.kind, job.shard, job.hyper, u0, u1));
+    return call(() => this.addon.protocolStats(job.spec.kind, wireShard(job.shard), job.hyper, u0, u1));
   }
 
   decide(spec: AnySpec, geometry: Geometry, _options: Readonly<Record<string, unknown>>, hyper: Float64Array, partials: Float64Array): Float64Array {
@@ -116,7 +146,7 @@ class NativeProtocol implements StepProtocol {
   }
 
   apply(job: ShardJob, decision: Float64Array, u0: number, u1: number, options: StepOptions): Float64Array {
-    return call(() => this.addon.protocolApply(job.spec.kind, job.shard, job.hyper, decision, u0, u1, options.norms));
+    return call(() => this.addon.protocolApply(job.spec.kind, wireShard(job.shard), job.hyper, decision, u0, u1, options.norms));
   }
 
   finish(spec: AnySpec, geometry: Geometry, decision: Float64Array, norms: Float64Array, info: Float64Array, at: number): void {
@@ -141,7 +171,7 @@ export class NativeEngine implements Engine {
   }
 
   step(job: StepJob, options: StepOptions): void {
-    call(() => this.addon.step(job.spec.kind, job.slots, job.hyper, job.info, { threads: this.threads, norms: options.norms }));
+    call(() => this.addon.step(job.spec.kind, job.slots.map(wire), job.hyper, job.info, { threads: this.threads, norms: options.norms }));
   }
 
   /**
@@ -158,8 +188,7 @@ export class NativeEngine implements Engine {
       }
       for (let k = 0; k < job.slots.length; k++) {
         const s = job.slots[k];
-        const arrays: Array<[string, ArrayBufferView]> = [['p', s.p], ['g', s.g], ...s.state.map((a, i): [string, ArrayBufferView] => [`state[${i}]`, a])];
-        for (const [name, a] of arrays) {
+        for (const [name, a] of slotArrays(s)) {
           if (resizable(a)) {
             return Promise.reject(invalid(`stepAsync: jobs[${j}].slots[${k}].${name} is backed by a resizable ArrayBuffer; async steps need fixed-size buffers (use step())`));
           }
@@ -173,13 +202,9 @@ export class NativeEngine implements Engine {
     };
     for (const j of jobs) {
       keep(j.info);
-      for (const s of j.slots) {
-        keep(s.p);
-        keep(s.g);
-        for (const a of s.state) keep(a);
-      }
+      for (const s of j.slots) for (const [, a] of slotArrays(s)) keep(a);
     }
-    const addonJobs: AddonJob[] = jobs.map((j) => ({ kind: j.spec.kind, slots: j.slots, hyper: j.hyper, info: j.info }));
+    const addonJobs: AddonJob[] = jobs.map((j) => ({ kind: j.spec.kind, slots: j.slots.map(wire), hyper: j.hyper, info: j.info }));
     let done: Promise<void>;
     try {
       done = this.addon.stepAsync(addonJobs, { threads: this.threads, norms: options.norms });
