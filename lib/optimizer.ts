@@ -444,8 +444,6 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
           if (p.data.device !== this.device) {
             throw invalid(`${label(p, index)} lives on device ${p.data.device}, but this optimizer steps device ${this.device}; one optimizer per device`);
           }
-        } else if (isHalfParam(p) && this.backend === 'cuda') {
-          throw new AdampError('ERR_ADAMP_UNSUPPORTED', `${label(p, index)} has dtype '${p.dtype}', which the 'cuda' backend cannot step yet (16-bit params run on the 'js' and 'native' backends; docs/mixed-precision.md)`);
         }
         index++;
       }
@@ -455,8 +453,10 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   /** The public form of a param's state (a copy); device params' state comes from the device. */
   private exportState(p: AnyParam, s: ParamState): S {
     let slots = s.slots;
+    let deviceMaster: Float32Array | undefined;
     if (isDeviceParam(p)) {
       const onDevice = this.engine.readDeviceState?.(p);
+      deviceMaster = onDevice?.[this.spec.slots.length]; // 16-bit device params: master weights after the slots
       if (onDevice) slots = onDevice;
       else if (slots.length === 0 || slots[0].length !== p.data.numel) slots = this.spec.slots.map(() => new Float32Array(p.data.numel));
     }
@@ -465,6 +465,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     this.spec.slots.forEach((def, k) => { out[def.key] = slots[k].slice(); });
     if (s.dtype !== 'float32') out.dtype = s.dtype;
     if (s.master !== undefined) out.master = s.master.slice();
+    if (deviceMaster !== undefined) out.master = deviceMaster;
     return out as S;
   }
 
@@ -607,9 +608,18 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
           const base = { state: s.slots, step: s.step + 1, ...geometry(q) };
           if (isDeviceParam(q)) {
             const g = q.grad;
+            const dtype = q.data.dtype;
             slots.push({
-              p: EMPTY, g: isFloat32Array(g) ? g : EMPTY, ...base,
-              device: { key: p, numel, p: q.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
+              p: EMPTY, g: g instanceof DeviceTensor ? EMPTY : stageGrad(q, s, invScale), ...base,
+              device: {
+                key: p, numel, p: q.data.view(), g: g instanceof DeviceTensor ? g.view() : null,
+                ...(dtype === 'float32' ? {} : {
+                  half: {
+                    master: this.masterWeights, ...(s.master !== undefined ? { loaded: s.master } : {}),
+                    stochastic: this.rounding.stochastic && dtype === 'bfloat16', seed: this.rounding.seed >>> 0, index: index >>> 0,
+                  },
+                }),
+              },
             });
           } else if (isHalfParam(q)) {
             slots.push({ p: this.stageHalf(q, s, index, writeBack), g: stageGrad(q, s, invScale), ...base });
@@ -651,6 +661,8 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
 
   /** The step ran: round 16-bit params back, keep new state, advance step counts, publish diagnostics. */
   private commit(plan: Plan): void {
+    // CUDA: host 16-bit params were stepped on their staged float32 arrays on the device; bring the values back to round them
+    if (plan.writeBack.length > 0) this.engine.syncStaged?.(plan.writeBack.map((w) => w.from));
     for (const w of plan.writeBack) {
       if (w.key === undefined) float32ToHalf(w.from, w.dtype, w.bits);
       else float32ToBf16Stochastic(w.from, w.key, w.bits);
@@ -776,7 +788,7 @@ function checkDeviceAliasing(views: Array<{ view: DeviceView; index: number }>, 
     const a = sorted[k - 1];
     const b = sorted[k];
     const ta = params[a.index].data as DeviceTensor;
-    if (a.view.device === b.view.device && b.view.pointer < a.view.pointer + BigInt(ta.extent) * 4n) {
+    if (a.view.device === b.view.device && b.view.pointer < a.view.pointer + BigInt(ta.extent * (ta.dtype === 'float32' ? 4 : 2))) {
       throw invalid(`data of ${label(params[b.index], b.index)} overlaps the data of ${label(params[a.index], a.index)} in device memory; each param needs its own memory`);
     }
   }

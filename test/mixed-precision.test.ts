@@ -526,25 +526,28 @@ describe('sharded steps', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// The cuda backend refuses 16-bit params (last in this file: it replaces the cuda provider here)
+// The cuda backend takes 16-bit host params staged as float32 (last in this file: it replaces the
+// cuda provider here; the CUDA kernels themselves: test/cuda-mixed.test.ts)
 
 describe('cuda', () => {
-  test('16-bit params on the cuda backend are refused with ERR_ADAMP_UNSUPPORTED, at construction and in addParamGroup', () => {
+  test('16-bit host params on the cuda backend: the engine steps their float32 staging, syncStaged brings it back, the facade rounds', () => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const select = require('../lib/backends/select') as typeof import('../lib/backends/select');
-    let steps = 0;
+    const synced: Float32Array[] = [];
     select.registerProvider('cuda', () => ({
       report: () => ({ name: 'cuda', available: true, reason: 'a stand-in for this test' }),
-      create: () => ({ name: 'cuda', step: () => { steps++; } }),
+      create: () => ({
+        name: 'cuda',
+        step: (job: { slots: readonly { p: Float32Array }[] }) => { for (const sl of job.slots) for (let i = 0; i < sl.p.length; i++) sl.p[i] += 1; },
+        syncStaged: (arrays: readonly Float32Array[]) => { synced.push(...arrays); },
+      }),
     }));
-    const h = (): HalfParam => ({ name: 'h', shape: [2], dtype: 'bfloat16', data: new Uint16Array(2), grad: new Uint16Array(2) });
-    expect(codeOf(() => new AdamP([h()], {}, { backend: 'cuda' }))).toBe(
-      "ERR_ADAMP_UNSUPPORTED: param 'h' has dtype 'bfloat16', which the 'cuda' backend cannot step yet (16-bit params run on the 'js' and 'native' backends; docs/mixed-precision.md)");
-    const f: Param = { name: 'f', shape: [2], data: new Float32Array(2), grad: new Float32Array(2) };
-    const opt = new AdamP([f], {}, { backend: 'cuda' });
-    expect(codeOf(() => opt.addParamGroup({ params: [h() as never] }))).toMatch(/^ERR_ADAMP_UNSUPPORTED: param 'h' has dtype 'bfloat16'/);
-    expect(opt.paramGroups).toHaveLength(1);
+    const h: HalfParam = { name: 'h', shape: [2], dtype: 'bfloat16', data: float32ToHalf(new Float32Array([1, 2]), 'bfloat16'), grad: new Uint16Array(2) };
+    const opt = new AdamP([h], {}, { backend: 'cuda' });
     opt.step();
-    expect(steps).toBe(1);
+    expect(synced).toHaveLength(1);
+    expect(Array.from(synced[0])).toEqual([2, 3]); // the master weights, stepped by the stand-in
+    expect(Array.from(halfToFloat32(h.data as Uint16Array, 'bfloat16'))).toEqual([2, 3]);
+    expect((opt.stateDict().state[0] as unknown as { master: Float32Array }).master).toEqual(new Float32Array([2, 3]));
   });
 });

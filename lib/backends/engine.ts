@@ -56,6 +56,8 @@ export interface DeviceView {
   shape: readonly number[];
   /** Element strides, or `null` when row-major contiguous. */
   strides: readonly number[] | null;
+  /** Element type (absent: float32). 16-bit views are contiguous. */
+  dtype?: 'float32' | 'bfloat16' | 'float16';
 }
 
 /** The device side of a slot. */
@@ -66,6 +68,18 @@ export interface DeviceSlot {
   p: DeviceView;
   /** The gradient in device memory, or `null` when `Slot.g` is a host array to upload. */
   g: DeviceView | null;
+  /** A 16-bit param (`p.dtype` bfloat16 or float16): how it is rounded back, and its master weights. */
+  half?: {
+    /** Float32 master weights kept in the device state (`config.masterWeights`). */
+    master: boolean;
+    /** Loaded master weights to upload when the device has none yet (else they start as the param widened). */
+    loaded?: Float32Array;
+    /** bfloat16 stochastic rounding with `seed` (the key uses the device's step count and `index`). */
+    stochastic: boolean;
+    seed: number;
+    /** The param's index over all groups (lib/core/half.ts roundingKey). */
+    index: number;
+  };
 }
 
 /** One group's step: every slot with one set of hyperparameters. */
@@ -108,6 +122,8 @@ export interface Engine {
   dispose?(): void;
   /** CUDA: the state slots of a device param (`DeviceSlot.key`) copied to the host, or undefined when it has none on the device. */
   readDeviceState?(key: object): Float32Array[] | undefined;
+  /** CUDA: host 16-bit params' staged float32 arrays: the step's values downloaded into them now (waits), uploaded again next step. */
+  syncStaged?(arrays: readonly Float32Array[]): void;
   /** CUDA: queue steps on a caller's stream from now on (`null`: the engine's own). */
   setStream?(stream: bigint | null): void;
   /** CUDA: the stream steps are queued on now. */

@@ -24,7 +24,7 @@ import type { Engine, Slot, StepJob, StepOptions } from '../engine';
 import { INFO_STRIDE } from '../../core/info';
 import { invalid } from '../../errors';
 import {
-  CudaBuffer, CudaExternal, type CudaAddon, type CudaBufferHandle, type CudaConfig, type CudaHandle, type CudaKind,
+  CudaBuffer, CudaDtype, CudaExternal, CudaStorage, type CudaAddon, type CudaBufferHandle, type CudaConfig, type CudaHandle, type CudaKind,
 } from './binding';
 
 interface Entry {
@@ -44,6 +44,11 @@ interface Entry {
   staged: bigint | null;
   /** Buffers standing in for an external p or g when this step's tensor is strided, or its gradient on the host. */
   scratch: { p?: CudaBufferHandle; g?: CudaBufferHandle };
+  /** 16-bit device params: the storage bits and rounding index last set (cudaSetStorage); -1 before. */
+  storage: number;
+  index: number;
+  /** Host 16-bit params: the staged float32 array was downloaded for rounding (syncStaged); upload it again before the next step. */
+  restage: boolean;
 }
 
 export interface CudaEngineOptions {
@@ -130,18 +135,36 @@ export class CudaEngine implements Engine {
     for (const h of this.contexts.values()) this.addon.cudaSync(h);
   }
 
-  /** The state slots of a device param, copied to the host (undefined when it has none on the device). */
+  /**
+   * The state slots of a device param, copied to the host (undefined when it has none on the
+   * device), followed by its master weights when it is a 16-bit param that keeps them.
+   */
   readDeviceState(key: object): Float32Array[] | undefined {
     const e = this.entries.get(key);
     if (e === undefined || e.p !== null) return undefined;
     const n = e.state.length;
     const out: Float32Array[] = [];
-    for (let k = 0; k < n; k++) {
+    const withMaster = e.storage >= 0 && (e.storage & CudaStorage.master) !== 0;
+    for (let k = 0; k < n + (withMaster ? 1 : 0); k++) {
       const a = new Float32Array(e.numel);
       this.addon.cudaDownload(e.h, e.id, CudaBuffer.state(k), a);
       out.push(a);
     }
     return out;
+  }
+
+  /**
+   * Host 16-bit params (the facade stages them as float32 and rounds them back after the step):
+   * the stepped values downloaded into their staged arrays now (waits for the device), and
+   * uploaded again before the next step, which stages them anew.
+   */
+  syncStaged(arrays: readonly Float32Array[]): void {
+    for (const a of arrays) {
+      const e = this.entries.get(a);
+      if (e === undefined || e.p === null) continue;
+      this.addon.cudaDownload(e.h, e.id, CudaBuffer.p, a);
+      e.restage = true;
+    }
   }
 
   setStream(stream: bigint | null): void {
@@ -246,6 +269,37 @@ export class CudaEngine implements Engine {
     for (let k = 0; k < ids.length; k++) pending.set(ids[k], { info, index: k });
   }
 
+  /**
+   * A 16-bit device param: its storage (the param's and gradient's dtypes, master weights,
+   * rounding) set when it changed, the param and gradient bound (a host or strided gradient
+   * through a float32 scratch), and a new tensor's master weights: the loaded ones uploaded, or the
+   * param widened on the device.
+   */
+  private prepareHalf(h: CudaHandle, e: Entry, d: NonNullable<Slot['device']>, s: Slot, fresh: boolean, nslots: number): void {
+    const half = d.half!;
+    const gDevice = d.g !== null && d.g.strides === null && (e.external & CudaExternal.g) !== 0;
+    const storage = DTYPE_CODE[d.p.dtype ?? 'float32'] | CudaStorage.grad(gDevice ? DTYPE_CODE[d.g!.dtype ?? 'float32'] : CudaDtype.float32) |
+      (half.master ? CudaStorage.master : 0) | (half.stochastic ? CudaStorage.stochastic : 0);
+    if (storage !== e.storage || half.index !== e.index) {
+      this.addon.cudaSetStorage(h, e.id, storage, half.seed, half.index);
+      e.storage = storage;
+      e.index = half.index;
+    }
+    this.addon.cudaBind(h, e.id, CudaBuffer.p, d.p.pointer);
+    e.staged = null;
+    if (gDevice) {
+      this.addon.cudaBind(h, e.id, CudaBuffer.g, d.g!.pointer);
+    } else {
+      const buf = this.ownBuffer(e, 'g');
+      if (d.g !== null) this.addon.cudaCopyStrided(h, buf, null, d.g.pointer, d.g.strides, d.g.shape);
+      else this.addon.cudaUpload(h, e.id, CudaBuffer.g, s.g);
+    }
+    if (fresh && half.master) {
+      if (half.loaded !== undefined && half.loaded.length === e.numel) this.addon.cudaUpload(h, e.id, CudaBuffer.state(nslots), half.loaded);
+      else this.addon.cudaInitMaster(h, e.id);
+    }
+  }
+
   /** Device ids of the slots: new tensors are added (state uploaded when the host has it), gradients uploaded or bound. */
   private prepare(h: CudaHandle, kind: string, slots: readonly Slot[]): Int32Array {
     const nslots = this.kindInfo(kind).slots;
@@ -254,6 +308,7 @@ export class CudaEngine implements Engine {
       const s = slots[k];
       const d = s.device;
       const key = keyOf(s);
+      let fresh = false;
       if (s.state.length !== nslots) {
         throw invalid(`CudaEngine: ${kind} keeps ${nslots} state slot(s), slot ${k} has ${s.state.length}`);
       }
@@ -265,22 +320,29 @@ export class CudaEngine implements Engine {
       if (e === undefined) {
         const known = this.entries.get(key);
         const numel = d ? d.numel : s.p.length;
-        const external = d ? (d.p.strides === null ? CudaExternal.p : 0) | (d.g !== null && d.g.strides === null ? CudaExternal.g : 0) : 0;
+        // 16-bit params are contiguous and always external (their 16-bit gradient too; a host or strided one goes through a float32 scratch bound in its place)
+        const external = d ? (d.half ? CudaExternal.p | CudaExternal.g : (d.p.strides === null ? CudaExternal.p : 0) | (d.g !== null && d.g.strides === null ? CudaExternal.g : 0)) : 0;
         const id = known?.id ?? this.addon.cudaAddTensor(h, numel, s.outer, s.channels, s.inner, s.eligible, external);
         e = {
           h, id, p: d ? null : s.p, state: s.state, numel, steps: known?.steps ?? 0,
           external: known?.external ?? external, staged: null, scratch: known?.scratch ?? {},
+          storage: known?.storage ?? -1, index: known?.index ?? 0, restage: false,
         };
+        fresh = true;
         if (!d) this.addon.cudaUpload(h, id, CudaBuffer.p, s.p);
         // Device params start with zero state made on the device (empty arrays), or upload loaded state.
         s.state.forEach((a, i) => { if (a.length === numel) this.addon.cudaUpload(h, id, CudaBuffer.state(i), a); });
         this.entries.set(key, e);
       }
+      if (!fresh && e.restage) this.addon.cudaUpload(h, e.id, CudaBuffer.p, s.p);
+      e.restage = false;
       if (e.steps !== s.step - 1) {
         this.addon.cudaSetStep(h, e.id, s.step - 1);
         e.steps = s.step - 1;
       }
-      if (d) {
+      if (d?.half) {
+        this.prepareHalf(h, e, d, s, fresh, nslots);
+      } else if (d) {
         // The param: bound in place when contiguous, else gathered into a buffer of ours (scattered back after the step).
         if (d.p.strides === null && e.external & CudaExternal.p) {
           this.addon.cudaBind(h, e.id, CudaBuffer.p, d.p.pointer);
@@ -305,6 +367,8 @@ export class CudaEngine implements Engine {
     return ids;
   }
 }
+
+const DTYPE_CODE = { float32: CudaDtype.float32, bfloat16: CudaDtype.bfloat16, float16: CudaDtype.float16 } as const;
 
 function keyOf(s: Slot): object {
   return s.device ? s.device.key : s.p;
