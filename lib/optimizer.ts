@@ -29,6 +29,18 @@ import type {
  */
 export const SCALED_STEP: unique symbol = Symbol('adamp.scaledStep');
 
+/**
+ * The loss-scaled step with the scale on the device (GradScaler on the cuda backend):
+ * `optimizer[DEVICE_SCALED_STEP]({ scale, found })` queues the check of every grad into the device
+ * int at `found` and the step, which changes nothing when it is set; no host sync. Host step counts
+ * and `lastStepSkipped` are brought up to date from the device when read (`settleDeviceSteps`).
+ */
+export const DEVICE_SCALED_STEP: unique symbol = Symbol('adamp.deviceScaledStep');
+/** Queues GradScaler's scale update on the device, on this optimizer's stream (cuda backend). */
+export const DEVICE_SCALER_UPDATE: unique symbol = Symbol('adamp.deviceScalerUpdate');
+/** The CUDA device ordinal an optimizer steps on (GradScaler allocates its device state there). */
+export const DEVICE_ORDINAL: unique symbol = Symbol('adamp.deviceOrdinal');
+
 const EMPTY = new Float32Array(0);
 const PROJECTION: Readonly<Record<number, Projection>> = {
   [Decision.none]: 'none', [Decision.channel]: 'channel', [Decision.layer]: 'layer',
@@ -95,6 +107,9 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   readonly masterWeights: boolean;
   private readonly rounding: { stochastic: boolean; seed: number };
   private skippedLast = false;
+  /** Device-scaled steps not yet read back: the last one's first tensor (its skip flag), and every stepped state with its slot key. */
+  private pendingSkip: object | null = null;
+  private unsettled = new Map<ParamState, { p: AnyParam; key: object }>();
   private readonly state = new Map<AnyParam, ParamState>();
   /** Device params whose state lives on the device: the element count it was created for. */
   private readonly deviceNumel = new Map<AnyParam, number>();
@@ -201,9 +216,66 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     return true;
   }
 
-  /** Whether the last step was skipped by loss scaling (a non-finite grad; see GradScaler). */
+  /** Whether the last step was skipped by loss scaling (a non-finite grad; see GradScaler). CUDA with the scale on the device: reads the device (waits). */
   get lastStepSkipped(): boolean {
+    this.settleDeviceSteps();
     return this.skippedLast;
+  }
+
+  /** See DEVICE_SCALED_STEP. */
+  [DEVICE_SCALED_STEP](dev: { scale: bigint; found: bigint }): void {
+    this.assertUsable();
+    if (this.engine.stepScaled === undefined) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `the '${this.backend}' backend keeps no loss scale on a device`);
+    const plan = this.plan(1, false); // grads are read as they are; the kernels multiply by the device's 1 / scale
+    this.engine.stepScaled(plan.jobs, this.stepOptions, dev, this.spec.kind);
+    const keys = plan.jobs.flatMap((j) => j.slots.filter((sl) => (sl.device ? sl.device.numel : sl.p.length) > 0).map((sl) => (sl.device ? sl.device.key : sl.p)));
+    if (plan.writeBack.length > 0 && keys.length > 0 && this.engine.lastSkipped!(keys[0])) {
+      // host 16-bit params are rounded on the host from the device's values: the outcome is needed now (one sync)
+      this.skip();
+      return;
+    }
+    this.commit(plan); // step counts advanced here; settled from the device when read
+    const slots = plan.jobs.flatMap((j) => j.slots); // in plan.stepped's order
+    plan.stepped.forEach((st, i) => this.unsettled.set(st.s, { p: st.p, key: slots[i].device?.key ?? slots[i].p }));
+    this.pendingSkip = keys.length > 0 ? keys[0] : null;
+  }
+
+  /** See DEVICE_ORDINAL. */
+  get [DEVICE_ORDINAL](): number {
+    return this.device;
+  }
+
+  /** See DEVICE_SCALER_UPDATE. */
+  [DEVICE_SCALER_UPDATE](state: bigint, mask: number, hostFound: boolean, growth: number, backoff: number, interval: number): void {
+    this.assertUsable();
+    if (this.engine.scalerUpdate === undefined) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `the '${this.backend}' backend keeps no loss scale on a device`);
+    this.engine.scalerUpdate(state, mask, hostFound, growth, backoff, interval);
+  }
+
+  /**
+   * After device-scaled steps the host's step counts assumed every step ran: read the device's
+   * counts (a state whose count is 0 was never really stepped and is dropped, as after a skipped
+   * first step on the host), and whether the last step was skipped. Waits for the device.
+   */
+  private settleDeviceSteps(): void {
+    if (this.pendingSkip !== null) {
+      const skipped = this.engine.lastSkipped!(this.pendingSkip);
+      this.pendingSkip = null;
+      if (skipped) this.skip();
+    }
+    if (this.unsettled.size === 0) return;
+    const entries = [...this.unsettled];
+    this.unsettled = new Map();
+    const counts = this.engine.deviceSteps!(entries.map(([, v]) => v.key));
+    entries.forEach(([s, { p }], i) => {
+      const n = counts[i];
+      if (n === undefined) return;
+      s.step = n;
+      if (n === 0 && this.state.get(p) === s) {
+        this.state.delete(p);
+        this.deviceNumel.delete(p);
+      }
+    });
   }
 
   /** A skipped step: nothing changed; diagnostics say so (every param `no_grad`). */
@@ -262,6 +334,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
 
   /** Per-param diagnostics of the last step, in order over all groups (empty before the first step). */
   get lastStepInfo(): readonly ParamStepInfo[] {
+    this.settleDeviceSteps();
     if (this.lastInfo === null) {
       this.assertIdle();
       this.engine.flushInfo?.();
@@ -274,6 +347,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   stateDict(): StateDict<S, O> {
     this.assertIdle();
     this.engine.flush?.();
+    this.settleDeviceSteps();
     const state: { [i: number]: S } = {};
     const paramGroups: StateDict<S, O>['paramGroups'] = [];
     let index = 0;
@@ -298,6 +372,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
    */
   loadStateDict(sd: StateDict<S, O>): void {
     this.assertIdle();
+    this.settleDeviceSteps();
     const spec = this.spec;
     if (!isPlainObject(sd)) throw invalid(`stateDict must be an object { state, paramGroups }, got ${describe(sd)}`);
     rejectUnknown(sd, ['state', 'paramGroups'], 'stateDict', 'a state dict key', false);
@@ -663,6 +738,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   private commit(plan: Plan): void {
     // CUDA: host 16-bit params were stepped on their staged float32 arrays on the device; bring the values back to round them
     if (plan.writeBack.length > 0) this.engine.syncStaged?.(plan.writeBack.map((w) => w.from));
+    this.pendingSkip = null; // this step ran (a device-scaled step sets it again after)
     for (const w of plan.writeBack) {
       if (w.key === undefined) float32ToHalf(w.from, w.dtype, w.bits);
       else float32ToBf16Stochastic(w.from, w.key, w.bits);

@@ -340,3 +340,110 @@ onGpu('binding: the mixed-precision exports check their arguments', () => {
     st.dispose();
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Loss scaling on the device: the found-inf flag, the skip and the scale update stay on the device
+
+onGpu('GradScaler with the scale on the device', () => {
+  /** Non-finite values in some steps' grads (in the grad's own type): step 1 param 2 Infinity, step 3 param 0 NaN. */
+  const inject = (s: number, grads: Float32Array[]): void => {
+    if (s === 1) grads[2][5] = Infinity;
+    if (s === 3) grads[0][0] = NaN;
+  };
+
+  test.each([
+    ['adamp', { dtype: 'bfloat16', grad: 'same', master: true, stochastic: true }],
+    ['sgdp', { dtype: 'float16', grad: 'same', master: false, stochastic: false }],
+    ['adamw', { dtype: 'bfloat16', grad: 'float32', master: true, stochastic: false }],
+    ['sgd', { dtype: 'bfloat16', grad: 'host', master: true, stochastic: false }],
+  ] as Array<[Kind, Case]>)('%s: skips and scale updates match the host GradScaler bit for bit (%j)', (kind, c) => {
+    const factory = (): GradScaler => new GradScaler({ initScale: 256, growthInterval: 2, backoffFactor: 0.25, growthFactor: 4 });
+    const r = runBoth(kind, c, 6, factory, inject);
+    expect(r.ran[0]).toEqual([true, false, true, false, true, true]); // the host scaler's outcomes
+    expect(r.ran[1]).toEqual([true, true, true, true, true, true]); // the device scaler only queues
+    expectSame(r);
+    expect(r.rdev.skipped).toBe(false);
+    dispose(r.devPs);
+  });
+
+  test('a step that finds Infinity/NaN leaves every device byte as it was; nothing waits until it is read', () => {
+    const shapes = [[16, 8], [33], [4, 3, 5]];
+    const r = rng(9);
+    const ps: DeviceParam[] = shapes.map((shape, k) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      return { data: DeviceTensor.fromHost(float32ToHalf(randn(r, n), 'bfloat16'), shape, { dtype: 'bfloat16' }), grad: DeviceTensor.fromHost(float32ToHalf(randn(r, n, 64), 'bfloat16'), shape, { dtype: 'bfloat16' }), name: `w${k}` };
+    });
+    const opt = new AdamP<AnyParam>(ps, { lr: 0.01, weightDecay: 0.1 }, { backend: 'cuda', diagnostics: 'full' });
+    const sc = new GradScaler({ initScale: 64 });
+    expect(sc.step(opt)).toBe(true);
+    sc.update();
+    const bytes = (): string => JSON.stringify(ps.map((p) => Array.from(p.data.toHost(new Uint16Array(p.data.numel)))));
+    const before = { p: bytes(), sd: stateBits(opt) };
+    expect((opt.stateDict().state[0] as { step: number }).step).toBe(1);
+    for (const bad of [0x7f80, 0xff80, 0x7fc1]) {
+      const g = (ps[1].grad as DeviceTensor).toHost(new Uint16Array(33));
+      const keep = g[7];
+      g[7] = bad;
+      (ps[1].grad as DeviceTensor).copyFromHost(g);
+      expect(sc.step(opt)).toBe(true); // queued; the outcome is on the device
+      sc.update();
+      expect(opt.lastStepSkipped).toBe(true);
+      expect(opt.lastStepInfo.map((e) => e.projection)).toEqual(['no_grad', 'no_grad', 'no_grad']);
+      expect(bytes()).toBe(before.p);
+      expect(stateBits(opt)).toBe(before.sd); // the step counts too (settled from the device)
+      g[7] = keep;
+      (ps[1].grad as DeviceTensor).copyFromHost(g);
+    }
+    expect(sc.getScale()).toBe(64 / 8);
+    expect(sc.step(opt)).toBe(true);
+    expect(opt.lastStepSkipped).toBe(false);
+    expect((opt.stateDict().state[0] as { step: number }).step).toBe(2);
+    expect(bytes()).not.toBe(before.p);
+    dispose(ps);
+  });
+
+  test('a skipped first step creates no state, as on the host', () => {
+    const p: DeviceParam = { data: DeviceTensor.zeros([8], { dtype: 'float16' }), grad: DeviceTensor.fromHost(new Uint16Array(8).fill(0x7c00), [8], { dtype: 'float16' }) };
+    const opt = new AdamW<AnyParam>([p], {}, { backend: 'cuda' });
+    const sc = new GradScaler();
+    sc.step(opt);
+    sc.update();
+    expect(opt.stateDict().state).toEqual({});
+    expect(sc.getScale()).toBe(32768);
+    expect(sc.stateDict().growthTracker).toBe(0);
+    dispose([p]);
+  });
+
+  test('the PyTorch GradScaler fixtures (test/fixtures/mixed) hold with the scale on the device', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fs = require('node:fs') as typeof import('node:fs');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const path = require('node:path') as typeof import('node:path');
+    const dir = path.join(__dirname, 'fixtures', 'mixed');
+    const names = fs.readdirSync(dir).filter((n) => n.endsWith('_scaler.json'));
+    expect(names.length).toBeGreaterThanOrEqual(3);
+    for (const name of names) {
+      const c = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')) as {
+        dtype: HalfDtype; gradDtype: string; masterWeights: boolean; optimizer: Kind; options: Record<string, unknown>;
+        params: Array<{ data: number[]; shape: number[]; name: string }>; scaler: object;
+        steps: Array<{ grads: number[][]; skipped: boolean; scaleAfter: number; growthTrackerAfter: number; params: number[][] }>;
+      };
+      const ps: DeviceParam[] = c.params.map((q) => ({ data: DeviceTensor.fromHost(Uint16Array.from(q.data), q.shape, { dtype: c.dtype }), grad: null, name: q.name }));
+      const cls = CLASSES[c.optimizer] as unknown as new (p: AnyParam[], o: unknown, cfg: unknown) => AdamP<AnyParam>;
+      const opt = new cls(ps, c.options, { backend: 'cuda', masterWeights: c.masterWeights });
+      const sc = new GradScaler(c.scaler);
+      c.steps.forEach((st, si) => {
+        ps.forEach((p, i) => {
+          p.grad = c.gradDtype === 'float32' ? new Float32Array(Uint32Array.from(st.grads[i]).buffer) : DeviceTensor.fromHost(Uint16Array.from(st.grads[i]), p.data.shape, { dtype: c.dtype });
+        });
+        sc.step(opt);
+        sc.update();
+        expect(`${name} step ${si}: skipped ${opt.lastStepSkipped}`).toBe(`${name} step ${si}: skipped ${st.skipped}`);
+        expect(sc.getScale()).toBe(st.scaleAfter);
+        expect(sc.stateDict().growthTracker).toBe(st.growthTrackerAfter);
+        ps.forEach((p) => { if (p.grad instanceof DeviceTensor) p.grad.dispose(); });
+      });
+      dispose(ps);
+    }
+  });
+});

@@ -122,6 +122,18 @@ export interface Engine {
   dispose?(): void;
   /** CUDA: the state slots of a device param (`DeviceSlot.key`) copied to the host, or undefined when it has none on the device. */
   readDeviceState?(key: object): Float32Array[] | undefined;
+  /**
+   * CUDA, loss scaling on the device (GradScaler): every job's gradients checked for Infinity/NaN
+   * into the device int at `dev.found` (reset first), then every job stepped reading it (nothing
+   * changes when it is set) with the gradients multiplied by f32(1 / *dev.scale). No host sync.
+   */
+  stepScaled?(jobs: readonly StepJob[], options: StepOptions, dev: { scale: bigint; found: bigint }, kind: string): void;
+  /** CUDA: the completed step counts the device holds for these slot keys (undefined: not on the device). Waits. */
+  deviceSteps?(keys: readonly object[]): Array<number | undefined>;
+  /** CUDA: whether the last step of the tensor with this slot key was skipped by the found-inf flag (waits). */
+  lastSkipped?(key: object): boolean;
+  /** CUDA: queues torch._amp_update_scale_ on a device GradScaler state (binding.ts CUDA_SCALER). */
+  scalerUpdate?(state: bigint, mask: number, hostFound: boolean, growth: number, backoff: number, interval: number): void;
   /** CUDA: host 16-bit params' staged float32 arrays: the step's values downloaded into them now (waits), uploaded again next step. */
   syncStaged?(arrays: readonly Float32Array[]): void;
   /** CUDA: queue steps on a caller's stream from now on (`null`: the engine's own). */

@@ -903,6 +903,18 @@ int adamp_cuda_step_scaled(adamp_cuda_ctx* ctx, const int* ids, int n, const dou
   return step_impl(ctx, ids, n, hyper, nhyper, flags, scale, found);
 }
 
+int adamp_cuda_get_steps(adamp_cuda_ctx* ctx, const int* ids, int n, double* out) {
+  int rc = check_ids(ctx, ids, n, false);
+  if (rc) return rc;
+  if (n == 0) return 0;
+  if (!out) return ADAMP_CUDA_E_INVALID;
+  if ((rc = cudaSetDevice(ctx->device))) return forget_error(rc);
+  for (int i = 0; i < n && !rc; ++i)
+    rc = (int)cudaMemcpyAsync(out + i, &ctx->t[ids[i]].args.ts->step, sizeof(double), cudaMemcpyDeviceToHost, ctx->stream);
+  if (!rc) rc = (int)cudaStreamSynchronize(ctx->stream);
+  return forget_error(rc);
+}
+
 int adamp_cuda_last_skipped(adamp_cuda_ctx* ctx, int id, int* skipped) {
   if (!ctx || !skipped || id < 0 || id >= (int)ctx->t.size()) return ADAMP_CUDA_E_INVALID;
   *skipped = 0;

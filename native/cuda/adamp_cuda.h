@@ -185,6 +185,8 @@ int adamp_cuda_check_grads(adamp_cuda_ctx* ctx, const int* ids, int n, int* foun
    when *found is nonzero nothing changes (params, state, step counts): no host synchronization. */
 int adamp_cuda_step_scaled(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper, unsigned flags,
                            const float* scale, const int* found);
+/* The completed step counts of ids[0..n) as the device holds them (waits). */
+int adamp_cuda_get_steps(adamp_cuda_ctx* ctx, const int* ids, int n, double* out);
 /* Whether the tensor's last step was skipped (reads the device; waits). */
 int adamp_cuda_last_skipped(adamp_cuda_ctx* ctx, int id, int* skipped);
 /* The device GradScaler state: float scale, int32 pad, int64 growth tracker, int32 found[16]. */

@@ -774,6 +774,14 @@ Napi::Value CheckGrads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value GetSteps(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaGetSteps");
+  Napi::Int32Array ids = GetIds(info, 1, "cudaGetSteps");
+  Napi::Float64Array out = Napi::Float64Array::New(info.Env(), ids.ElementLength());
+  Check(info.Env(), "cudaGetSteps", adamp_cuda_get_steps(h->ctx, ids.Data(), (int)ids.ElementLength(), out.Data()));
+  return out;
+}
+
 Napi::Value LastSkipped(const Napi::CallbackInfo& info) {
   Handle* h = GetHandle(info, "cudaLastSkipped");
   const int id = (int)GetInt(info, 1, "cudaLastSkipped", "id");
@@ -858,6 +866,7 @@ void register_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaGetStorage", Napi::Function::New(env, GetStorage, "cudaGetStorage"));
   exports.Set("cudaInitMaster", Napi::Function::New(env, InitMaster, "cudaInitMaster"));
   exports.Set("cudaCheckGrads", Napi::Function::New(env, CheckGrads, "cudaCheckGrads"));
+  exports.Set("cudaGetSteps", Napi::Function::New(env, GetSteps, "cudaGetSteps"));
   exports.Set("cudaLastSkipped", Napi::Function::New(env, LastSkipped, "cudaLastSkipped"));
   exports.Set("cudaScalerUpdate", Napi::Function::New(env, ScalerUpdate, "cudaScalerUpdate"));
   exports.Set("cudaCopyBytes", Napi::Function::New(env, CopyBytes, "cudaCopyBytes"));

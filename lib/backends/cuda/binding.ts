@@ -126,6 +126,8 @@ export interface CudaAddon {
   cudaInitMaster(h: CudaHandle, id: number): void;
   /** Queues the non-finite check of the tensors' gradients into the device int at `found` (zeroed first when `reset`). */
   cudaCheckGrads(h: CudaHandle, ids: Int32Array, found: bigint, reset: boolean): void;
+  /** The completed step counts of the tensors as the device holds them (waits). */
+  cudaGetSteps(h: CudaHandle, ids: Int32Array): Float64Array;
   /** Whether the tensor's last step was skipped by the found-inf flag (reads the device: waits). */
   cudaLastSkipped(h: CudaHandle, id: number): boolean;
   /** Queues torch._amp_update_scale_ on a device scaler state (CUDA_SCALER layout). */
@@ -161,7 +163,7 @@ export const CUDA_FUNCTIONS = [
   'cudaSync', 'cudaDestroy', 'cudaAlloc', 'cudaBufferFree', 'cudaBufferAddress',
   'cudaCopyToDevice', 'cudaCopyToHost', 'cudaZero', 'cudaPointerInfo', 'cudaMemInfo', 'cudaMemoryStats', 'cudaDeviceAddress', 'cudaBind', 'cudaCopyStrided',
   'cudaSetStream', 'cudaGetStream', 'cudaWhenDone',
-  'cudaSetStorage', 'cudaGetStorage', 'cudaInitMaster', 'cudaCheckGrads', 'cudaLastSkipped', 'cudaScalerUpdate', 'cudaCopyBytes', 'cudaZeroBytes',
+  'cudaSetStorage', 'cudaGetStorage', 'cudaInitMaster', 'cudaCheckGrads', 'cudaGetSteps', 'cudaLastSkipped', 'cudaScalerUpdate', 'cudaCopyBytes', 'cudaZeroBytes',
 ] as const satisfies readonly (keyof CudaAddon)[];
 
 /** Whether this addon was built with the CUDA engine. */

@@ -97,6 +97,59 @@ export class CudaEngine implements Engine {
     this.finishStep(h, job.slots, ids, job.info);
   }
 
+  /**
+   * Loss scaling on the device: every job's tensors prepared (gradients uploaded or bound), their
+   * gradients checked into `dev.found` (zeroed first), then each job stepped reading the flag and
+   * the scale. Nothing here waits for the device; step counts advance on the device only when the
+   * flag is clear (the facade reads them back lazily: `deviceSteps`).
+   */
+  stepScaled(jobs: readonly StepJob[], options: StepOptions, dev: { scale: bigint; found: bigint }, kind: string): void {
+    const h = this.context(kind);
+    const prepared: Int32Array[] = [];
+    for (const job of jobs) {
+      if (job.spec.kind !== kind) throw invalid(`CudaEngine: a scaled step of '${kind}' got a '${job.spec.kind}' job`);
+      if (job.info.length < job.slots.length * INFO_STRIDE) {
+        throw invalid(`CudaEngine: info has ${job.info.length} doubles, ${job.slots.length * INFO_STRIDE} needed`);
+      }
+      prepared.push(this.prepare(h, kind, job.slots));
+    }
+    const all = new Int32Array(prepared.reduce((n, ids) => n + ids.length, 0));
+    let o = 0;
+    for (const ids of prepared) {
+      all.set(ids, o);
+      o += ids.length;
+    }
+    this.addon.cudaCheckGrads(h, all, dev.found, true);
+    jobs.forEach((job, j) => {
+      this.addon.cudaStep(h, prepared[j], job.hyper, { norms: options.norms, scale: dev.scale, found: dev.found });
+      for (const s of job.slots) this.entries.get(keyOf(s))!.steps = s.step;
+      this.finishStep(h, job.slots, prepared[j], job.info);
+    });
+  }
+
+  /** The completed step counts the device holds for these slot keys (undefined when not on the device); waits. */
+  deviceSteps(keys: readonly object[]): Array<number | undefined> {
+    return keys.map((k) => {
+      const e = this.entries.get(k);
+      if (e === undefined) return undefined;
+      const n = this.addon.cudaGetSteps(e.h, Int32Array.of(e.id))[0];
+      e.steps = n;
+      return n;
+    });
+  }
+
+  /** Whether the last step of the tensor with this slot key was skipped by the found-inf flag (waits). */
+  lastSkipped(key: object): boolean {
+    const e = this.entries.get(key);
+    return e !== undefined && this.addon.cudaLastSkipped(e.h, e.id);
+  }
+
+  /** Queues torch._amp_update_scale_ on a device GradScaler state, on this engine's stream. */
+  scalerUpdate(state: bigint, mask: number, hostFound: boolean, growth: number, backoff: number, interval: number): void {
+    const h = this.primary ?? this.context(this.defaultKind ?? this.kindList()[0].name);
+    this.addon.cudaScalerUpdate(h, state, mask, hostFound, growth, backoff, interval);
+  }
+
   /** Queues every group's step, then resolves when the device has finished them (waited off the JS thread). */
   async stepAsync(jobs: readonly StepJob[], options: StepOptions): Promise<void> {
     for (const j of jobs) this.step(j, options);
