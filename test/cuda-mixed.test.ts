@@ -327,6 +327,8 @@ onGpu('binding: the mixed-precision exports check their arguments', () => {
     bad(() => c.cudaCopyBytes(0, p.pointer, new Float32Array(8) as unknown as Uint16Array, true));
     bad(() => c.cudaCopyBytes(-1, p.pointer, new Uint16Array(8), true));
     bad(() => c.cudaZeroBytes(0, p.pointer, -2));
+    bad(() => c.cudaCopyBytes(0, 8n, new Uint16Array(4), true)); // a host address: refused, not written
+    bad(() => c.cudaZeroBytes(0, 8n, 8));
     // nothing above broke the context: a float32 tensor still steps
     c.cudaUpload(h, host, CudaBuffer.p, new Float32Array(8).fill(1));
     c.cudaUpload(h, host, CudaBuffer.g, new Float32Array(8).fill(1));

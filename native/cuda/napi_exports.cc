@@ -810,7 +810,7 @@ Napi::Value ScalerUpdate(const Napi::CallbackInfo& info) {
 Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
   const char* fn = "cudaCopyBytes";
   const int device = (int)GetInt(info, 0, fn, "device");
-  void* ptr = GetPtr(info, 1, fn, "pointer");
+  void* ptr = DevOnly(info.Env(), GetPtr(info, 1, fn, "pointer"), fn, "pointer");
   if (info.Length() < 3 || !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array)
     ThrowType(info.Env(), std::string(fn) + ": the host buffer must be a Uint16Array");
   Napi::Uint16Array a = info[2].As<Napi::Uint16Array>();
@@ -826,7 +826,7 @@ Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
 Napi::Value ZeroBytes(const Napi::CallbackInfo& info) {
   const char* fn = "cudaZeroBytes";
   const int device = (int)GetInt(info, 0, fn, "device");
-  void* ptr = GetPtr(info, 1, fn, "pointer");
+  void* ptr = DevOnly(info.Env(), GetPtr(info, 1, fn, "pointer"), fn, "pointer");
   const int64_t bytes = GetInt(info, 2, fn, "bytes");
   if (device < 0 || bytes < 0) ThrowRange(info.Env(), std::string(fn) + ": device and bytes must be >= 0");
   CheckAlloc(info.Env(), fn, adamp_cuda_zero_bytes(device, ptr, bytes, nullptr), device, -1);
