@@ -377,8 +377,11 @@ onGpu('GradScaler with the scale on the device', () => {
     });
     const opt = new AdamP<AnyParam>(ps, { lr: 0.01, weightDecay: 0.1 }, { backend: 'cuda', diagnostics: 'full' });
     const sc = new GradScaler({ initScale: 64 });
+    expect(sc.deviceScalePointer()).toBeNull();
     expect(sc.step(opt)).toBe(true);
     sc.update();
+    const at = sc.deviceScalePointer()!;
+    expect(DeviceTensor.fromPointer({ pointer: at, shape: [1] }).toHost()[0]).toBe(64); // the scale, where a device loop reads it
     const bytes = (): string => JSON.stringify(ps.map((p) => Array.from(p.data.toHost(new Uint16Array(p.data.numel)))));
     const before = { p: bytes(), sd: stateBits(opt) };
     expect((opt.stateDict().state[0] as { step: number }).step).toBe(1);

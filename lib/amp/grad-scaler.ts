@@ -238,6 +238,15 @@ export class GradScaler {
     return this.scaleValue;
   }
 
+  /**
+   * With the scale on the device (after a first `step` of a CUDA optimizer): the address of the
+   * float32 scale in device memory, for a device training loop that multiplies its loss by it
+   * without reading it back (`scale(loss)` waits for the device); `null` before, or on the host.
+   */
+  deviceScalePointer(): bigint | null {
+    return this.enabled && this.dev !== null ? this.dev.t.pointer : null;
+  }
+
   getGrowthFactor(): number { return this.growthFactor; }
   setGrowthFactor(v: number): void { this.growthFactor = checkGrowth(v, 'growthFactor'); }
   getBackoffFactor(): number { return this.backoffFactor; }

@@ -62,29 +62,6 @@ struct InfoSums {
   double before, after, delta;
 };
 
-/** What one block knows about the item it works on (shared memory). */
-template <class P>
-struct BlockCtx {
-  typename P::Scalars s;
-  adamp::ProjCoef layer;
-  float wdf;
-  int decision;
-  int item_global;
-  int tensor;
-  int pass;
-  int last;  // this block finished the tensor's last pass-1 item
-  int norms;
-  int64_t item;
-  double cos_e;    // whole-channel pass-1 items: adamp::cos_eps of the decision's eps
-  float coef_eps;  // and the eps of the projection coefficients (float32)
-  // Mixed kernel only (step_kernel<Mixed<P>>): the tensor's master weights, its stochastic
-  // rounding key at this step, and the loss scale's inverse when `scaled`.
-  float* master;
-  uint32_t rkey;
-  float inv;
-  int scaled;
-};
-
 /** The mixed-precision form of a policy: the same element functions, 16-bit storage around them. */
 template <class P>
 struct Mixed : P {
@@ -97,6 +74,35 @@ struct IsMixed {
 template <class P>
 struct IsMixed<P, decltype((void)P::kMixed)> {
   static constexpr bool value = P::kMixed;
+};
+
+/** What a block of the mixed kernel also knows: the tensor's master weights, its stochastic
+    rounding key at this step, and the loss scale's inverse when `scaled` (empty for float32). */
+template <bool M>
+struct BlockMixed {};
+template <>
+struct BlockMixed<true> {
+  float* master;
+  uint32_t rkey;
+  float inv;
+  int scaled;
+};
+
+/** What one block knows about the item it works on (shared memory). */
+template <class P>
+struct BlockCtx : BlockMixed<IsMixed<P>::value> {
+  typename P::Scalars s;
+  adamp::ProjCoef layer;
+  float wdf;
+  int decision;
+  int item_global;
+  int tensor;
+  int pass;
+  int last;  // this block finished the tensor's last pass-1 item
+  int norms;
+  int64_t item;
+  double cos_e;    // whole-channel pass-1 items: adamp::cos_eps of the decision's eps
+  float coef_eps;  // and the eps of the projection coefficients (float32)
 };
 
 // ---------------------------------------------------------------------------------------------
