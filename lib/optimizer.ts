@@ -13,7 +13,7 @@ import { Decision, Info, INFO_STRIDE } from './core/info';
 import type { Engine, HalfSlot, StepJob, StepOptions, Slot, DeviceView } from './backends/engine';
 import { createEngine, parseConfig } from './backends/select';
 import { checkGrad, checkHostAliasing, checkParamStatic, dtypeOf, isDeviceParam, isFloat32Array, isHalfParam, numelOf, shapeOf, type HostArray } from './validate';
-import { halfBits, halfNonFinite, halfToFloat32, roundingKey, type HalfDtype, type StorageDtype } from './core/half';
+import { halfBits, halfNonFinite, halfToFloat32, roundingKey, widenFn, type HalfDtype, type StorageDtype } from './core/half';
 import { DeviceTensor } from './device/tensor';
 import { isPlainObject, rejectUnknown, resolveOptions } from './optim/options';
 import type { OptimizerSpec } from './optim/spec';
@@ -28,6 +28,18 @@ import type {
  * is read, and returns true.
  */
 export const SCALED_STEP: unique symbol = Symbol('adamp.scaledStep');
+
+/**
+ * The loss-scaled step with the scale on the device (GradScaler on the cuda backend):
+ * `optimizer[DEVICE_SCALED_STEP]({ scale, found })` queues the check of every grad into the device
+ * int at `found` and the step, which changes nothing when it is set; no host sync. Host step counts
+ * and `lastStepSkipped` are brought up to date from the device when read (`settleDeviceSteps`).
+ */
+export const DEVICE_SCALED_STEP: unique symbol = Symbol('adamp.deviceScaledStep');
+/** Queues GradScaler's scale update on the device, on this optimizer's stream (cuda backend). */
+export const DEVICE_SCALER_UPDATE: unique symbol = Symbol('adamp.deviceScalerUpdate');
+/** The CUDA device ordinal an optimizer steps on (GradScaler allocates its device state there). */
+export const DEVICE_ORDINAL: unique symbol = Symbol('adamp.deviceOrdinal');
 
 const EMPTY = new Float32Array(0);
 const PROJECTION: Readonly<Record<number, Projection>> = {
@@ -82,6 +94,9 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   readonly masterWeights: boolean;
   private readonly rounding: { stochastic: boolean; seed: number };
   private skippedLast = false;
+  /** Device-scaled steps not yet read back: the last one's first tensor (its skip flag), and every stepped state with its slot key. */
+  private pendingSkip: object | null = null;
+  private unsettled = new Map<ParamState, { p: AnyParam; key: object }>();
   private readonly state = new Map<AnyParam, ParamState>();
   /** Device params whose state lives on the device: the element count it was created for. */
   private readonly deviceNumel = new Map<AnyParam, number>();
@@ -188,9 +203,69 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     return true;
   }
 
-  /** Whether the last step was skipped by loss scaling (a non-finite grad; see GradScaler). */
+  /** Whether the last step was skipped by loss scaling (a non-finite grad; see GradScaler). CUDA with the scale on the device: reads the device (waits). */
   get lastStepSkipped(): boolean {
+    this.settleDeviceSteps();
     return this.skippedLast;
+  }
+
+  /** See DEVICE_SCALED_STEP. */
+  [DEVICE_SCALED_STEP](dev: { scale: bigint; found: bigint }): void {
+    this.assertUsable();
+    if (this.engine.stepScaled === undefined) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `the '${this.backend}' backend keeps no loss scale on a device`);
+    const plan = this.plan(1, false); // grads are read as they are; the kernels multiply by the device's 1 / scale
+    this.engine.stepScaled(plan.jobs, this.stepOptions, dev, this.spec.kind);
+    // Slot keys as the engine knows them (a host 16-bit param: its bits array).
+    const keys = plan.jobs.flatMap((j) => j.slots.filter((sl) => (sl.device ? sl.device.numel : sl.half ? sl.half.p16.length : sl.p.length) > 0)
+      .map((sl) => (sl.device ? sl.device.key : sl.half ? sl.half.p16 : sl.p)));
+    const hostHalf = plan.jobs.some((j) => j.slots.some((sl) => sl.half !== undefined));
+    if (hostHalf && keys.length > 0 && this.engine.lastSkipped!(keys[0])) {
+      // host 16-bit params are rounded on the host from the device's values: the outcome is needed now (one sync)
+      this.skip();
+      return;
+    }
+    this.commit(plan); // step counts advanced here; settled from the device when read
+    const slots = plan.jobs.flatMap((j) => j.slots); // in plan.stepped's order
+    plan.stepped.forEach((st, i) => this.unsettled.set(st.s, { p: st.p, key: slots[i].device?.key ?? slots[i].half?.p16 ?? slots[i].p }));
+    this.pendingSkip = keys.length > 0 ? keys[0] : null;
+  }
+
+  /** See DEVICE_ORDINAL. */
+  get [DEVICE_ORDINAL](): number {
+    return this.device;
+  }
+
+  /** See DEVICE_SCALER_UPDATE. */
+  [DEVICE_SCALER_UPDATE](state: bigint, mask: number, hostFound: boolean, growth: number, backoff: number, interval: number): void {
+    this.assertUsable();
+    if (this.engine.scalerUpdate === undefined) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `the '${this.backend}' backend keeps no loss scale on a device`);
+    this.engine.scalerUpdate(state, mask, hostFound, growth, backoff, interval);
+  }
+
+  /**
+   * After device-scaled steps the host's step counts assumed every step ran: read the device's
+   * counts (a state whose count is 0 was never really stepped and is dropped, as after a skipped
+   * first step on the host), and whether the last step was skipped. Waits for the device.
+   */
+  private settleDeviceSteps(): void {
+    if (this.pendingSkip !== null) {
+      const skipped = this.engine.lastSkipped!(this.pendingSkip);
+      this.pendingSkip = null;
+      if (skipped) this.skip();
+    }
+    if (this.unsettled.size === 0) return;
+    const entries = [...this.unsettled];
+    this.unsettled = new Map();
+    const counts = this.engine.deviceSteps!(entries.map(([, v]) => v.key));
+    entries.forEach(([s, { p }], i) => {
+      const n = counts[i];
+      if (n === undefined) return;
+      s.step = n;
+      if (n === 0 && this.state.get(p) === s) {
+        this.state.delete(p);
+        this.deviceNumel.delete(p);
+      }
+    });
   }
 
   /** A skipped step: nothing changed; diagnostics say so (every param `no_grad`). */
@@ -249,6 +324,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
 
   /** Per-param diagnostics of the last step, in order over all groups (empty before the first step). */
   get lastStepInfo(): readonly ParamStepInfo[] {
+    this.settleDeviceSteps();
     if (this.lastInfo === null) {
       this.assertIdle();
       this.engine.flushInfo?.();
@@ -261,6 +337,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   stateDict(): StateDict<S, O> {
     this.assertIdle();
     this.engine.flush?.();
+    this.settleDeviceSteps();
     const state: { [i: number]: S } = {};
     const paramGroups: StateDict<S, O>['paramGroups'] = [];
     let index = 0;
@@ -285,6 +362,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
    */
   loadStateDict(sd: StateDict<S, O>): void {
     this.assertIdle();
+    this.settleDeviceSteps();
     const spec = this.spec;
     if (!isPlainObject(sd)) throw invalid(`stateDict must be an object { state, paramGroups }, got ${describe(sd)}`);
     rejectUnknown(sd, ['state', 'paramGroups'], 'stateDict', 'a state dict key', false);
@@ -431,8 +509,6 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
           if (p.data.device !== this.device) {
             throw invalid(`${label(p, index)} lives on device ${p.data.device}, but this optimizer steps device ${this.device}; one optimizer per device`);
           }
-        } else if (isHalfParam(p) && this.backend === 'cuda') {
-          throw new AdampError('ERR_ADAMP_UNSUPPORTED', `${label(p, index)} has dtype '${p.dtype}', which the 'cuda' backend cannot step yet (16-bit params run on the 'js' and 'native' backends; docs/mixed-precision.md)`);
         }
         index++;
       }
@@ -442,8 +518,10 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   /** The public form of a param's state (a copy); device params' state comes from the device. */
   private exportState(p: AnyParam, s: ParamState): S {
     let slots = s.slots;
+    let deviceMaster: Float32Array | undefined;
     if (isDeviceParam(p)) {
       const onDevice = this.engine.readDeviceState?.(p);
+      deviceMaster = onDevice?.[this.spec.slots.length]; // 16-bit device params: master weights after the slots
       if (onDevice) slots = onDevice;
       else if (slots.length === 0 || slots[0].length !== p.data.numel) slots = this.spec.slots.map(() => new Float32Array(p.data.numel));
     }
@@ -452,6 +530,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     this.spec.slots.forEach((def, k) => { out[def.key] = slots[k].slice(); });
     if (s.dtype !== 'float32') out.dtype = s.dtype;
     if (s.master !== undefined) out.master = s.master.slice();
+    if (deviceMaster !== undefined) out.master = deviceMaster;
     return out as S;
   }
 
@@ -593,9 +672,18 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
           const base = { state: s.slots, step: s.step + 1, ...geometry(q) };
           if (isDeviceParam(q)) {
             const g = q.grad;
+            const dtype = q.data.dtype;
             slots.push({
-              p: EMPTY, g: isFloat32Array(g) ? g : EMPTY, ...base,
-              device: { key: p, numel, p: q.data.view(), g: g instanceof DeviceTensor ? g.view() : null },
+              p: EMPTY, g: g instanceof DeviceTensor ? EMPTY : stageHostGrad(s, g as Float32Array | Uint16Array, dtype, invScale), ...base,
+              device: {
+                key: p, numel, p: q.data.view(), g: g instanceof DeviceTensor ? g.view() : null,
+                ...(dtype === 'float32' ? {} : {
+                  half: {
+                    master: this.masterWeights, ...(s.master !== undefined ? { loaded: s.master } : {}),
+                    stochastic: this.rounding.stochastic && dtype === 'bfloat16', seed: this.rounding.seed >>> 0, index: index >>> 0,
+                  },
+                }),
+              },
             });
           } else if (isHalfParam(q)) {
             slots.push({ ...this.halfSlot(q, s, index, invScale), ...base });
@@ -634,6 +722,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
 
   /** The step ran: keep new state, advance step counts, publish diagnostics (16-bit params were written by the engine). */
   private commit(plan: Plan): void {
+    this.pendingSkip = null; // this step ran (a device-scaled step sets it again after)
     this.skippedLast = false;
     for (const { p, s, fresh, numel, device } of plan.stepped) {
       if (fresh) {
@@ -706,6 +795,21 @@ function stageGrad(s: ParamState, g: Float32Array, invScale: number): Float32Arr
 }
 
 /**
+ * A device param's host grad as the float32 array the CUDA engine uploads: a float32 grad as
+ * stageGrad gives it, a 16-bit one widened exactly (times invScale: `f32(f32(g) * invScale)`).
+ */
+function stageHostGrad(s: ParamState, g: Float32Array | Uint16Array, dtype: StorageDtype, invScale: number): Float32Array {
+  if (isFloat32Array(g)) return stageGrad(s, g, invScale);
+  const n = g.length;
+  if (s.gwork === undefined || s.gwork.length !== n) s.gwork = new Float32Array(n);
+  const out = s.gwork;
+  const widen = widenFn(dtype as HalfDtype);
+  if (invScale === 1) for (let i = 0; i < n; i++) out[i] = widen(g[i]);
+  else for (let i = 0; i < n; i++) out[i] = widen(g[i]) * invScale;
+  return out;
+}
+
+/**
  * A param's fields read once into a plain object (the shape copied), so checks and the step see
  * the same values whatever getters the param has; a non-object is returned as is (checks refuse it).
  */
@@ -748,7 +852,7 @@ function checkDeviceAliasing(views: Array<{ view: DeviceView; index: number }>, 
     const a = sorted[k - 1];
     const b = sorted[k];
     const ta = params[a.index].data as DeviceTensor;
-    if (a.view.device === b.view.device && b.view.pointer < a.view.pointer + BigInt(ta.extent) * 4n) {
+    if (a.view.device === b.view.device && b.view.pointer < a.view.pointer + BigInt(ta.extent * (ta.dtype === 'float32' ? 4 : 2))) {
       throw invalid(`data of ${label(params[b.index], b.index)} overlaps the data of ${label(params[a.index], a.index)} in device memory; each param needs its own memory`);
     }
   }

@@ -62,17 +62,18 @@ export interface DeviceParam {
   /** The weights in device memory: `DeviceTensor.zeros/fromHost`, or a store's memory via `DeviceTensor.fromPointer`. */
   data: DeviceTensor;
   /**
-   * The gradient: a DeviceTensor of the same shape (read in place), a Float32Array (uploaded at
-   * each step), or `null` (skipped this step, as for host params).
+   * The gradient: a DeviceTensor of the same shape (read in place; float32 or the param's dtype),
+   * a Float32Array (uploaded at each step; for a 16-bit param also a Uint16Array of its bits), or
+   * `null` (skipped this step, as for host params).
    */
-  grad: DeviceTensor | Float32Array | null;
+  grad: DeviceTensor | Float32Array | Uint16Array | null;
   /** Defaults to `data.shape`; when given it must equal it. */
   shape?: readonly number[];
   name?: string;
   /** As for `Param.channelAxis`. */
   channelAxis?: number;
-  /** Device params are float32 (16-bit device tensors are not supported yet: docs/mixed-precision.md). */
-  dtype?: 'float32';
+  /** The DeviceTensor's dtype (may be omitted; when given it must agree): a 16-bit DeviceTensor is a 16-bit param (docs/mixed-precision.md#cuda). */
+  dtype?: 'float32' | 'bfloat16' | 'float16';
 }
 
 /** Any param an optimizer accepts. */

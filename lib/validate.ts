@@ -38,6 +38,7 @@ function checkHostArray(a: ArrayBufferView, numel: number, what: string, who: st
 
 /** A param's storage type (`'float32'` unless it says otherwise). */
 export function dtypeOf(p: AnyParam): StorageDtype {
+  if (p.data instanceof DeviceTensor) return p.data.dtype; // a device param's dtype is its tensor's (checkParamStatic: they agree)
   return (p as { dtype?: StorageDtype }).dtype ?? 'float32';
 }
 
@@ -93,8 +94,9 @@ export function checkParamStatic(p: unknown, index: number): number {
     const d = p as DeviceParam;
     const who = label(d, index);
     if (d.name !== undefined && typeof d.name !== 'string') throw invalid(`name of param #${index} must be a string, got ${describe(d.name)}`);
-    if (checkDtype((d as { dtype?: unknown }).dtype, who) !== 'float32') {
-      throw new AdampError('ERR_ADAMP_UNSUPPORTED', `dtype of ${who} is '${String((d as { dtype?: unknown }).dtype)}', but device params are float32 only (16-bit DeviceTensors are not supported yet; docs/mixed-precision.md)`);
+    const declared = (d as { dtype?: unknown }).dtype;
+    if (declared !== undefined && checkDtype(declared, who) !== d.data.dtype) {
+      throw invalid(`dtype of ${who} is '${String(declared)}', but its DeviceTensor holds ${d.data.dtype}; omit dtype or make them agree`);
     }
     const numel = checkDeviceData(d, who);
     checkChannelAxis(d.channelAxis, d.data.shape, who);
@@ -137,7 +139,16 @@ function checkDeviceGrad(p: DeviceParam, who: string): void {
     checkHostArray(g, t.numel, 'grad', who, t.shape);
     return;
   }
-  if (!(g instanceof DeviceTensor)) throw invalid(`grad of ${who} must be a DeviceTensor, a Float32Array or null, got ${describe(g)}`);
+  if (t.dtype !== 'float32' && isHalfArray(g, t.dtype)) {
+    checkHostArray(g as unknown as ArrayBufferView, t.numel, 'grad', who, t.shape, 2);
+    return;
+  }
+  if (!(g instanceof DeviceTensor)) {
+    throw invalid(`grad of ${who} must be a DeviceTensor, a Float32Array${t.dtype !== 'float32' ? ` or Uint16Array of ${t.dtype} bits` : ''} or null, got ${describe(g)}`);
+  }
+  if (g.dtype !== 'float32' && g.dtype !== t.dtype) {
+    throw invalid(`grad of ${who} is a ${g.dtype} DeviceTensor, its data ${t.dtype}; a device grad is float32 or the param's dtype`);
+  }
   if (g.disposed) throw new AdampError('ERR_ADAMP_DISPOSED', `grad of ${who} is a DeviceTensor that was disposed; its memory is gone`);
   if (g.shape.length !== t.shape.length || g.shape.some((n, d) => n !== t.shape[d])) {
     throw invalid(`grad shape ${shapeText(g.shape)} does not match shape ${shapeText(t.shape)} of ${who}`);

@@ -1,7 +1,7 @@
 /**
  * 16-bit params stepped by the native core itself (issue 18; docs/mixed-precision.md): the core
  * converts each unit's bfloat16/float16 param and grad into per-thread float32 scratch and rounds
- * the param back, the js engine stages whole tensors (lib/backends/js/half.ts). Here:
+ * the param back, the js engine stages whole tensors (lib/backends/half-staging.ts). Here:
  *
  * - native equals js bit for bit (params, state with master weights, decisions) on random
  *   shapes and layouts (rows, outer > 1, channels innermost with several units, rows cut into

@@ -526,25 +526,31 @@ describe('sharded steps', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// The cuda backend refuses 16-bit params (last in this file: it replaces the cuda provider here)
+// The cuda backend takes 16-bit host params as every engine does, as HalfSlots (last in this file:
+// it replaces the cuda provider here; the CUDA engine's staging and kernels: test/cuda-mixed.test.ts)
 
 describe('cuda', () => {
-  test('16-bit params on the cuda backend are refused with ERR_ADAMP_UNSUPPORTED, at construction and in addParamGroup', () => {
+  test('16-bit host params reach the cuda engine as HalfSlots (bits, grad bits, master), and the facade writes no bit itself', () => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const select = require('../lib/backends/select') as typeof import('../lib/backends/select');
-    let steps = 0;
+    const seen: Array<{ p: Float32Array; half?: { dtype: string; p16: Uint16Array; g16: Uint16Array | null; master: boolean } }> = [];
     select.registerProvider('cuda', () => ({
       report: () => ({ name: 'cuda', available: true, reason: 'a stand-in for this test' }),
-      create: () => ({ name: 'cuda', step: () => { steps++; } }),
+      create: () => ({
+        name: 'cuda',
+        step: (job: { slots: readonly (typeof seen)[number][] }) => { seen.push(...job.slots); },
+      }),
     }));
-    const h = (): HalfParam => ({ name: 'h', shape: [2], dtype: 'bfloat16', data: new Uint16Array(2), grad: new Uint16Array(2) });
-    expect(codeOf(() => new AdamP([h()], {}, { backend: 'cuda' }))).toBe(
-      "ERR_ADAMP_UNSUPPORTED: param 'h' has dtype 'bfloat16', which the 'cuda' backend cannot step yet (16-bit params run on the 'js' and 'native' backends; docs/mixed-precision.md)");
-    const f: Param = { name: 'f', shape: [2], data: new Float32Array(2), grad: new Float32Array(2) };
-    const opt = new AdamP([f], {}, { backend: 'cuda' });
-    expect(codeOf(() => opt.addParamGroup({ params: [h() as never] }))).toMatch(/^ERR_ADAMP_UNSUPPORTED: param 'h' has dtype 'bfloat16'/);
-    expect(opt.paramGroups).toHaveLength(1);
+    const h: HalfParam = { name: 'h', shape: [2], dtype: 'bfloat16', data: float32ToHalf(new Float32Array([1, 2]), 'bfloat16'), grad: new Uint16Array(2) };
+    const before = (h.data as Uint16Array).slice();
+    const opt = new AdamP([h], {}, { backend: 'cuda' });
     opt.step();
-    expect(steps).toBe(1);
+    expect(seen).toHaveLength(1);
+    expect(seen[0].half?.dtype).toBe('bfloat16');
+    expect(seen[0].half?.p16).toBe(h.data);
+    expect(seen[0].half?.g16).toBe(h.grad);
+    expect(seen[0].half?.master).toBe(true);
+    expect(Array.from(seen[0].p)).toEqual([1, 2]); // the master weights, made from the param's bits
+    expect(Array.from(h.data as Uint16Array)).toEqual(Array.from(before)); // the stand-in wrote nothing, so neither did the facade
   });
 });

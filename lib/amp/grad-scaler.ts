@@ -11,11 +11,19 @@
  * as `f32(g * invScale)` in the step itself, where `invScale = f32(1 / scale)` (computed in double,
  * as PyTorch's `scale.double().reciprocal().float()`). Grads are left scaled, as PyTorch leaves
  * them after its fused optimizers.
+ *
+ * On the cuda backend the scale lives on the device (docs/mixed-precision.md#loss-scaling-on-the-device):
+ * `step(optimizer)` queues the check of every grad into a device flag and the step, which does
+ * nothing when the flag is set, and `update()` queues torch's `_amp_update_scale_` on the device;
+ * neither waits for the device. `step()` then returns `true` (queued): whether it ran is
+ * `optimizer.lastStepSkipped`, which reads the device. `getScale()`, `scale(loss)`, `stateDict()`
+ * and a host optimizer's step read the scale back (they wait).
  */
 import { AdampError, invalid } from '../errors';
 import { describe, label } from '../core/describe';
 import { isPlainObject, rejectUnknown } from '../optim/options';
-import { Optimizer, SCALED_STEP } from '../optimizer';
+import { DEVICE_ORDINAL, DEVICE_SCALED_STEP, DEVICE_SCALER_UPDATE, Optimizer, SCALED_STEP } from '../optimizer';
+import { CUDA_SCALER } from '../backends/cuda/binding';
 import { checkGrad, isFloat32Array } from '../validate';
 import type { AnyParam } from '../types';
 import { DeviceTensor } from '../device/tensor';
@@ -53,6 +61,19 @@ interface PerOptimizer {
   stage: Stage;
   /** Whether the inf check (unscale or the fused step) found a non-finite grad; undefined before one ran. */
   foundInf?: boolean;
+  /** The check ran on the device into found flag `deviceSlot` of the device state. */
+  deviceSlot?: number;
+}
+
+/** The scale, growth tracker and found flags in device memory (CUDA_SCALER layout). */
+interface DeviceScale {
+  t: DeviceTensor;
+  /** A found flag per optimizer that stepped on the device. */
+  slots: Map<AnyOptimizer, number>;
+  /** The device changed the scale since the host last read it. */
+  stale: boolean;
+  /** The optimizer whose stream update() queues on (the last one stepped on the device). */
+  owner: AnyOptimizer;
 }
 
 function positive(v: unknown, where: string): number {
@@ -68,6 +89,7 @@ export class GradScaler {
   private growthTracker = 0;
   private readonly enabled: boolean;
   private perOptimizer = new Map<AnyOptimizer, PerOptimizer>();
+  private dev: DeviceScale | null = null;
 
   constructor(options: GradScalerOptions = {}) {
     if (!isPlainObject(options)) throw invalid(`GradScaler options must be a plain object, got ${describe(options)}`);
@@ -90,6 +112,7 @@ export class GradScaler {
   scale(loss: number): number {
     if (typeof loss !== 'number') throw invalid(`GradScaler.scale(loss): loss must be a number, got ${describe(loss)}`);
     if (!this.enabled) return loss;
+    this.readDevice();
     return loss * this.scaleValue;
   }
 
@@ -146,7 +169,17 @@ export class GradScaler {
     if (st.stage === Stage.unscaled) {
       ran = !st.foundInf;
       if (ran) optimizer.step();
+    } else if (optimizer.backend === 'cuda') {
+      // the scale on the device: the check, the skip and the unscale are queued; no host sync
+      const k = this.deviceSlot(optimizer);
+      const base = this.dev!.t.pointer;
+      optimizer[DEVICE_SCALED_STEP]({ scale: base, found: base + BigInt(CUDA_SCALER.found(k)) });
+      this.dev!.owner = optimizer;
+      st.deviceSlot = k;
+      st.stage = Stage.stepped;
+      return true;
     } else {
+      this.readDevice();
       ran = optimizer[SCALED_STEP](f(1 / this.scaleValue));
       st.foundInf = !ran;
     }
@@ -162,7 +195,22 @@ export class GradScaler {
   update(newScale?: number): void {
     if (!this.enabled) return;
     if (newScale !== undefined) {
-      this.scaleValue = f(positive(newScale, 'GradScaler.update(newScale): newScale'));
+      const v = f(positive(newScale, 'GradScaler.update(newScale): newScale'));
+      this.readDevice();
+      this.scaleValue = v;
+      this.writeDevice();
+    } else if (this.dev !== null) {
+      // the scale on the device: the found flags of this round's device steps, and the host checks, on the device
+      const st = [...this.perOptimizer.values()];
+      if (!st.some((s) => s.foundInf !== undefined || s.deviceSlot !== undefined)) {
+        throw invalid('GradScaler.update(): no inf checks were recorded prior to update (call step(optimizer) first)');
+      }
+      let mask = 0;
+      for (const s of st) if (s.deviceSlot !== undefined) mask |= 1 << s.deviceSlot;
+      // note: queued on the last device optimizer's stream; other optimizers' device steps (their own streams) are waited for first
+      for (const o of this.dev.slots.keys()) if (o !== this.dev.owner && this.perOptimizer.get(o)?.deviceSlot !== undefined) o.synchronize();
+      this.dev.owner[DEVICE_SCALER_UPDATE](this.dev.t.pointer, mask, st.some((s) => s.foundInf === true), this.growthFactor, this.backoffFactor, this.growthInterval);
+      this.dev.stale = true;
     } else {
       const checks = [...this.perOptimizer.values()].filter((s) => s.foundInf !== undefined);
       if (checks.length === 0) throw invalid('GradScaler.update(): no inf checks were recorded prior to update (call step(optimizer) first)');
@@ -183,9 +231,20 @@ export class GradScaler {
     this.perOptimizer = new Map();
   }
 
-  /** The current scale (1 when disabled). */
+  /** The current scale (1 when disabled). With the scale on the device: read from it (waits). */
   getScale(): number {
-    return this.enabled ? this.scaleValue : 1;
+    if (!this.enabled) return 1;
+    this.readDevice();
+    return this.scaleValue;
+  }
+
+  /**
+   * With the scale on the device (after a first `step` of a CUDA optimizer): the address of the
+   * float32 scale in device memory, for a device training loop that multiplies its loss by it
+   * without reading it back (`scale(loss)` waits for the device); `null` before, or on the host.
+   */
+  deviceScalePointer(): bigint | null {
+    return this.enabled && this.dev !== null ? this.dev.t.pointer : null;
   }
 
   getGrowthFactor(): number { return this.growthFactor; }
@@ -198,6 +257,7 @@ export class GradScaler {
   /** The scaler's state (`{}` when disabled), to save with the optimizer's. */
   stateDict(): GradScalerState {
     if (!this.enabled) return {};
+    this.readDevice();
     return {
       scale: this.scaleValue, growthFactor: this.growthFactor, backoffFactor: this.backoffFactor,
       growthInterval: this.growthInterval, growthTracker: this.growthTracker,
@@ -223,6 +283,50 @@ export class GradScaler {
     this.backoffFactor = backoff;
     this.growthInterval = interval;
     this.growthTracker = s.growthTracker;
+    if (this.dev !== null) {
+      this.dev.stale = false;
+      this.writeDevice();
+    }
+  }
+
+  /** The found flag of an optimizer stepping with the scale on the device (the device state made at the first one). */
+  private deviceSlot(optimizer: AnyOptimizer): number {
+    if (this.dev === null) {
+      const t = DeviceTensor.zeros([CUDA_SCALER.bytes / 4], { device: optimizer[DEVICE_ORDINAL] });
+      this.dev = { t, slots: new Map(), stale: false, owner: optimizer };
+      this.writeDevice();
+    }
+    if (this.dev.t.device !== optimizer[DEVICE_ORDINAL]) {
+      throw new AdampError('ERR_ADAMP_UNSUPPORTED', `GradScaler: this scaler keeps its scale on device ${this.dev.t.device}; an optimizer on device ${optimizer[DEVICE_ORDINAL]} needs its own GradScaler`);
+    }
+    let k = this.dev.slots.get(optimizer);
+    if (k === undefined) {
+      if (this.dev.slots.size >= CUDA_SCALER.slots) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `GradScaler: at most ${CUDA_SCALER.slots} CUDA optimizers share one scaler`);
+      k = this.dev.slots.size;
+      this.dev.slots.set(optimizer, k);
+    }
+    return k;
+  }
+
+  /** The device's scale and growth tracker into the host fields, when the device changed them (waits). */
+  private readDevice(): void {
+    if (this.dev === null || !this.dev.stale) return;
+    const a = this.dev.t.toHost();
+    const w = new Uint32Array(a.buffer);
+    this.scaleValue = a[0];
+    this.growthTracker = w[2] + w[3] * 2 ** 32;
+    this.dev.stale = false;
+  }
+
+  /** The host's scale and growth tracker into the device state (found flags cleared). */
+  private writeDevice(): void {
+    if (this.dev === null) return;
+    const a = new Float32Array(CUDA_SCALER.bytes / 4);
+    const w = new Uint32Array(a.buffer);
+    a[0] = this.scaleValue;
+    w[2] = this.growthTracker % 2 ** 32;
+    w[3] = Math.floor(this.growthTracker / 2 ** 32);
+    this.dev.t.copyFromHost(a);
   }
 
   private stateOf(optimizer: AnyOptimizer, what: string): PerOptimizer {

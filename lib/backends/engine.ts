@@ -83,6 +83,8 @@ export interface DeviceView {
   shape: readonly number[];
   /** Element strides, or `null` when row-major contiguous. */
   strides: readonly number[] | null;
+  /** Element type (absent: float32). 16-bit views are contiguous. */
+  dtype?: 'float32' | 'bfloat16' | 'float16';
 }
 
 /** The device side of a slot. */
@@ -93,6 +95,18 @@ export interface DeviceSlot {
   p: DeviceView;
   /** The gradient in device memory, or `null` when `Slot.g` is a host array to upload. */
   g: DeviceView | null;
+  /** A 16-bit param (`p.dtype` bfloat16 or float16): how it is rounded back, and its master weights. */
+  half?: {
+    /** Float32 master weights kept in the device state (`config.masterWeights`). */
+    master: boolean;
+    /** Loaded master weights to upload when the device has none yet (else they start as the param widened). */
+    loaded?: Float32Array;
+    /** bfloat16 stochastic rounding with `seed` (the key uses the device's step count and `index`). */
+    stochastic: boolean;
+    seed: number;
+    /** The param's index over all groups (lib/core/half.ts roundingKey). */
+    index: number;
+  };
 }
 
 /** One group's step: every slot with one set of hyperparameters. */
@@ -135,6 +149,18 @@ export interface Engine {
   dispose?(): void;
   /** CUDA: the state slots of a device param (`DeviceSlot.key`) copied to the host, or undefined when it has none on the device. */
   readDeviceState?(key: object): Float32Array[] | undefined;
+  /**
+   * CUDA, loss scaling on the device (GradScaler): every job's gradients checked for Infinity/NaN
+   * into the device int at `dev.found` (reset first), then every job stepped reading it (nothing
+   * changes when it is set) with the gradients multiplied by f32(1 / *dev.scale). No host sync.
+   */
+  stepScaled?(jobs: readonly StepJob[], options: StepOptions, dev: { scale: bigint; found: bigint }, kind: string): void;
+  /** CUDA: the completed step counts the device holds for these slot keys (undefined: not on the device). Waits. */
+  deviceSteps?(keys: readonly object[]): Array<number | undefined>;
+  /** CUDA: whether the last step of the tensor with this slot key (a host 16-bit param: its bits array) was skipped by the found-inf flag (waits). */
+  lastSkipped?(key: object): boolean;
+  /** CUDA: queues torch._amp_update_scale_ on a device GradScaler state (binding.ts CUDA_SCALER). */
+  scalerUpdate?(state: bigint, mask: number, hostFound: boolean, growth: number, backoff: number, interval: number): void;
   /** CUDA: queue steps on a caller's stream from now on (`null`: the engine's own). */
   setStream?(stream: bigint | null): void;
   /** CUDA: the stream steps are queued on now. */

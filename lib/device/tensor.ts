@@ -19,10 +19,22 @@ import type { DeviceView } from '../backends/engine';
 /** Dimensions a device tensor may have. */
 export const MAX_DIMS = 8;
 
-/** Where a new tensor is allocated. */
+/** Element types of a device tensor: float32, or 16-bit (raw bits on the host: Uint16Array). */
+export type DeviceDtype = 'float32' | 'bfloat16' | 'float16';
+
+/** DLPack's data type of a device tensor: kDLFloat = 2 (float32, float16), kDLBfloat = 4. */
+export interface DLDataType {
+  code: number;
+  bits: number;
+  lanes: number;
+}
+
+/** Where a new tensor is allocated, and its element type. */
 export interface DeviceTensorOptions {
   /** CUDA device ordinal. Default `0`. */
   device?: number;
+  /** Element type. Default `'float32'`; 16-bit tensors exchange raw bits with the host (Uint16Array). */
+  dtype?: DeviceDtype;
 }
 
 /**
@@ -37,7 +49,11 @@ export interface ExternalTensorDescriptor {
   shape: readonly number[];
   /** Element strides (DLPack `strides`, in elements, not bytes); omitted or `null` = row-major contiguous. */
   strides?: readonly number[] | null;
-  /** Only `'float32'` (DLPack `{ code: 2, bits: 32, lanes: 1 }`, also accepted) is supported. Default `'float32'`. */
+  /**
+   * `'float32'`, `'bfloat16'` or `'float16'`, or DLPack's `{ code, bits, lanes: 1 }`: float32
+   * `{ 2, 32 }`, float16 `{ 2, 16 }`, bfloat16 `{ 4, 16 }`. Default `'float32'`. 16-bit tensors
+   * must be row-major contiguous.
+   */
   dtype?: string | { code: number; bits: number; lanes: number };
   /** CUDA device ordinal, or a DLPack device `{ deviceType: 2 (kDLCUDA) | 13 (kDLCUDAManaged), deviceId }`. Default `0`. */
   device?: number | { deviceType: number; deviceId: number };
@@ -45,8 +61,47 @@ export interface ExternalTensorDescriptor {
   keepAlive?: unknown;
 }
 
-const FLOAT32_CODE = 2; // DLPack kDLFloat
+const DL_FLOAT = 2; // DLPack kDLFloat
+const DL_BFLOAT = 4; // DLPack kDLBfloat
 const DL_CUDA = 2;
+
+/** Bytes per element. */
+export function dtypeBytes(dtype: DeviceDtype | undefined): number {
+  return dtype === 'bfloat16' || dtype === 'float16' ? 2 : 4;
+}
+
+/** DLPack's type of a dtype. */
+export function dlDataType(dtype: DeviceDtype): DLDataType {
+  return dtype === 'float32' ? { code: DL_FLOAT, bits: 32, lanes: 1 } : dtype === 'float16' ? { code: DL_FLOAT, bits: 16, lanes: 1 } : { code: DL_BFLOAT, bits: 16, lanes: 1 };
+}
+
+function checkDtypeOption(d: unknown, where: string): DeviceDtype {
+  if (d === undefined) return 'float32';
+  if (d === 'float32' || d === 'bfloat16' || d === 'float16') return d;
+  throw invalid(`${where} must be 'float32', 'bfloat16' or 'float16', got ${describe(d)}`);
+}
+
+/** A descriptor's dtype: a name or a DLPack type. */
+function descriptorDtype(dt: unknown): DeviceDtype {
+  if (dt === undefined) return 'float32';
+  if (typeof dt === 'string') {
+    if (dt === 'float32' || dt === 'bfloat16' || dt === 'float16') return dt;
+    throw invalid(`descriptor.dtype '${dt}' is not supported: adamp steps 'float32', 'bfloat16' and 'float16' tensors`);
+  }
+  if (dt !== null && typeof dt === 'object') {
+    const { code, bits, lanes } = dt as Partial<DLDataType>;
+    if ((lanes ?? 1) === 1) {
+      if (code === DL_FLOAT && bits === 32) return 'float32';
+      if (code === DL_FLOAT && bits === 16) return 'float16';
+      if (code === DL_BFLOAT && bits === 16) return 'bfloat16';
+    }
+  }
+  throw invalid(`descriptor.dtype ${describe(dt)} is not supported: adamp steps float32 { code: 2, bits: 32 }, float16 { code: 2, bits: 16 } and bfloat16 { code: 4, bits: 16 } tensors (lanes 1)`);
+}
+
+function isU16(x: unknown): x is Uint16Array {
+  return x instanceof Uint16Array || (ArrayBuffer.isView(x) && Object.prototype.toString.call(x) === '[object Uint16Array]');
+}
 const DL_CUDA_MANAGED = 13;
 
 let addonCache: CudaAddon | undefined;
@@ -111,14 +166,15 @@ function hex(p: bigint): string {
   return '0x' + p.toString(16);
 }
 
-/** A float32 tensor in GPU memory. */
+/** A float32, bfloat16 or float16 tensor in GPU memory. */
 export class DeviceTensor {
   readonly shape: readonly number[];
   /** Element strides, or `null` for row-major contiguous. */
   readonly strides: readonly number[] | null;
   readonly numel: number;
   readonly device: number;
-  readonly dtype = 'float32' as const;
+  /** Element type; 16-bit tensors are row-major contiguous and exchange raw bits with the host (Uint16Array). */
+  readonly dtype: DeviceDtype;
   /** The memory belongs to someone else (`fromPointer`): adamp never frees it. */
   readonly external: boolean;
   #addon: CudaAddon;
@@ -130,8 +186,9 @@ export class DeviceTensor {
   readonly #view: DeviceView;
 
   private constructor(addon: CudaAddon, shape: number[], strides: number[] | null, device: number, pointer: bigint,
-    buffer: CudaBufferHandle | null, keepAlive: unknown) {
+    buffer: CudaBufferHandle | null, keepAlive: unknown, dtype: DeviceDtype) {
     this.#addon = addon;
+    this.dtype = dtype;
     this.shape = Object.freeze(shape);
     this.strides = strides === null ? null : Object.freeze(strides);
     this.numel = product(shape);
@@ -140,21 +197,29 @@ export class DeviceTensor {
     this.#buffer = buffer;
     this.#pointer = pointer;
     this.#keepAlive = keepAlive;
-    this.#view = Object.freeze({ pointer, device, shape: this.shape, strides: this.strides });
+    this.#view = Object.freeze(dtype === 'float32' ? { pointer, device, shape: this.shape, strides: this.strides } : { pointer, device, shape: this.shape, strides: this.strides, dtype });
   }
 
   /** Allocates a zero-filled tensor. Throws `ERR_ADAMP_CUDA_OOM` when the device is out of memory. */
   static zeros(shape: readonly number[], options: DeviceTensorOptions = {}): DeviceTensor {
     const s = checkShape(shape, 'shape');
     const device = checkDevice(options?.device, 'options.device');
+    const dtype = checkDtypeOption(options?.dtype, 'options.dtype');
     const addon = cudaAddon('DeviceTensor.zeros()');
-    const buf = addon.cudaAlloc(device, product(s) * 4);
-    return new DeviceTensor(addon, s, null, device, addon.cudaBufferAddress(buf), buf, undefined);
+    const buf = addon.cudaAlloc(device, product(s) * dtypeBytes(dtype));
+    return new DeviceTensor(addon, s, null, device, addon.cudaBufferAddress(buf), buf, undefined, dtype);
   }
 
-  /** Allocates a tensor and uploads `data` into it (`shape` defaults to `[data.length]`). */
-  static fromHost(data: Float32Array, shape?: readonly number[], options: DeviceTensorOptions = {}): DeviceTensor {
-    if (!(data instanceof Float32Array)) throw invalid(`data must be a Float32Array, got ${describe(data)}`);
+  /**
+   * Allocates a tensor and uploads `data` into it (`shape` defaults to `[data.length]`): a
+   * Float32Array for float32, a Uint16Array of raw bits for `options.dtype` 'bfloat16' / 'float16'.
+   */
+  static fromHost(data: Float32Array | Uint16Array, shape?: readonly number[], options: DeviceTensorOptions = {}): DeviceTensor {
+    const dtype = checkDtypeOption(options?.dtype, 'options.dtype');
+    if (dtype === 'float32' && !(data instanceof Float32Array)) {
+      throw invalid(`data must be a Float32Array, got ${describe(data)}` + (isU16(data) ? " (16-bit bits need options.dtype 'bfloat16' or 'float16')" : ''));
+    }
+    if (dtype !== 'float32' && !isU16(data)) throw invalid(`data of a ${dtype} tensor must be a Uint16Array of ${dtype} bits, got ${describe(data)}`);
     const s = shape === undefined ? [data.length] : checkShape(shape, 'shape');
     if (product(s) !== data.length) throw invalid(`data length ${data.length} does not match shape ${shapeText(s)} (expected ${product(s)})`);
     const t = DeviceTensor.zeros(s, options);
@@ -171,13 +236,8 @@ export class DeviceTensor {
     if (desc === null || typeof desc !== 'object') throw invalid(`descriptor must be an object { pointer, shape, ... }, got ${describe(desc)}`);
     const shape = checkShape(desc.shape, 'descriptor.shape');
     const numel = product(shape);
-    // dtype
-    const dt = desc.dtype ?? 'float32';
-    if (typeof dt === 'string') {
-      if (dt !== 'float32') throw invalid(`descriptor.dtype '${dt}' is not supported: adamp steps float32 tensors (convert to float32 first)`);
-    } else if (dt === null || typeof dt !== 'object' || dt.code !== FLOAT32_CODE || dt.bits !== 32 || (dt.lanes ?? 1) !== 1) {
-      throw invalid(`descriptor.dtype ${JSON.stringify(dt)} is not supported: adamp steps float32 tensors ({ code: 2, bits: 32, lanes: 1 })`);
-    }
+    const dtype = descriptorDtype(desc.dtype);
+    const esize = dtypeBytes(dtype);
     // device
     let device: number;
     if (typeof desc.device === 'object' && desc.device !== null) {
@@ -200,7 +260,7 @@ export class DeviceTensor {
     if (desc.pointer <= 0n || pointer >= 1n << 64n) {
       if (numel > 0 || desc.pointer < 0n) throw invalid(`descriptor.pointer ${describe(desc.pointer)} is not a device address`);
     }
-    if (pointer % 4n !== 0n) throw invalid(`descriptor.pointer + byteOffset = ${hex(pointer)} is not 4-byte aligned, as float32 data must be`);
+    if (pointer % BigInt(esize) !== 0n) throw invalid(`descriptor.pointer + byteOffset = ${hex(pointer)} is not ${esize}-byte aligned, as ${dtype} data must be`);
     // strides
     let strides: number[] | null = null;
     if (desc.strides !== undefined && desc.strides !== null) {
@@ -224,6 +284,9 @@ export class DeviceTensor {
       }
       if (isRowMajor(shape, strides)) strides = null;
     }
+    if (strides !== null && dtype !== 'float32') {
+      throw new AdampError('ERR_ADAMP_UNSUPPORTED', `descriptor.strides ${JSON.stringify(strides)}: ${dtype} device tensors must be row-major contiguous (strided views are float32 only)`);
+    }
     const addon = cudaAddon('DeviceTensor.fromPointer()');
     if (numel > 0) {
       const info = addon.cudaPointerInfo(pointer);
@@ -236,7 +299,20 @@ export class DeviceTensor {
         throw invalid(`descriptor.pointer ${hex(pointer)} is memory of device ${info.device}, but the descriptor says device ${device}`);
       }
     }
-    return new DeviceTensor(addon, shape, strides, device, pointer, null, desc.keepAlive);
+    return new DeviceTensor(addon, shape, strides, device, pointer, null, desc.keepAlive, dtype);
+  }
+
+  /**
+   * This tensor as a DLPack-style descriptor (what `fromPointer` takes): the address, shape,
+   * strides (null: row-major), DLPack dtype and device. The memory stays this tensor's: keep it
+   * alive while the descriptor is used.
+   */
+  toDLPack(): Required<Omit<ExternalTensorDescriptor, 'keepAlive'>> & { dtype: DLDataType; device: { deviceType: number; deviceId: number } } {
+    this.check('toDLPack()');
+    return {
+      pointer: this.#pointer, byteOffset: 0, shape: this.shape.slice(), strides: this.strides === null ? null : this.strides.slice(),
+      dtype: dlDataType(this.dtype), device: { deviceType: DL_CUDA, deviceId: this.device },
+    };
   }
 
   /** Address of element 0. */
@@ -260,9 +336,17 @@ export class DeviceTensor {
     return span(this.shape, this.strides);
   }
 
-  /** Copies the tensor into a Float32Array (`out`, or a new one). Waits for the copy. */
-  toHost(out?: Float32Array): Float32Array {
+  /** Copies the tensor into a Float32Array (`out`, or a new one); a 16-bit tensor into a Uint16Array of its bits. Waits for the copy. */
+  toHost(out?: Float32Array): Float32Array;
+  toHost(out?: Uint16Array): Uint16Array;
+  toHost(out?: Float32Array | Uint16Array): Float32Array | Uint16Array {
     this.check('toHost()');
+    if (this.dtype !== 'float32') {
+      const bits = out ?? new Uint16Array(this.numel);
+      if (!isU16(bits) || bits.length !== this.numel) throw invalid(`out must be a Uint16Array of ${this.numel} elements (${this.dtype} bits), got ${describe(out)}`);
+      this.#addon.cudaCopyBytes(this.device, this.#pointer, bits, false);
+      return bits;
+    }
     const dst = out ?? new Float32Array(this.numel);
     if (!(dst instanceof Float32Array) || dst.length !== this.numel) {
       throw invalid(`out must be a Float32Array of ${this.numel} elements, got ${describe(out)}`);
@@ -271,9 +355,16 @@ export class DeviceTensor {
     return dst;
   }
 
-  /** Overwrites the tensor with `src` (same number of elements, row-major). Complete when it returns. */
-  copyFromHost(src: Float32Array): this {
+  /** Overwrites the tensor with `src` (same number of elements, row-major; a Uint16Array of bits for 16-bit tensors). Complete when it returns. */
+  copyFromHost(src: Float32Array | Uint16Array): this {
     this.check('copyFromHost()');
+    if (this.dtype !== 'float32') {
+      if (!isU16(src) || src.length !== this.numel) {
+        throw invalid(`src must be a Uint16Array of ${this.numel} elements (${this.dtype} bits, shape ${shapeText(this.shape)}), got ${describe(src)}`);
+      }
+      this.#addon.cudaCopyBytes(this.device, this.#pointer, src, true);
+      return this;
+    }
     if (!(src instanceof Float32Array) || src.length !== this.numel) {
       throw invalid(`src must be a Float32Array of ${this.numel} elements (shape ${shapeText(this.shape)}), got ${describe(src)}`);
     }
@@ -285,7 +376,8 @@ export class DeviceTensor {
   fill(value: 0): this {
     if (value !== 0) throw invalid(`DeviceTensor.fill only supports 0, got ${describe(value)}`);
     this.check('fill()');
-    this.#addon.cudaZero(this.device, this.#pointer, this.shape, this.strides);
+    if (this.dtype !== 'float32') this.#addon.cudaZeroBytes(this.device, this.#pointer, this.numel * 2);
+    else this.#addon.cudaZero(this.device, this.#pointer, this.shape, this.strides);
     return this;
   }
 
@@ -311,7 +403,7 @@ export class DeviceTensor {
   }
 
   toString(): string {
-    return `DeviceTensor(${shapeText(this.shape)}, float32, cuda:${this.device}${this.external ? ', external' : ''}${this.#disposed ? ', disposed' : ''})`;
+    return `DeviceTensor(${shapeText(this.shape)}, ${this.dtype}, cuda:${this.device}${this.external ? ', external' : ''}${this.#disposed ? ', disposed' : ''})`;
   }
 
   private check(what: string): void {
@@ -324,8 +416,8 @@ export class DeviceTensor {
 /** Whether two device views share memory (conservative: compares address ranges). */
 export function viewsOverlap(a: DeviceView, b: DeviceView): boolean {
   if (a.device !== b.device) return false;
-  const la = BigInt(span(a.shape, a.strides)) * 4n;
-  const lb = BigInt(span(b.shape, b.strides)) * 4n;
+  const la = BigInt(span(a.shape, a.strides) * dtypeBytes(a.dtype));
+  const lb = BigInt(span(b.shape, b.strides) * dtypeBytes(b.dtype));
   if (la === 0n || lb === 0n) return false;
   return a.pointer < b.pointer + lb && b.pointer < a.pointer + la;
 }

@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -51,6 +52,9 @@ struct KindOps {
   int (*set_hyper)(void* dst, const double* hyper, cudaStream_t stream);
   int (*prep)(const LaunchArgs& a, cudaStream_t stream);
   int (*step)(const LaunchArgs& a, unsigned grid, cudaStream_t stream);
+  // The mixed-precision kernels (step_kernel<Mixed<P>>): 16-bit storage, loss scaling on the device.
+  int (*prep_mixed)(const LaunchArgs& a, cudaStream_t stream);
+  int (*step_mixed)(const LaunchArgs& a, unsigned grid, cudaStream_t stream);
 };
 
 template <class P>
@@ -73,8 +77,13 @@ struct Kind {
   static int step(const LaunchArgs& a, unsigned grid, cudaStream_t s) {
     return (int)ADAMP_LAUNCH(step_kernel<P>, grid, kThreads, s, a);
   }
+  static int prep_mixed(const LaunchArgs& a, cudaStream_t s) { return (int)ADAMP_LAUNCH(prep_kernel<Mixed<P>>, 1, kMaxTensors, s, a); }
+  static int step_mixed(const LaunchArgs& a, unsigned grid, cudaStream_t s) {
+    return (int)ADAMP_LAUNCH(step_kernel<Mixed<P>>, grid, kThreads, s, a);
+  }
   static constexpr KindOps ops() {
-    return KindOps{P::kName, P::kSlots, P::kHyperCount, P::kProjects, &P::hyper_name, &check, &occupancy, &set_hyper, &prep, &step};
+    return KindOps{P::kName, P::kSlots, P::kHyperCount, P::kProjects, &P::hyper_name, &check, &occupancy, &set_hyper, &prep, &step,
+                   &prep_mixed, &step_mixed};
   }
 };
 
@@ -89,6 +98,7 @@ struct DevTensor {
   TensorArgs args;  // pointers and geometry; copied into each launch
   void* aux = nullptr;
   int external = 0;  // ADAMP_CUDA_EXTERNAL_* buffers: bound by the caller, never allocated or freed here
+  float* master = nullptr;  // 16-bit param with master weights (ADAMP_CUDA_MASTER): the float32 copy
 };
 
 /**
@@ -189,8 +199,12 @@ void plan(TensorArgs& t, const adamp_cuda_tensor_desc& d, int64_t chunk, bool pr
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-void set_vec(TensorArgs& a, int slots) {
-  bool v = aligned16(a.p) && aligned16(a.g);
+bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
+
+void set_vec(TensorArgs& a, int slots, const float* master) {
+  // 16-bit data is read 4 elements (8 bytes) at a time, float32 data 16 bytes at a time
+  bool v = (store_p(a.storage) != kF32 ? aligned8(a.p) : aligned16(a.p)) && (store_g(a.storage) != kF32 ? aligned8(a.g) : aligned16(a.g));
+  if (master) v = v && aligned16(master);
   for (int k = 0; k < slots; ++k) v = v && aligned16(a.st[k]);
   a.vec = v ? 1 : 0;
 }
@@ -202,7 +216,8 @@ int64_t align256(int64_t x) { return (x + 255) / 256 * 256; }
  * changes nothing): groups of consecutive tensors of about ctx->group elements, whole groups per
  * launch, at most kMaxTensors tensors each.
  */
-int plan_launches(adamp_cuda_ctx* ctx, const std::vector<int>& ids, bool norms, std::vector<std::unique_ptr<LaunchArgs>>& out) {
+int plan_launches(adamp_cuda_ctx* ctx, const std::vector<int>& ids, bool norms, std::vector<std::unique_ptr<LaunchArgs>>& out,
+                  const float* scale = nullptr, const int* found = nullptr, bool mixed = false) {
   std::vector<std::vector<int>> groups;
   int64_t acc = 0;
   for (int id : ids) {
@@ -258,6 +273,9 @@ int plan_launches(adamp_cuda_ctx* ctx, const std::vector<int>& ids, bool norms, 
     a->hp = ctx->d_hyper;
     a->queue = ctx->d_queue;
     a->denormal = 1e-40f;
+    a->scale = scale;
+    a->found_inf = found;
+    a->mixed = mixed ? 1 : 0;
     if (total > 0) out.push_back(std::move(a));
     gi = ge;
   }
@@ -287,10 +305,18 @@ float* buffer(adamp_cuda_ctx* ctx, int id, int which) {
   if (which == ADAMP_CUDA_P) return a.p;
   if (which == ADAMP_CUDA_G) return const_cast<float*>(a.g);
   const int k = which - ADAMP_CUDA_STATE(0);
+  if (k == ctx->ops->slots) return ctx->t[id].master;  // the master weights (16-bit params), or null
   return k >= 0 && k < ctx->ops->slots ? a.st[k] : nullptr;
 }
 
-bool valid_which(const adamp_cuda_ctx* ctx, int which) { return which >= 0 && which < ADAMP_CUDA_STATE(ctx->ops->slots); }
+/** A float32 buffer of the tensor (the param and gradient only when stored as float32). */
+bool valid_which(const adamp_cuda_ctx* ctx, int id, int which) {
+  if (which < 0 || which > ADAMP_CUDA_STATE(ctx->ops->slots)) return false;
+  const int st = ctx->t[id].args.storage;
+  if (which == ADAMP_CUDA_P) return store_p(st) == kF32;
+  if (which == ADAMP_CUDA_G) return store_g(st) == kF32;
+  return true;
+}
 
 /** Copies `bytes` from pageable host memory through the current staging generation (see Staging). */
 int staged_upload(adamp_cuda_ctx* ctx, void* dst, const void* src, size_t bytes) {
@@ -349,7 +375,8 @@ void staging_settle(adamp_cuda_ctx* ctx) {
   for (Staging& s : ctx->staging) s.open = false;
 }
 
-int step_impl(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper, unsigned flags) {
+int step_impl(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper, unsigned flags, const float* scale = nullptr,
+              const int* found = nullptr) {
   int rc = check_ids(ctx, ids, n, true);
   if (rc) return rc;
   if (ctx->broken) return ADAMP_CUDA_E_BROKEN;
@@ -357,10 +384,21 @@ int step_impl(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, i
   if ((rc = cudaSetDevice(ctx->device))) return forget_error(rc);
   std::vector<int> live;
   live.reserve(n);
-  for (int i = 0; i < n; ++i)
-    if (ctx->t[ids[i]].desc.numel > 0) live.push_back(ids[i]);
+  std::vector<int> live_mixed;  // 16-bit storage, or every tensor of a loss-scaled step: the mixed kernels
+  for (int i = 0; i < n; ++i) {
+    const DevTensor& t = ctx->t[ids[i]];
+    if (t.desc.numel == 0) continue;
+    if ((t.args.storage & kStoreMaster) && !t.master) return ADAMP_CUDA_E_INVALID;
+    if (scale || t.args.storage != 0) live_mixed.push_back(ids[i]);
+    else live.push_back(ids[i]);
+  }
+  for (const std::vector<int>* v : {&live, &live_mixed})  // external buffers must be bound
+    for (int id : *v)
+      if (!ctx->t[id].args.p || !ctx->t[id].args.g) return ADAMP_CUDA_E_INVALID;
+  const bool norms = (flags & ADAMP_CUDA_NO_NORMS) == 0;
   std::vector<std::unique_ptr<LaunchArgs>> launches;
-  if ((rc = plan_launches(ctx, live, (flags & ADAMP_CUDA_NO_NORMS) == 0, launches))) return rc;
+  if ((rc = plan_launches(ctx, live, norms, launches))) return rc;
+  if ((rc = plan_launches(ctx, live_mixed, norms, launches, scale, found, true))) return rc;
   // Queued from here. A failure before the first prep_kernel leaves every tensor as it was.
   if (hyper) {
     if ((rc = ctx->ops->set_hyper(ctx->d_hyper, hyper, ctx->stream))) return forget_error(rc);
@@ -371,10 +409,10 @@ int step_impl(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, i
   for (const auto& a : launches) {
     int64_t grid = std::min<int64_t>(a->total_items, (int64_t)ctx->sm_count * ctx->blocks_per_sm);
     if (ctx->max_blocks > 0) grid = std::min<int64_t>(grid, ctx->max_blocks);
-    rc = ctx->ops->prep(*a, ctx->stream);
+    rc = a->mixed ? ctx->ops->prep_mixed(*a, ctx->stream) : ctx->ops->prep(*a, ctx->stream);
     if (!rc) {
       queued = true;
-      rc = ctx->ops->step(*a, (unsigned)grid, ctx->stream);
+      rc = a->mixed ? ctx->ops->step_mixed(*a, (unsigned)grid, ctx->stream) : ctx->ops->step(*a, (unsigned)grid, ctx->stream);
     }
     if (rc) {
       if (queued) ctx->broken = rc;  // some tensors have counted this step on the device
@@ -516,6 +554,7 @@ void adamp_cuda_destroy(adamp_cuda_ctx* ctx) {
     if (!(t.external & ADAMP_CUDA_EXTERNAL_P)) dev_free(t.args.p);
     if (!(t.external & ADAMP_CUDA_EXTERNAL_G)) dev_free(const_cast<float*>(t.args.g));
     for (int k = 0; k < kMaxSlots; ++k) dev_free(t.args.st[k]);
+    dev_free(t.master);
     dev_free(t.aux);
   }
   dev_free(ctx->d_hyper);
@@ -582,7 +621,7 @@ int adamp_cuda_add_tensor_ex(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* 
   a.chsum = reinterpret_cast<adamp::ChannelSums*>(base + off_chsum);
   a.coef = reinterpret_cast<adamp::ProjCoef*>(base + off_coef);
   a.info_part = reinterpret_cast<double*>(base + off_info);
-  set_vec(a, ctx->ops->slots);
+  set_vec(a, ctx->ops->slots, nullptr);
   ctx->t.push_back(t);
   *id = (int)ctx->t.size() - 1;
   return 0;
@@ -591,7 +630,7 @@ int adamp_cuda_add_tensor_ex(adamp_cuda_ctx* ctx, const adamp_cuda_tensor_desc* 
 int adamp_cuda_num_tensors(const adamp_cuda_ctx* ctx) { return ctx ? (int)ctx->t.size() : 0; }
 
 int adamp_cuda_upload(adamp_cuda_ctx* ctx, int id, int which, const float* host, int64_t numel) {
-  if (!ctx || id < 0 || id >= (int)ctx->t.size() || !valid_which(ctx, which)) return ADAMP_CUDA_E_INVALID;
+  if (!ctx || id < 0 || id >= (int)ctx->t.size() || !valid_which(ctx, id, which)) return ADAMP_CUDA_E_INVALID;
   if (numel != ctx->t[id].desc.numel || (!host && numel > 0)) return ADAMP_CUDA_E_INVALID;
   if (numel == 0) return 0;
   float* dst = buffer(ctx, id, which);
@@ -605,7 +644,7 @@ int adamp_cuda_upload(adamp_cuda_ctx* ctx, int id, int which, const float* host,
 }
 
 int adamp_cuda_download(adamp_cuda_ctx* ctx, int id, int which, float* host, int64_t numel) {
-  if (!ctx || id < 0 || id >= (int)ctx->t.size() || !valid_which(ctx, which)) return ADAMP_CUDA_E_INVALID;
+  if (!ctx || id < 0 || id >= (int)ctx->t.size() || !valid_which(ctx, id, which)) return ADAMP_CUDA_E_INVALID;
   if (numel != ctx->t[id].desc.numel || (!host && numel > 0)) return ADAMP_CUDA_E_INVALID;
   if (numel == 0) return 0;
   float* src = buffer(ctx, id, which);
@@ -713,10 +752,12 @@ int adamp_cuda_bind(adamp_cuda_ctx* ctx, int id, int which, float* device_ptr) {
   DevTensor& t = ctx->t[id];
   const int flag = which == ADAMP_CUDA_P ? ADAMP_CUDA_EXTERNAL_P : which == ADAMP_CUDA_G ? ADAMP_CUDA_EXTERNAL_G : 0;
   if (!flag || !(t.external & flag) || (!device_ptr && t.desc.numel > 0)) return ADAMP_CUDA_E_INVALID;
-  if ((reinterpret_cast<uintptr_t>(device_ptr) & 3u) != 0) return ADAMP_CUDA_E_INVALID;  // float32 needs 4-byte alignment
+  const bool half = (which == ADAMP_CUDA_P ? store_p(t.args.storage) : store_g(t.args.storage)) != kF32;
+  // float32 needs 4-byte alignment, 16-bit data 2
+  if ((reinterpret_cast<uintptr_t>(device_ptr) & (half ? 1u : 3u)) != 0) return ADAMP_CUDA_E_INVALID;
   if (which == ADAMP_CUDA_P) t.args.p = device_ptr;
   else t.args.g = device_ptr;
-  set_vec(t.args, ctx->ops->slots);
+  set_vec(t.args, ctx->ops->slots, t.master);
   return 0;
 }
 
@@ -763,6 +804,139 @@ int adamp_cuda_event_wait(void* event) {
 
 void adamp_cuda_event_free(void* event) {
   if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));  // returns at once
+}
+
+}  // extern "C"
+
+extern "C" {
+
+int adamp_cuda_set_storage(adamp_cuda_ctx* ctx, int id, int storage, uint32_t seed, uint32_t index) {
+  if (!ctx || id < 0 || id >= (int)ctx->t.size()) return ADAMP_CUDA_E_INVALID;
+  if (storage & ~(15 | ADAMP_CUDA_MASTER | ADAMP_CUDA_STOCHASTIC)) return ADAMP_CUDA_E_INVALID;
+  const int pd = storage & 3, gd = (storage >> 2) & 3;
+  if (pd > ADAMP_CUDA_F16 || gd > ADAMP_CUDA_F16) return ADAMP_CUDA_E_INVALID;
+  if ((storage & ADAMP_CUDA_MASTER) && pd == ADAMP_CUDA_F32) return ADAMP_CUDA_E_INVALID;
+  if ((storage & ADAMP_CUDA_STOCHASTIC) && pd != ADAMP_CUDA_BF16) return ADAMP_CUDA_E_INVALID;
+  DevTensor& t = ctx->t[id];
+  // 16-bit data lives in the caller's memory (bound); the context's own buffers are float32
+  if (pd != ADAMP_CUDA_F32 && !(t.external & ADAMP_CUDA_EXTERNAL_P)) return ADAMP_CUDA_E_INVALID;
+  if (gd != ADAMP_CUDA_F32 && !(t.external & ADAMP_CUDA_EXTERNAL_G)) return ADAMP_CUDA_E_INVALID;
+  int rc = cudaSetDevice(ctx->device);
+  if (rc) return forget_error(rc);
+  float* master = t.master;
+  if ((storage & ADAMP_CUDA_MASTER) && !master && t.desc.numel > 0) {
+    if ((rc = dev_alloc(reinterpret_cast<void**>(&master), (size_t)t.desc.numel * sizeof(float)))) return rc;
+    if ((rc = (int)cudaMemsetAsync(master, 0, (size_t)t.desc.numel * sizeof(float), ctx->stream))) {
+      dev_free(master);
+      return forget_error(rc);
+    }
+  }
+  rc = (int)ADAMP_LAUNCH(set_storage_kernel, 1, 1, ctx->stream, t.args.ts, (storage & ADAMP_CUDA_MASTER) ? master : nullptr, seed, index);
+  if (rc) {
+    if (master != t.master) dev_free(master);
+    return forget_error(rc);
+  }
+  if (!(storage & ADAMP_CUDA_MASTER) && t.master) {
+    dev_free(t.master);
+    master = nullptr;
+  }
+  t.master = master;
+  // a bound p or g whose type changes is unbound (a step refuses it until adamp_cuda_bind binds it again)
+  if ((t.external & ADAMP_CUDA_EXTERNAL_P) && pd != store_p(t.args.storage)) t.args.p = nullptr;
+  if ((t.external & ADAMP_CUDA_EXTERNAL_G) && gd != store_g(t.args.storage)) t.args.g = nullptr;
+  t.args.storage = (int16_t)storage;
+  set_vec(t.args, ctx->ops->slots, t.master);
+  return 0;
+}
+
+int adamp_cuda_get_storage(const adamp_cuda_ctx* ctx, int id) {
+  if (!ctx || id < 0 || id >= (int)ctx->t.size()) return -1;
+  return ctx->t[id].args.storage;
+}
+
+int adamp_cuda_init_master(adamp_cuda_ctx* ctx, int id) {
+  if (!ctx || id < 0 || id >= (int)ctx->t.size()) return ADAMP_CUDA_E_INVALID;
+  DevTensor& t = ctx->t[id];
+  if (t.desc.numel == 0) return 0;
+  if (!t.master || !t.args.p) return ADAMP_CUDA_E_INVALID;
+  int rc = cudaSetDevice(ctx->device);
+  if (rc) return forget_error(rc);
+  const int64_t blocks = std::min<int64_t>(ceil_div(t.desc.numel, kThreads), 4096);
+  return forget_error((int)ADAMP_LAUNCH(widen_kernel, (unsigned)blocks, kThreads, ctx->stream, t.master,
+                                        reinterpret_cast<const uint16_t*>(t.args.p), t.desc.numel, store_p(t.args.storage)));
+}
+
+int adamp_cuda_check_grads(adamp_cuda_ctx* ctx, const int* ids, int n, int* found, int reset) {
+  int rc = check_ids(ctx, ids, n, false);
+  if (rc) return rc;
+  if (!found || (reinterpret_cast<uintptr_t>(found) & 3u)) return ADAMP_CUDA_E_INVALID;
+  for (int i = 0; i < n; ++i)
+    if (ctx->t[ids[i]].desc.numel > 0 && !ctx->t[ids[i]].args.g) return ADAMP_CUDA_E_INVALID;
+  if ((rc = cudaSetDevice(ctx->device))) return forget_error(rc);
+  if (reset && (rc = (int)cudaMemsetAsync(found, 0, sizeof(int), ctx->stream))) return forget_error(rc);
+  std::unique_ptr<CheckArgs> a(new (std::nothrow) CheckArgs);
+  if (!a) return ADAMP_CUDA_E_NOMEM;
+  for (int i0 = 0; i0 < n && !rc; i0 += kMaxTensors) {
+    std::memset(a.get(), 0, sizeof(CheckArgs));
+    a->found = found;
+    int64_t most = 0;
+    for (int i = i0; i < n && i < i0 + kMaxTensors; ++i) {
+      const DevTensor& t = ctx->t[ids[i]];
+      if (t.desc.numel == 0) continue;
+      CheckTensor& c = a->t[a->n++];
+      c.g = t.args.g;
+      c.numel = t.desc.numel;
+      c.dt = store_g(t.args.storage);
+      most = std::max(most, t.desc.numel);
+    }
+    if (a->n == 0) continue;
+    const int64_t grid = std::max<int64_t>(1, std::min<int64_t>(ceil_div(most, kThreads), (int64_t)ctx->sm_count * 8));
+    rc = (int)ADAMP_LAUNCH(check_kernel, (unsigned)grid, kThreads, ctx->stream, *a);
+  }
+  return forget_error(rc);
+}
+
+int adamp_cuda_step_scaled(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper, unsigned flags,
+                           const float* scale, const int* found) {
+  if (!scale || !found || (reinterpret_cast<uintptr_t>(scale) & 3u) || (reinterpret_cast<uintptr_t>(found) & 3u))
+    return ADAMP_CUDA_E_INVALID;
+  return step_impl(ctx, ids, n, hyper, nhyper, flags, scale, found);
+}
+
+int adamp_cuda_get_steps(adamp_cuda_ctx* ctx, const int* ids, int n, double* out) {
+  int rc = check_ids(ctx, ids, n, false);
+  if (rc) return rc;
+  if (n == 0) return 0;
+  if (!out) return ADAMP_CUDA_E_INVALID;
+  if ((rc = cudaSetDevice(ctx->device))) return forget_error(rc);
+  for (int i = 0; i < n && !rc; ++i)
+    rc = (int)cudaMemcpyAsync(out + i, &ctx->t[ids[i]].args.ts->step, sizeof(double), cudaMemcpyDeviceToHost, ctx->stream);
+  if (!rc) rc = (int)cudaStreamSynchronize(ctx->stream);
+  return forget_error(rc);
+}
+
+int adamp_cuda_last_skipped(adamp_cuda_ctx* ctx, int id, int* skipped) {
+  if (!ctx || !skipped || id < 0 || id >= (int)ctx->t.size()) return ADAMP_CUDA_E_INVALID;
+  *skipped = 0;
+  if (ctx->t[id].desc.numel == 0) return 0;
+  int rc = cudaSetDevice(ctx->device);
+  int v = 0;
+  if (!rc) rc = (int)cudaMemcpyAsync(&v, &ctx->t[id].args.ts->skipped, sizeof(int), cudaMemcpyDeviceToHost, ctx->stream);
+  if (!rc) rc = (int)cudaStreamSynchronize(ctx->stream);
+  if (rc) return forget_error(rc);
+  *skipped = v != 0;
+  return 0;
+}
+
+int adamp_cuda_scaler_update(adamp_cuda_ctx* ctx, void* state, unsigned mask, int host_found, double growth, double backoff,
+                             int64_t interval) {
+  static_assert(sizeof(ScalerState) == ADAMP_CUDA_SCALER_BYTES && offsetof(ScalerState, found) == ADAMP_CUDA_SCALER_FOUND(0),
+                "ScalerState layout (adamp_cuda.h)");
+  if (!ctx || !state || (reinterpret_cast<uintptr_t>(state) & 7u)) return ADAMP_CUDA_E_INVALID;
+  if (!(growth > 1.0) || !(backoff > 0.0 && backoff < 1.0) || interval < 1 || (mask >> kScalerSlots) != 0) return ADAMP_CUDA_E_INVALID;
+  int rc = cudaSetDevice(ctx->device);
+  if (!rc) rc = (int)ADAMP_LAUNCH(scaler_update_kernel, 1, 1, ctx->stream, static_cast<ScalerState*>(state), mask, host_found, growth, backoff, interval);
+  return forget_error(rc);
 }
 
 }  // extern "C"

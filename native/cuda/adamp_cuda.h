@@ -161,6 +161,41 @@ int adamp_cuda_event_wait(void* event);
 /* Frees an event of adamp_cuda_record without waiting for it (released once it completes). */
 void adamp_cuda_event_free(void* event);
 
+/* ---- Mixed precision and loss scaling on the device ---------------------------------------- */
+
+/* Storage types of a param or gradient. */
+#define ADAMP_CUDA_F32 0
+#define ADAMP_CUDA_BF16 1
+#define ADAMP_CUDA_F16 2
+/* adamp_cuda_set_storage flags. */
+#define ADAMP_CUDA_MASTER 16     /* 16-bit param: float32 master weights in the context (a state buffer) */
+#define ADAMP_CUDA_STOCHASTIC 32 /* bfloat16 param: stochastic rounding (key from seed, the device step count, index) */
+/* storage = p_dtype | (g_dtype << 2) | flags. A 16-bit param or gradient must be external (bound
+   with adamp_cuda_bind to 2-byte aligned 16-bit device data); with ADAMP_CUDA_MASTER the context
+   allocates the master buffer (selector ADAMP_CUDA_STATE(slots)), which adamp_cuda_init_master
+   fills from the param or an upload sets. Set before the tensor's first step (binding after). */
+int adamp_cuda_set_storage(adamp_cuda_ctx* ctx, int id, int storage, uint32_t seed, uint32_t index);
+int adamp_cuda_get_storage(const adamp_cuda_ctx* ctx, int id);
+/* Queues master = the bound 16-bit param widened (exact). */
+int adamp_cuda_init_master(adamp_cuda_ctx* ctx, int id);
+/* Queues the non-finite check of the gradients of ids[0..n) (each in its storage type) into the
+   device int *found: zeroed first when `reset`, set to 1 when an Infinity/NaN is seen. */
+int adamp_cuda_check_grads(adamp_cuda_ctx* ctx, const int* ids, int n, int* found, int reset);
+/* adamp_cuda_step_ex, loss-scaled on the device: gradients read as f32(g * f32(1 / *scale)), and
+   when *found is nonzero nothing changes (params, state, step counts): no host synchronization. */
+int adamp_cuda_step_scaled(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper, unsigned flags,
+                           const float* scale, const int* found);
+/* The completed step counts of ids[0..n) as the device holds them (waits). */
+int adamp_cuda_get_steps(adamp_cuda_ctx* ctx, const int* ids, int n, double* out);
+/* Whether the tensor's last step was skipped (reads the device; waits). */
+int adamp_cuda_last_skipped(adamp_cuda_ctx* ctx, int id, int* skipped);
+/* The device GradScaler state: float scale, int32 pad, int64 growth tracker, int32 found[16]. */
+#define ADAMP_CUDA_SCALER_BYTES 80
+#define ADAMP_CUDA_SCALER_FOUND(k) (16 + 4 * (k))
+/* Queues torch._amp_update_scale_ on the state (found: host_found or found[k] of `mask`). */
+int adamp_cuda_scaler_update(adamp_cuda_ctx* ctx, void* state, unsigned mask, int host_found, double growth, double backoff,
+                             int64_t interval);
+
 /* ---- Device memory (device_memory.cu) ------------------------------------------------------- */
 
 /* Every device allocation of this library (contexts and adamp_cuda_alloc) is counted here; a
@@ -198,6 +233,10 @@ int adamp_cuda_zero(int device, float* dst, const int64_t* shape, const int64_t*
 /* Queues dst[i] = src[i] over a shape, each side with its own strides (NULL = row-major). */
 int adamp_cuda_copy_strided(int device, float* dst, const int64_t* dst_strides, const float* src,
                             const int64_t* src_strides, const int64_t* shape, int ndim, void* stream);
+/* Contiguous copies (to_device: host -> device, else device -> host) and fills of raw bytes through
+   `stream` (16-bit device tensors); complete when they return. */
+int adamp_cuda_copy_bytes(int device, void* dst, const void* src, int64_t bytes, int to_device, void* stream);
+int adamp_cuda_zero_bytes(int device, void* dst, int64_t bytes, void* stream);
 /* Waits until every buffer released so far has really been freed (tests; out-of-memory retries). */
 void adamp_cuda_drain_frees(void);
 

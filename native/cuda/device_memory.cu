@@ -359,4 +359,27 @@ int adamp_cuda_copy_to_host(int device, float* host, const float* src, const int
   return rc;
 }
 
+/* Contiguous copies and fills of raw bytes (16-bit device tensors); complete when they return. */
+int adamp_cuda_copy_bytes(int device, void* dst, const void* src, int64_t bytes, int to_device, void* stream) {
+  if (bytes < 0) return ADAMP_CUDA_E_INVALID;
+  if (bytes == 0) return 0;
+  if (!dst || !src) return ADAMP_CUDA_E_INVALID;
+  int rc = cudaSetDevice(device);
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (!rc) rc = cudaMemcpyAsync(dst, src, (size_t)bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, s);
+  if (!rc) rc = cudaStreamSynchronize(s);
+  return rc;
+}
+
+int adamp_cuda_zero_bytes(int device, void* dst, int64_t bytes, void* stream) {
+  if (bytes < 0) return ADAMP_CUDA_E_INVALID;
+  if (bytes == 0) return 0;
+  if (!dst) return ADAMP_CUDA_E_INVALID;
+  int rc = cudaSetDevice(device);
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (!rc) rc = cudaMemsetAsync(dst, 0, (size_t)bytes, s);
+  if (!rc) rc = cudaStreamSynchronize(s);
+  return rc;
+}
+
 }  // extern "C"

@@ -25,6 +25,7 @@ constexpr int kMaxTensors = 168;
 constexpr int kMaxEntries = 2 * kMaxTensors;
 constexpr int kMaxSlots = 2;       // state slots of the largest registered policy (checked in adamp_cuda.cu)
 constexpr int kMaxHyper = 16;      // hyperparameters of the largest policy (checked in adamp_cuda.cu)
+constexpr int kScalerSlots = 16;  // optimizers one device GradScaler tracks (ScalerState::found)
 constexpr int kScalarWords = 12;   // 4-byte words of the largest P::Scalars (checked in step_kernel.cuh)
 
 /** How a tensor's items are laid out. */
@@ -51,8 +52,20 @@ struct TensorState {
   unsigned p1_done;                // pass-1 items finished in this launch
   int ready;                       // 1 once the decision is written (pass 2 waits for it)
   int norms;                       // this step computed the info norms
-  int pad;
+  int skipped;                     // this step was skipped (a non-finite gradient, LaunchArgs::found_inf)
+  float* master;                   // 16-bit params with master weights: the float32 master copy (state)
+  uint32_t seed;                   // bfloat16 stochastic rounding: the optimizer's seed
+  uint32_t index;                  // and the param's index over all groups (lib/core/half.ts roundingKey)
 };
+
+/** Storage of a tensor's param and gradient (TensorArgs::storage bits). */
+enum Dtype : int32_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
+constexpr int kStoreP = 0;          // bits 0-1: the param's Dtype (16-bit: TensorArgs::p points at 16-bit data)
+constexpr int kStoreG = 2;          // bits 2-3: the gradient's Dtype (16-bit: TensorArgs::g points at 16-bit data)
+constexpr int kStoreMaster = 1 << 4;  // 16-bit param with float32 master weights in TensorState::master
+constexpr int kStoreStochastic = 1 << 5;  // bfloat16 param rounded stochastically
+ADAMP_HD inline int store_p(int s) { return s & 3; }
+ADAMP_HD inline int store_g(int s) { return (s >> kStoreG) & 3; }
 
 /** One tensor of a launch (kernel argument). */
 struct TensorArgs {
@@ -76,15 +89,18 @@ struct TensorArgs {
   // (spi == 1), each a piece of `plen` elements.
   int32_t spi, nps, plen;
   int32_t tw, rp;
-  int32_t team_log2;  // segment mode: log2(warps per piece)
-  int32_t mode;
-  int32_t vec;  // p, g and every state slot 16-byte aligned: 128-bit accesses for whole groups of 4
+  int16_t team_log2;  // segment mode: log2(warps per piece)
+  int16_t mode;
+  int16_t vec;  // p, g and every state slot aligned (16 bytes; 8 for 16-bit data): vector accesses for whole groups of 4
   // segment mode with outer == 1 and nps == 1: every item holds whole channels. Its pass 1 then
   // computes each channel's |cos| and projection coefficients itself and leaves one ItemSums per
   // item after the per-channel partials (item_records: max |cos| and the totals over its
   // channels), so the decider folds n_items records instead of walking every channel (GPT-2's
   // wte: 50,257 channels, 5,026 items).
-  int32_t whole;
+  int16_t whole;
+  // Mixed precision (step_kernel<P, true> only): Dtype of p and g and the kStore* flags. 0 for
+  // float32 tensors, which the float32 kernel steps.
+  int16_t storage;
 };
 
 /** What a whole-channel item (TensorArgs::whole) leaves for the decider, in `part` memory. */
@@ -107,6 +123,13 @@ struct LaunchArgs {
   const void* hp;      // the group's P::Hyper in device memory (set_hyper_kernel, or adamp_cuda_set_hyper)
   unsigned* queue;     // [0] next item, [1] blocks finished (reset by prep_kernel)
   float denormal;      // 1e-40f: prep_kernel's check that the kernels were not built to flush denormals
+  // Loss scaling on the device (mixed kernel): every gradient is read as f32(g * inv) with
+  // inv = f32(1 / *scale) (double division, as torch's scale.double().reciprocal().float()), and
+  // when *found_inf is nonzero (check_kernel found an Infinity/NaN gradient) the launch changes
+  // nothing: no param, state or step count. Null: not scaled.
+  const float* scale;
+  const int* found_inf;
+  int32_t mixed;       // the launch runs step_kernel<P, true> (storage != 0 or loss scaling)
 };
 
 static_assert(sizeof(LaunchArgs) < 32000, "kernel parameters are limited to 32764 bytes");

@@ -243,6 +243,24 @@ void* GetPtr(const Napi::CallbackInfo& info, size_t i, const char* fn, const cha
   return reinterpret_cast<void*>(static_cast<uintptr_t>(v));
 }
 
+/** An optional bigint device address (undefined/null: none). */
+void* GetOptPtr(const Napi::Value& v, const char* fn, const char* what) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  if (!v.IsBigInt()) ThrowType(v.Env(), std::string(fn) + ": " + what + " must be a bigint device address");
+  bool lossless = false;
+  const uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless || x == 0) ThrowType(v.Env(), std::string(fn) + ": " + what + " is not a 64-bit device address");
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(x));
+}
+
+/** A device (or managed) address: a plain host address would fault the kernel that writes it. */
+void* DevOnly(Napi::Env env, void* p, const char* fn, const char* what) {
+  int kind = 0, device = -1;
+  if (adamp_cuda_pointer_info(p, &kind, &device) != 0 || (kind != 2 && kind != 3))
+    ThrowRange(env, std::string(fn) + ": " + what + " is not CUDA device memory");
+  return p;
+}
+
 /** An int64 list from a JS array of integers (shape, strides); `allow_null` maps null/undefined to an empty list. */
 std::vector<int64_t> GetDims(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* what, bool* is_null) {
   std::vector<int64_t> out;
@@ -333,6 +351,22 @@ Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Value n = info[3].As<Napi::Object>().Get("norms");
     if (!n.IsUndefined() && !n.IsBoolean()) ThrowType(env, "cudaStep: options.norms must be a boolean");
     if (n.IsBoolean() && !n.As<Napi::Boolean>().Value()) flags |= ADAMP_CUDA_NO_NORMS;
+  }
+  void* scale = nullptr;
+  void* found = nullptr;
+  if (info.Length() > 3 && info[3].IsObject()) {
+    scale = GetOptPtr(info[3].As<Napi::Object>().Get("scale"), "cudaStep", "options.scale");
+    found = GetOptPtr(info[3].As<Napi::Object>().Get("found"), "cudaStep", "options.found");
+    if ((scale == nullptr) != (found == nullptr)) ThrowType(env, "cudaStep: options.scale and options.found go together");
+    if (scale) {
+      DevOnly(env, scale, "cudaStep", "options.scale");
+      DevOnly(env, found, "cudaStep", "options.found");
+    }
+  }
+  if (scale) {
+    Check(env, "cudaStep", adamp_cuda_step_scaled(h->ctx, ids.Data(), (int)ids.ElementLength(), hyper.Data(), nhyper, flags,
+                                                  static_cast<const float*>(scale), static_cast<const int*>(found)));
+    return env.Undefined();
   }
   Check(env, "cudaStep", adamp_cuda_step_ex(h->ctx, ids.Data(), (int)ids.ElementLength(), hyper.Data(), nhyper, flags));
   return env.Undefined();
@@ -698,6 +732,107 @@ Napi::Value WhenDone(const Napi::CallbackInfo& info) {
   return WhenDoneTask::Start(info.Env(), ev);
 }
 
+Napi::Value SetStorage(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaSetStorage";
+  Handle* h = GetHandle(info, fn);
+  const int id = (int)GetInt(info, 1, fn, "id");
+  const int64_t storage = GetInt(info, 2, fn, "storage");
+  const int64_t seed = GetInt(info, 3, fn, "seed");
+  const int64_t index = GetInt(info, 4, fn, "index");
+  if (id < 0 || id >= adamp_cuda_num_tensors(h->ctx)) ThrowRange(info.Env(), std::string(fn) + ": no tensor " + std::to_string(id));
+  if (storage < 0 || storage > 63) ThrowRange(info.Env(), std::string(fn) + ": storage must be an integer in [0, 63]");
+  if (seed < 0 || seed > 0xffffffffLL || index < 0 || index > 0xffffffffLL)
+    ThrowRange(info.Env(), std::string(fn) + ": seed and index must be integers in [0, 2^32)");
+  CheckAlloc(info.Env(), fn, adamp_cuda_set_storage(h->ctx, id, (int)storage, (uint32_t)seed, (uint32_t)index), 0, -1);
+  return info.Env().Undefined();
+}
+
+Napi::Value GetStorage(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaGetStorage");
+  const int id = (int)GetInt(info, 1, "cudaGetStorage", "id");
+  const int st = adamp_cuda_get_storage(h->ctx, id);
+  if (st < 0) ThrowRange(info.Env(), "cudaGetStorage: no tensor " + std::to_string(id));
+  return Napi::Number::New(info.Env(), st);
+}
+
+Napi::Value InitMaster(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaInitMaster");
+  const int id = (int)GetInt(info, 1, "cudaInitMaster", "id");
+  Check(info.Env(), "cudaInitMaster", adamp_cuda_init_master(h->ctx, id));
+  return info.Env().Undefined();
+}
+
+Napi::Value CheckGrads(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaCheckGrads";
+  Handle* h = GetHandle(info, fn);
+  Napi::Int32Array ids = GetIds(info, 1, fn);
+  void* found = GetOptPtr(info.Length() > 2 ? info[2] : info.Env().Undefined(), fn, "found");
+  if (!found) ThrowType(info.Env(), std::string(fn) + ": found must be a bigint device address");
+  DevOnly(info.Env(), found, fn, "found");
+  const bool reset = info.Length() > 3 && info[3].ToBoolean().Value();
+  Check(info.Env(), fn, adamp_cuda_check_grads(h->ctx, ids.Data(), (int)ids.ElementLength(), static_cast<int*>(found), reset ? 1 : 0));
+  return info.Env().Undefined();
+}
+
+Napi::Value GetSteps(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaGetSteps");
+  Napi::Int32Array ids = GetIds(info, 1, "cudaGetSteps");
+  Napi::Float64Array out = Napi::Float64Array::New(info.Env(), ids.ElementLength());
+  Check(info.Env(), "cudaGetSteps", adamp_cuda_get_steps(h->ctx, ids.Data(), (int)ids.ElementLength(), out.Data()));
+  return out;
+}
+
+Napi::Value LastSkipped(const Napi::CallbackInfo& info) {
+  Handle* h = GetHandle(info, "cudaLastSkipped");
+  const int id = (int)GetInt(info, 1, "cudaLastSkipped", "id");
+  int skipped = 0;
+  Check(info.Env(), "cudaLastSkipped", adamp_cuda_last_skipped(h->ctx, id, &skipped));
+  return Napi::Boolean::New(info.Env(), skipped != 0);
+}
+
+Napi::Value ScalerUpdate(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaScalerUpdate";
+  Handle* h = GetHandle(info, fn);
+  void* state = DevOnly(info.Env(), GetPtr(info, 1, fn, "state"), fn, "state");
+  const int64_t mask = GetInt(info, 2, fn, "mask");
+  const bool host_found = info.Length() > 3 && info[3].ToBoolean().Value();
+  if (info.Length() < 7 || !info[4].IsNumber() || !info[5].IsNumber()) ThrowType(info.Env(), std::string(fn) + ": growth and backoff must be numbers");
+  const double growth = info[4].As<Napi::Number>().DoubleValue(), backoff = info[5].As<Napi::Number>().DoubleValue();
+  const int64_t interval = GetInt(info, 6, fn, "interval");
+  if (mask < 0 || mask >= (1LL << 16)) ThrowRange(info.Env(), std::string(fn) + ": mask must be an integer in [0, 2^16)");
+  if (!(growth > 1.0) || !(backoff > 0.0 && backoff < 1.0) || interval < 1)
+    ThrowRange(info.Env(), std::string(fn) + ": growth must be > 1, backoff in (0, 1), interval >= 1");
+  Check(info.Env(), fn, adamp_cuda_scaler_update(h->ctx, state, (unsigned)mask, host_found ? 1 : 0, growth, backoff, interval));
+  return info.Env().Undefined();
+}
+
+/** cudaCopyBytes(device, pointer, host: Uint16Array, toDevice): contiguous 16-bit data between host and device. */
+Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaCopyBytes";
+  const int device = (int)GetInt(info, 0, fn, "device");
+  void* ptr = DevOnly(info.Env(), GetPtr(info, 1, fn, "pointer"), fn, "pointer");
+  if (info.Length() < 3 || !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array)
+    ThrowType(info.Env(), std::string(fn) + ": the host buffer must be a Uint16Array");
+  Napi::Uint16Array a = info[2].As<Napi::Uint16Array>();
+  const bool to_device = info.Length() > 3 && info[3].ToBoolean().Value();
+  if (device < 0) ThrowRange(info.Env(), std::string(fn) + ": device must be >= 0");
+  const int64_t bytes = (int64_t)a.ElementLength() * 2;
+  const int rc = to_device ? adamp_cuda_copy_bytes(device, ptr, a.Data(), bytes, 1, nullptr)
+                           : adamp_cuda_copy_bytes(device, a.Data(), ptr, bytes, 0, nullptr);
+  CheckAlloc(info.Env(), fn, rc, device, -1);
+  return info.Env().Undefined();
+}
+
+Napi::Value ZeroBytes(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaZeroBytes";
+  const int device = (int)GetInt(info, 0, fn, "device");
+  void* ptr = DevOnly(info.Env(), GetPtr(info, 1, fn, "pointer"), fn, "pointer");
+  const int64_t bytes = GetInt(info, 2, fn, "bytes");
+  if (device < 0 || bytes < 0) ThrowRange(info.Env(), std::string(fn) + ": device and bytes must be >= 0");
+  CheckAlloc(info.Env(), fn, adamp_cuda_zero_bytes(device, ptr, bytes, nullptr), device, -1);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void register_exports(Napi::Env env, Napi::Object exports) {
@@ -727,6 +862,15 @@ void register_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaSetStream", Napi::Function::New(env, SetStream, "cudaSetStream"));
   exports.Set("cudaGetStream", Napi::Function::New(env, GetStream, "cudaGetStream"));
   exports.Set("cudaWhenDone", Napi::Function::New(env, WhenDone, "cudaWhenDone"));
+  exports.Set("cudaSetStorage", Napi::Function::New(env, SetStorage, "cudaSetStorage"));
+  exports.Set("cudaGetStorage", Napi::Function::New(env, GetStorage, "cudaGetStorage"));
+  exports.Set("cudaInitMaster", Napi::Function::New(env, InitMaster, "cudaInitMaster"));
+  exports.Set("cudaCheckGrads", Napi::Function::New(env, CheckGrads, "cudaCheckGrads"));
+  exports.Set("cudaGetSteps", Napi::Function::New(env, GetSteps, "cudaGetSteps"));
+  exports.Set("cudaLastSkipped", Napi::Function::New(env, LastSkipped, "cudaLastSkipped"));
+  exports.Set("cudaScalerUpdate", Napi::Function::New(env, ScalerUpdate, "cudaScalerUpdate"));
+  exports.Set("cudaCopyBytes", Napi::Function::New(env, CopyBytes, "cudaCopyBytes"));
+  exports.Set("cudaZeroBytes", Napi::Function::New(env, ZeroBytes, "cudaZeroBytes"));
 }
 
 }  // namespace cuda

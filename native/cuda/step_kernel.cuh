@@ -62,9 +62,35 @@ struct InfoSums {
   double before, after, delta;
 };
 
+/** The mixed-precision form of a policy: the same element functions, 16-bit storage around them. */
+template <class P>
+struct Mixed : P {
+  static constexpr bool kMixed = true;
+};
+template <class P, class = void>
+struct IsMixed {
+  static constexpr bool value = false;
+};
+template <class P>
+struct IsMixed<P, decltype((void)P::kMixed)> {
+  static constexpr bool value = P::kMixed;
+};
+
+/** What a block of the mixed kernel also knows: the tensor's master weights, its stochastic
+    rounding key at this step, and the loss scale's inverse when `scaled` (empty for float32). */
+template <bool M>
+struct BlockMixed {};
+template <>
+struct BlockMixed<true> {
+  float* master;
+  uint32_t rkey;
+  float inv;
+  int scaled;
+};
+
 /** What one block knows about the item it works on (shared memory). */
 template <class P>
-struct BlockCtx {
+struct BlockCtx : BlockMixed<IsMixed<P>::value> {
   typename P::Scalars s;
   adamp::ProjCoef layer;
   float wdf;
@@ -227,6 +253,180 @@ __device__ __forceinline__ void store4(float* a, int64_t base, int lo, int hi, b
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// 16-bit storage (the mixed kernel): the conversions of lib/core/half.ts, bit for bit. Widening is
+// exact; narrowing rounds once to nearest even (bfloat16 NaN -> 0x7fc0, float16 NaN -> sign|0x7e00),
+// or for bfloat16 stochastically with the hash of float32ToBf16Stochastic.
+
+ADAMP_HD inline uint32_t f32_bits(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  return u;
+}
+ADAMP_HD inline float bits_f32(uint32_t u) {
+  float x;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+/** float16 bits -> float32 (exact; subnormals normalized). */
+ADAMP_HD inline float f16_widen(uint32_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16;
+  const uint32_t e = (h >> 10) & 0x1fu;
+  uint32_t m = h & 0x3ffu;
+  if (e == 0x1fu) return bits_f32(sign | 0x7f800000u | (m << 13));
+  if (e != 0) return bits_f32(sign | ((e + 112u) << 23) | (m << 13));
+  if (m == 0) return bits_f32(sign);
+  uint32_t ex = 113;
+  while (!(m & 0x400u)) {
+    m <<= 1;
+    --ex;
+  }
+  return bits_f32(sign | (ex << 23) | ((m & 0x3ffu) << 13));
+}
+
+ADAMP_HD inline float widen16(uint32_t h, int dt) { return dt == kBF16 ? bits_f32(h << 16) : f16_widen(h); }
+
+ADAMP_HD inline uint32_t bf16_rne(uint32_t b) {
+  if ((b & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u;
+  return ((b + 0x7fffu + ((b >> 16) & 1u)) >> 16) & 0xffffu;
+}
+
+ADAMP_HD inline uint32_t f16_rne(uint32_t b) {
+  const uint32_t sign = (b >> 16) & 0x8000u;
+  const uint32_t a = b & 0x7fffffffu;
+  if (a > 0x7f800000u) return sign | 0x7e00u;
+  if (a >= 0x477ff000u) return sign | 0x7c00u;
+  if (a >= 0x38800000u) return sign | (((a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13) & 0xffffu);
+  // float16 subnormal or zero: |x| * 2^24 rounded to an integer, ties to even
+  const uint32_t e = a >> 23;
+  if (e == 0) return sign;  // a float32 subnormal is far below half of float16's least subnormal
+  const uint32_t mant = (a & 0x7fffffu) | 0x800000u;
+  const uint32_t sh = 126u - e;  // >= 14
+  if (sh >= 25u) return sign;
+  uint32_t r = mant >> sh;
+  const uint32_t rem = mant & ((1u << sh) - 1u), half = 1u << (sh - 1u);
+  if (rem > half || (rem == half && (r & 1u))) ++r;
+  return sign | r;
+}
+
+ADAMP_HD inline uint32_t fmix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+/** lib/core/half.ts roundingKey(seed, step, index). */
+ADAMP_HD inline uint32_t rounding_key(uint32_t seed, uint32_t step, uint32_t index) {
+  return fmix32(seed ^ fmix32(step ^ fmix32(index)));
+}
+
+/** lib/core/half.ts float32ToBf16Stochastic for element i. */
+ADAMP_HD inline uint32_t bf16_stochastic(uint32_t b, uint32_t key, uint32_t i) {
+  const uint32_t a = b & 0x7fffffffu;
+  if (a > 0x7f800000u) return 0x7fc0u;
+  return ((b >> 16) & 0x8000u) | ((a + (fmix32(key + i) & 0xffffu)) >> 16);
+}
+
+ADAMP_HD inline bool nonfinite16(uint32_t h, int dt) { return dt == kBF16 ? (h & 0x7f80u) == 0x7f80u : (h & 0x7c00u) == 0x7c00u; }
+
+/** Four 16-bit elements widened: one 64-bit access when whole and aligned. */
+__device__ __forceinline__ void load4_16(const uint16_t* a, int64_t base, int lo, int hi, bool full, int dt, bool ro, float (&x)[4]) {
+  uint32_t h[4];
+  if (full) {
+    const uint2* q = reinterpret_cast<const uint2*>(a + base);
+    const uint2 t = ro ? __ldg(q) : *q;
+    h[0] = t.x & 0xffffu;
+    h[1] = t.x >> 16;
+    h[2] = t.y & 0xffffu;
+    h[3] = t.y >> 16;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) h[j] = (j >= lo && j < hi) ? (uint32_t)(ro ? __ldg(a + base + j) : a[base + j]) : 0u;
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j) x[j] = widen16(h[j], dt);
+}
+
+__device__ __forceinline__ void store4_16(uint16_t* a, int64_t base, int lo, int hi, bool full, const uint32_t (&h)[4]) {
+  if (full) {
+    uint2 t;
+    t.x = h[0] | (h[1] << 16);
+    t.y = h[2] | (h[3] << 16);
+    *reinterpret_cast<uint2*>(a + base) = t;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (j >= lo && j < hi) a[base + j] = (uint16_t)h[j];
+  }
+}
+
+// The param and gradient accesses of the element groups. The float32 kernel (P not Mixed) compiles
+// exactly the float32 loads and stores; the mixed kernel branches once per group on the tensor's
+// storage (uniform across the block).
+
+/** p (pass 1 / the one pass: plain; pass 2: `cg`, written earlier in this launch). */
+template <class P>
+__device__ __forceinline__ void load_p(const TensorArgs& T, const BlockCtx<P>& b, int64_t base, int lo, int hi, bool full, bool cg,
+                                       float (&x)[4]) {
+  if constexpr (IsMixed<P>::value) {
+    const int dt = store_p(T.storage);
+    if (dt != kF32) {
+      if (T.storage & kStoreMaster) {
+        if (cg) load4_cg(b.master, base, lo, hi, full, x);
+        else load4(b.master, base, lo, hi, full, x);
+      } else {
+        // without master weights the 16-bit param is only written by this element's last pass
+        load4_16(reinterpret_cast<const uint16_t*>(T.p), base, lo, hi, full, dt, false, x);
+      }
+      return;
+    }
+  }
+  if (cg) load4_cg(T.p, base, lo, hi, full, x);
+  else load4(T.p, base, lo, hi, full, x);
+}
+
+/** g, widened, times the loss scale's inverse when scaled: f32(f32(g) * inv). */
+template <class P>
+__device__ __forceinline__ void load_g(const TensorArgs& T, const BlockCtx<P>& b, int64_t base, int lo, int hi, bool full, float (&x)[4]) {
+  if constexpr (IsMixed<P>::value) {
+    const int dt = store_g(T.storage);
+    if (dt != kF32) load4_16(reinterpret_cast<const uint16_t*>(T.g), base, lo, hi, full, dt, true, x);
+    else load4_ro(T.g, base, lo, hi, full, x);
+    if (b.scaled) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) x[j] = adamp::f_mul(x[j], b.inv);
+    }
+    return;
+  }
+  load4_ro(T.g, base, lo, hi, full, x);
+}
+
+/** The stepped param: float32, or the master (float32) and the 16-bit param rounded from it. */
+template <class P>
+__device__ __forceinline__ void store_p_(const TensorArgs& T, const BlockCtx<P>& b, int64_t base, int lo, int hi, bool full,
+                                         const float (&x)[4]) {
+  if constexpr (IsMixed<P>::value) {
+    const int dt = store_p(T.storage);
+    if (dt != kF32) {
+      if (T.storage & kStoreMaster) store4(b.master, base, lo, hi, full, x);
+      const bool stoch = (T.storage & kStoreStochastic) != 0;
+      uint32_t h[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t v = f32_bits(x[j]);
+        h[j] = dt == kF16 ? f16_rne(v) : stoch ? bf16_stochastic(v, b.rkey, (uint32_t)(base + j)) : bf16_rne(v);
+      }
+      store4_16(reinterpret_cast<uint16_t*>(T.p), base, lo, hi, full, h);
+      return;
+    }
+  }
+  store4(T.p, base, lo, hi, full, x);
+}
+
 __device__ __forceinline__ void add_info(InfoSums& acc, float p0, float p1) {
   const double a = p0, b = p1;
   acc.before += a * a;
@@ -242,8 +442,8 @@ template <class P, int V>
 __device__ __forceinline__ void single_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
                                              const BlockCtx<P>& b, InfoSums& acc) {
   float p[4], g[4], st[P::kSlots][4];
-  load4(T.p, base, lo, hi, full, p);
-  load4_ro(T.g, base, lo, hi, full, g);
+  load_p<P>(T, b, base, lo, hi, full, false, p);
+  load_g<P>(T, b, base, lo, hi, full, g);
 #pragma unroll
   for (int k = 0; k < P::kSlots; ++k) load4(T.st[k], base, lo, hi, full, st[k]);
 #pragma unroll
@@ -262,7 +462,7 @@ __device__ __forceinline__ void single_group(const TensorArgs& T, int64_t base, 
   }
 #pragma unroll
   for (int k = 0; k < P::kSlots; ++k) store4(T.st[k], base, lo, hi, full, st[k]);
-  store4(T.p, base, lo, hi, full, p);
+  store_p_<P>(T, b, base, lo, hi, full, p);
 }
 
 /** Pass 1: P::update (the state written back) and the four per-channel products. */
@@ -270,8 +470,8 @@ template <class P, int V>
 __device__ __forceinline__ void pass1_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
                                             const BlockCtx<P>& b, adamp::ChannelSums& acc) {
   float p[4], g[4], st[P::kSlots][4];
-  load4(T.p, base, lo, hi, full, p);
-  load4_ro(T.g, base, lo, hi, full, g);
+  load_p<P>(T, b, base, lo, hi, full, false, p);
+  load_g<P>(T, b, base, lo, hi, full, g);
 #pragma unroll
   for (int k = 0; k < P::kSlots; ++k) load4(T.st[k], base, lo, hi, full, st[k]);
 #pragma unroll
@@ -295,11 +495,11 @@ template <class P, int V>
 __device__ __forceinline__ void pass2_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
                                             const BlockCtx<P>& b, bool proj, adamp::ProjCoef kc, InfoSums& acc) {
   float p[4], g[4], st[P::kSlots][4];
-  load4_cg(T.p, base, lo, hi, full, p);
+  load_p<P>(T, b, base, lo, hi, full, true, p);
 #pragma unroll
   for (int k = 0; k < P::kSlots; ++k) load4_cg(T.st[k], base, lo, hi, full, st[k]);
   if (P::stored_reads_g(V)) {
-    load4_ro(T.g, base, lo, hi, full, g);
+    load_g<P>(T, b, base, lo, hi, full, g);
   } else {
 #pragma unroll
     for (int j = 0; j < 4; ++j) g[j] = 0.0f;
@@ -321,7 +521,7 @@ __device__ __forceinline__ void pass2_group(const TensorArgs& T, int64_t base, i
   // note: a policy that writes back (SGDP without Nesterov: the official `d` IS the momentum
   // buffer and the projection runs in place on it) stores the projected update into slot 0.
   if (P::writes_back(V) && proj) store4(T.st[0], base, lo, hi, full, st[0]);
-  store4(T.p, base, lo, hi, full, p);
+  store_p_<P>(T, b, base, lo, hi, full, p);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -657,6 +857,10 @@ __global__ void __launch_bounds__(kThreads, ADAMP_CUDA_MIN_BLOCKS) step_kernel(c
   __shared__ adamp::ChannelSums red[kThreads];
   __shared__ BlockCtx<P> b;
   const typename P::Hyper& h = *static_cast<const typename P::Hyper*>(a.hp);
+  if constexpr (IsMixed<P>::value) {
+    // A loss-scaled step that found an Infinity/NaN gradient changes nothing (prep_kernel kept the step counts).
+    if (a.found_inf != nullptr && __ldcg(a.found_inf) != 0) return;
+  }
 
   for (;;) {
     if (threadIdx.x == 0) {
@@ -697,6 +901,12 @@ __global__ void __launch_bounds__(kThreads, ADAMP_CUDA_MIN_BLOCKS) step_kernel(c
           b.layer.scale = __ldcg(&ts->layer.scale);
         }
         load_scalars<P>(b.s, ts);
+        if constexpr (IsMixed<P>::value) {
+          b.master = ts->master;  // set by set_storage_kernel, an earlier launch
+          b.rkey = rounding_key(__ldcg(&ts->seed), (uint32_t)(uint64_t)__ldcg(&ts->step), __ldcg(&ts->index));
+          b.scaled = a.scale != nullptr;
+          b.inv = a.scale != nullptr ? (float)(1.0 / (double)__ldcg(a.scale)) : 1.0f;
+        }
       }
     }
     __syncthreads();
@@ -754,8 +964,12 @@ __global__ void __launch_bounds__(kMaxTensors) prep_kernel(const __grid_constant
     }
   }
   if (t >= a.n_tensors) return;
-  const typename P::Hyper h = *static_cast<const typename P::Hyper*>(a.hp);
   TensorState* ts = a.t[t].ts;
+  if constexpr (IsMixed<P>::value) {
+    ts->skipped = a.found_inf != nullptr && *a.found_inf != 0;
+    if (ts->skipped) return;  // the skip: the step count stays (step_kernel returns at once)
+  }
+  const typename P::Hyper h = *static_cast<const typename P::Hyper*>(a.hp);
   const double step = ts->step + 1.0;
   ts->step = step;
   const typename P::Scalars s = P::scalars(h, step);
@@ -813,6 +1027,85 @@ __global__ void __launch_bounds__(kThreads) info_kernel(const __grid_constant__ 
       if (!a.projects) o[adamp::kInfoDecision] = (double)adamp::kDecisionNotApplicable;
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mixed precision and loss scaling on the device.
+
+/** The gradients check_kernel reads: each in its storage type. */
+struct CheckTensor {
+  const void* g;
+  int64_t numel;
+  int32_t dt;
+  int32_t pad;
+};
+struct CheckArgs {
+  CheckTensor t[kMaxTensors];
+  int32_t n;
+  int* found;  // set to 1 when a gradient holds an Infinity or a NaN (zeroed before the first check of a step)
+};
+
+/**
+ * The non-finite check of a loss-scaled step (PyTorch's _amp_foreach_non_finite_check_and_unscale_
+ * without the in-place unscale: the step kernel multiplies as it reads). Grid-stride over every
+ * tensor; a thread that sees Infinity/NaN writes 1 (any writer, same value: no order matters).
+ */
+__global__ void __launch_bounds__(kThreads) check_kernel(const __grid_constant__ CheckArgs a) {
+  const int64_t stride = (int64_t)gridDim.x * kThreads;
+  bool bad = false;
+  for (int k = 0; k < a.n && !bad; ++k) {
+    const CheckTensor& c = a.t[k];
+    for (int64_t i = (int64_t)blockIdx.x * kThreads + threadIdx.x; i < c.numel && !bad; i += stride) {
+      if (c.dt == kF32) bad = (__ldg(static_cast<const uint32_t*>(c.g) + i) & 0x7f800000u) == 0x7f800000u;
+      else bad = nonfinite16(__ldg(static_cast<const uint16_t*>(c.g) + i), c.dt);
+    }
+  }
+  if (bad) atomicExch(a.found, 1);
+}
+
+/** Device state of a GradScaler (lib/amp/grad-scaler.ts, device mode). */
+struct ScalerState {
+  float scale;
+  int32_t pad;
+  int64_t tracker;  // growth tracker: clean steps in a row
+  int found[kScalerSlots];  // per optimizer: the last loss-scaled step's check (check_kernel)
+};
+
+/**
+ * torch._amp_update_scale_ on the device, one thread: found = host_found or any found[k] of
+ * `mask`; then back off (scale * backoff, tracker 0), or count a clean step and grow after
+ * `interval` of them (kept only if finite). Products in double rounded to float32, as the host
+ * GradScaler's Math.fround(scale * factor).
+ */
+__global__ void scaler_update_kernel(ScalerState* s, unsigned mask, int host_found, double growth, double backoff, int64_t interval) {
+  bool found = host_found != 0;
+  for (int k = 0; k < kScalerSlots; ++k)
+    if ((mask >> k) & 1u) found = found || s->found[k] != 0;
+  if (found) {
+    s->scale = (float)((double)s->scale * backoff);
+    s->tracker = 0;
+  } else {
+    const int64_t successful = s->tracker + 1;
+    if (successful == interval) {
+      const float grown = (float)((double)s->scale * growth);
+      if ((f32_bits(grown) & 0x7f800000u) != 0x7f800000u) s->scale = grown;
+      s->tracker = 0;
+    } else {
+      s->tracker = successful;
+    }
+  }
+}
+
+/** A tensor's master weights, seed and index (adamp_cuda_set_storage). */
+__global__ void set_storage_kernel(TensorState* st, float* master, uint32_t seed, uint32_t index) {
+  st->master = master;
+  st->seed = seed;
+  st->index = index;
+}
+
+/** master[i] = the 16-bit param widened (the first step's master weights). */
+__global__ void widen_kernel(float* dst, const uint16_t* src, int64_t n, int dt) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) dst[i] = widen16(src[i], dt);
 }
 
 template <class P>

@@ -48,6 +48,12 @@ export const CudaBuffer = { p: 0, g: 1, state: (k: number): number => 2 + k } as
 export interface CudaStepOptions {
   /** Compute the info record's norms; when false they are NaN (the squared norm before a projected tensor's step comes free). Default true. */
   norms?: boolean;
+  /**
+   * Loss scaling on the device (both or neither): the float32 scale's address (grads read as
+   * f32(g * f32(1 / scale))) and the found-inf int's (nonzero: the step changes nothing).
+   */
+  scale?: bigint;
+  found?: bigint;
 }
 
 export interface CudaAddon {
@@ -107,7 +113,36 @@ export interface CudaAddon {
   cudaGetStream(h: CudaHandle): bigint;
   /** Resolves when everything queued so far on the context's stream has completed (waited off the JS thread). */
   cudaWhenDone(h: CudaHandle): Promise<void>;
+
+  // ---- mixed precision and loss scaling on the device (docs/mixed-precision.md#cuda) ----
+  /**
+   * A tensor's storage: `CudaStorage` bits (the param's and gradient's CudaDtype, master weights,
+   * stochastic rounding), with the rounding seed and the param's index. 16-bit data must be bound
+   * (external); a p or g whose dtype changes is unbound until bound again.
+   */
+  cudaSetStorage(h: CudaHandle, id: number, storage: number, seed: number, index: number): void;
+  cudaGetStorage(h: CudaHandle, id: number): number;
+  /** Queues master weights = the bound 16-bit param, widened. */
+  cudaInitMaster(h: CudaHandle, id: number): void;
+  /** Queues the non-finite check of the tensors' gradients into the device int at `found` (zeroed first when `reset`). */
+  cudaCheckGrads(h: CudaHandle, ids: Int32Array, found: bigint, reset: boolean): void;
+  /** The completed step counts of the tensors as the device holds them (waits). */
+  cudaGetSteps(h: CudaHandle, ids: Int32Array): Float64Array;
+  /** Whether the tensor's last step was skipped by the found-inf flag (reads the device: waits). */
+  cudaLastSkipped(h: CudaHandle, id: number): boolean;
+  /** Queues torch._amp_update_scale_ on a device scaler state (CUDA_SCALER layout). */
+  cudaScalerUpdate(h: CudaHandle, state: bigint, mask: number, hostFound: boolean, growth: number, backoff: number, interval: number): void;
+  /** Contiguous 16-bit data between a Uint16Array and device memory (complete when it returns). */
+  cudaCopyBytes(device: number, ptr: bigint, host: Uint16Array, toDevice: boolean): void;
+  cudaZeroBytes(device: number, ptr: bigint, bytes: number): void;
 }
+
+/** Storage codes of cudaSetStorage (native/cuda/adamp_cuda.h ADAMP_CUDA_F32/BF16/F16). */
+export const CudaDtype = { float32: 0, bfloat16: 1, float16: 2 } as const;
+/** cudaSetStorage bits: p dtype | g dtype << 2 | master | stochastic. */
+export const CudaStorage = { grad: (dt: number): number => dt << 2, master: 16, stochastic: 32 } as const;
+/** The device GradScaler state (ADAMP_CUDA_SCALER_BYTES): float32 scale at 0, int64 growth tracker at 8, int32 found flags at 16 + 4k. */
+export const CUDA_SCALER = { bytes: 80, slots: 16, found: (k: number): number => 16 + 4 * k } as const;
 
 /** An opaque device allocation. */
 export type CudaBufferHandle = { readonly __cudaBuffer: unique symbol };
@@ -128,6 +163,7 @@ export const CUDA_FUNCTIONS = [
   'cudaSync', 'cudaDestroy', 'cudaAlloc', 'cudaBufferFree', 'cudaBufferAddress',
   'cudaCopyToDevice', 'cudaCopyToHost', 'cudaZero', 'cudaPointerInfo', 'cudaMemInfo', 'cudaMemoryStats', 'cudaDeviceAddress', 'cudaBind', 'cudaCopyStrided',
   'cudaSetStream', 'cudaGetStream', 'cudaWhenDone',
+  'cudaSetStorage', 'cudaGetStorage', 'cudaInitMaster', 'cudaCheckGrads', 'cudaGetSteps', 'cudaLastSkipped', 'cudaScalerUpdate', 'cudaCopyBytes', 'cudaZeroBytes',
 ] as const satisfies readonly (keyof CudaAddon)[];
 
 /** Whether this addon was built with the CUDA engine. */

@@ -23,8 +23,9 @@
 import type { Engine, Slot, StepJob, StepOptions } from '../engine';
 import { INFO_STRIDE } from '../../core/info';
 import { invalid } from '../../errors';
+import { stageHalfSlot } from '../half-staging';
 import {
-  CudaBuffer, CudaExternal, type CudaAddon, type CudaBufferHandle, type CudaConfig, type CudaHandle, type CudaKind,
+  CudaBuffer, CudaDtype, CudaExternal, CudaStorage, type CudaAddon, type CudaBufferHandle, type CudaConfig, type CudaHandle, type CudaKind,
 } from './binding';
 
 interface Entry {
@@ -44,6 +45,11 @@ interface Entry {
   staged: bigint | null;
   /** Buffers standing in for an external p or g when this step's tensor is strided, or its gradient on the host. */
   scratch: { p?: CudaBufferHandle; g?: CudaBufferHandle };
+  /** 16-bit device params: the storage bits and rounding index last set (cudaSetStorage); -1 before. */
+  storage: number;
+  index: number;
+  /** Host 16-bit params: the staged float32 array was downloaded for rounding (syncStaged); upload it again before the next step. */
+  restage: boolean;
 }
 
 export interface CudaEngineOptions {
@@ -71,6 +77,8 @@ export class CudaEngine implements Engine {
   private pendingInfo = new Map<CudaHandle, Map<number, { info: Float64Array; index: number }>>();
   /** Host params changed on the device since the last flush. */
   private dirty = false;
+  /** Host 16-bit params: the float32 array each one's bits are staged in (its entry's key). */
+  private halfStaged = new WeakMap<Uint16Array, Float32Array>();
 
   constructor(addon: CudaAddon, options: CudaEngineOptions = {}) {
     this.addon = addon;
@@ -79,8 +87,47 @@ export class CudaEngine implements Engine {
     this.defaultKind = options.kind;
   }
 
-  /** Queues one group's step; returns without waiting for the device. */
-  step(job: StepJob, options: StepOptions): void {
+  /**
+   * Host 16-bit params (HalfSlot): each is staged as a float32 slot (lib/backends/half-staging.ts,
+   * as on the js engine), whose float32 array keys its device entry; `commits` round the stepped
+   * values back into the params' bits once they are downloaded (commitHalves).
+   */
+  private stageHalves(jobs: readonly StepJob[]): { jobs: StepJob[]; commits: Array<{ p: Float32Array; commit: () => void }> } {
+    const commits: Array<{ p: Float32Array; commit: () => void }> = [];
+    const out = jobs.map((job) => {
+      if (!job.slots.some((sl) => sl.half !== undefined)) return job;
+      const slots = job.slots.map((sl) => {
+        if (sl.half === undefined) return sl;
+        const staged = stageHalfSlot(sl);
+        this.halfStaged.set(sl.half.p16, staged.slot.p);
+        commits.push({ p: staged.slot.p, commit: staged.commit });
+        return staged.slot;
+      });
+      return { ...job, slots };
+    });
+    return { jobs: out, commits };
+  }
+
+  /** Host 16-bit params: the stepped float32 values downloaded (waits for the device), then rounded into the params' bits. */
+  private commitHalves(commits: ReadonlyArray<{ p: Float32Array; commit: () => void }>): void {
+    if (commits.length === 0) return;
+    this.syncStaged(commits.map((c) => c.p));
+    for (const c of commits) c.commit();
+  }
+
+  /** A slot key as the facade names it: a host 16-bit param's bits array stands for its staged float32 array. */
+  private entryKey(key: object): object {
+    return key instanceof Uint16Array ? this.halfStaged.get(key) ?? key : key;
+  }
+
+  /** Queues one group's step; returns without waiting for the device (host 16-bit params: waits, to round them back). */
+  step(job0: StepJob, options: StepOptions): void {
+    const { jobs: [job], commits } = this.stageHalves([job0]);
+    this.stepStaged(job, options);
+    this.commitHalves(commits);
+  }
+
+  private stepStaged(job: StepJob, options: StepOptions): void {
     const kind = job.spec.kind;
     const h = this.context(kind);
     if (job.info.length < job.slots.length * INFO_STRIDE) {
@@ -90,6 +137,62 @@ export class CudaEngine implements Engine {
     this.addon.cudaStep(h, ids, job.hyper, { norms: options.norms });
     for (const s of job.slots) this.entries.get(keyOf(s))!.steps = s.step;
     this.finishStep(h, job.slots, ids, job.info);
+  }
+
+  /**
+   * Loss scaling on the device: every job's tensors prepared (gradients uploaded or bound), their
+   * gradients checked into `dev.found` (zeroed first), then each job stepped reading the flag and
+   * the scale. Nothing here waits for the device; step counts advance on the device only when the
+   * flag is clear (the facade reads them back lazily: `deviceSteps`).
+   */
+  stepScaled(jobs0: readonly StepJob[], options: StepOptions, dev: { scale: bigint; found: bigint }, kind: string): void {
+    const { jobs, commits } = this.stageHalves(jobs0);
+    const h = this.context(kind);
+    const prepared: Int32Array[] = [];
+    for (const job of jobs) {
+      if (job.spec.kind !== kind) throw invalid(`CudaEngine: a scaled step of '${kind}' got a '${job.spec.kind}' job`);
+      if (job.info.length < job.slots.length * INFO_STRIDE) {
+        throw invalid(`CudaEngine: info has ${job.info.length} doubles, ${job.slots.length * INFO_STRIDE} needed`);
+      }
+      prepared.push(this.prepare(h, kind, job.slots));
+    }
+    const all = new Int32Array(prepared.reduce((n, ids) => n + ids.length, 0));
+    let o = 0;
+    for (const ids of prepared) {
+      all.set(ids, o);
+      o += ids.length;
+    }
+    this.addon.cudaCheckGrads(h, all, dev.found, true);
+    jobs.forEach((job, j) => {
+      this.addon.cudaStep(h, prepared[j], job.hyper, { norms: options.norms, scale: dev.scale, found: dev.found });
+      for (const s of job.slots) this.entries.get(keyOf(s))!.steps = s.step;
+      this.finishStep(h, job.slots, prepared[j], job.info);
+    });
+    // Host 16-bit params are rounded back on the host: only when the step ran (one sync; a skipped step changes no bit).
+    if (commits.length > 0 && !this.lastSkipped(commits[0].p)) this.commitHalves(commits);
+  }
+
+  /** The completed step counts the device holds for these slot keys (undefined when not on the device); waits. */
+  deviceSteps(keys: readonly object[]): Array<number | undefined> {
+    return keys.map((k) => {
+      const e = this.entries.get(this.entryKey(k));
+      if (e === undefined) return undefined;
+      const n = this.addon.cudaGetSteps(e.h, Int32Array.of(e.id))[0];
+      e.steps = n;
+      return n;
+    });
+  }
+
+  /** Whether the last step of the tensor with this slot key was skipped by the found-inf flag (waits). */
+  lastSkipped(key: object): boolean {
+    const e = this.entries.get(this.entryKey(key));
+    return e !== undefined && this.addon.cudaLastSkipped(e.h, e.id);
+  }
+
+  /** Queues torch._amp_update_scale_ on a device GradScaler state, on this engine's stream. */
+  scalerUpdate(state: bigint, mask: number, hostFound: boolean, growth: number, backoff: number, interval: number): void {
+    const h = this.primary ?? this.context(this.defaultKind ?? this.kindList()[0].name);
+    this.addon.cudaScalerUpdate(h, state, mask, hostFound, growth, backoff, interval);
   }
 
   /** Queues every group's step, then resolves when the device has finished them (waited off the JS thread). */
@@ -130,18 +233,36 @@ export class CudaEngine implements Engine {
     for (const h of this.contexts.values()) this.addon.cudaSync(h);
   }
 
-  /** The state slots of a device param, copied to the host (undefined when it has none on the device). */
+  /**
+   * The state slots of a device param, copied to the host (undefined when it has none on the
+   * device), followed by its master weights when it is a 16-bit param that keeps them.
+   */
   readDeviceState(key: object): Float32Array[] | undefined {
     const e = this.entries.get(key);
     if (e === undefined || e.p !== null) return undefined;
     const n = e.state.length;
     const out: Float32Array[] = [];
-    for (let k = 0; k < n; k++) {
+    const withMaster = e.storage >= 0 && (e.storage & CudaStorage.master) !== 0;
+    for (let k = 0; k < n + (withMaster ? 1 : 0); k++) {
       const a = new Float32Array(e.numel);
       this.addon.cudaDownload(e.h, e.id, CudaBuffer.state(k), a);
       out.push(a);
     }
     return out;
+  }
+
+  /**
+   * Host 16-bit params (staged as float32 by stageHalves, rounded back after the step):
+   * the stepped values downloaded into their staged arrays now (waits for the device), and
+   * uploaded again before the next step, which stages them anew.
+   */
+  private syncStaged(arrays: readonly Float32Array[]): void {
+    for (const a of arrays) {
+      const e = this.entries.get(a);
+      if (e === undefined || e.p === null) continue;
+      this.addon.cudaDownload(e.h, e.id, CudaBuffer.p, a);
+      e.restage = true;
+    }
   }
 
   setStream(stream: bigint | null): void {
@@ -246,6 +367,37 @@ export class CudaEngine implements Engine {
     for (let k = 0; k < ids.length; k++) pending.set(ids[k], { info, index: k });
   }
 
+  /**
+   * A 16-bit device param: its storage (the param's and gradient's dtypes, master weights,
+   * rounding) set when it changed, the param and gradient bound (a host or strided gradient
+   * through a float32 scratch), and a new tensor's master weights: the loaded ones uploaded, or the
+   * param widened on the device.
+   */
+  private prepareHalf(h: CudaHandle, e: Entry, d: NonNullable<Slot['device']>, s: Slot, fresh: boolean, nslots: number): void {
+    const half = d.half!;
+    const gDevice = d.g !== null && d.g.strides === null && (e.external & CudaExternal.g) !== 0;
+    const storage = DTYPE_CODE[d.p.dtype ?? 'float32'] | CudaStorage.grad(gDevice ? DTYPE_CODE[d.g!.dtype ?? 'float32'] : CudaDtype.float32) |
+      (half.master ? CudaStorage.master : 0) | (half.stochastic ? CudaStorage.stochastic : 0);
+    if (storage !== e.storage || half.index !== e.index) {
+      this.addon.cudaSetStorage(h, e.id, storage, half.seed, half.index);
+      e.storage = storage;
+      e.index = half.index;
+    }
+    this.addon.cudaBind(h, e.id, CudaBuffer.p, d.p.pointer);
+    e.staged = null;
+    if (gDevice) {
+      this.addon.cudaBind(h, e.id, CudaBuffer.g, d.g!.pointer);
+    } else {
+      const buf = this.ownBuffer(e, 'g');
+      if (d.g !== null) this.addon.cudaCopyStrided(h, buf, null, d.g.pointer, d.g.strides, d.g.shape);
+      else this.addon.cudaUpload(h, e.id, CudaBuffer.g, s.g);
+    }
+    if (fresh && half.master) {
+      if (half.loaded !== undefined && half.loaded.length === e.numel) this.addon.cudaUpload(h, e.id, CudaBuffer.state(nslots), half.loaded);
+      else this.addon.cudaInitMaster(h, e.id);
+    }
+  }
+
   /** Device ids of the slots: new tensors are added (state uploaded when the host has it), gradients uploaded or bound. */
   private prepare(h: CudaHandle, kind: string, slots: readonly Slot[]): Int32Array {
     const nslots = this.kindInfo(kind).slots;
@@ -254,6 +406,7 @@ export class CudaEngine implements Engine {
       const s = slots[k];
       const d = s.device;
       const key = keyOf(s);
+      let fresh = false;
       if (s.state.length !== nslots) {
         throw invalid(`CudaEngine: ${kind} keeps ${nslots} state slot(s), slot ${k} has ${s.state.length}`);
       }
@@ -265,22 +418,29 @@ export class CudaEngine implements Engine {
       if (e === undefined) {
         const known = this.entries.get(key);
         const numel = d ? d.numel : s.p.length;
-        const external = d ? (d.p.strides === null ? CudaExternal.p : 0) | (d.g !== null && d.g.strides === null ? CudaExternal.g : 0) : 0;
+        // 16-bit params are contiguous and always external (their 16-bit gradient too; a host or strided one goes through a float32 scratch bound in its place)
+        const external = d ? (d.half ? CudaExternal.p | CudaExternal.g : (d.p.strides === null ? CudaExternal.p : 0) | (d.g !== null && d.g.strides === null ? CudaExternal.g : 0)) : 0;
         const id = known?.id ?? this.addon.cudaAddTensor(h, numel, s.outer, s.channels, s.inner, s.eligible, external);
         e = {
           h, id, p: d ? null : s.p, state: s.state, numel, steps: known?.steps ?? 0,
           external: known?.external ?? external, staged: null, scratch: known?.scratch ?? {},
+          storage: known?.storage ?? -1, index: known?.index ?? 0, restage: false,
         };
+        fresh = true;
         if (!d) this.addon.cudaUpload(h, id, CudaBuffer.p, s.p);
         // Device params start with zero state made on the device (empty arrays), or upload loaded state.
         s.state.forEach((a, i) => { if (a.length === numel) this.addon.cudaUpload(h, id, CudaBuffer.state(i), a); });
         this.entries.set(key, e);
       }
+      if (!fresh && e.restage) this.addon.cudaUpload(h, e.id, CudaBuffer.p, s.p);
+      e.restage = false;
       if (e.steps !== s.step - 1) {
         this.addon.cudaSetStep(h, e.id, s.step - 1);
         e.steps = s.step - 1;
       }
-      if (d) {
+      if (d?.half) {
+        this.prepareHalf(h, e, d, s, fresh, nslots);
+      } else if (d) {
         // The param: bound in place when contiguous, else gathered into a buffer of ours (scattered back after the step).
         if (d.p.strides === null && e.external & CudaExternal.p) {
           this.addon.cudaBind(h, e.id, CudaBuffer.p, d.p.pointer);
@@ -305,6 +465,8 @@ export class CudaEngine implements Engine {
     return ids;
   }
 }
+
+const DTYPE_CODE = { float32: CudaDtype.float32, bfloat16: CudaDtype.bfloat16, float16: CudaDtype.float16 } as const;
 
 function keyOf(s: Slot): object {
   return s.device ? s.device.key : s.p;

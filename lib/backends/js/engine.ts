@@ -22,7 +22,7 @@ import { planOf, UNIT, unitChannels, type JsPlan } from './plan';
 import { applyRows, NORM_STRIDE, onePass, PART_STRIDE, statsRows, type ApplyArgs } from './loops';
 import { decideTensor, foldNorms, SumsScratch, writeDecided, writeOnePass } from './records';
 import { DEFAULT_CHUNK, wasmKernel, wasmTensor, type WasmKernel, type WasmPlan } from './wasm';
-import { stageHalfSlot } from './half';
+import { stageHalfSlot } from '../half-staging';
 
 export interface JsEngineOptions {
   /**

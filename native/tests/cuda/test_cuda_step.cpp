@@ -997,6 +997,199 @@ void run_fixtures(const std::string& dir) {
 
 }  // namespace
 
+// ---------------------------------------------------------------------------------------------
+// Mixed precision and loss scaling on the device: bfloat16 params and grads (master weights with
+// nearest or stochastic rounding, or none), the found-inf check, the skip and the scale update,
+// on one block and on the full grid (the emulation runs blocks concurrently), against the float32
+// kernels stepping the same float32 values (lib/optimizer.ts's staging, done here on the host).
+
+uint32_t f32_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+float bits_f32(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+uint16_t bf16_rne(float x) {
+  const uint32_t b = f32_bits(x);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  return (uint16_t)(((b + 0x7fffu + ((b >> 16) & 1u)) >> 16) & 0xffffu);
+}
+float bf16_widen(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+uint32_t fmix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+uint16_t bf16_stochastic(float x, uint32_t key, uint32_t i) {
+  const uint32_t b = f32_bits(x), a = b & 0x7fffffffu;
+  if (a > 0x7f800000u) return 0x7fc0;
+  return (uint16_t)(((b >> 16) & 0x8000u) | ((a + (fmix32(key + i) & 0xffffu)) >> 16));
+}
+
+struct MixedCtx {
+  adamp_cuda_ctx* ctx = nullptr;
+  std::vector<int> ids;
+  std::vector<void*> p16, g16;
+  void* scaler = nullptr;
+  MixedCtx(const Kind& k, const std::vector<Tensor>& ts, const adamp_cuda_config* cfg, const std::vector<uint16_t>* bits, float scale) {
+    CUDA_OK(adamp_cuda_create(&ctx, k.name.c_str(), 0, cfg));
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const Tensor& t = ts[i];
+      adamp_cuda_tensor_desc d = {t.numel, t.outer, t.channels, t.inner, t.eligible ? 1 : 0};
+      int id = -1;
+      CUDA_OK(adamp_cuda_add_tensor_ex(ctx, &d, ADAMP_CUDA_EXTERNAL_P | ADAMP_CUDA_EXTERNAL_G, &id));
+      ids.push_back(id);
+      void *p = nullptr, *g = nullptr;
+      CUDA_OK(adamp_cuda_alloc(0, t.numel * 2, nullptr, &p));
+      CUDA_OK(adamp_cuda_alloc(0, t.numel * 2, nullptr, &g));
+      p16.push_back(p);
+      g16.push_back(g);
+      CUDA_OK(adamp_cuda_set_storage(ctx, id, storage(i), 77, (uint32_t)i));
+      CUDA_OK(adamp_cuda_bind(ctx, id, ADAMP_CUDA_P, static_cast<float*>(p)));
+      CUDA_OK(adamp_cuda_bind(ctx, id, ADAMP_CUDA_G, static_cast<float*>(g)));
+      CUDA_OK(adamp_cuda_copy_bytes(0, p, bits[i].data(), t.numel * 2, 1, nullptr));
+      if (storage(i) & ADAMP_CUDA_MASTER) CUDA_OK(adamp_cuda_init_master(ctx, id));
+      for (int s = 0; s < k.slots; ++s) CUDA_OK(adamp_cuda_upload(ctx, id, ADAMP_CUDA_STATE(s), t.st[s].data(), t.numel));
+      CUDA_OK(adamp_cuda_set_step(ctx, id, (int64_t)t.step));
+    }
+    CUDA_OK(adamp_cuda_alloc(0, ADAMP_CUDA_SCALER_BYTES, nullptr, &scaler));
+    CUDA_OK(adamp_cuda_copy_bytes(0, scaler, &scale, 4, 1, nullptr));
+  }
+  ~MixedCtx() {
+    adamp_cuda_destroy(ctx);
+    for (void* p : p16) adamp_cuda_free(0, p);
+    for (void* g : g16) adamp_cuda_free(0, g);
+    adamp_cuda_free(0, scaler);
+  }
+  /** Tensor i: bfloat16 param and grad; master weights rounded to nearest (i % 3 == 0), stochastically (1), none (2). */
+  static int storage(size_t i) {
+    return ADAMP_CUDA_BF16 | (ADAMP_CUDA_BF16 << 2) | (i % 3 != 2 ? ADAMP_CUDA_MASTER : 0) | (i % 3 == 1 ? ADAMP_CUDA_STOCHASTIC : 0);
+  }
+  int* found() { return reinterpret_cast<int*>(static_cast<char*>(scaler) + ADAMP_CUDA_SCALER_FOUND(0)); }
+  std::vector<uint16_t> bits(size_t i, int64_t n) {
+    std::vector<uint16_t> out((size_t)n);
+    CUDA_OK(adamp_cuda_copy_bytes(0, out.data(), p16[i], n * 2, 0, nullptr));
+    return out;
+  }
+};
+
+void run_mixed(const Kind& kind, int steps) {
+  std::mt19937_64 rng(777);
+  std::vector<Tensor> ts;
+  const std::vector<Shape> sh = {{{64, 3, 3, 3}, 0}, {{64}, 0}, {{10, 20}, 0}, {{3, 9, 35}, 1}, {{1, 3000}, 0}, {{96, 40}, 0}};
+  for (const Shape& s : sh) ts.push_back(make_tensor(s.dims, s.axis, rng, kind));
+  // the 16-bit params, and the float32 reference's start: their values widened
+  std::vector<std::vector<uint16_t>> bits(ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    bits[i].resize(ts[i].p.size());
+    for (size_t j = 0; j < ts[i].p.size(); ++j) {
+      bits[i][j] = bf16_rne(ts[i].p[j]);
+      ts[i].p[j] = bf16_widen(bits[i][j]);
+    }
+  }
+  float scale = 1024.0f;
+  int64_t tracker = 0;
+  const double growth = 2.0, backoff = 0.5;
+  const int64_t interval = 3;
+  adamp_cuda_config one = {256, 2048, 2, 0, 1}, full = {256, 2048, 2, 0, 0};
+  MixedCtx a(kind, ts, &one, bits.data(), scale), b(kind, ts, &full, bits.data(), scale);
+  Gpu ref(kind, ts, nullptr);
+  const std::vector<double> h = presets(kind)[1];
+  std::vector<int> all(ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) all[i] = (int)i;
+  int skipped = 0;
+  for (int st = 0; st < steps; ++st) {
+    bool bad = false;
+    const float inv = (float)(1.0 / (double)scale);
+    std::vector<std::vector<float>> gref(ts.size());
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const std::vector<float> g = make_grad(ts[i], (GradKind)((i + st) % 4), rng);
+      std::vector<uint16_t> g16(g.size());
+      for (size_t j = 0; j < g.size(); ++j) g16[j] = bf16_rne(g[j] * scale);
+      if (st % 4 == 2 && i == (size_t)st % ts.size()) g16[g16.size() / 2] = st % 8 == 2 ? 0x7f80 : 0xffc1;  // Infinity, NaN
+      gref[i].resize(g.size());
+      for (size_t j = 0; j < g.size(); ++j) {
+        bad = bad || (g16[j] & 0x7f80) == 0x7f80;
+        gref[i][j] = bf16_widen(g16[j]) * inv;
+      }
+      CUDA_OK(adamp_cuda_copy_bytes(0, a.g16[i], g16.data(), (int64_t)g16.size() * 2, 1, nullptr));
+      CUDA_OK(adamp_cuda_copy_bytes(0, b.g16[i], g16.data(), (int64_t)g16.size() * 2, 1, nullptr));
+    }
+    for (MixedCtx* m : {&a, &b}) {
+      CUDA_OK(adamp_cuda_check_grads(m->ctx, all.data(), (int)all.size(), m->found(), 1));
+      CUDA_OK(adamp_cuda_step_scaled(m->ctx, all.data(), (int)all.size(), h.data(), (int)h.size(), 0, static_cast<float*>(m->scaler), m->found()));
+      CUDA_OK(adamp_cuda_scaler_update(m->ctx, m->scaler, 1u, 0, growth, backoff, interval));
+    }
+    // the reference: the float32 kernels on the same float32 values, skipping the step on a non-finite grad
+    if (!bad) {
+      for (size_t i = 0; i < ts.size(); ++i) CUDA_OK(adamp_cuda_upload(ref.ctx, ref.ids[i], ADAMP_CUDA_G, gref[i].data(), ts[i].numel));
+      CUDA_OK(adamp_cuda_step(ref.ctx, all.data(), (int)all.size(), h.data(), (int)h.size()));
+      ref.download(ts);
+      for (size_t i = 0; i < ts.size(); ++i) {
+        const int sto = MixedCtx::storage(i);
+        const uint32_t key = fmix32(77u ^ fmix32((uint32_t)(ts[i].step + st + 1 - skipped) ^ fmix32((uint32_t)i)));
+        for (size_t j = 0; j < bits[i].size(); ++j)
+          bits[i][j] = (sto & ADAMP_CUDA_STOCHASTIC) ? bf16_stochastic(ts[i].p[j], key, (uint32_t)j) : bf16_rne(ts[i].p[j]);
+        if (!(sto & ADAMP_CUDA_MASTER)) {  // without master weights the param is what the next step widens
+          for (size_t j = 0; j < bits[i].size(); ++j) ts[i].p[j] = bf16_widen(bits[i][j]);
+          CUDA_OK(adamp_cuda_upload(ref.ctx, ref.ids[i], ADAMP_CUDA_P, ts[i].p.data(), ts[i].numel));
+        }
+      }
+      const int64_t ok = tracker + 1;
+      if (ok == interval) {
+        const float grown = (float)((double)scale * growth);
+        if (std::isfinite(grown)) scale = grown;
+        tracker = 0;
+      } else {
+        tracker = ok;
+      }
+    } else {
+      ++skipped;
+      scale = (float)((double)scale * backoff);
+      tracker = 0;
+    }
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const std::vector<uint16_t> ga = a.bits(i, ts[i].numel), gb = b.bits(i, ts[i].numel);
+      EXPECT(ga == gb, "%s mixed: one block and the full grid differ on tensor %zu at step %d", kind.name.c_str(), i, st + 1);
+      EXPECT(ga == bits[i], "%s mixed: tensor %zu's bfloat16 param differs from the float32 kernels' rounded at step %d (%s)",
+             kind.name.c_str(), i, st + 1, bad ? "skipped" : "ran");
+    }
+  }
+  // master weights, state and step counts: as the reference's
+  for (size_t i = 0; i < ts.size(); ++i) {
+    for (MixedCtx* m : {&a, &b}) {
+      std::vector<float> x((size_t)ts[i].numel);
+      if (MixedCtx::storage(i) & ADAMP_CUDA_MASTER) {
+        CUDA_OK(adamp_cuda_download(m->ctx, m->ids[i], ADAMP_CUDA_STATE(kind.slots), x.data(), ts[i].numel));
+        EXPECT(same_bits(x, ts[i].p), "%s mixed: tensor %zu's master weights differ from the float32 kernels' params", kind.name.c_str(), i);
+      }
+      for (int s = 0; s < kind.slots; ++s) {
+        CUDA_OK(adamp_cuda_download(m->ctx, m->ids[i], ADAMP_CUDA_STATE(s), x.data(), ts[i].numel));
+        EXPECT(same_bits(x, ts[i].st[s]), "%s mixed: tensor %zu state slot %d differs from the float32 kernels'", kind.name.c_str(), i, s);
+      }
+      double n = -1;
+      CUDA_OK(adamp_cuda_get_steps(m->ctx, &m->ids[i], 1, &n));
+      EXPECT(n == ts[i].step + steps - skipped, "%s mixed: tensor %zu counted %g steps, %g ran", kind.name.c_str(), i, n, ts[i].step + steps - skipped);
+    }
+  }
+  for (MixedCtx* m : {&a, &b}) {
+    float s = 0;
+    int64_t tr = -1;
+    CUDA_OK(adamp_cuda_copy_bytes(0, &s, m->scaler, 4, 0, nullptr));
+    CUDA_OK(adamp_cuda_copy_bytes(0, &tr, static_cast<char*>(m->scaler) + 8, 8, 0, nullptr));
+    EXPECT(s == scale && tr == tracker, "%s mixed: the device scale %g (tracker %lld), the host GradScaler's %g (%lld)", kind.name.c_str(), s,
+           (long long)tr, scale, (long long)tracker);
+  }
+  EXPECT(skipped > 0 && skipped < steps, "%s mixed: %d of %d steps skipped (both kinds of step must occur)", kind.name.c_str(), skipped, steps);
+}
+
 int main(int argc, char** argv) {
   std::string fixtures = "test/fixtures";
   bool oom_probe = !(std::getenv("ADAMP_TEST_NO_OOM_PROBE") && std::strcmp(std::getenv("ADAMP_TEST_NO_OOM_PROBE"), "0") != 0);
@@ -1055,6 +1248,7 @@ int main(int argc, char** argv) {
     EXPECT((seen & want) == want, "%s: variants run 0x%x, every reachable one is 0x%x", k.name.c_str(), seen, want);
     std::printf("%s random cases: done, variants 0x%x (%d checks, %d failures so far)\n", k.name.c_str(), seen, g_checks, g_failures);
     run_one_block_vs_grid(k, one_block_steps);
+    run_mixed(k, has(kTsan) ? 4 : 12);
     if (!has(kTsan)) {
       if (!has(kSanitize)) run_determinism(k, nullptr);
       run_determinism(k, &small_cfg);
@@ -1064,7 +1258,7 @@ int main(int argc, char** argv) {
 #if !defined(ADAMP_CUDA_EMULATION)
     run_graph_replay(k);
 #endif
-    std::printf("%s one block vs grid (%d steps)%s: done\n", k.name.c_str(), one_block_steps,
+    std::printf("%s one block vs grid (%d steps), bfloat16 with loss scaling on the device%s: done\n", k.name.c_str(), one_block_steps,
                 has(kTsan) ? "" : ", determinism, many tensors, device hyperparameters, norms");
   }
 #if defined(ADAMP_CUDA_EMULATION)
