@@ -861,6 +861,9 @@ void run_step(const TensorSlot* slots, size_t count, const double* hyper, double
   // buffers in turn. (The order of execution never changes a result: partials are folded in
   // unit order, and the two waves' tensors are disjoint.)
   std::vector<TaskRef> refs;
+  std::vector<std::vector<TaskRef>> owned;  // per owner thread, this run's items
+  std::vector<int64_t> starts;              // where each owner's items start in refs
+  int64_t prev_items = 1;                   // items of the previous wave (its owners' blocks)
   std::vector<float> scratch[2];
   auto floats_for = [&](size_t j) -> int64_t {
     // A plan's part of its wave's scratch: the two-pass plans' stored u (kStoreU), the speculative
@@ -902,15 +905,35 @@ void run_step(const TensorSlot* slots, size_t count, const double* hyper, double
       }
     }
 
-    refs.clear();
-    for (size_t j = p1; j-- > p0;) {
-      if (!plans[j].U.projecting()) continue;
-      for (int64_t t = plans[j].U.items; t-- > 0;)
-        if (!plans[j].spec || plans[j].redo[(size_t)t]) refs.push_back(TaskRef{(int32_t)j, t, 2});
+    // Each item has an owner thread, by its place in its wave's pass-1 order (contiguous blocks),
+    // and pass 2 runs it on the same owner: the lines pass 1 dirtied are still in that core's
+    // caches (from another core, every one would be fetched from this one's). Each owner's list:
+    // its pass-2 items of the previous wave, last first, then its pass-1 items of this wave.
+    const int owners = threads;
+    for (auto& l : owned) l.clear();
+    owned.resize((size_t)owners);
+    int64_t wave_items = 0;
+    for (size_t j = j0; j < j1; ++j) wave_items += plans[j].U.items;
+    {
+      int64_t idx = 0;
+      for (size_t j = p0; j < p1; ++j)
+        for (int64_t t = 0; t < plans[j].U.items; ++t, ++idx)
+          if (plans[j].U.projecting() && (!plans[j].spec || plans[j].redo[(size_t)t]))
+            owned[(size_t)(idx * owners / prev_items)].push_back(TaskRef{(int32_t)j, t, 2});
+      for (auto& l : owned) std::reverse(l.begin(), l.end());
+      idx = 0;
+      for (size_t j = j0; j < j1; ++j)
+        for (int64_t t = 0; t < plans[j].U.items; ++t, ++idx)
+          owned[(size_t)(idx * owners / wave_items)].push_back(TaskRef{(int32_t)j, t, 1});
     }
-    for (size_t j = j0; j < j1; ++j)
-      for (int64_t t = 0; t < plans[j].U.items; ++t) refs.push_back(TaskRef{(int32_t)j, t, 1});
-    pool.run(threads, (int64_t)refs.size(), [&](int64_t i) {
+    refs.clear();
+    starts.assign((size_t)owners + 1, 0);
+    for (int w = 0; w < owners; ++w) {
+      refs.insert(refs.end(), owned[(size_t)w].begin(), owned[(size_t)w].end());
+      starts[(size_t)w + 1] = (int64_t)refs.size();
+    }
+    prev_items = wave_items;
+    pool.run_owned(owners, starts.data(), [&](int64_t i) {
       const TaskRef& r = refs[(size_t)i];
       Plan<P>& pl = plans[(size_t)r.plan];
       if (r.pass == 1)

@@ -64,13 +64,25 @@ void ThreadPool::grow(int workers) {
   }
 }
 
-void ThreadPool::drain() {
-  const int64_t tasks = tasks_;
+void ThreadPool::drain(int who) {
   const auto& fn = *fn_;
-  for (;;) {
-    const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-    if (t >= tasks) break;
-    fn(t);
+  if (owners_ == 0) {
+    const int64_t tasks = tasks_;
+    for (;;) {
+      const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
+      if (t >= tasks) break;
+      fn(t);
+    }
+    return;
+  }
+  // Own tasks first, then every other owner's, starting with the next one.
+  for (int k = 0; k < owners_; ++k) {
+    Cursor& c = cursors_[(who + k) % owners_];
+    for (;;) {
+      const int64_t t = c.next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= c.end) break;
+      fn(t);
+    }
   }
 }
 
@@ -92,7 +104,7 @@ void ThreadPool::worker_main(int index) {
       active = active_workers_;
     }
     if (index >= active) continue;
-    drain();
+    drain(index + 1);
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);
       done_.notify_one();
@@ -100,10 +112,17 @@ void ThreadPool::worker_main(int index) {
   }
 }
 
-void ThreadPool::run(int threads, int64_t tasks, const std::function<void(int64_t)>& fn) {
+void ThreadPool::run(int threads, int64_t tasks, const std::function<void(int64_t)>& fn) { run_impl(threads, tasks, nullptr, fn); }
+
+void ThreadPool::run_owned(int threads, const int64_t* starts, const std::function<void(int64_t)>& fn) {
+  if (threads > kMaxOwners) threads = kMaxOwners;  // callers clamp far below this
+  run_impl(threads, starts[threads], starts, fn);
+}
+
+void ThreadPool::run_impl(int threads, int64_t tasks, const int64_t* starts, const std::function<void(int64_t)>& fn) {
   if (tasks <= 0) return;
   int helpers = threads - 1;
-  if (helpers > tasks - 1) helpers = (int)(tasks - 1);
+  if (starts == nullptr && helpers > tasks - 1) helpers = (int)(tasks - 1);
   std::unique_lock<std::mutex> run_lock(run_mu_, std::defer_lock);
   if (helpers <= 0 || !run_lock.try_lock()) {
     // Alone: results do not depend on the thread count, so a busy pool only costs speed.
@@ -116,12 +135,17 @@ void ThreadPool::run(int threads, int64_t tasks, const std::function<void(int64_
     fn_ = &fn;
     tasks_ = tasks;
     next_.store(0, std::memory_order_relaxed);
+    owners_ = starts == nullptr ? 0 : threads;
+    for (int w = 0; w < owners_; ++w) {
+      cursors_[w].next.store(starts[w], std::memory_order_relaxed);
+      cursors_[w].end = starts[w + 1];
+    }
     active_workers_ = helpers;
     pending_.store(helpers, std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  drain();
+  drain(0);
   if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });

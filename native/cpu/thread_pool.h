@@ -36,13 +36,24 @@ class ThreadPool {
   /** Runs every task; `fn` must not throw. One run at a time: a concurrent caller runs its tasks alone. */
   void run(int threads, int64_t tasks, const std::function<void(int64_t)>& fn);
 
+  /**
+   * run() with an owner per task: tasks [starts[w], starts[w + 1]) belong to thread w (the caller
+   * is thread 0; `starts` has threads + 1 entries, starts[0] == 0, starts[threads] == tasks). Each
+   * thread runs its own tasks first, in order, then helps with the others'. So work that two runs
+   * give to the same owner stays on one core and finds its data in that core's caches (a pass 2
+   * on the other core would fetch every line pass 1 dirtied from its cache). Results never depend
+   * on who runs what, only speed does.
+   */
+  void run_owned(int threads, const int64_t* starts, const std::function<void(int64_t)>& fn);
+
   /** The process-wide pool. */
   static ThreadPool& shared();
 
  private:
   void worker_main(int index);
   void grow(int workers);  // with mu_ held
-  void drain();
+  void drain(int who);
+  void run_impl(int threads, int64_t tasks, const int64_t* starts, const std::function<void(int64_t)>& fn);
 
   std::mutex run_mu_;  // one run at a time
   std::mutex mu_;
@@ -56,6 +67,14 @@ class ThreadPool {
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t tasks_ = 0;
   std::atomic<int64_t> next_{0};
+  // run_owned: per-owner cursors, each on its own cache line; owners_ == 0 in a plain run.
+  static constexpr int kMaxOwners = 64;
+  struct alignas(64) Cursor {
+    std::atomic<int64_t> next{0};
+    int64_t end = 0;
+  };
+  int owners_ = 0;
+  Cursor cursors_[kMaxOwners];
 };
 
 /** std::thread::hardware_concurrency(), at least 1. */

@@ -1,0 +1,69 @@
+// The CPU core's thread pool (native/cpu/thread_pool.h): every task of a run runs exactly once,
+// for plain runs and for runs with an owner per task (run_owned), whatever the thread count and
+// however the tasks are split among owners (empty ranges, everything on one owner, more owners
+// than tasks), and run_owned's owners run their own tasks first.
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "check.h"
+#include "thread_pool.h"
+
+using adamp::cpu::ThreadPool;
+
+namespace {
+
+/** Runs `tasks` tasks split at `starts` (null: a plain run); checks each ran once. */
+void check_once(ThreadPool& pool, int threads, int64_t tasks, const std::vector<int64_t>* starts) {
+  std::vector<std::atomic<int>> hits((size_t)tasks);
+  for (auto& h : hits) h.store(0);
+  auto fn = [&](int64_t t) { hits[(size_t)t].fetch_add(1); };
+  if (starts == nullptr)
+    pool.run(threads, tasks, fn);
+  else
+    pool.run_owned(threads, starts->data(), fn);
+  int bad = 0;
+  for (auto& h : hits) bad += h.load() != 1;
+  CHECK(bad == 0);
+}
+
+}  // namespace
+
+int main() {
+  ThreadPool& pool = ThreadPool::shared();
+  for (int threads = 1; threads <= 4; ++threads) {
+    for (int64_t tasks : {0, 1, 2, 3, 7, 64, 1000}) {
+      check_once(pool, threads, tasks, nullptr);
+      // Even blocks, everything on the last owner, everything on the first, one task each where possible.
+      std::vector<int64_t> even(threads + 1), last(threads + 1, 0), first(threads + 1, tasks), one(threads + 1);
+      for (int w = 0; w <= threads; ++w) {
+        even[w] = tasks * w / threads;
+        one[w] = w < threads ? std::min<int64_t>(w, tasks) : tasks;
+      }
+      last[threads] = tasks;
+      first[0] = 0;
+      for (const auto* s : {&even, &last, &first, &one}) check_once(pool, threads, tasks, s);
+    }
+  }
+  // Owners run their own tasks first: the caller (owner 0) takes none of owner 1's tasks before
+  // its own range is exhausted (the helper may have taken some of the caller's by then).
+  {
+    const int64_t starts[3] = {0, 50, 100};
+    std::vector<int> by(100, -1);
+    std::vector<std::thread::id> who(100);
+    std::atomic<int> order{0};
+    pool.run_owned(2, starts, [&](int64_t t) {
+      by[(size_t)t] = order.fetch_add(1);
+      who[(size_t)t] = std::this_thread::get_id();
+    });
+    const std::thread::id caller = std::this_thread::get_id();
+    int first_foreign = 1 << 30, last_own = -1;
+    for (int t = 0; t < 100; ++t) {
+      if (who[(size_t)t] != caller) continue;
+      if (t < 50) last_own = std::max(last_own, by[(size_t)t]);
+      else first_foreign = std::min(first_foreign, by[(size_t)t]);
+    }
+    CHECK(last_own < first_foreign);  // the caller ran none of owner 1's tasks before all of its own
+  }
+  return report("thread_pool");
+}
