@@ -18,7 +18,7 @@
 using namespace adamp;
 using namespace adamp::cpu;
 
-static uint32_t bits(float f) { return half_f32_bits(f); }
+static uint32_t bits(float f) { return adamp::half::f32_bits(f); }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd() {
@@ -255,9 +255,9 @@ int main() {
   CHECK(f16_to_f32(0x7c00) == INFINITY);
   CHECK(f32_to_f16(65519.0f) == 0x7bff);
   CHECK(f32_to_f16(65520.0f) == 0x7c00);
-  CHECK(f32_to_bf16(half_bits_f32(0x3f808000u)) == 0x3f80);  // tie to even (down)
-  CHECK(f32_to_bf16(half_bits_f32(0x3f818000u)) == 0x3f82);  // tie to even (up)
-  CHECK(f32_to_bf16(half_bits_f32(0x7f7f8000u)) == 0x7f80);  // overflows to Infinity
+  CHECK(f32_to_bf16(adamp::half::bits_f32(0x3f808000u)) == 0x3f80);  // tie to even (down)
+  CHECK(f32_to_bf16(adamp::half::bits_f32(0x3f818000u)) == 0x3f82);  // tie to even (up)
+  CHECK(f32_to_bf16(adamp::half::bits_f32(0x7f7f8000u)) == 0x7f80);  // overflows to Infinity
   CHECK(f32_to_bf16(NAN) == 0x7fc0);
   CHECK(f32_to_f16(-NAN) == 0xfe00);
   CHECK(f32_to_bf16_sr(1.0f, 123, 7) == 0x3f80);  // bfloat16 values are unchanged

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../../cuda/adamp_cuda.h"
+#include "adamp/half.h"
 #include "adamp/optim/registry.h"
 #include "mini_json.h"
 #if !defined(ADAMP_CUDA_EMULATION)
@@ -1003,35 +1004,13 @@ void run_fixtures(const std::string& dir) {
 // on one block and on the full grid (the emulation runs blocks concurrently), against the float32
 // kernels stepping the same float32 values (lib/optimizer.ts's staging, done here on the host).
 
-uint32_t f32_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-float bits_f32(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-uint16_t bf16_rne(float x) {
-  const uint32_t b = f32_bits(x);
-  if ((b & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-  return (uint16_t)(((b + 0x7fffu + ((b >> 16) & 1u)) >> 16) & 0xffffu);
-}
-float bf16_widen(uint16_t h) { return bits_f32((uint32_t)h << 16); }
-uint32_t fmix32(uint32_t h) {
-  h ^= h >> 16;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16;
-  return h;
-}
-uint16_t bf16_stochastic(float x, uint32_t key, uint32_t i) {
-  const uint32_t b = f32_bits(x), a = b & 0x7fffffffu;
-  if (a > 0x7f800000u) return 0x7fc0;
-  return (uint16_t)(((b >> 16) & 0x8000u) | ((a + (fmix32(key + i) & 0xffffu)) >> 16));
-}
+// The conversions of native/include/adamp/half.h (the kernels' own), on floats.
+using adamp::half::bits_f32;
+using adamp::half::f32_bits;
+using adamp::half::fmix32;
+uint16_t bf16_rne(float x) { return (uint16_t)adamp::half::bf16_rne(f32_bits(x)); }
+float bf16_widen(uint16_t h) { return adamp::half::bf16_widen(h); }
+uint16_t bf16_stochastic(float x, uint32_t key, uint32_t i) { return (uint16_t)adamp::half::bf16_stochastic(f32_bits(x), key, i); }
 
 struct MixedCtx {
   adamp_cuda_ctx* ctx = nullptr;
