@@ -65,7 +65,17 @@ void ThreadPool::grow(int workers) {
 }
 
 void ThreadPool::drain(int who) {
-  const auto& fn = *fn_;
+  // A task that throws (std::bad_alloc growing a per-thread buffer) must not end the process on a
+  // helper thread: the first exception is kept, the remaining tasks still run (each writes only
+  // its own outputs), and run() rethrows it on the caller's thread.
+  const std::function<void(int64_t)> fn = [this](int64_t t) {
+    try {
+      (*fn_)(t);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mu_);
+      if (!error_) error_ = std::current_exception();
+    }
+  };
   if (owners_ == 0) {
     const int64_t tasks = tasks_;
     for (;;) {
@@ -150,8 +160,14 @@ void ThreadPool::run_impl(int threads, int64_t tasks, const int64_t* starts, con
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  fn_ = nullptr;
+  std::exception_ptr error;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fn_ = nullptr;
+    std::lock_guard<std::mutex> elock(error_mu_);
+    std::swap(error, error_);
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace cpu

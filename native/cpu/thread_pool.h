@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -33,7 +34,11 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  /** Runs every task; `fn` must not throw. One run at a time: a concurrent caller runs its tasks alone. */
+  /**
+   * Runs every task. One run at a time: a concurrent caller runs its tasks alone. If a task throws,
+   * the others still run and run() rethrows the first exception on the caller's thread (never on
+   * a helper, where it would end the process).
+   */
   void run(int threads, int64_t tasks, const std::function<void(int64_t)>& fn);
 
   /**
@@ -67,6 +72,8 @@ class ThreadPool {
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t tasks_ = 0;
   std::atomic<int64_t> next_{0};
+  std::mutex error_mu_;
+  std::exception_ptr error_;  // the first exception a task of the current run threw
   // run_owned: per-owner cursors, each on its own cache line; owners_ == 0 in a plain run.
   static constexpr int kMaxOwners = 64;
   struct alignas(64) Cursor {

@@ -3,6 +3,7 @@
 // however the tasks are split among owners (empty ranges, everything on one owner, more owners
 // than tasks), and run_owned's owners run their own tasks first.
 #include <atomic>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -65,5 +66,35 @@ int main() {
     }
     CHECK(last_own < first_foreign);  // the caller ran none of owner 1's tasks before all of its own
   }
+  // A task that throws, on whichever thread: the process goes on, every other task still runs
+  // once, and run() / run_owned() rethrow on the caller's thread.
+  for (int threads = 1; threads <= 3; ++threads) {
+    for (int owned = 0; owned < 2; ++owned) {
+      std::vector<std::atomic<int>> hits(64);
+      for (auto& h : hits) h.store(0);
+      auto fn = [&](int64_t t) {
+        hits[(size_t)t].fetch_add(1);
+        if (t % 16 == 15) throw std::runtime_error("task failed");
+      };
+      const int64_t starts[4] = {0, 64 / threads, threads > 1 ? 2 * 64 / threads : 64, 64};
+      std::vector<int64_t> st(starts, starts + threads);
+      st.push_back(64);
+      bool thrown = false;
+      try {
+        if (owned)
+          pool.run_owned(threads, st.data(), fn);
+        else
+          pool.run(threads, 64, fn);
+      } catch (const std::runtime_error&) {
+        thrown = true;
+      }
+      CHECK(thrown);
+      int bad = 0;
+      for (auto& h : hits) bad += h.load() != 1;
+      CHECK(bad == 0 || threads == 1);  // alone, the caller's own loop stops at the first throw
+    }
+  }
+  // The pool is still usable after a failed run.
+  check_once(pool, 2, 100, nullptr);
   return report("thread_pool");
 }
