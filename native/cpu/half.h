@@ -20,6 +20,24 @@ namespace cpu {
 /** A 16-bit storage type (the wire's numbering: lib/binding/types.ts AddonHalf.dtype). */
 enum class HalfType : int { BFloat16 = 1, Float16 = 2 };
 
+/**
+ * The 16-bit storage of a tensor (docs/mixed-precision.md). The kernels read it through their
+ * storage parameter (kernels.h H16): g widened (and unscaled), p from the master or widened, and
+ * every new p rounded into p16 as it is stored (nearest even, or bfloat16 stochastic rounding of
+ * element e with fmix32(key + e), e counted from the whole tensor's first element): bit-identical
+ * to widening the whole tensor, stepping it in float32 and rounding it back (lib/core/half.ts).
+ */
+struct HalfSlot {
+  int dtype;             // 1 bfloat16, 2 float16 (HalfType in half.h)
+  uint16_t* p16;         // the param's bits, numel elements; rounded back after the step
+  const uint16_t* g16;   // the grad's bits (same dtype), or null: TensorSlot::g is a float32 grad
+  bool master;           // TensorSlot::p is a float32 master copy stepped in place; else p is null and p16 is stepped
+  bool scaled;           // g is read as f32(f32(g) * inv_scale)
+  float inv_scale;
+  bool stochastic;       // bfloat16 only
+  uint32_t key;          // the tensor's rounding key at this step (half.ts roundingKey)
+};
+
 /** bfloat16 bits -> float32 (exact). */
 static inline float bf16_to_f32(uint16_t h) { return half::bf16_widen(h); }
 

@@ -30,11 +30,20 @@ struct Norms {
   double before, after, delta;
 };
 
-/** The arrays of one tensor at the first element of a range: p, g and the policy's state slots (st[k], k < kSlots). */
+/**
+ * The arrays of one tensor at the first element of a range: p, g and the policy's state slots
+ * (st[k], k < kSlots). A 16-bit tensor (h not null: the kernels' H16 storage) also has p16 and
+ * g16 there (g16 null: g is a float32 grad; p null without master weights) and e, the range's
+ * first element counted from the tensor's (stochastic rounding's element index).
+ */
 struct Span {
   float* p;
   const float* g;
   float* st[kMaxSlots];
+  uint16_t* p16 = nullptr;
+  const uint16_t* g16 = nullptr;
+  int64_t e = 0;
+  const HalfSlot* h = nullptr;
 };
 
 /** One tile of the channels-innermost layout: `rows` rows of n channels, row a at a * stride floats. */
@@ -122,8 +131,8 @@ struct PolicyKernels {
   Norms (*pass2_lanes)(Span x, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf, bool norms);
 
   // P::kStoreU only: pass 2 from the u pass 1 stored; reads p and u only.
-  Norms (*apply_u_row)(float* p, const float* u, int64_t n, const S& s, int projected, ProjCoef k, float wdf, bool norms);
-  Norms (*apply_u_lanes)(float* p, const float* u, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf,
+  Norms (*apply_u_row)(Span x, const float* u, int64_t n, const S& s, int projected, ProjCoef k, float wdf, bool norms);
+  Norms (*apply_u_lanes)(Span x, const float* u, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf,
                          bool norms);
   // P::kSpeculate only (the speculative single pass). apply_u_row that first copies the old p to
   // psave (32-byte aligned; streaming stores).

@@ -18,6 +18,7 @@
 // slow on some CPUs). Both run the same arithmetic.
 template <bool Full>
 struct Io {
+  static constexpr bool kFull = Full;
   static Vec ld(const float* p, int r) { return Full ? Vec::load(p) : load_partial(p, r); }
   static void st(float* p, Vec v, int r) {
     if (Full)
@@ -64,18 +65,175 @@ static inline void for_lanes_folded(int64_t n, const Body& body, const Fold& fol
   }
 }
 
+// ------------------------------------------------------------------------------------------------
+// 16-bit lanes: eight elements widened or narrowed at once, bit for bit half.h's scalar reference
+// (native/tests/test_half.cpp checks every pattern). AVX2 converts bfloat16 with integer shifts
+// and float16 with F16C (NaN lanes patched to half.ts's patterns); elsewhere half.h runs per lane.
+
+/** Eight 16-bit values (dtype 1 bfloat16, 2 float16) widened (exact). */
+static inline Vec widen8(int dtype, const uint16_t* src) {
+#if defined(ADAMP_SIMD_AVX2)
+  const __m128i h = _mm_loadu_si128((const __m128i*)src);
+  const __m256i w = _mm256_cvtepu16_epi32(h);
+  if (dtype == (int)HalfType::BFloat16) return Vec(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+#if defined(__F16C__)
+  // F16C quiets a signalling NaN; half.ts keeps the payload: sign | 0x7f800000 | m << 13.
+  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x7fff)), _mm256_set1_epi32(0x7c00));
+  const __m256i nanv = _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x8000)), 16),
+                                                       _mm256_set1_epi32(0x7f800000)),
+                                       _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x3ff)), 13));
+  return Vec(_mm256_blendv_ps(_mm256_cvtph_ps(h), _mm256_castsi256_ps(nanv), _mm256_castsi256_ps(nan)));
+#endif
+#endif
+  alignas(32) float t[8];
+  for (int k = 0; k < 8; ++k) t[k] = dtype == (int)HalfType::BFloat16 ? bf16_to_f32(src[k]) : f16_to_f32(src[k]);
+  return Vec::load(t);
+}
+
+#if defined(ADAMP_SIMD_AVX2)
+/** Eight 32-bit lanes holding values <= 0xffff, as eight uint16 at dst. */
+static inline void half_store8(uint16_t* dst, __m256i r) {
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+  _mm_storeu_si128((__m128i*)dst, _mm256_castsi256_si128(packed));
+}
+/** Lanes whose float32 bits are NaN (magnitude above Infinity's). */
+static inline __m256i half_nan_lanes(__m256i b) {
+  return _mm256_cmpgt_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+}
+#endif
+
+/** Eight floats rounded to nearest even (dtype 1 bfloat16, 2 float16), to dst. */
+static inline void narrow8(int dtype, Vec v, uint16_t* dst) {
+#if defined(ADAMP_SIMD_AVX2)
+  const __m256i b = _mm256_castps_si256(v.x);
+  if (dtype == (int)HalfType::BFloat16) {
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), odd), 16);
+    half_store8(dst, _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), half_nan_lanes(b)));
+    return;
+  }
+#if defined(__F16C__)
+  const __m128i h = _mm256_cvtps_ph(v.x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // F16C keeps a NaN's payload bits; half.ts gives sign | 0x7e00.
+  const __m256i nanv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x8000)), _mm256_set1_epi32(0x7e00));
+  const __m256i nan = half_nan_lanes(b);
+  const __m128i nan16 = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi32(nan, nan), 0x08));
+  const __m128i nanv16 = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(nanv, nanv), 0x08));
+  _mm_storeu_si128((__m128i*)dst, _mm_blendv_epi8(h, nanv16, nan16));
+  return;
+#endif
+#endif
+  alignas(32) float t[8];
+  v.store(t);
+  for (int k = 0; k < 8; ++k) dst[k] = dtype == (int)HalfType::BFloat16 ? f32_to_bf16(t[k]) : f32_to_f16(t[k]);
+}
+
+/** Eight floats rounded to bfloat16 stochastically as elements i0 ... i0 + 7 of a tensor with this key (uint32 arithmetic). */
+static inline void narrow8_sr(Vec v, uint32_t key, uint32_t i0, uint16_t* dst) {
+#if defined(ADAMP_SIMD_AVX2)
+  __m256i h = _mm256_add_epi32(_mm256_set1_epi32((int)(key + i0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+  h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0x85ebca6bu));
+  h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
+  h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0xc2b2ae35u));
+  h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+  const __m256i b = _mm256_castps_si256(v.x);
+  const __m256i a = _mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff));
+  const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x8000));
+  const __m256i r = _mm256_or_si256(sign, _mm256_srli_epi32(_mm256_add_epi32(a, _mm256_and_si256(h, _mm256_set1_epi32(0xffff))), 16));
+  half_store8(dst, _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), half_nan_lanes(b)));
+#else
+  alignas(32) float t[8];
+  v.store(t);
+  for (int k = 0; k < 8; ++k) dst[k] = f32_to_bf16_sr(t[k], key, i0 + (uint32_t)k);
+#endif
+}
+
+/** The r elements of a 16-bit array at src, widened (lanes >= r are +0, as load_partial's); reads nothing past src[r-1]. */
+template <class IO>
+static inline Vec ld16(IO, int dtype, const uint16_t* src, int r) {
+  if (IO::kFull) return widen8(dtype, src);
+  uint16_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  memcpy(t, src, (size_t)r * 2);
+  return widen8(dtype, t);
+}
+
+/** The first r lanes of v rounded into the 16-bit array at dst, as elements idx ... of the tensor (h's rounding). */
+template <class IO>
+static inline void st16(IO, const HalfSlot& h, uint16_t* dst, int64_t idx, Vec v, int r) {
+  uint16_t t[8];
+  uint16_t* const d = IO::kFull ? dst : t;
+  if (h.stochastic)
+    narrow8_sr(v, h.key, (uint32_t)idx, d);
+  else
+    narrow8(h.dtype, v, d);
+  if (!IO::kFull) memcpy(dst, t, (size_t)r * 2);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Storage: where a kernel reads g and p and writes the new p, the kernels' template parameter M.
+// Everything else (state, the stored u, the sums) is float32 for both.
+
+/** float32 p and g (Span::p, Span::g). */
+struct F32 {
+  static constexpr bool kHalf = false;
+  template <class IO>
+  static Vec g(IO, const Span& x, int64_t o, int r) {
+    return IO::ld(x.g + o, r);
+  }
+  template <class IO>
+  static Vec p(IO, const Span& x, int64_t o, int r) {
+    return IO::ld(x.p + o, r);
+  }
+  template <class IO>
+  static void set_p(IO, const Span& x, int64_t o, Vec v, int r) {
+    IO::st(x.p + o, v, r);
+  }
+};
+
 /**
- * The four row sums in double lanes, from p, g and the update `upd(io, i, r)` recomputed from the
- * moments pass 1 already stored (bit-identical to pass 1's). The exact fallback of the blocked
- * float sums, for rows where float range is not enough (see row_sums_need_double).
+ * A 16-bit tensor (Span::h, docs/mixed-precision.md): g is g16 widened (or the float32 g), times
+ * inv_scale when scaled: f32(f32(g) * inv); p is the float32 master, or p16 widened; a new p goes
+ * to the master (when there is one) and, rounded, into p16.
  */
-template <class Upd>
-static ChannelSums row_sums_double(const float* p, const float* g, int64_t n, const Upd& upd) {
+struct H16 {
+  static constexpr bool kHalf = true;
+  template <class IO>
+  static Vec g(IO io, const Span& x, int64_t o, int r) {
+    const HalfSlot& h = *x.h;
+    const Vec v = x.g16 != nullptr ? ld16(io, h.dtype, x.g16 + o, r) : IO::ld(x.g + o, r);
+    return h.scaled ? f_mul(v, Vec(h.inv_scale)) : v;
+  }
+  template <class IO>
+  static Vec p(IO io, const Span& x, int64_t o, int r) {
+    return x.h->master ? IO::ld(x.p + o, r) : ld16(io, x.h->dtype, x.p16 + o, r);
+  }
+  template <class IO>
+  static void set_p(IO io, const Span& x, int64_t o, Vec v, int r) {
+    if (x.h->master) IO::st(x.p + o, v, r);
+    st16(io, *x.h, x.p16 + o, x.e + o, v, r);
+  }
+};
+
+/**
+ * The four row sums in double lanes, from p, g (read through the storage M) and the update
+ * `upd(io, i, r)` recomputed from the moments pass 1 already stored (bit-identical to pass 1's).
+ * The exact fallback of the blocked float sums, for rows where float range is not enough (see
+ * row_sums_need_double).
+ */
+template <class M, class Upd>
+static ChannelSums row_sums_double(const Span& x, int64_t n, const Upd& upd) {
   DAcc agp, agg, app, apu;
   for_lanes(n, [&](auto io, int64_t i, int r) {
     using IO = decltype(io);
-    const Vec gv = IO::ld(g + i, r), pv = IO::ld(p + i, r);
-    const DVec gd = IO::ldd(g + i, gv), pd = IO::ldd(p + i, pv), ud = to_dvec(upd(io, i, r));
+    const Vec gv = M::g(io, x, i, r), pv = M::p(io, x, i, r);
+    DVec gd, pd;
+    if constexpr (M::kHalf) {
+      gd = to_dvec(gv), pd = to_dvec(pv);
+    } else {
+      gd = IO::ldd(x.g + i, gv), pd = IO::ldd(x.p + i, pv);
+    }
+    const DVec ud = to_dvec(upd(io, i, r));
     acc_prod(agp, gd, pd);
     acc_prod(agg, gd, gd);
     acc_prod(app, pd, pd);
@@ -102,14 +260,14 @@ struct RowSums {
   }
   void fold() { gp.fold(), gg.fold(), pp.fold(), pu.fold(); }
   /** The sums; upd(io, i, r) recomputes the update from what pass 1 stored (see row_sums_double). */
-  template <class Upd>
-  ChannelSums finish(const float* p, const float* g, int64_t n, const Upd& upd) const {
+  template <class M, class Upd>
+  ChannelSums finish(const Span& x, int64_t n, const Upd& upd) const {
     ChannelSums out;
     out.gp = gp.sum();
     out.gg = gg.sum();
     out.pp = pp.sum();
     out.pu = pu.sum();
-    return row_sums_need_double(out, all_zero(gbits)) ? row_sums_double(p, g, n, upd) : out;
+    return row_sums_need_double(out, all_zero(gbits)) ? row_sums_double<M>(x, n, upd) : out;
   }
 };
 
@@ -120,10 +278,24 @@ static inline Norms nan_norms() { return Norms{(double)NAN, (double)NAN, (double
 template <class P>
 static inline Span span_at(const Span& x, int64_t o) {
   Span y = x;
-  y.p += o;
-  y.g += o;
+  if (y.p != nullptr) y.p += o;
+  if (y.g != nullptr) y.g += o;
   for (int k = 0; k < P::kSlots; ++k) y.st[k] += o;
+  if (y.h != nullptr) {
+    if (y.p16 != nullptr) y.p16 += o;
+    if (y.g16 != nullptr) y.g16 += o;
+    y.e += o;
+  }
   return y;
+}
+
+/** f(F32()) or, for a 16-bit tensor, f(H16()): the one run-time choice of a kernel's storage. */
+template <class F>
+static inline void with_storage(const Span& x, const F& f) {
+  if (x.h != nullptr)
+    f(H16());
+  else
+    f(F32());
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -143,11 +315,11 @@ static inline void store_state(const Span& x, int64_t o, int r, const Vec (&st)[
 // Pass 1's work on the r elements at o, shared by the row and lanes layouts: update the state,
 // give g, p and u (and store u to uo when StoreU). The tail's padding lanes of u are zeroed (u may
 // be 0/0 there when eps == 0) so they add nothing to the sums.
-template <class P, int V, bool StoreU, class IO>
-static inline void pass1_elem(IO, const Span& x, float* uo, int64_t o, int r, const typename P::Scalars& s, Vec& gv,
+template <class P, int V, bool StoreU, class M, class IO>
+static inline void pass1_elem(IO io, const Span& x, float* uo, int64_t o, int r, const typename P::Scalars& s, Vec& gv,
                               Vec& pv, Vec& u) {
-  gv = IO::ld(x.g + o, r);
-  pv = IO::ld(x.p + o, r);
+  gv = M::g(io, x, o, r);
+  pv = M::p(io, x, o, r);
   Vec st[P::kSlots];
   load_state<P, IO>(x, o, r, st);
   u = P::template update<V>(gv, pv, st, s);
@@ -157,9 +329,9 @@ static inline void pass1_elem(IO, const Span& x, float* uo, int64_t o, int r, co
 }
 
 /** u of the r elements at o again, from the state pass 1 stored (bit-identical): the double redo's. */
-template <class P, int V, class IO>
-static inline Vec stored_u(IO, const Span& x, int64_t o, int r, const typename P::Scalars& s) {
-  const Vec gv = P::stored_reads_g(V) ? IO::ld(x.g + o, r) : Vec(0.0f);
+template <class P, int V, class M, class IO>
+static inline Vec stored_u(IO io, const Span& x, int64_t o, int r, const typename P::Scalars& s) {
+  const Vec gv = P::stored_reads_g(V) ? M::g(io, x, o, r) : Vec(0.0f);
   Vec st[P::kSlots];
   load_state<P, IO>(x, o, r, st);
   return IO::keep(P::template stored<V>(gv, st, s), r);
@@ -169,19 +341,21 @@ static inline Vec stored_u(IO, const Span& x, int64_t o, int r, const typename P
 // Pass 1, rows. When `uo` is not null (P::kStoreU) the update u is also stored there, so pass 2
 // need not recompute it (no sqrt, no divisions: the floor's arithmetic is the bottleneck on a CPU).
 
-template <class P, int V, bool StoreU>
+template <class P, int V, bool StoreU, class M>
 static ChannelSums pass1_row_t(Span x, int64_t n, const typename P::Scalars& s_ref, float* uo) {
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
+  [[maybe_unused]] HalfSlot hl;
+  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
   RowSums acc;
   for_lanes_folded(
       n,
       [&](auto io, int64_t i, int r) {
         Vec gv, pv, u;
-        pass1_elem<P, V, StoreU>(io, x, uo, i, r, s, gv, pv, u);
+        pass1_elem<P, V, StoreU, M>(io, x, uo, i, r, s, gv, pv, u);
         acc.add(gv, pv, u);
       },
       [&](int64_t, int64_t) { acc.fold(); });
-  return acc.finish(x.p, x.g, n, [&](auto io, int64_t i, int r) { return stored_u<P, V>(io, x, i, r, s); });
+  return acc.template finish<M>(x, n, [&](auto io, int64_t i, int r) { return stored_u<P, V, M>(io, x, i, r, s); });
 }
 
 template <class P>
@@ -189,13 +363,16 @@ static ChannelSums pass1_row(Span x, int64_t n, const typename P::Scalars& s, fl
   ChannelSums out;
   with_variant<P>(s.variant, [&](auto tag) {
     constexpr int V = decltype(tag)::value;
-    if constexpr (P::kStoreU) {
-      if (uo != nullptr) {
-        out = pass1_row_t<P, V, true>(x, n, s, uo);
-        return;
+    with_storage(x, [&](auto m) {
+      using M = decltype(m);
+      if constexpr (P::kStoreU) {
+        if (uo != nullptr) {
+          out = pass1_row_t<P, V, true, M>(x, n, s, uo);
+          return;
+        }
       }
-    }
-    out = pass1_row_t<P, V, false>(x, n, s, nullptr);
+      out = pass1_row_t<P, V, false, M>(x, n, s, nullptr);
+    });
   });
   return out;
 }
@@ -249,16 +426,16 @@ static void lanes_pass1(const LaneRows& lr, double* dgp, double* dgg, double* dp
 }
 
 /**
- * The four sums of one channel of a lanes tile in double, row by row (element a * stride of p and
- * g; upd1(o) recomputes u of element o from what pass 1 stored): the exact fallback of
+ * The four sums of one channel of a lanes tile in double, row by row (g1(o), p1(o): g and p of
+ * element o = a * stride; upd1(o) recomputes u of element o from what pass 1 stored): the exact fallback of
  * lanes_pass1's float partials, over the tile's rows only.
  */
-template <class Upd1>
-static ChannelSums lane_sums_double(const float* p, const float* g, int64_t rows, int64_t stride, const Upd1& upd1) {
+template <class G1, class P1, class Upd1>
+static ChannelSums lane_sums_double(const G1& g1, const P1& p1, int64_t rows, int64_t stride, const Upd1& upd1) {
   double sgp = 0.0, sgg = 0.0, spp = 0.0, spu = 0.0;
   for (int64_t a = 0; a < rows; ++a) {
     const int64_t o = a * stride;
-    const double gd = g[o], pd = p[o], ud = upd1(o);
+    const double gd = g1(o), pd = p1(o), ud = upd1(o);
     sgp = sgp + gd * pd;
     sgg = sgg + gd * gd;
     spp = spp + pd * pd;
@@ -280,14 +457,16 @@ static inline double lane0(Vec v) {
 // of this tile fall short (row_sums_need_double on the tile's sums and g bits) the exact double
 // sum over the tile's rows. The tile reads only its own rows, so a unit of the step protocol (a
 // row chunk: its tiles) needs no other memory.
-template <class P, int V, bool StoreU>
+template <class P, int V, bool StoreU, class M>
 static void pass1_lanes_t(Span x, LaneRows lr, const typename P::Scalars& s_ref, LaneOut out, LaneScratch scr, float* uo) {
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
+  [[maybe_unused]] HalfSlot hl;
+  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
   const int64_t npad = (lr.n + 7) & ~int64_t(7);
   double* const d = scr.d;
   for (int64_t i = 0; i < 4 * npad; ++i) d[i] = 0.0;
   lanes_pass1(lr, d, d + npad, d + 2 * npad, d + 3 * npad, scr.f, scr.gbits,
-              [&](auto io, int64_t o, int r, Vec& gv, Vec& pv, Vec& u) { pass1_elem<P, V, StoreU>(io, x, uo, o, r, s, gv, pv, u); });
+              [&](auto io, int64_t o, int r, Vec& gv, Vec& pv, Vec& u) { pass1_elem<P, V, StoreU, M>(io, x, uo, o, r, s, gv, pv, u); });
   for (int64_t i = 0; i < lr.n; ++i) {
     ChannelSums c;
     c.gp = d[i];
@@ -296,8 +475,9 @@ static void pass1_lanes_t(Span x, LaneRows lr, const typename P::Scalars& s_ref,
     c.pu = d[3 * npad + i];
     if (row_sums_need_double(c, bits_zero(scr.gbits[i]))) {
       const Span xc = span_at<P>(x, i);
-      c = lane_sums_double(xc.p, xc.g, lr.rows, lr.stride,
-                           [&](int64_t o) { return lane0(stored_u<P, V>(Io<false>(), xc, o, 1, s)); });
+      const Io<false> one;
+      c = lane_sums_double([&](int64_t o) { return lane0(M::g(one, xc, o, 1)); }, [&](int64_t o) { return lane0(M::p(one, xc, o, 1)); },
+                           lr.rows, lr.stride, [&](int64_t o) { return lane0(stored_u<P, V, M>(one, xc, o, 1, s)); });
     }
     out.gp[i] = c.gp;
     out.gg[i] = c.gg;
@@ -310,13 +490,16 @@ template <class P>
 static void pass1_lanes(Span x, LaneRows lr, const typename P::Scalars& s, LaneOut out, LaneScratch scr, float* uo) {
   with_variant<P>(s.variant, [&](auto tag) {
     constexpr int V = decltype(tag)::value;
-    if constexpr (P::kStoreU) {
-      if (uo != nullptr) {
-        pass1_lanes_t<P, V, true>(x, lr, s, out, scr, uo);
-        return;
+    with_storage(x, [&](auto m) {
+      using M = decltype(m);
+      if constexpr (P::kStoreU) {
+        if (uo != nullptr) {
+          pass1_lanes_t<P, V, true, M>(x, lr, s, out, scr, uo);
+          return;
+        }
       }
-    }
-    pass1_lanes_t<P, V, false>(x, lr, s, out, scr, nullptr);
+      pass1_lanes_t<P, V, false, M>(x, lr, s, out, scr, nullptr);
+    });
   });
 }
 
@@ -331,38 +514,44 @@ static inline Vec project_at(Vec u, Vec p0, const LaneCoefs& kl, int64_t i, Vec 
 }
 
 /**
- * Runs body over the lanes of [0, n); with the norms (Nm) it also ends every block with
- * ns.fold(new values, the block's old values from p0of(b0), length). Without them there is no
- * folding at all: the plain loop.
+ * Runs body over the lanes of [0, n); with the norms (Nm) it also ends every block [b0, b1) with
+ * ns.fold(its new values from p1of(b0), its old values from p0of(b0), length). Without them there
+ * is no folding at all: the plain loop.
  */
-template <bool Nm, class Body, class P0Of>
-static inline void for_lanes_norms(int64_t n, NormSums& ns, float* p1, const P0Of& p0of, bool with_before,
+template <bool Nm, class Body, class P1Of, class P0Of>
+static inline void for_lanes_norms(int64_t n, NormSums& ns, const P1Of& p1of, const P0Of& p0of, bool with_before,
                                    const Body& body) {
   if constexpr (Nm)
-    for_lanes_folded(n, body, [&](int64_t b0, int64_t b1) { ns.fold(p1 + b0, p0of(b0), b1 - b0, with_before); });
+    for_lanes_folded(n, body, [&](int64_t b0, int64_t b1) { ns.fold(p1of(b0), p0of(b0), b1 - b0, with_before); });
   else
     for_lanes(n, body);
 }
 
-// Pass 2 from a stored u (bit-identical to recomputing it): project, decay, step.
-// Save: also copy the old p to `psave` (the speculative single pass keeps it for a redo), with
-// streaming stores (psave's rows are 32-byte aligned), fenced at the end.
-template <class P, bool Projected, bool PerLane, bool Save, bool Nm>
-static Norms apply_u_t(float* p, const float* uin, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k,
+// Pass 2 from a stored u (bit-identical to recomputing it): project, decay, step; reads p (through
+// the storage M) and u only. Save (float32 only): also copy the old p to `psave` (the speculative
+// single pass keeps it for a redo), with streaming stores (psave's rows are 32-byte aligned),
+// fenced at the end.
+template <class P, bool Projected, bool PerLane, bool Save, bool Nm, class M>
+static Norms apply_u_t(Span x, const float* uin, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k,
                        LaneCoefs kl, float wdf, float* psave) {
+  static_assert(!(Save && M::kHalf), "the speculative pass is float32 only");
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
+  [[maybe_unused]] HalfSlot hl;
+  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
+  alignas(32) float p1blk[M::kHalf ? kFoldElems : 1];  // 16-bit: the block's new p as float32 (p16 holds it rounded)
   const Vec wv(wdf), divc(k.div), scc(k.scale);
   for (int64_t a = 0; a < lr.rows; ++a) {
-    float* const pr = p + a * lr.stride;
-    const float* const ur = uin + a * lr.stride;
-    float* const sr = Save ? psave + a * lr.stride : nullptr;
+    const int64_t off = a * lr.stride;
+    const float* const ur = uin + off;
+    float* const sr = Save ? psave + off : nullptr;
     for_lanes_norms<Nm>(
-        lr.n, ns, pr, [&](int64_t b0) { return Save ? sr + b0 : p0blk; }, false,
+        lr.n, ns, [&](int64_t b0) { return M::kHalf ? p1blk : x.p + off + b0; },
+        [&](int64_t b0) { return Save ? sr + b0 : p0blk; }, false,
         [&](auto io, int64_t i, int r) {
           using IO = decltype(io);
-          const Vec p0 = IO::ld(pr + i, r);
+          const Vec p0 = M::p(io, x, off + i, r);
           if (Save)
             IO::sv(sr + i, p0, r);
           else if (Nm)
@@ -370,7 +559,8 @@ static Norms apply_u_t(float* p, const float* uin, LaneRows lr, const typename P
           Vec u = IO::ld(ur + i, r);
           if (Projected) u = project_at<PerLane>(u, p0, kl, i, divc, scc);
           const Vec p1 = IO::keep(P::apply(p0, u, wv, s), r);
-          IO::st(pr + i, p1, r);
+          M::set_p(io, x, off + i, p1, r);
+          if (Nm && M::kHalf) IO::st(p1blk + (i & (kFoldElems - 1)), p1, r);
           if (Nm) ns.add(p0, p1, false);
         });
   }
@@ -378,29 +568,38 @@ static Norms apply_u_t(float* p, const float* uin, LaneRows lr, const typename P
   return Nm ? ns.norms() : nan_norms();
 }
 
-template <class P, bool PerLane, bool Save>
-static Norms apply_u_any(float* p, const float* u, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k,
-                         LaneCoefs kl, float wdf, float* psave, bool norms) {
+template <class P, bool PerLane, bool Save, class M>
+static Norms apply_u_m(const Span& x, const float* u, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k,
+                       LaneCoefs kl, float wdf, float* psave, bool norms) {
   if (norms)
-    return projected ? apply_u_t<P, true, PerLane, Save, true>(p, u, lr, s, k, kl, wdf, psave)
-                     : apply_u_t<P, false, PerLane, Save, true>(p, u, lr, s, k, kl, wdf, psave);
-  return projected ? apply_u_t<P, true, PerLane, Save, false>(p, u, lr, s, k, kl, wdf, psave)
-                   : apply_u_t<P, false, PerLane, Save, false>(p, u, lr, s, k, kl, wdf, psave);
+    return projected ? apply_u_t<P, true, PerLane, Save, true, M>(x, u, lr, s, k, kl, wdf, psave)
+                     : apply_u_t<P, false, PerLane, Save, true, M>(x, u, lr, s, k, kl, wdf, psave);
+  return projected ? apply_u_t<P, true, PerLane, Save, false, M>(x, u, lr, s, k, kl, wdf, psave)
+                   : apply_u_t<P, false, PerLane, Save, false, M>(x, u, lr, s, k, kl, wdf, psave);
+}
+
+template <class P, bool PerLane>
+static Norms apply_u_any(const Span& x, const float* u, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k,
+                         LaneCoefs kl, float wdf, bool norms) {
+  Norms out;
+  with_storage(x, [&](auto m) { out = apply_u_m<P, PerLane, false, decltype(m)>(x, u, lr, s, projected, k, kl, wdf, nullptr, norms); });
+  return out;
 }
 
 template <class P>
-static Norms apply_u_row(float* p, const float* u, int64_t n, const typename P::Scalars& s, int projected, ProjCoef k,
+static Norms apply_u_row(Span x, const float* u, int64_t n, const typename P::Scalars& s, int projected, ProjCoef k,
                          float wdf, bool norms) {
-  return apply_u_any<P, false, false>(p, u, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, nullptr,
-                                      norms);
+  return apply_u_any<P, false>(x, u, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, norms);
 }
 
 // The speculative single pass: apply from u (a row buffer) and save the old p row first.
 template <class P>
 static Norms apply_u_save_row(float* p, const float* u, int64_t n, const typename P::Scalars& s, int projected,
                               ProjCoef k, float wdf, float* psave, bool norms) {
-  return apply_u_any<P, false, true>(p, u, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, psave,
-                                     norms);
+  Span x{};
+  x.p = p;
+  return apply_u_m<P, false, true, F32>(x, u, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, psave,
+                                        norms);
 }
 
 // The speculative single pass of two consecutive rows of one tensor (n elements each): pass 1 of
@@ -421,7 +620,7 @@ static ChannelSums spec_pair_t(Span x, int64_t n, const typename P::Scalars& s_r
       [&](auto io, int64_t i, int r) {
         using IO = decltype(io);
         Vec gv, pv, u;
-        pass1_elem<P, V, true>(io, x, uo, i, r, s, gv, pv, u);
+        pass1_elem<P, V, true, F32>(io, x, uo, i, r, s, gv, pv, u);
         acc.add(gv, pv, u);
         const Vec p0 = IO::ld(pp + i, r);
         IO::sv(psave + i, p0, r);
@@ -437,7 +636,7 @@ static ChannelSums spec_pair_t(Span x, int64_t n, const typename P::Scalars& s_r
       });
   stream_fence();
   *nprev = Nm ? ns.norms() : nan_norms();
-  return acc.finish(x.p, x.g, n, [&](auto io, int64_t i, int r) { return stored_u<P, V>(io, x, i, r, s); });
+  return acc.template finish<F32>(x, n, [&](auto io, int64_t i, int r) { return stored_u<P, V, F32>(io, x, i, r, s); });
 }
 
 template <class P>
@@ -457,58 +656,69 @@ static ChannelSums spec_pair_row(Span x, int64_t n, const typename P::Scalars& s
 }
 
 template <class P>
-static Norms apply_u_lanes(float* p, const float* u, LaneRows lr, const typename P::Scalars& s, int projected,
+static Norms apply_u_lanes(Span x, const float* u, LaneRows lr, const typename P::Scalars& s, int projected,
                            LaneCoefs kl, float wdf, bool norms) {
-  return apply_u_any<P, true, false>(p, u, lr, s, projected, ProjCoef{1.0f, 0.0f}, kl, wdf, nullptr, norms);
+  return apply_u_any<P, true>(x, u, lr, s, projected, ProjCoef{1.0f, 0.0f}, kl, wdf, norms);
 }
 
 // Pass 2: recompute u from the state (bit-identical to pass 1's), project (and write the projected
 // u back into state slot 0 where P::writes_back: SGDP without Nesterov), decay, step.
-template <class P, int V, bool Projected, bool PerLane, bool Nm>
+template <class P, int V, bool Projected, bool PerLane, bool Nm, class M>
 static Norms pass2_t(Span x, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k, LaneCoefs kl, float wdf) {
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
+  [[maybe_unused]] HalfSlot hl;
+  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
+  alignas(32) float p1blk[M::kHalf ? kFoldElems : 1];  // 16-bit: the block's new p as float32 (p16 holds it rounded)
   const Vec wv(wdf), divc(k.div), scc(k.scale);
   for (int64_t a = 0; a < lr.rows; ++a) {
     const int64_t off = a * lr.stride;
-    float* const pr = x.p + off;
     for_lanes_norms<Nm>(
-        lr.n, ns, pr, [&](int64_t) { return p0blk; }, false,
+        lr.n, ns, [&](int64_t b0) { return M::kHalf ? p1blk : x.p + off + b0; }, [&](int64_t) { return p0blk; }, false,
         [&](auto io, int64_t i, int r) {
           using IO = decltype(io);
           const int64_t o = off + i;
           Vec st[P::kSlots];
           load_state<P, IO>(x, o, r, st);
-          const Vec p0 = IO::ld(pr + i, r);
+          const Vec p0 = M::p(io, x, o, r);
           if (Nm) IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-          const Vec gv = P::stored_reads_g(V) ? IO::ld(x.g + o, r) : Vec(0.0f);
+          const Vec gv = P::stored_reads_g(V) ? M::g(io, x, o, r) : Vec(0.0f);
           Vec u = P::template stored<V>(gv, st, s);
           if constexpr (Projected) {
             u = project_at<PerLane>(u, p0, kl, i, divc, scc);
             if constexpr (P::writes_back(V)) IO::st(x.st[0] + o, u, r);
           }
           const Vec p1 = IO::keep(P::apply(p0, u, wv, s), r);
-          IO::st(pr + i, p1, r);
+          M::set_p(io, x, o, p1, r);
+          if (Nm && M::kHalf) IO::st(p1blk + (i & (kFoldElems - 1)), p1, r);
           if (Nm) ns.add(p0, p1, false);
         });
   }
   return Nm ? ns.norms() : nan_norms();
 }
 
-template <class P, bool PerLane>
-static Norms pass2_any(Span x, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k, LaneCoefs kl,
-                       float wdf, bool norms) {
+template <class P, bool PerLane, class M>
+static Norms pass2_m(Span x, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k, LaneCoefs kl,
+                     float wdf, bool norms) {
   Norms out;
   with_variant<P>(s.variant, [&](auto tag) {
     constexpr int V = decltype(tag)::value;
     if (norms)
-      out = projected ? pass2_t<P, V, true, PerLane, true>(x, lr, s, k, kl, wdf)
-                      : pass2_t<P, V, false, PerLane, true>(x, lr, s, k, kl, wdf);
+      out = projected ? pass2_t<P, V, true, PerLane, true, M>(x, lr, s, k, kl, wdf)
+                      : pass2_t<P, V, false, PerLane, true, M>(x, lr, s, k, kl, wdf);
     else
-      out = projected ? pass2_t<P, V, true, PerLane, false>(x, lr, s, k, kl, wdf)
-                      : pass2_t<P, V, false, PerLane, false>(x, lr, s, k, kl, wdf);
+      out = projected ? pass2_t<P, V, true, PerLane, false, M>(x, lr, s, k, kl, wdf)
+                      : pass2_t<P, V, false, PerLane, false, M>(x, lr, s, k, kl, wdf);
   });
+  return out;
+}
+
+template <class P, bool PerLane>
+static Norms pass2_any(Span x, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k, LaneCoefs kl,
+                       float wdf, bool norms) {
+  Norms out;
+  with_storage(x, [&](auto m) { out = pass2_m<P, PerLane, decltype(m)>(x, lr, s, projected, k, kl, wdf, norms); });
   return out;
 }
 
@@ -528,24 +738,30 @@ static Norms pass2_lanes(Span x, LaneRows lr, const typename P::Scalars& s, int 
 // The one pass: update, decay, step (every tensor of a non-projecting policy, 1-D tensors of a
 // projecting one). With the norms it also sums ||p_before||^2.
 
-template <class P, int V, bool Nm>
+template <class P, int V, bool Nm, class M>
 static Norms one_pass_t(Span x, int64_t n, const typename P::Scalars& s_ref, float wdf) {
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
+  [[maybe_unused]] HalfSlot hl;
+  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
+  alignas(32) float p1blk[M::kHalf ? kFoldElems : 1];  // 16-bit: the block's new p as float32 (p16 holds it rounded)
   const Vec wv(wdf);
-  for_lanes_norms<Nm>(n, ns, x.p, [&](int64_t) { return p0blk; }, true, [&](auto io, int64_t i, int r) {
-    using IO = decltype(io);
-    const Vec gv = IO::ld(x.g + i, r), p0 = IO::ld(x.p + i, r);
-    if (Nm) IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-    Vec st[P::kSlots];
-    load_state<P, IO>(x, i, r, st);
-    const Vec u = P::template update<V>(gv, p0, st, s);
-    store_state<P, IO>(x, i, r, st);
-    const Vec p1 = IO::keep(P::apply(p0, u, wv, s), r);
-    IO::st(x.p + i, p1, r);
-    if (Nm) ns.add(p0, p1, true);
-  });
+  for_lanes_norms<Nm>(
+      n, ns, [&](int64_t b0) { return M::kHalf ? p1blk : x.p + b0; }, [&](int64_t) { return p0blk; }, true,
+      [&](auto io, int64_t i, int r) {
+        using IO = decltype(io);
+        const Vec gv = M::g(io, x, i, r), p0 = M::p(io, x, i, r);
+        if (Nm) IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
+        Vec st[P::kSlots];
+        load_state<P, IO>(x, i, r, st);
+        const Vec u = P::template update<V>(gv, p0, st, s);
+        store_state<P, IO>(x, i, r, st);
+        const Vec p1 = IO::keep(P::apply(p0, u, wv, s), r);
+        M::set_p(io, x, i, p1, r);
+        if (Nm && M::kHalf) IO::st(p1blk + (i & (kFoldElems - 1)), p1, r);
+        if (Nm) ns.add(p0, p1, true);
+      });
   return Nm ? ns.norms() : nan_norms();
 }
 
@@ -554,18 +770,18 @@ static Norms one_pass(Span x, int64_t n, const typename P::Scalars& s, float wdf
   Norms out;
   with_variant<P>(s.variant, [&](auto tag) {
     constexpr int V = decltype(tag)::value;
-    out = norms ? one_pass_t<P, V, true>(x, n, s, wdf) : one_pass_t<P, V, false>(x, n, s, wdf);
+    with_storage(x, [&](auto m) {
+      using M = decltype(m);
+      out = norms ? one_pass_t<P, V, true, M>(x, n, s, wdf) : one_pass_t<P, V, false, M>(x, n, s, wdf);
+    });
   });
   return out;
 }
 
 
 // ------------------------------------------------------------------------------------------------
-// 16-bit storage (docs/mixed-precision.md): the conversions a 16-bit tensor's units go through
-// (step.cpp converts each unit's p and g into per-thread float32 scratch, runs the kernels above
-// on it, and rounds p back). Bit for bit half.h's scalar reference on both tables: AVX2 converts
-// bfloat16 with integer shifts and float16 with F16C (NaN lanes patched to half.ts's patterns),
-// the portable table runs half.h itself. The tail of every call is half.h's scalar code.
+// 16-bit conversions of whole arrays (the table's half_widen, half_narrow, half_narrow_sr: tests
+// and tools): widen8 / narrow8 / narrow8_sr for full vectors, half.h's scalar code for the tail.
 
 /** dst[i] = widen(src[i]) (dtype 1 bfloat16, 2 float16; 0: src is float32), times inv when `scaled`: f32(f32(g) * inv). */
 static void half_widen(int dtype, const void* src_v, float* dst, int64_t n, bool scaled, float inv) {
@@ -579,32 +795,11 @@ static void half_widen(int dtype, const void* src_v, float* dst, int64_t n, bool
     return;
   }
   const uint16_t* src = static_cast<const uint16_t*>(src_v);
-#if defined(ADAMP_SIMD_AVX2)
-  const __m256 iv = _mm256_set1_ps(inv);
-  if (dtype == (int)HalfType::BFloat16) {
-    for (; i + 8 <= n; i += 8) {
-      const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(src + i)));
-      __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-      if (scaled) f = _mm256_mul_ps(f, iv);
-      _mm256_storeu_ps(dst + i, f);
-    }
-  } else {
-#if defined(__F16C__)
-    for (; i + 8 <= n; i += 8) {
-      const __m128i h = _mm_loadu_si128((const __m128i*)(src + i));
-      const __m256i w = _mm256_cvtepu16_epi32(h);
-      // F16C quiets a signalling NaN; half.ts keeps the payload: sign | 0x7f800000 | m << 13.
-      const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x7fff)), _mm256_set1_epi32(0x7c00));
-      const __m256i nanv = _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x8000)), 16),
-                                                           _mm256_set1_epi32(0x7f800000)),
-                                           _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x3ff)), 13));
-      __m256 f = _mm256_blendv_ps(_mm256_cvtph_ps(h), _mm256_castsi256_ps(nanv), _mm256_castsi256_ps(nan));
-      if (scaled) f = _mm256_mul_ps(f, iv);
-      _mm256_storeu_ps(dst + i, f);
-    }
-#endif
+  const Vec iv(inv);
+  for (; i + 8 <= n; i += 8) {
+    const Vec v = widen8(dtype, src + i);
+    (scaled ? f_mul(v, iv) : v).store(dst + i);
   }
-#endif
   if (dtype == (int)HalfType::BFloat16) {
     for (; i < n; ++i) dst[i] = scaled ? bf16_to_f32(src[i]) * inv : bf16_to_f32(src[i]);
   } else {
@@ -612,46 +807,10 @@ static void half_widen(int dtype, const void* src_v, float* dst, int64_t n, bool
   }
 }
 
-#if defined(ADAMP_SIMD_AVX2)
-/** Eight 32-bit lanes holding values <= 0xffff, as eight uint16 at dst. */
-static inline void half_store8(uint16_t* dst, __m256i r) {
-  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
-  _mm_storeu_si128((__m128i*)dst, _mm256_castsi256_si128(packed));
-}
-/** Lanes whose float32 bits are NaN (magnitude above Infinity's). */
-static inline __m256i half_nan_lanes(__m256i b) {
-  return _mm256_cmpgt_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
-}
-#endif
-
 /** dst[i] = src[i] rounded to nearest even (dtype 1 bfloat16, 2 float16). */
 static void half_narrow(int dtype, const float* src, uint16_t* dst, int64_t n) {
   int64_t i = 0;
-#if defined(ADAMP_SIMD_AVX2)
-  if (dtype == (int)HalfType::BFloat16) {
-    for (; i + 8 <= n; i += 8) {
-      const __m256i b = _mm256_castps_si256(_mm256_loadu_ps(src + i));
-      const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
-      __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), odd), 16);
-      r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), half_nan_lanes(b));
-      half_store8(dst + i, r);
-    }
-  } else {
-#if defined(__F16C__)
-    for (; i + 8 <= n; i += 8) {
-      const __m256 x = _mm256_loadu_ps(src + i);
-      const __m256i b = _mm256_castps_si256(x);
-      const __m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      // F16C keeps a NaN's payload bits; half.ts gives sign | 0x7e00.
-      const __m256i nanv = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x8000)), _mm256_set1_epi32(0x7e00));
-      const __m256i nan = half_nan_lanes(b);
-      const __m128i nan16 = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi32(nan, nan), 0x08));
-      const __m128i nanv16 = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(nanv, nanv), 0x08));
-      _mm_storeu_si128((__m128i*)(dst + i), _mm_blendv_epi8(h, nanv16, nan16));
-    }
-#endif
-  }
-#endif
+  for (; i + 8 <= n; i += 8) narrow8(dtype, Vec::load(src + i), dst + i);
   if (dtype == (int)HalfType::BFloat16) {
     for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
   } else {
@@ -662,23 +821,7 @@ static void half_narrow(int dtype, const float* src, uint16_t* dst, int64_t n) {
 /** dst[i] = src[i] rounded to bfloat16 stochastically as element i0 + i of a tensor with this key (uint32 arithmetic). */
 static void half_narrow_sr(const float* src, uint16_t* dst, int64_t n, uint32_t key, uint32_t i0) {
   int64_t i = 0;
-#if defined(ADAMP_SIMD_AVX2)
-  const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (; i + 8 <= n; i += 8) {
-    __m256i h = _mm256_add_epi32(_mm256_set1_epi32((int)(key + i0 + (uint32_t)i)), step);
-    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-    h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0x85ebca6bu));
-    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
-    h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0xc2b2ae35u));
-    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-    const __m256i b = _mm256_castps_si256(_mm256_loadu_ps(src + i));
-    const __m256i a = _mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff));
-    const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x8000));
-    __m256i r = _mm256_or_si256(sign, _mm256_srli_epi32(_mm256_add_epi32(a, _mm256_and_si256(h, _mm256_set1_epi32(0xffff))), 16));
-    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), half_nan_lanes(b));
-    half_store8(dst + i, r);
-  }
-#endif
+  for (; i + 8 <= n; i += 8) narrow8_sr(Vec::load(src + i), key, i0 + (uint32_t)i, dst + i);
   for (; i < n; ++i) dst[i] = f32_to_bf16_sr(src[i], key, i0 + (uint32_t)i);
 }
 

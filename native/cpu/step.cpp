@@ -279,17 +279,6 @@ LaneScratch lane_scratch(int64_t n) {
   return LaneScratch{d.data(), f.data(), f.data() + 4 * npad};
 }
 
-/**
- * A 16-bit tensor's per-thread float32 scratch: buffer `which` (0: the param, 1: the grad) of at
- * least n floats, one unit long at most, shared by every policy and pass on this thread.
- */
-float* half_scratch(int which, int64_t n) {
-  thread_local std::vector<float> buf[2];
-  std::vector<float>& b = buf[which];
-  if ((int64_t)b.size() < n) b.resize((size_t)n);
-  return b.data();
-}
-
 template <class P>
 struct Run {
   using S = typename P::Scalars;
@@ -303,62 +292,20 @@ struct Run {
   S s;
   float* ustore;  // kStoreU: u stored by pass 1, indexed like p (null: pass 2 recomputes it)
   bool norms;
-  const KernelTable* kt = nullptr;  // the conversions of 16-bit tensors
-  const HalfSlot* half = nullptr;   // 16-bit storage (then ustore is null); its arrays indexed like p
-
-  /**
-   * A 16-bit tensor's region: `rows` rows of n elements, row a at element e0 + a * stride. Runs
-   * f(run) with a Run on float32 arrays holding the region (its elements at the same positions
-   * relative to e0): p from the master, or p16 widened into per-thread scratch; g widened and/or
-   * unscaled into per-thread scratch (a float32 grad that is not scaled is read in place; not at
-   * all unless `reads_g`). The stored u (kStoreU) is indexed like p, so its pointer only moves.
-   * With `writes`, the region's new p is then rounded into p16.
-   */
-  template <class F>
-  auto halfed(int64_t e0, int64_t rows, int64_t n, int64_t stride, bool writes, bool reads_g, const F& f) const {
-    const HalfSlot& h = *half;
-    const int64_t d = e0 - base, len = rows > 0 && n > 0 ? (rows - 1) * stride + n : 0;
-    Run r = *this;
-    r.base = e0;
-    r.half = nullptr;
-    r.ustore = ustore != nullptr ? ustore + d : nullptr;
-    for (int j = 0; j < kMaxSlots; ++j) r.st[j] = j < P::kSlots ? st[j] + d : nullptr;
-    if (h.master) {
-      r.p = p + d;
-    } else {
-      r.p = half_scratch(0, len);
-      for (int64_t a = 0; a < rows; ++a) kt->half_widen(h.dtype, h.p16 + d + a * stride, r.p + a * stride, n, false, 1.0f);
-    }
-    if (!reads_g) {
-      r.g = nullptr;  // pass 2 from the stored u reads p and u only
-    } else if (h.g16 == nullptr && !h.scaled) {
-      r.g = g + d;
-    } else {
-      float* const gs = half_scratch(1, len);
-      for (int64_t a = 0; a < rows; ++a) {
-        const void* src = h.g16 != nullptr ? (const void*)(h.g16 + d + a * stride) : (const void*)(g + d + a * stride);
-        kt->half_widen(h.g16 != nullptr ? h.dtype : 0, src, gs + a * stride, n, h.scaled, h.inv_scale);
-      }
-      r.g = gs;
-    }
-    auto out = f(r);
-    if (writes) {
-      for (int64_t a = 0; a < rows; ++a) {
-        uint16_t* const dst = h.p16 + d + a * stride;
-        if (h.stochastic)
-          kt->half_narrow_sr(r.p + a * stride, dst, n, h.key, (uint32_t)(e0 + a * stride));
-        else
-          kt->half_narrow(h.dtype, r.p + a * stride, dst, n);
-      }
-    }
-    return out;
-  }
+  const HalfSlot* half = nullptr;   // 16-bit storage (kernels.h H16), or null; its arrays indexed like p
 
   Span at(int64_t e) const {
     Span x;
-    x.p = p + (e - base);
-    x.g = g + (e - base);
-    for (int j = 0; j < kMaxSlots; ++j) x.st[j] = j < P::kSlots ? st[j] + (e - base) : nullptr;
+    const int64_t d = e - base;
+    x.p = p != nullptr ? p + d : nullptr;
+    x.g = g != nullptr ? g + d : nullptr;
+    for (int j = 0; j < kMaxSlots; ++j) x.st[j] = j < P::kSlots ? st[j] + d : nullptr;
+    if (half != nullptr) {
+      x.h = half;
+      x.p16 = half->p16 + d;
+      x.g16 = half->g16 != nullptr ? half->g16 + d : nullptr;
+      x.e = e;
+    }
     return x;
   }
   float* u_at(int64_t e) const { return ustore != nullptr ? ustore + (e - base) : nullptr; }
@@ -385,11 +332,6 @@ struct Run {
 
   /** Pass 1 of a Rows or Pieces unit; rec: the unit's stats record. */
   void stats_unit(int64_t u, double* rec) const {
-    if (half != nullptr) {
-      const int64_t e0 = unit_first(u);
-      halfed(e0, 1, unit_end(u) - e0, 0, false, true, [&](const Run& r) { return (r.stats_unit(u, rec), 0); });
-      return;
-    }
     if (U.layout == Layout::Pieces) {
       const int64_t c = u / U.ppr, k0 = (u % U.ppr) * kBlock, e = c * U.inner + k0;
       put(rec, k.pass1_row(at(e), std::min(kBlock, U.inner - k0), s, u_at(e)));
@@ -409,27 +351,19 @@ struct Run {
     U.lanes_rows(u, a0, rows);
     const int64_t c0 = tile * U.cpt, n = std::min(U.cpt, U.channels - c0), C = U.channels;
     const int64_t e = a0 * C + c0;
-    if (half != nullptr) {
-      halfed(e, rows, n, C, false, true, [&](const Run& r) { return (r.stats_tile(u, tile, rec), 0); });
-      return;
-    }
     const LaneOut out{rec + c0, rec + C + c0, rec + 2 * C + c0, rec + 3 * C + c0};
     k.pass1_lanes(at(e), LaneRows{rows, n, C}, s, out, lane_scratch(n), u_at(e));
   }
 
   Norms pass2_row(int64_t e, int64_t n, int projected, ProjCoef c, float wdf) const {
     if constexpr (stores_u<P>()) {
-      if (ustore != nullptr) return k.apply_u_row(p + (e - base), u_at(e), n, s, projected, c, wdf, norms);
+      if (ustore != nullptr) return k.apply_u_row(at(e), u_at(e), n, s, projected, c, wdf, norms);
     }
     return k.pass2_row(at(e), n, s, projected, c, wdf, norms);
   }
 
   /** Pass 2 of a Rows or Pieces unit. */
   Norms apply_unit(int64_t u, const Decided& d) const {
-    if (half != nullptr) {
-      const int64_t e0 = unit_first(u);
-      return halfed(e0, 1, unit_end(u) - e0, 0, true, !reads_stored_u(), [&](const Run& r) { return r.apply_unit(u, d); });
-    }
     const int projected = is_projected(d.r.code) ? 1 : 0;
     auto coef = [&](int64_t c) { return projected ? ProjCoef{d.div[(size_t)c], d.scale[(size_t)c]} : ProjCoef{1.0f, 0.0f}; };
     if (U.layout == Layout::Pieces) {
@@ -450,10 +384,9 @@ struct Run {
     U.lanes_rows(u, a0, rows);
     const int64_t c0 = tile * U.cpt, n = std::min(U.cpt, U.channels - c0), C = U.channels;
     const int64_t e = a0 * C + c0;
-    if (half != nullptr) return halfed(e, rows, n, C, true, !reads_stored_u(), [&](const Run& r) { return r.apply_tile(u, tile, d); });
     const LaneCoefs coef = projected ? LaneCoefs{d.div.data() + c0, d.scale.data() + c0} : LaneCoefs{nullptr, nullptr};
     if constexpr (stores_u<P>()) {
-      if (ustore != nullptr) return k.apply_u_lanes(p + (e - base), u_at(e), LaneRows{rows, n, C}, s, projected, coef, d.wdf, norms);
+      if (ustore != nullptr) return k.apply_u_lanes(at(e), u_at(e), LaneRows{rows, n, C}, s, projected, coef, d.wdf, norms);
     }
     return k.pass2_lanes(at(e), LaneRows{rows, n, C}, s, projected, coef, d.wdf, norms);
   }
@@ -461,7 +394,6 @@ struct Run {
   /** A OnePass unit. */
   Norms one_pass_unit(int64_t u, float wdf) const {
     const int64_t e = U.start(u);
-    if (half != nullptr) return halfed(e, 1, U.start(u + 1) - e, 0, true, true, [&](const Run& r) { return r.one_pass_unit(u, wdf); });
     return k.one_pass(at(e), U.start(u + 1) - e, s, wdf, norms);
   }
 
@@ -596,7 +528,7 @@ struct Plan {
 template <class P>
 Run<P> run_of(const PolicyKernels<P>& k, const Plan<P>& pl, bool norms) {
   const TensorSlot& s = *pl.s;
-  return Run<P>{k, pl.U, s.p, s.g, {s.state[0], s.state[1]}, 0, pl.sc, pl.u, norms, &kernels(), s.half};
+  return Run<P>{k, pl.U, s.p, s.g, {s.state[0], s.state[1]}, 0, pl.sc, pl.u, norms, s.half};
 }
 
 /** Per-thread row buffers for u in the speculative pass: two rows of up to n floats, 32-byte aligned. */
@@ -1022,7 +954,7 @@ template <class P>
 Run<P> shard_run(const Units& U, const TensorSlot& shard, int64_t offset, const typename P::Hyper& h, bool norms) {
   const PolicyKernels<P>& k = kernels().of(P());
   return Run<P>{k, U, shard.p, shard.g, {shard.state[0], shard.state[1]}, offset, P::scalars(h, shard.step), nullptr, norms,
-                &kernels(), shard.half};
+                shard.half};
 }
 
 }  // namespace

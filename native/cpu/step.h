@@ -14,27 +14,10 @@
 #include <vector>
 
 #include "adamp/optim/registry.h"
+#include "half.h"  // HalfSlot
 
 namespace adamp {
 namespace cpu {
-
-/**
- * The 16-bit storage of a tensor (docs/mixed-precision.md). The step converts each unit's p and g
- * into per-thread float32 scratch, runs the float32 kernels on it and rounds the unit's p back
- * into p16 (nearest even, or bfloat16 stochastic rounding of element e with fmix32(key + e), e
- * counted from the whole tensor's first element): bit-identical to widening the whole tensor,
- * stepping it in float32 and rounding it back (the facade's staging, lib/core/half.ts).
- */
-struct HalfSlot {
-  int dtype;             // 1 bfloat16, 2 float16 (HalfType in half.h)
-  uint16_t* p16;         // the param's bits, numel elements; rounded back after the step
-  const uint16_t* g16;   // the grad's bits (same dtype), or null: TensorSlot::g is a float32 grad
-  bool master;           // TensorSlot::p is a float32 master copy stepped in place; else p is null and p16 is stepped
-  bool scaled;           // g is read as f32(f32(g) * inv_scale)
-  float inv_scale;
-  bool stochastic;       // bfloat16 only
-  uint32_t key;          // the tensor's rounding key at this step (half.ts roundingKey)
-};
 
 /**
  * One tensor: element i belongs to output channel (i / inner) % channels, numel = outer *
