@@ -1,9 +1,9 @@
 /**
  * 16-bit host slots on the js and cuda engines (docs/mixed-precision.md): the engine widens the param (unless the
  * slot's `p` is its float32 master copy) and the grad (times `invScale` when loss-scaled) into
- * float32 scratch, runs its float32 step on them, and rounds the param back into its bits. The
- * TypeScript twin of what the native core does per unit (native/cpu/step.cpp), with the same
- * conversions (lib/core/half.ts): the two are bit-identical.
+ * float32 scratch, runs its float32 step on them, and rounds the param back into its bits, with
+ * the conversions of lib/core/half.ts: bit-identical to the native core, whose kernels convert
+ * as they load and store (native/cpu/kernels.h H16).
  */
 import { float32ToBf16Stochastic, float32ToHalf, halfToFloat32, widenFn } from '../core/half';
 import type { Slot } from './engine';

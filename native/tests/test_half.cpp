@@ -208,7 +208,11 @@ static void check_steps() {
   int64_t runs = 0, bad = 0;
   for (int k = 0; k < 4; ++k)
     for (const Geo& g : geos)
-      for (int variant = 0; variant < 4; ++variant) {
+      for (int variant = 0; variant < 8; ++variant) {
+        // variants 4-7: values that send the sums to their double redo (kernels.h
+        // row_sums_need_double): all-zero gradient rows, weights too small or too large for
+        // float products, spread over the tensor by element index
+        const bool special = variant >= 4;
         const int dtype = variant & 1 ? 2 : 1;
         const bool master = (variant & 2) != 0, g16 = ((variant + k) & 1) == 0, scaled = ((variant + k) & 2) != 0;
         const bool stochastic = dtype == 1 && ((variant + k) % 3) == 0;
@@ -216,8 +220,15 @@ static void check_steps() {
         std::vector<uint16_t> p0((size_t)n), gb((size_t)n);
         std::vector<float> gf((size_t)n);
         for (int64_t i = 0; i < n; ++i) {
-          p0[(size_t)i] = ref_narrow(dtype, frand() * 2.0f);
-          gf[(size_t)i] = frand() * (scaled ? 64.0f : 1.0f);
+          float pv = frand() * 2.0f, gv = frand() * (scaled ? 64.0f : 1.0f);
+          if (special) {
+            const int64_t zone = (i / 331) % 5;  // runs of 331 elements: whole rows of some layouts, parts of others
+            if (zone == 1) gv = 0.0f;
+            if (zone == 2) pv *= dtype == 1 ? 1e-30f : 1e-6f;   // p.p below 1e-20 (float16: subnormal weights)
+            if (zone == 3) pv *= dtype == 1 ? 1e25f : 30000.0f;  // bfloat16: p.p overflows float
+          }
+          p0[(size_t)i] = ref_narrow(dtype, pv);
+          gf[(size_t)i] = gv;
           gb[(size_t)i] = ref_narrow(dtype, gf[(size_t)i]);
         }
         const Out want = run_half(kinds[k], hypers[k], g, dtype, master, g16, scaled, stochastic, p0, gb, gf, true, 1);
