@@ -15,8 +15,6 @@ Writes JSON (--out).
 import argparse
 import json
 import math
-import os
-import statistics
 import sys
 
 try:
@@ -26,50 +24,7 @@ except ImportError as e:  # pragma: no cover - reported, not hidden
     sys.exit(77)
 
 from official_torch import OfficialAdamP, OfficialSGDP  # noqa: E402  (this script's folder)
-
-
-def make_params(shapes, device):
-    # Made on the device: GPT-2 small's 124M params and grads never cross PCIe (seconds of host randn).
-    g = torch.Generator(device=device).manual_seed(1)
-    ps = []
-    for s in shapes:
-        p = (torch.randn(*s, generator=g, device=device) * 0.02).requires_grad_(True)
-        p.grad = torch.randn(*s, generator=g, device=device) * 1e-3
-        ps.append(p)
-    return ps
-
-
-def time_step(opt, iters, warmup=5):
-    for _ in range(warmup):
-        opt.step()
-    torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ms = []
-    for _ in range(iters):
-        e0.record()
-        opt.step()
-        e1.record()
-        e1.synchronize()
-        ms.append(e0.elapsed_time(e1))
-    return {'median_ms': statistics.median(ms), 'min_ms': min(ms), 'mean_ms': statistics.fmean(ms)}
-
-
-def copy_bandwidth_gbs(device):
-    n = (1 << 30) // 4
-    a = torch.ones(n, device=device)
-    b = torch.empty_like(a)
-    for _ in range(3):
-        b.copy_(a)
-    torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ms = []
-    for _ in range(10):
-        e0.record()
-        b.copy_(a)
-        e1.record()
-        e1.synchronize()
-        ms.append(e0.elapsed_time(e1))
-    return 2 * n * 4 / (statistics.median(ms) * 1e-3) / 1e9
+from torch_gpu import copy_bandwidth_gbs, make_params, save, time_step  # noqa: E402
 
 
 def main():
@@ -109,7 +64,7 @@ def main():
         r['bound_ms_28B'] = 28 * numel / (bw * 1e9) * 1e3
         r['bound_ms_20B'] = 20 * numel / (bw * 1e9) * 1e3
         for key, make, iters in runs:
-            ps = make_params(shapes, dev)
+            ps = make_params(shapes, dev, 1)
             r[key] = time_step(make(ps), iters)
             print(f"{name:10s} {key:12s} {r[key]['median_ms']:.4f} ms", flush=True)
             del ps
@@ -117,13 +72,6 @@ def main():
             save(out, args.out)  # after every run: a run cut short keeps what it measured
     if not args.out:
         print(json.dumps(out, indent=2))
-
-
-def save(out, path):
-    if path:
-        with open(path + '.tmp', 'w') as f:
-            f.write(json.dumps(out, indent=2) + '\n')
-        os.replace(path + '.tmp', path)
 
 
 if __name__ == '__main__':

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 
 try:
@@ -25,51 +24,10 @@ except ImportError as e:  # pragma: no cover - reported, not hidden
     print(f"SKIP: PyTorch is not installed ({e})", file=sys.stderr)
     sys.exit(77)
 
+from torch_gpu import copy_bandwidth_gbs, make_params, save, time_step  # noqa: E402  (this script's folder)
+
 LR, BETAS, EPS, WD = 1e-3, (0.9, 0.999), 1e-8, 0.01
 TORCH_BYTES = 14  # bf16 p r+w, g r, bf16 exp_avg r+w, exp_avg_sq r+w
-
-
-def make(shapes, device, seed):
-    g = torch.Generator(device=device).manual_seed(seed)
-    ps = []
-    for s in shapes:
-        p = (torch.randn(*s, generator=g, device=device) * 0.02).to(torch.bfloat16).requires_grad_(True)
-        p.grad = (torch.randn(*s, generator=g, device=device) * 1e-3).to(torch.bfloat16)
-        ps.append(p)
-    return ps
-
-
-def timed(opt, iters, warmup=5):
-    for _ in range(warmup):
-        opt.step()
-    torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ms = []
-    for _ in range(iters):
-        e0.record()
-        opt.step()
-        e1.record()
-        e1.synchronize()
-        ms.append(e0.elapsed_time(e1))
-    return statistics.median(ms)
-
-
-def copy_bandwidth_gbs(device):
-    n = (1 << 30) // 4
-    a = torch.ones(n, device=device)
-    b = torch.empty_like(a)
-    for _ in range(3):
-        b.copy_(a)
-    torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ms = []
-    for _ in range(10):
-        e0.record()
-        b.copy_(a)
-        e1.record()
-        e1.synchronize()
-        ms.append(e0.elapsed_time(e1))
-    return 2 * n * 4 / (statistics.median(ms) * 1e-3) / 1e9
 
 
 def bits(t):
@@ -77,7 +35,7 @@ def bits(t):
 
 
 def dump(name, shapes, device, steps, folder):
-    ps = make(shapes, device, 7)
+    ps = make_params(shapes, device, 7, torch.bfloat16)
     grads = [[(torch.randn(*p.shape, device=device) * 1e-3).to(torch.bfloat16) for p in ps] for _ in range(steps)]
     before = [bits(p) for p in ps]
     opt = torch.optim.AdamW(ps, lr=LR, betas=BETAS, eps=EPS, weight_decay=WD, fused=True)
@@ -118,8 +76,8 @@ def main():
             continue
         shapes = sets[name]['shapes']
         numel = sum(math.prod(s) for s in shapes)
-        ps = make(shapes, dev, 1)
-        ms = timed(torch.optim.AdamW(ps, lr=LR, betas=BETAS, eps=EPS, weight_decay=WD, fused=True), args.iters)
+        ps = make_params(shapes, dev, 1, torch.bfloat16)
+        ms = time_step(torch.optim.AdamW(ps, lr=LR, betas=BETAS, eps=EPS, weight_decay=WD, fused=True), args.iters)['median_ms']
         del ps
         torch.cuda.empty_cache()
         r = {'tensors': len(shapes), 'numel': numel, 'adamw_fused_bf16_ms': ms, 'bytes_per_element': TORCH_BYTES,
@@ -135,13 +93,6 @@ def main():
             json.dump({'sets': {n: sets[n]['shapes'] for n in out['sets']}, 'steps': args.steps, 'hyper': out['hyper']}, f)
     if not args.out:
         print(json.dumps(out, indent=2))
-
-
-def save(out, path):
-    if path:
-        with open(path + '.tmp', 'w') as f:
-            f.write(json.dumps(out, indent=2) + '\n')
-        os.replace(path + '.tmp', path)
 
 
 if __name__ == '__main__':
