@@ -701,3 +701,48 @@ onGpu('GradScaler.unscale of float32 device grads', () => {
     }
   });
 });
+
+onGpu('GradScaler.unscale with host and device grads in one CUDA optimizer', () => {
+  test('device grads unscaled on the device, host grads on the host; either one\'s Infinity/NaN skips the step; bit for bit as js', () => {
+    const r = rng(77);
+    const shapes = [[9, 4], [17], [3, 5]];
+    const ws = shapes.map((s) => randn(r, s.reduce((a, b) => a * b, 1)));
+    // cuda: a device param with a device grad, a device param with a host grad, a host param
+    const dp: DeviceParam = { data: DeviceTensor.fromHost(ws[0], shapes[0]), grad: DeviceTensor.zeros(shapes[0]), name: 'dev' };
+    const dh = { data: DeviceTensor.fromHost(ws[1], shapes[1]), grad: null as Float32Array | null, name: 'devHostGrad' };
+    const hp = { data: ws[2].slice(), shape: shapes[2], grad: null as Float32Array | null, name: 'host' };
+    const hostPs = shapes.map((shape, k) => ({ data: ws[k].slice(), shape, grad: null as Float32Array | null, name: `p${k}` }));
+    const dev = new AdamP<AnyParam>([dp, dh as unknown as DeviceParam, hp], OPTIONS.adamp, { backend: 'cuda' });
+    const js = new AdamP<AnyParam>(hostPs, OPTIONS.adamp, { backend: 'js' });
+    const scDev = new GradScaler({ initScale: 5, growthInterval: 1 });
+    const scJs = new GradScaler({ initScale: 5, growthInterval: 1 });
+    const outcomes: boolean[] = [];
+    for (let s = 0; s < 6; s++) {
+      const gs = shapes.map((shape) => randn(r, shape.reduce((a, b) => a * b, 1), 20));
+      if (s === 1) gs[0][3] = Infinity; // a device grad
+      if (s === 3) gs[2][1] = NaN; // a host grad
+      if (s === 4) gs[1][0] = -Infinity; // a device param's host grad
+      (dp.grad as DeviceTensor).copyFromHost(gs[0]);
+      dh.grad = gs[1].slice();
+      hp.grad = gs[2].slice();
+      hostPs.forEach((p, k) => { p.grad = gs[k].slice(); });
+      scDev.unscale(dev);
+      scJs.unscale(js);
+      expect(bitsOf(hp.grad)).toEqual(bitsOf(hostPs[2].grad!));
+      scDev.step(dev);
+      scJs.step(js);
+      scDev.update();
+      scJs.update();
+      outcomes.push(dev.lastStepSkipped);
+      expect(dev.lastStepSkipped).toBe(js.lastStepSkipped);
+      expect(scDev.getScale()).toBe(scJs.getScale());
+    }
+    expect(outcomes).toEqual([false, true, false, true, true, false]);
+    expect(bitsOf(dp.data.toHost())).toEqual(bitsOf(hostPs[0].data));
+    expect(bitsOf(dh.data.toHost())).toEqual(bitsOf(hostPs[1].data));
+    dev.synchronize();
+    expect(bitsOf(hp.data)).toEqual(bitsOf(hostPs[2].data));
+    expect(stateBits(dev)).toBe(stateBits(js));
+    dispose([dp, dh as unknown as DeviceParam]);
+  });
+});
