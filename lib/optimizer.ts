@@ -36,6 +36,16 @@ export const SCALED_STEP: unique symbol = Symbol('adamp.scaledStep');
  * and `lastStepSkipped` are brought up to date from the device when read (`settleDeviceSteps`).
  */
 export const DEVICE_SCALED_STEP: unique symbol = Symbol('adamp.deviceScaledStep');
+/**
+ * GradScaler.unscale with the scale on the device (cuda backend): `optimizer[DEVICE_UNSCALE](grads,
+ * { scale, found })` queues the check of the float32 device grads `grads` into the device int at
+ * `found` (zeroed first) and their unscale in place by f32(1 / scale), on the stream this
+ * optimizer's steps queue on; no host sync. The step that follows is `DEVICE_SCALED_STEP` with
+ * `found` alone.
+ */
+export const DEVICE_UNSCALE: unique symbol = Symbol('adamp.deviceUnscale');
+/** GradScaler skipped this optimizer's step without calling it (`unscale()` found Infinity/NaN on the host): `lastStepSkipped` says so. */
+export const MARK_SKIPPED: unique symbol = Symbol('adamp.markSkipped');
 /** Queues GradScaler's scale update on the device, on this optimizer's stream (cuda backend). */
 export const DEVICE_SCALER_UPDATE: unique symbol = Symbol('adamp.deviceScalerUpdate');
 /** The CUDA device ordinal an optimizer steps on (GradScaler allocates its device state there). */
@@ -209,8 +219,8 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     return this.skippedLast;
   }
 
-  /** See DEVICE_SCALED_STEP. */
-  [DEVICE_SCALED_STEP](dev: { scale: bigint; found: bigint }): void {
+  /** See DEVICE_SCALED_STEP. Without `dev.scale`: the grads were unscaled on the device already (DEVICE_UNSCALE set `found`). */
+  [DEVICE_SCALED_STEP](dev: { scale?: bigint; found: bigint }): void {
     this.assertUsable();
     if (this.engine.stepScaled === undefined) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `the '${this.backend}' backend keeps no loss scale on a device`);
     const plan = this.plan(1, false); // grads are read as they are; the kernels multiply by the device's 1 / scale
@@ -228,6 +238,20 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     const slots = plan.jobs.flatMap((j) => j.slots); // in plan.stepped's order
     plan.stepped.forEach((st, i) => this.unsettled.set(st.s, { p: st.p, key: slots[i].device?.key ?? slots[i].half?.p16 ?? slots[i].p }));
     this.pendingSkip = keys.length > 0 ? keys[0] : null;
+  }
+
+  /** See DEVICE_UNSCALE. */
+  [DEVICE_UNSCALE](grads: readonly DeviceTensor[], dev: { scale: bigint; found: bigint }): void {
+    this.assertUsable();
+    if (this.engine.unscaleGrads === undefined) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `the '${this.backend}' backend keeps no loss scale on a device`);
+    this.engine.unscaleGrads(grads.map((g) => g.view()), dev, this.spec.kind);
+  }
+
+  /** See MARK_SKIPPED. */
+  [MARK_SKIPPED](): void {
+    this.assertUsable();
+    this.pendingSkip = null; // this skip is the last step; earlier device steps' counts still settle when read
+    this.skip();
   }
 
   /** See DEVICE_ORDINAL. */

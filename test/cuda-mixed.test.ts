@@ -15,9 +15,11 @@ import { AdamP, AdamW, SGD, SGDP } from '../lib/optim/registry';
 import { GradScaler } from '../lib/amp/grad-scaler';
 import { DeviceTensor } from '../lib/device/tensor';
 import { cudaProvider, hasCuda } from '../lib/backends/cuda';
-import { CudaBuffer, CUDA_SCALER } from '../lib/backends/cuda/binding';
+import { CudaBuffer, CUDA_SCALER, type CudaAddon } from '../lib/backends/cuda/binding';
+import { cudaAddonOrReport } from '../lib/backends/cuda/availability';
 import { loadAddon } from '../lib/binding/load';
-import { float32ToHalf, type HalfDtype } from '../lib/core/half';
+import { float32ToHalf, halfToFloat32, type HalfDtype } from '../lib/core/half';
+import { clipGradNorm } from '../lib/clip';
 import type { AnyParam, DeviceParam, HalfParam } from '../lib/types';
 import { randn, rng } from './helpers/random';
 
@@ -288,7 +290,7 @@ onGpu('host 16-bit params on the CUDA backend', () => {
 });
 
 onGpu('binding: the mixed-precision exports check their arguments', () => {
-  test('cudaSetStorage, cudaInitMaster, cudaCheckGrads, cudaScalerUpdate, cudaCopyBytes refuse bad input with a code', () => {
+  test('cudaSetStorage, cudaInitMaster, cudaCheckGrads, cudaUnscaleGrads, cudaScalerUpdate, cudaCopyBytes refuse bad input with a code', () => {
     const c = cuda!;
     const h = c.cudaCreate('adamw');
     const id = c.cudaAddTensor(h, 8, 1, 1, 8, false, 3);
@@ -324,6 +326,25 @@ onGpu('binding: the mixed-precision exports check their arguments', () => {
     bad(() => c.cudaScalerUpdate(h, st.pointer, 1, false, 2, 0.5, 0));
     bad(() => c.cudaStep(h, Int32Array.of(host), Float64Array.of(1e-3, 0.9, 0.999, 1e-8, 0), { scale: st.pointer }));
     bad(() => c.cudaStep(h, Int32Array.of(host), Float64Array.of(1e-3, 0.9, 0.999, 1e-8, 0), { scale: 16n, found: 16n }));
+    // cudaUnscaleGrads: device views, a device scale and flag
+    const g = DeviceTensor.fromHost(new Float32Array(8).fill(4), [8]);
+    const sc = st.pointer;
+    const fl = st.pointer + BigInt(CUDA_SCALER.found(0));
+    const v = (o: object): Array<{ pointer: bigint; shape: number[]; strides: number[] | null }> => [{ pointer: g.pointer, shape: [8], strides: null, ...o }];
+    bad(() => c.cudaUnscaleGrads(h, v({ pointer: 8n }), sc, fl, true)); // host address
+    bad(() => c.cudaUnscaleGrads(h, v({ shape: [2.5] }), sc, fl, true));
+    bad(() => c.cudaUnscaleGrads(h, v({ shape: [2, 4], strides: [4] }), sc, fl, true));
+    bad(() => c.cudaUnscaleGrads(h, v({ shape: [2, 4], strides: [0, 1] }), sc, fl, true));
+    bad(() => c.cudaUnscaleGrads(h, v({ shape: new Array(9).fill(1) }), sc, fl, true));
+    bad(() => c.cudaUnscaleGrads(h, v({ pointer: g.pointer + 2n }), sc, fl, true)); // not 4-byte aligned
+    bad(() => c.cudaUnscaleGrads(h, v({}), 16n, fl, true));
+    bad(() => c.cudaUnscaleGrads(h, v({}), sc, undefined as unknown as bigint, true));
+    bad(() => c.cudaUnscaleGrads(h, {} as never, sc, fl, true));
+    expect(Array.from(g.toHost())).toEqual(new Array(8).fill(4)); // nothing refused was queued
+    c.cudaCopyBytes(0, st.pointer, new Uint16Array(new Float32Array([2]).buffer), true); // scale 2
+    c.cudaUnscaleGrads(h, v({ shape: [4], strides: [2] }), sc, fl, true); // every other element
+    expect(Array.from(g.toHost())).toEqual([2, 4, 2, 4, 2, 4, 2, 4]);
+    g.dispose();
     bad(() => c.cudaCopyBytes(0, p.pointer, new Float32Array(8) as unknown as Uint16Array, true));
     bad(() => c.cudaCopyBytes(-1, p.pointer, new Uint16Array(8), true));
     bad(() => c.cudaZeroBytes(0, p.pointer, -2));
@@ -450,5 +471,278 @@ onGpu('GradScaler with the scale on the device', () => {
       });
       dispose(ps);
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// GradScaler.unscale with float32 device grads: unscaled on the device (the scale and the found
+// flag stay there), then step / update as PyTorch's unscale_ -> step -> update
+
+onGpu('GradScaler.unscale of float32 device grads', () => {
+  const FSHAPES: number[][] = [[7, 3, 3, 3], [33, 17], [129], [5, 40, 3], [1]];
+  /** Float32 bits with every NaN as one value (the device may keep a NaN's payload where JavaScript canonicalizes it). */
+  const bitsNan = (a: Float32Array): number[] => bitsOf(a).map((b, i) => (Number.isNaN(a[i]) ? -1 : b));
+
+  /** Float32 params on the js backend (host grads) and on CUDA (device grads, param 1's a transposed strided view). */
+  function makePair(kind: Kind, seed: number) {
+    const r = rng(seed);
+    const ws = FSHAPES.map((shape) => randn(r, shape.reduce((a, b) => a * b, 1)));
+    const cls = CLASSES[kind] as unknown as new (p: AnyParam[], o: unknown, cfg: unknown) => AdamP<AnyParam>;
+    const hostPs = FSHAPES.map((shape, k) => ({ data: ws[k].slice(), grad: null as Float32Array | null, shape, name: `p${k}` }));
+    const store = DeviceTensor.zeros([33 * 17]);
+    const devPs: DeviceParam[] = FSHAPES.map((shape, k) => ({
+      data: DeviceTensor.fromHost(ws[k], shape), name: `p${k}`,
+      grad: k === 1 ? DeviceTensor.fromPointer({ pointer: store.pointer, shape: [33, 17], strides: [1, 33], keepAlive: store }) : DeviceTensor.zeros(shape),
+    }));
+    const js = new cls(hostPs, OPTIONS[kind], { backend: 'js', diagnostics: 'full' });
+    const dev = new cls(devPs, OPTIONS[kind], { backend: 'cuda', diagnostics: 'full' });
+    const setGrads = (gs: Float32Array[]): void => gs.forEach((g, k) => {
+      hostPs[k].grad = g.slice();
+      (devPs[k].grad as DeviceTensor).copyFromHost(g);
+    });
+    return { r, js, dev, hostPs, devPs, setGrads, dispose: () => { dispose(devPs); store.dispose(); } };
+  }
+
+  test.each(['adamp', 'sgdp', 'adamw', 'sgd'] as const)('%s: unscale -> clipGradNorm -> step -> update equals the js backend bit for bit', (kind) => {
+    const t = makePair(kind, 31);
+    const factory = (): GradScaler => new GradScaler({ initScale: 3, growthInterval: 2, backoffFactor: 0.25, growthFactor: 4 }); // 1 / 3 rounds
+    const scJs = factory();
+    const scDev = factory();
+    const skipped: boolean[][] = [[], []];
+    for (let s = 0; s < 7; s++) {
+      const gs = FSHAPES.map((shape) => randn(t.r, shape.reduce((a, b) => a * b, 1), 50));
+      gs[2][s] = 1e-41; // a subnormal, unscaled without flushing
+      if (s === 1) gs[2][5] = Infinity;
+      if (s === 3) gs[1][40] = NaN; // in the strided grad
+      if (s === 5) gs[4][0] = -Infinity;
+      t.setGrads(gs);
+      scJs.unscale(t.js);
+      scDev.unscale(t.dev);
+      // the unscaled grads, as clipping reads them
+      t.hostPs.forEach((p, k) => expect(bitsNan((t.devPs[k].grad as DeviceTensor).toHost())).toEqual(bitsNan(p.grad!)));
+      if (s % 2 === 0) expect(clipGradNorm(t.devPs.map((p) => ({ grad: p.grad as DeviceTensor })), 40)).toBe(clipGradNorm(t.hostPs, 40));
+      expect(scDev.step(t.dev)).toBe(true); // queued: the outcome is on the device
+      const ran = scJs.step(t.js);
+      expect(ran).toBe(s !== 1 && s !== 3 && s !== 5);
+      scJs.update();
+      scDev.update();
+      skipped[0].push(t.js.lastStepSkipped);
+      skipped[1].push(t.dev.lastStepSkipped);
+      expect(scDev.getScale()).toBe(scJs.getScale());
+      expect(scDev.stateDict()).toEqual(scJs.stateDict());
+    }
+    expect(skipped[0]).toEqual([false, true, false, true, false, true, false]);
+    expect(skipped[1]).toEqual(skipped[0]);
+    t.hostPs.forEach((p, k) => expect(bitsOf(t.devPs[k].data.toHost())).toEqual(bitsOf(p.data)));
+    expect(stateBits(t.dev)).toBe(stateBits(t.js));
+    expect(t.dev.lastStepInfo.map((e) => e.projection)).toEqual(t.js.lastStepInfo.map((e) => e.projection));
+    t.dispose();
+  });
+
+  test('unscale then step equals the fused step (step without unscale) bit for bit', () => {
+    const a = makePair('adamp', 8);
+    const b = makePair('adamp', 8);
+    const scA = new GradScaler({ initScale: 1000 });
+    const scB = new GradScaler({ initScale: 1000 });
+    for (let s = 0; s < 3; s++) {
+      const gs = FSHAPES.map((shape) => randn(a.r, shape.reduce((x, y) => x * y, 1), 1000));
+      if (s === 1) gs[0][3] = NaN;
+      a.setGrads(gs);
+      b.setGrads(gs);
+      scA.unscale(a.dev);
+      scA.step(a.dev);
+      scA.update();
+      scB.step(b.dev);
+      scB.update();
+      expect(a.dev.lastStepSkipped).toBe(s === 1);
+      expect(b.dev.lastStepSkipped).toBe(s === 1);
+    }
+    a.devPs.forEach((p, k) => expect(bitsOf(p.data.toHost())).toEqual(bitsOf(b.devPs[k].data.toHost())));
+    expect(stateBits(a.dev)).toBe(stateBits(b.dev));
+    expect(scA.stateDict()).toEqual(scB.stateDict());
+    a.dispose();
+    b.dispose();
+  });
+
+  test('an Infinity/NaN grad: the step changes nothing, update() backs off, and nothing waits for the device', () => {
+    const t = makePair('adamp', 12);
+    const sc = new GradScaler({ initScale: 64 });
+    const clean = FSHAPES.map((shape) => randn(t.r, shape.reduce((a, b) => a * b, 1), 64));
+    t.setGrads(clean);
+    sc.unscale(t.dev);
+    sc.step(t.dev);
+    sc.update();
+    const bytes = (): string => JSON.stringify(t.devPs.map((p) => bitsOf(p.data.toHost())));
+    const before = { p: bytes(), sd: stateBits(t.dev) };
+    const c = (cudaAddonOrReport() as { addon: CudaAddon }).addon; // the (guarded) addon the engine calls
+    const waits = ['cudaSync', 'cudaDownload', 'cudaGetSteps', 'cudaLastSkipped', 'cudaCopyToHost', 'cudaCopyBytes', 'cudaWhenDone', 'cudaInfo'] as const;
+    let scale = 64;
+    for (const [k, i, bad] of [[2, 7, Infinity], [1, 0, NaN], [4, 0, -Infinity]] as const) {
+      const gs = clean.map((g) => g.slice());
+      gs[k][i] = bad;
+      t.setGrads(gs);
+      const spies = waits.map((name) => jest.spyOn(c, name));
+      const toHost = jest.spyOn(DeviceTensor.prototype, 'toHost');
+      try {
+        sc.unscale(t.dev);
+        expect(sc.step(t.dev)).toBe(true);
+        sc.update();
+        for (const s of [...spies, toHost]) expect(s).not.toHaveBeenCalled();
+        expect(t.dev.lastStepSkipped).toBe(true); // reading the outcome waits: the spies see it
+        expect(spies.some((s) => s.mock.calls.length > 0)).toBe(true);
+      } finally {
+        for (const s of [...spies, toHost]) s.mockRestore();
+      }
+      scale /= 2;
+      expect(t.dev.lastStepSkipped).toBe(true);
+      expect(t.dev.lastStepInfo.every((e) => e.projection === 'no_grad')).toBe(true);
+      expect(bytes()).toBe(before.p);
+      expect(stateBits(t.dev)).toBe(before.sd); // the step counts too
+      expect(sc.getScale()).toBe(scale);
+      expect(sc.stateDict().growthTracker).toBe(0);
+    }
+    // the grads stay unscaled after the skip (as PyTorch leaves them); a clean round steps again
+    t.setGrads(clean);
+    sc.unscale(t.dev);
+    expect(Array.from((t.devPs[0].grad as DeviceTensor).toHost())).toEqual(Array.from(clean[0].map((g) => Math.fround(g * Math.fround(1 / scale)))));
+    sc.step(t.dev);
+    sc.update();
+    expect(t.dev.lastStepSkipped).toBe(false);
+    expect((t.dev.stateDict().state[0] as { step: number }).step).toBe(2);
+    // update() after an unscale alone sees its flag (PyTorch's found_inf_per_device)
+    const gs = clean.map((g) => g.slice());
+    gs[3][1] = NaN;
+    t.setGrads(gs);
+    sc.unscale(t.dev);
+    sc.update();
+    expect(sc.getScale()).toBe(scale / 2);
+    t.dispose();
+  });
+
+  test('call order and inputs are checked before anything changes', () => {
+    const t = makePair('sgd', 3);
+    const sc = new GradScaler({ initScale: 8 });
+    const gs = FSHAPES.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(8));
+    t.setGrads(gs);
+    sc.unscale(t.dev);
+    expect(errOf(() => sc.unscale(t.dev)).message).toMatch(/already been called on this optimizer since the last update/);
+    expect((t.devPs[0].grad as DeviceTensor).toHost()[0]).toBe(1); // unscaled once
+    sc.step(t.dev);
+    const e = errOf(() => sc.unscale(t.dev));
+    expect(e.code).toBe('ERR_ADAMP_INVALID_ARGUMENT');
+    expect(e.message).toMatch(/after step\(optimizer\)/);
+    expect(errOf(() => sc.step(t.dev)).message).toMatch(/step\(optimizer\) has already been called/);
+    sc.update();
+    // a 16-bit device grad is refused (PyTorch refuses float16 grads): no grad is touched
+    const p16: DeviceParam = { data: DeviceTensor.zeros([4], { dtype: 'bfloat16' }), grad: DeviceTensor.zeros([4], { dtype: 'bfloat16' }), name: 'h' };
+    const f: DeviceParam = { data: DeviceTensor.zeros([4]), grad: DeviceTensor.fromHost(new Float32Array(4).fill(8), [4]), name: 'f' };
+    const mixed = new SGD<AnyParam>([f, p16], { lr: 0.1 }, { backend: 'cuda' });
+    const e16 = errOf(() => sc.unscale(mixed));
+    expect(e16.code).toBe('ERR_ADAMP_INVALID_ARGUMENT');
+    expect(e16.message).toMatch(/grad of param 'h' is a 16-bit grad/);
+    expect(Array.from((f.grad as DeviceTensor).toHost())).toEqual([8, 8, 8, 8]);
+    // grads sharing device memory would be unscaled twice
+    const shared = DeviceTensor.fromHost(new Float32Array(8).fill(8), [8]);
+    const q1: DeviceParam = { data: DeviceTensor.zeros([4]), grad: DeviceTensor.fromPointer({ pointer: shared.pointer, shape: [4], keepAlive: shared }), name: 'q1' };
+    const q2: DeviceParam = { data: DeviceTensor.zeros([4]), grad: DeviceTensor.fromPointer({ pointer: shared.pointer, byteOffset: 8, shape: [4], keepAlive: shared }), name: 'q2' };
+    const twice = new SGD<AnyParam>([f, q1, q2], { lr: 0.1 }, { backend: 'cuda' });
+    expect(errOf(() => sc.unscale(twice)).message).toMatch(/grad of param 'q2' shares device memory with the grad of param 'q1'/);
+    expect(Array.from(shared.toHost())).toEqual(new Array(8).fill(8));
+    expect(Array.from((f.grad as DeviceTensor).toHost())).toEqual([8, 8, 8, 8]);
+    // disabled: a pass-through
+    const off = new GradScaler({ enabled: false });
+    off.unscale(twice);
+    expect(Array.from(shared.toHost())).toEqual(new Array(8).fill(8));
+    dispose([p16, f, q1, q2]);
+    shared.dispose();
+    t.dispose();
+  });
+
+  test('the PyTorch GradScaler fixtures hold with unscale() of float32 device grads (the fused step\'s params bit for bit)', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fs = require('node:fs') as typeof import('node:fs');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const path = require('node:path') as typeof import('node:path');
+    const dir = path.join(__dirname, 'fixtures', 'mixed');
+    const names = fs.readdirSync(dir).filter((n) => n.endsWith('_scaler.json'));
+    expect(names.length).toBeGreaterThanOrEqual(3);
+    for (const name of names) {
+      const c = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')) as {
+        dtype: HalfDtype; masterWeights: boolean; optimizer: Kind; options: Record<string, unknown>;
+        params: Array<{ data: number[]; shape: number[]; name: string }>; scaler: object;
+        steps: Array<{ grads: number[][]; skipped: boolean; scaleAfter: number; growthTrackerAfter: number }>;
+      };
+      const cls = CLASSES[c.optimizer] as unknown as new (p: AnyParam[], o: unknown, cfg: unknown) => AdamP<AnyParam>;
+      // a: the fused step on the 16-bit grads; b: unscale() of the same grads widened to float32 device grads, then step
+      const mk = (): DeviceParam[] => c.params.map((q) => ({ data: DeviceTensor.fromHost(Uint16Array.from(q.data), q.shape, { dtype: c.dtype }), grad: null, name: q.name }));
+      const pa = mk();
+      const pb = mk();
+      const a = new cls(pa, c.options, { backend: 'cuda', masterWeights: c.masterWeights });
+      const b = new cls(pb, c.options, { backend: 'cuda', masterWeights: c.masterWeights });
+      const sa = new GradScaler(c.scaler);
+      const sb = new GradScaler(c.scaler);
+      c.steps.forEach((st, si) => {
+        pa.forEach((p, i) => { p.grad = DeviceTensor.fromHost(Uint16Array.from(st.grads[i]), p.data.shape, { dtype: c.dtype }); });
+        pb.forEach((p, i) => { p.grad = DeviceTensor.fromHost(halfToFloat32(Uint16Array.from(st.grads[i]), c.dtype), p.data.shape); });
+        sa.step(a);
+        sa.update();
+        sb.unscale(b);
+        sb.step(b);
+        sb.update();
+        expect(`${name} step ${si}: skipped ${b.lastStepSkipped}`).toBe(`${name} step ${si}: skipped ${st.skipped}`);
+        expect(sb.getScale()).toBe(st.scaleAfter);
+        expect(sb.stateDict().growthTracker).toBe(st.growthTrackerAfter);
+        pb.forEach((p, i) => expect(Array.from(p.data.toHost(new Uint16Array(p.data.numel)))).toEqual(Array.from(pa[i].data.toHost(new Uint16Array(p.data.numel)))));
+        for (const p of [...pa, ...pb]) (p.grad as DeviceTensor).dispose();
+      });
+      expect(stateBits(b)).toBe(stateBits(a));
+      dispose(pa);
+      dispose(pb);
+    }
+  });
+});
+
+onGpu('GradScaler.unscale with host and device grads in one CUDA optimizer', () => {
+  test('device grads unscaled on the device, host grads on the host; either one\'s Infinity/NaN skips the step; bit for bit as js', () => {
+    const r = rng(77);
+    const shapes = [[9, 4], [17], [3, 5]];
+    const ws = shapes.map((s) => randn(r, s.reduce((a, b) => a * b, 1)));
+    // cuda: a device param with a device grad, a device param with a host grad, a host param
+    const dp: DeviceParam = { data: DeviceTensor.fromHost(ws[0], shapes[0]), grad: DeviceTensor.zeros(shapes[0]), name: 'dev' };
+    const dh = { data: DeviceTensor.fromHost(ws[1], shapes[1]), grad: null as Float32Array | null, name: 'devHostGrad' };
+    const hp = { data: ws[2].slice(), shape: shapes[2], grad: null as Float32Array | null, name: 'host' };
+    const hostPs = shapes.map((shape, k) => ({ data: ws[k].slice(), shape, grad: null as Float32Array | null, name: `p${k}` }));
+    const dev = new AdamP<AnyParam>([dp, dh as unknown as DeviceParam, hp], OPTIONS.adamp, { backend: 'cuda' });
+    const js = new AdamP<AnyParam>(hostPs, OPTIONS.adamp, { backend: 'js' });
+    const scDev = new GradScaler({ initScale: 5, growthInterval: 1 });
+    const scJs = new GradScaler({ initScale: 5, growthInterval: 1 });
+    const outcomes: boolean[] = [];
+    for (let s = 0; s < 6; s++) {
+      const gs = shapes.map((shape) => randn(r, shape.reduce((a, b) => a * b, 1), 20));
+      if (s === 1) gs[0][3] = Infinity; // a device grad
+      if (s === 3) gs[2][1] = NaN; // a host grad
+      if (s === 4) gs[1][0] = -Infinity; // a device param's host grad
+      (dp.grad as DeviceTensor).copyFromHost(gs[0]);
+      dh.grad = gs[1].slice();
+      hp.grad = gs[2].slice();
+      hostPs.forEach((p, k) => { p.grad = gs[k].slice(); });
+      scDev.unscale(dev);
+      scJs.unscale(js);
+      expect(bitsOf(hp.grad)).toEqual(bitsOf(hostPs[2].grad!));
+      scDev.step(dev);
+      scJs.step(js);
+      scDev.update();
+      scJs.update();
+      outcomes.push(dev.lastStepSkipped);
+      expect(dev.lastStepSkipped).toBe(js.lastStepSkipped);
+      expect(scDev.getScale()).toBe(scJs.getScale());
+    }
+    expect(outcomes).toEqual([false, true, false, true, true, false]);
+    expect(bitsOf(dp.data.toHost())).toEqual(bitsOf(hostPs[0].data));
+    expect(bitsOf(dh.data.toHost())).toEqual(bitsOf(hostPs[1].data));
+    dev.synchronize();
+    expect(bitsOf(hp.data)).toEqual(bitsOf(hostPs[2].data));
+    expect(stateBits(dev)).toBe(stateBits(js));
+    dispose([dp, dh as unknown as DeviceParam]);
   });
 });

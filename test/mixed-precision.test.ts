@@ -448,6 +448,27 @@ describe('GradScaler', () => {
     expect(run('unscale')).toEqual(run('plain'));
   });
 
+  test('an unscale() that finds Infinity/NaN: step() skips, lastStepSkipped says so, update() backs off', () => {
+    const ps = one();
+    const opt = new AdamW(ps, { lr: 0.1 }, { backend: 'js' });
+    const sc = new GradScaler({ initScale: 64 });
+    expect(sc.step(opt)).toBe(true);
+    sc.update();
+    const before = Array.from(ps[0].data);
+    ps[0].grad![2] = NaN;
+    sc.unscale(opt);
+    expect(sc.step(opt)).toBe(false);
+    expect(opt.lastStepSkipped).toBe(true);
+    expect(opt.lastStepInfo[0].projection).toBe('no_grad');
+    expect(Array.from(ps[0].data)).toEqual(before);
+    sc.update();
+    expect(sc.getScale()).toBe(32);
+    ps[0].grad = new Float32Array([32, 32, 32, 32]);
+    sc.unscale(opt);
+    expect(sc.step(opt)).toBe(true);
+    expect(opt.lastStepSkipped).toBe(false);
+  });
+
   test('call order and inputs are checked as PyTorch checks them', () => {
     const ps = one();
     const opt = new SGD(ps, { lr: 0.1 }, { backend: 'js' });

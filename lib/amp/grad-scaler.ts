@@ -15,18 +15,21 @@
  * On the cuda backend the scale lives on the device (docs/mixed-precision.md#loss-scaling-on-the-device):
  * `step(optimizer)` queues the check of every grad into a device flag and the step, which does
  * nothing when the flag is set, and `update()` queues torch's `_amp_update_scale_` on the device;
- * neither waits for the device. `step()` then returns `true` (queued): whether it ran is
+ * neither waits for the device. `unscale(optimizer)` of float32 device grads queues the check into
+ * that flag and the unscale in place (PyTorch's `_amp_foreach_non_finite_check_and_unscale_`), and
+ * the `step(optimizer)` after it a step on the unscaled grads that does nothing when the flag is
+ * set. `step()` then returns `true` (queued): whether it ran is
  * `optimizer.lastStepSkipped`, which reads the device. `getScale()`, `scale(loss)`, `stateDict()`
  * and a host optimizer's step read the scale back (they wait).
  */
 import { AdampError, invalid } from '../errors';
 import { describe, label } from '../core/describe';
 import { isPlainObject, rejectUnknown } from '../optim/options';
-import { DEVICE_ORDINAL, DEVICE_SCALED_STEP, DEVICE_SCALER_UPDATE, Optimizer, SCALED_STEP } from '../optimizer';
+import { DEVICE_ORDINAL, DEVICE_SCALED_STEP, DEVICE_SCALER_UPDATE, DEVICE_UNSCALE, MARK_SKIPPED, Optimizer, SCALED_STEP } from '../optimizer';
 import { CUDA_SCALER } from '../backends/cuda/binding';
 import { checkGrad, isFloat32Array } from '../validate';
 import type { AnyParam } from '../types';
-import { DeviceTensor } from '../device/tensor';
+import { DeviceTensor, viewsOverlap } from '../device/tensor';
 
 const f = Math.fround;
 
@@ -122,6 +125,14 @@ export class GradScaler {
    * on the unscaled grads, or skips. Float32 grads only: 16-bit grads would lose bits in place,
    * so they are refused (as PyTorch refuses float16 grads); leave the unscale to `step()`.
    * At most once per optimizer between `update()`s, and not after `step(optimizer)`.
+   *
+   * Float32 `DeviceTensor` grads (cuda backend) are unscaled on the device with the scale on the
+   * device (docs/mixed-precision.md#loss-scaling-on-the-device): the check into the optimizer's
+   * device found flag and the product by `f32(1 / scale)` are queued on the optimizer's stream,
+   * and nothing waits for the device; the next `step(optimizer)` queues a step that reads the
+   * unscaled grads and changes nothing when the flag is set (`optimizer.lastStepSkipped`), and
+   * `update()` reads the flag on the device. Host grads of the same optimizer are unscaled on the
+   * host (reading the scale back when the device changed it).
    */
   unscale(optimizer: AnyOptimizer): void {
     if (!this.enabled) return;
@@ -129,24 +140,43 @@ export class GradScaler {
     if (st.stage === Stage.unscaled) throw invalid('GradScaler.unscale(optimizer) has already been called on this optimizer since the last update()');
     if (st.stage === Stage.stepped) throw invalid('GradScaler.unscale(optimizer) is being called after step(optimizer); call update() first');
     const params = allParams(optimizer);
+    const host: Float32Array[] = [];
+    const device: Array<{ g: DeviceTensor; who: string }> = [];
     params.forEach((p, i) => {
       checkGrad(p, i);
       const g = p.grad;
       if (g === null || g === undefined) return;
-      if (g instanceof DeviceTensor) throw new AdampError('ERR_ADAMP_UNSUPPORTED', `grad of ${label(p, i)} is a DeviceTensor; GradScaler cannot unscale device grads yet`);
-      if (!isFloat32Array(g)) {
+      const sixteen = g instanceof DeviceTensor ? g.dtype !== 'float32' : !isFloat32Array(g);
+      if (sixteen) {
         throw invalid(`grad of ${label(p, i)} is a 16-bit grad; GradScaler.unscale() would round it again in place (PyTorch refuses float16 grads too): call step(optimizer) directly, which unscales as the step reads it`);
       }
+      if (g instanceof DeviceTensor) {
+        if (optimizer.backend !== 'cuda') throw new AdampError('ERR_ADAMP_UNSUPPORTED', `grad of ${label(p, i)} is a DeviceTensor; only the cuda backend unscales device grads`);
+        const shared = device.find((d) => d.g === g || viewsOverlap(d.g.view(), g.view()));
+        if (shared) throw invalid(`grad of ${label(p, i)} shares device memory with the grad of ${shared.who}; GradScaler.unscale() would unscale it twice`);
+        device.push({ g, who: label(p, i) });
+      } else {
+        host.push(g as Float32Array);
+      }
     });
-    const inv = f(1 / this.scaleValue);
+    if (device.length > 0) {
+      // the scale on the device: the check and the unscale queued; no host sync
+      const k = this.deviceSlot(optimizer);
+      const base = this.dev!.t.pointer;
+      optimizer[DEVICE_UNSCALE](device.map((d) => d.g), { scale: base, found: base + BigInt(CUDA_SCALER.found(k)) });
+      this.dev!.owner = optimizer;
+      st.deviceSlot = k;
+    }
     let found = false;
-    for (const p of params) {
-      const g = p.grad as Float32Array | null;
-      if (!g) continue;
-      for (let i = 0; i < g.length; i++) {
-        const v = g[i];
-        if (!Number.isFinite(v)) found = true;
-        g[i] = v * inv;
+    if (host.length > 0) {
+      this.readDevice();
+      const inv = f(1 / this.scaleValue);
+      for (const g of host) {
+        for (let i = 0; i < g.length; i++) {
+          const v = g[i];
+          if (!Number.isFinite(v)) found = true;
+          g[i] = v * inv;
+        }
       }
     }
     st.stage = Stage.unscaled;
@@ -156,7 +186,8 @@ export class GradScaler {
   /**
    * Steps the optimizer unless a grad is Infinity/NaN (then nothing changes), unscaling the grads
    * as the step reads them (or stepping on grads `unscale()` already unscaled). Returns whether the
-   * step ran. Disabled: `optimizer.step()`.
+   * step ran; with the scale on the device (cuda), `true` when it was queued: the outcome is
+   * `optimizer.lastStepSkipped`. A skipped step sets `lastStepSkipped`. Disabled: `optimizer.step()`.
    */
   step(optimizer: AnyOptimizer): boolean {
     if (!this.enabled) {
@@ -166,9 +197,17 @@ export class GradScaler {
     const st = this.stateOf(optimizer, 'step');
     if (st.stage === Stage.stepped) throw invalid('GradScaler.step(optimizer) has already been called on this optimizer since the last update()');
     let ran: boolean;
-    if (st.stage === Stage.unscaled) {
+    if (st.stage === Stage.unscaled && st.deviceSlot !== undefined && !st.foundInf) {
+      // grads unscaled on the device: the step reads them as they are and does nothing when unscale() set the flag; no host sync
+      const base = this.dev!.t.pointer;
+      optimizer[DEVICE_SCALED_STEP]({ found: base + BigInt(CUDA_SCALER.found(st.deviceSlot)) });
+      this.dev!.owner = optimizer;
+      st.stage = Stage.stepped;
+      return true;
+    } else if (st.stage === Stage.unscaled) {
       ran = !st.foundInf;
       if (ran) optimizer.step();
+      else optimizer[MARK_SKIPPED]();
     } else if (optimizer.backend === 'cuda') {
       // the scale on the device: the check, the skip and the unscale are queued; no host sync
       const k = this.deviceSlot(optimizer);

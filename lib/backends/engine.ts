@@ -153,8 +153,16 @@ export interface Engine {
    * CUDA, loss scaling on the device (GradScaler): every job's gradients checked for Infinity/NaN
    * into the device int at `dev.found` (reset first), then every job stepped reading it (nothing
    * changes when it is set) with the gradients multiplied by f32(1 / *dev.scale). No host sync.
+   * Without `dev.scale`: the gradients were unscaled already (unscaleGrads, which set the flag):
+   * no check, every job stepped reading them as they are and skipped when the flag is set.
    */
-  stepScaled?(jobs: readonly StepJob[], options: StepOptions, dev: { scale: bigint; found: bigint }, kind: string): void;
+  stepScaled?(jobs: readonly StepJob[], options: StepOptions, dev: { scale?: bigint; found: bigint }, kind: string): void;
+  /**
+   * CUDA, GradScaler.unscale: queues the non-finite check of float32 device grads into the device
+   * int at `dev.found` (reset first) and their unscale in place by f32(1 / *dev.scale), on the
+   * stream the steps of `kind` queue on. No host sync.
+   */
+  unscaleGrads?(grads: readonly DeviceView[], dev: { scale: bigint; found: bigint }, kind: string): void;
   /** CUDA: the completed step counts the device holds for these slot keys (undefined: not on the device). Waits. */
   deviceSteps?(keys: readonly object[]): Array<number | undefined>;
   /** CUDA: whether the last step of the tensor with this slot key (a host 16-bit param: its bits array) was skipped by the found-inf flag (waits). */

@@ -201,6 +201,16 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 
 bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
 
+/** Strides equal to row-major, ignoring dimensions of extent 1 (their stride is never used). */
+bool contiguous_view(const int64_t* shape, const int64_t* strides, int ndim) {
+  int64_t s = 1;
+  for (int d = ndim - 1; d >= 0; --d) {
+    if (shape[d] != 1 && strides[d] != s) return false;
+    s *= shape[d];
+  }
+  return true;
+}
+
 void set_vec(TensorArgs& a, int slots, const float* master) {
   // 16-bit data is read 4 elements (8 bytes) at a time, float32 data 16 bytes at a time
   bool v = (store_p(a.storage) != kF32 ? aligned8(a.p) : aligned16(a.p)) && (store_g(a.storage) != kF32 ? aligned8(a.g) : aligned16(a.g));
@@ -384,12 +394,12 @@ int step_impl(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, i
   if ((rc = cudaSetDevice(ctx->device))) return forget_error(rc);
   std::vector<int> live;
   live.reserve(n);
-  std::vector<int> live_mixed;  // 16-bit storage, or every tensor of a loss-scaled step: the mixed kernels
+  std::vector<int> live_mixed;  // 16-bit storage, or every tensor of a loss-scaled (or skippable) step: the mixed kernels
   for (int i = 0; i < n; ++i) {
     const DevTensor& t = ctx->t[ids[i]];
     if (t.desc.numel == 0) continue;
     if ((t.args.storage & kStoreMaster) && !t.master) return ADAMP_CUDA_E_INVALID;
-    if (scale || t.args.storage != 0) live_mixed.push_back(ids[i]);
+    if (scale || found || t.args.storage != 0) live_mixed.push_back(ids[i]);
     else live.push_back(ids[i]);
   }
   for (const std::vector<int>* v : {&live, &live_mixed})  // external buffers must be bound
@@ -898,9 +908,60 @@ int adamp_cuda_check_grads(adamp_cuda_ctx* ctx, const int* ids, int n, int* foun
 
 int adamp_cuda_step_scaled(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper, unsigned flags,
                            const float* scale, const int* found) {
-  if (!scale || !found || (reinterpret_cast<uintptr_t>(scale) & 3u) || (reinterpret_cast<uintptr_t>(found) & 3u))
-    return ADAMP_CUDA_E_INVALID;
+  if (!found || (reinterpret_cast<uintptr_t>(scale) & 3u) || (reinterpret_cast<uintptr_t>(found) & 3u)) return ADAMP_CUDA_E_INVALID;
   return step_impl(ctx, ids, n, hyper, nhyper, flags, scale, found);
+}
+
+int adamp_cuda_unscale_grads(adamp_cuda_ctx* ctx, const adamp_cuda_grad_view* grads, int n, const float* scale, int* found,
+                             int reset) {
+  static_assert(kUnscaleDims == ADAMP_CUDA_MAX_DIMS, "UnscaleTensor dimensions (step_kernel.cuh)");
+  if (!ctx || n < 0 || (n > 0 && !grads) || !scale || !found) return ADAMP_CUDA_E_INVALID;
+  if ((reinterpret_cast<uintptr_t>(scale) & 3u) || (reinterpret_cast<uintptr_t>(found) & 3u)) return ADAMP_CUDA_E_INVALID;
+  // Every view checked before anything is queued.
+  for (int i = 0; i < n; ++i) {
+    const adamp_cuda_grad_view& v = grads[i];
+    if (v.ndim < 0 || v.ndim > ADAMP_CUDA_MAX_DIMS || (v.ndim > 0 && !v.shape)) return ADAMP_CUDA_E_INVALID;
+    int64_t numel = 1;
+    for (int d = 0; d < v.ndim; ++d) {
+      if (v.shape[d] < 0 || (v.strides && v.strides[d] < 1)) return ADAMP_CUDA_E_INVALID;
+      numel = v.shape[d] == 0 ? 0 : (numel > INT64_MAX / v.shape[d] ? -1 : numel * v.shape[d]);
+      if (numel < 0) return ADAMP_CUDA_E_INVALID;
+    }
+    if (numel > 0 && (!v.g || (reinterpret_cast<uintptr_t>(v.g) & 3u))) return ADAMP_CUDA_E_INVALID;
+  }
+  int rc = cudaSetDevice(ctx->device);
+  if (rc) return forget_error(rc);
+  if (reset && (rc = (int)cudaMemsetAsync(found, 0, sizeof(int), ctx->stream))) return forget_error(rc);
+  std::unique_ptr<UnscaleArgs> a(new (std::nothrow) UnscaleArgs);
+  if (!a) return ADAMP_CUDA_E_NOMEM;
+  int i = 0;
+  while (i < n && !rc) {
+    std::memset(a.get(), 0, sizeof(UnscaleArgs));
+    a->scale = scale;
+    a->found = found;
+    int64_t most = 0;
+    for (; i < n && a->n < kMaxUnscaleTensors; ++i) {
+      const adamp_cuda_grad_view& v = grads[i];
+      int64_t numel = 1;
+      for (int d = 0; d < v.ndim; ++d) numel *= v.shape[d];
+      if (numel == 0) continue;
+      UnscaleTensor& c = a->t[a->n++];
+      c.g = v.g;
+      c.numel = numel;
+      if (v.strides && !contiguous_view(v.shape, v.strides, v.ndim)) {
+        c.ndim = v.ndim;
+        for (int d = 0; d < v.ndim; ++d) {
+          c.shape[d] = v.shape[d];
+          c.stride[d] = v.strides[d];
+        }
+      }
+      most = std::max(most, numel);
+    }
+    if (a->n == 0) continue;
+    const int64_t grid = std::max<int64_t>(1, std::min<int64_t>(ceil_div(most, kThreads), (int64_t)ctx->sm_count * 8));
+    rc = (int)ADAMP_LAUNCH(unscale_kernel, (unsigned)grid, kThreads, ctx->stream, *a);
+  }
+  return forget_error(rc);
 }
 
 int adamp_cuda_get_steps(adamp_cuda_ctx* ctx, const int* ids, int n, double* out) {

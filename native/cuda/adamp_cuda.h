@@ -182,9 +182,25 @@ int adamp_cuda_init_master(adamp_cuda_ctx* ctx, int id);
    device int *found: zeroed first when `reset`, set to 1 when an Infinity/NaN is seen. */
 int adamp_cuda_check_grads(adamp_cuda_ctx* ctx, const int* ids, int n, int* found, int reset);
 /* adamp_cuda_step_ex, loss-scaled on the device: gradients read as f32(g * f32(1 / *scale)), and
-   when *found is nonzero nothing changes (params, state, step counts): no host synchronization. */
+   when *found is nonzero nothing changes (params, state, step counts): no host synchronization.
+   `scale` NULL: the gradients are read as they are (already unscaled: adamp_cuda_unscale_grads),
+   the step still skipped when *found is nonzero. */
 int adamp_cuda_step_scaled(adamp_cuda_ctx* ctx, const int* ids, int n, const double* hyper, int nhyper, unsigned flags,
                            const float* scale, const int* found);
+/* A float32 gradient of adamp_cuda_unscale_grads: `ndim` (<= ADAMP_CUDA_MAX_DIMS) extents of
+   `shape`, element strides `strides` (NULL: row-major contiguous; views must not overlap). */
+typedef struct {
+  float* g;
+  const int64_t* shape;
+  const int64_t* strides;
+  int ndim;
+} adamp_cuda_grad_view;
+/* PyTorch's _amp_foreach_non_finite_check_and_unscale_, queued on the context's stream: the device
+   int *found zeroed first when `reset`, set to 1 when an element is Infinity/NaN (checked before
+   the product), and every element multiplied in place by f32(1 / *scale) (the inverse
+   adamp_cuda_step_scaled reads with). No host synchronization. */
+int adamp_cuda_unscale_grads(adamp_cuda_ctx* ctx, const adamp_cuda_grad_view* grads, int n, const float* scale, int* found,
+                             int reset);
 /* The completed step counts of ids[0..n) as the device holds them (waits). */
 int adamp_cuda_get_steps(adamp_cuda_ctx* ctx, const int* ids, int n, double* out);
 /* Whether the tensor's last step was skipped (reads the device; waits). */

@@ -357,13 +357,12 @@ Napi::Value Step(const Napi::CallbackInfo& info) {
   if (info.Length() > 3 && info[3].IsObject()) {
     scale = GetOptPtr(info[3].As<Napi::Object>().Get("scale"), "cudaStep", "options.scale");
     found = GetOptPtr(info[3].As<Napi::Object>().Get("found"), "cudaStep", "options.found");
-    if ((scale == nullptr) != (found == nullptr)) ThrowType(env, "cudaStep: options.scale and options.found go together");
-    if (scale) {
-      DevOnly(env, scale, "cudaStep", "options.scale");
-      DevOnly(env, found, "cudaStep", "options.found");
-    }
+    // found alone: a step on grads already unscaled (cudaUnscaleGrads), skipped when the flag is set
+    if (scale != nullptr && found == nullptr) ThrowType(env, "cudaStep: options.scale needs options.found");
+    if (scale) DevOnly(env, scale, "cudaStep", "options.scale");
+    if (found) DevOnly(env, found, "cudaStep", "options.found");
   }
-  if (scale) {
+  if (found) {
     Check(env, "cudaStep", adamp_cuda_step_scaled(h->ctx, ids.Data(), (int)ids.ElementLength(), hyper.Data(), nhyper, flags,
                                                   static_cast<const float*>(scale), static_cast<const int*>(found)));
     return env.Undefined();
@@ -774,6 +773,56 @@ Napi::Value CheckGrads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+/** cudaUnscaleGrads(h, grads: Array<{ pointer, shape, strides }>, scale, found, reset): float32 device grads unscaled in place. */
+Napi::Value UnscaleGrads(const Napi::CallbackInfo& info) {
+  const char* fn = "cudaUnscaleGrads";
+  Napi::Env env = info.Env();
+  Handle* h = GetHandle(info, fn);
+  if (info.Length() < 2 || !info[1].IsArray()) ThrowType(env, std::string(fn) + ": grads must be an array of device views");
+  Napi::Array list = info[1].As<Napi::Array>();
+  const uint32_t n = list.Length();
+  std::vector<std::vector<int64_t>> dims(2 * (size_t)n);
+  std::vector<adamp_cuda_grad_view> views(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    Napi::Value v = list.Get(i);
+    const std::string what = "grads[" + std::to_string(i) + "]";
+    if (!v.IsObject()) ThrowType(env, std::string(fn) + ": " + what + " must be a device view { pointer, shape, strides }");
+    Napi::Object o = v.As<Napi::Object>();
+    Napi::Value shape = o.Get("shape"), strides = o.Get("strides");
+    for (int k = 0; k < 2; ++k) {
+      Napi::Value a = k == 0 ? shape : strides;
+      if (k == 1 && (a.IsNull() || a.IsUndefined())) continue;
+      if (!a.IsArray()) ThrowType(env, std::string(fn) + ": " + what + (k == 0 ? ".shape" : ".strides") + " must be an array");
+      Napi::Array arr = a.As<Napi::Array>();
+      if (arr.Length() > ADAMP_CUDA_MAX_DIMS)
+        ThrowType(env, std::string(fn) + ": " + what + " has more than " + std::to_string(ADAMP_CUDA_MAX_DIMS) + " dimensions");
+      for (uint32_t d = 0; d < arr.Length(); ++d) {
+        Napi::Value x = arr.Get(d);
+        const double f = x.IsNumber() ? x.As<Napi::Number>().DoubleValue() : -1.5;
+        if (f != (double)(int64_t)f || f < (k == 0 ? 0 : 1)) ThrowType(env, std::string(fn) + ": " + what + (k == 0 ? ".shape must hold non-negative" : ".strides must hold positive") + " integers");
+        dims[2 * i + k].push_back((int64_t)f);
+      }
+    }
+    if (!strides.IsNull() && !strides.IsUndefined() && dims[2 * i + 1].size() != dims[2 * i].size())
+      ThrowType(env, std::string(fn) + ": " + what + ".strides must have one entry per dimension");
+    void* p = GetOptPtr(o.Get("pointer"), fn, (what + ".pointer").c_str());
+    if (!p) ThrowType(env, std::string(fn) + ": " + what + ".pointer must be a bigint device address");
+    DevOnly(env, p, fn, (what + ".pointer").c_str());
+    views[i].g = static_cast<float*>(p);
+    views[i].shape = dims[2 * i].data();
+    views[i].strides = strides.IsNull() || strides.IsUndefined() ? nullptr : dims[2 * i + 1].data();
+    views[i].ndim = (int)dims[2 * i].size();
+  }
+  void* scale = GetOptPtr(info.Length() > 2 ? info[2] : env.Undefined(), fn, "scale");
+  void* found = GetOptPtr(info.Length() > 3 ? info[3] : env.Undefined(), fn, "found");
+  if (!scale || !found) ThrowType(env, std::string(fn) + ": scale and found must be bigint device addresses");
+  DevOnly(env, scale, fn, "scale");
+  DevOnly(env, found, fn, "found");
+  const bool reset = info.Length() > 4 && info[4].ToBoolean().Value();
+  Check(env, fn, adamp_cuda_unscale_grads(h->ctx, views.data(), (int)n, static_cast<const float*>(scale), static_cast<int*>(found), reset ? 1 : 0));
+  return env.Undefined();
+}
+
 Napi::Value GetSteps(const Napi::CallbackInfo& info) {
   Handle* h = GetHandle(info, "cudaGetSteps");
   Napi::Int32Array ids = GetIds(info, 1, "cudaGetSteps");
@@ -866,6 +915,7 @@ void register_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaGetStorage", Napi::Function::New(env, GetStorage, "cudaGetStorage"));
   exports.Set("cudaInitMaster", Napi::Function::New(env, InitMaster, "cudaInitMaster"));
   exports.Set("cudaCheckGrads", Napi::Function::New(env, CheckGrads, "cudaCheckGrads"));
+  exports.Set("cudaUnscaleGrads", Napi::Function::New(env, UnscaleGrads, "cudaUnscaleGrads"));
   exports.Set("cudaGetSteps", Napi::Function::New(env, GetSteps, "cudaGetSteps"));
   exports.Set("cudaLastSkipped", Napi::Function::New(env, LastSkipped, "cudaLastSkipped"));
   exports.Set("cudaScalerUpdate", Napi::Function::New(env, ScalerUpdate, "cudaScalerUpdate"));

@@ -1003,12 +1003,64 @@ __global__ void __launch_bounds__(kThreads) check_kernel(const __grid_constant__
   if (bad) atomicExch(a.found, 1);
 }
 
+/** A float32 gradient unscale_kernel multiplies in place: contiguous (ndim 0), or strided over `shape`. */
+constexpr int kUnscaleDims = 8;  // ADAMP_CUDA_MAX_DIMS
+struct UnscaleTensor {
+  float* g;
+  int64_t numel;
+  int32_t ndim;  // 0: g[0 .. numel); else element i at the row-major multi-index of `shape`, times `stride`
+  int32_t pad;
+  int64_t shape[kUnscaleDims];
+  int64_t stride[kUnscaleDims];
+};
+constexpr int kMaxUnscaleTensors = 64;  // 152 bytes each: about 9.5 KB of kernel parameters
+struct UnscaleArgs {
+  UnscaleTensor t[kMaxUnscaleTensors];
+  int32_t n;
+  const float* scale;  // the GradScaler's float32 scale (ScalerState::scale)
+  int* found;          // set to 1 when a gradient holds an Infinity or a NaN
+};
+
+__device__ __forceinline__ int64_t unscale_offset(const UnscaleTensor& c, int64_t i) {
+  if (c.ndim == 0) return i;
+  int64_t off = 0;
+  for (int d = c.ndim - 1; d >= 0; --d) {
+    const int64_t k = i % c.shape[d];
+    i /= c.shape[d];
+    off += k * c.stride[d];
+  }
+  return off;
+}
+
+/**
+ * PyTorch's _amp_foreach_non_finite_check_and_unscale_ on float32 gradients (GradScaler.unscale):
+ * every element checked before the product (Infinity/NaN: 1 into *found, any writer, one value),
+ * then multiplied in place by f32(1 / scale), the inverse step_kernel's mixed blocks compute
+ * (b.inv), so an unscale followed by a step reads what the fused step reads. Grid-stride over
+ * every tensor; no element is visited twice (strided views do not overlap).
+ */
+__global__ void __launch_bounds__(kThreads) unscale_kernel(const __grid_constant__ UnscaleArgs a) {
+  const float inv = (float)(1.0 / (double)__ldg(a.scale));
+  const int64_t stride = (int64_t)gridDim.x * kThreads;
+  bool bad = false;
+  for (int k = 0; k < a.n; ++k) {
+    const UnscaleTensor& c = a.t[k];
+    for (int64_t i = (int64_t)blockIdx.x * kThreads + threadIdx.x; i < c.numel; i += stride) {
+      float* q = c.g + unscale_offset(c, i);
+      const float v = *q;
+      bad = bad || (f32_bits(v) & 0x7f800000u) == 0x7f800000u;
+      *q = adamp::f_mul(v, inv);
+    }
+  }
+  if (bad) atomicExch(a.found, 1);
+}
+
 /** Device state of a GradScaler (lib/amp/grad-scaler.ts, device mode). */
 struct ScalerState {
   float scale;
   int32_t pad;
   int64_t tracker;  // growth tracker: clean steps in a row
-  int found[kScalerSlots];  // per optimizer: the last loss-scaled step's check (check_kernel)
+  int found[kScalerSlots];  // per optimizer: the last loss-scaled step's check (check_kernel, or unscale_kernel)
 };
 
 /**

@@ -49,8 +49,9 @@ export interface CudaStepOptions {
   /** Compute the info record's norms; when false they are NaN (the squared norm before a projected tensor's step comes free). Default true. */
   norms?: boolean;
   /**
-   * Loss scaling on the device (both or neither): the float32 scale's address (grads read as
-   * f32(g * f32(1 / scale))) and the found-inf int's (nonzero: the step changes nothing).
+   * Loss scaling on the device: the float32 scale's address (grads read as f32(g * f32(1 / scale)))
+   * and the found-inf int's (nonzero: the step changes nothing). `found` alone: grads already
+   * unscaled (cudaUnscaleGrads) are read as they are, the step still skipped when it is set.
    */
   scale?: bigint;
   found?: bigint;
@@ -126,6 +127,13 @@ export interface CudaAddon {
   cudaInitMaster(h: CudaHandle, id: number): void;
   /** Queues the non-finite check of the tensors' gradients into the device int at `found` (zeroed first when `reset`). */
   cudaCheckGrads(h: CudaHandle, ids: Int32Array, found: bigint, reset: boolean): void;
+  /**
+   * Queues PyTorch's _amp_foreach_non_finite_check_and_unscale_ on float32 device views (strided
+   * ones too) on the context's stream: the device int at `found` zeroed first when `reset`, set to
+   * 1 when an element is Infinity/NaN, and every element multiplied in place by f32(1 / scale),
+   * the scale read from device memory at `scale`. No host sync.
+   */
+  cudaUnscaleGrads(h: CudaHandle, grads: ReadonlyArray<{ pointer: bigint; shape: readonly number[]; strides: readonly number[] | null }>, scale: bigint, found: bigint, reset: boolean): void;
   /** The completed step counts of the tensors as the device holds them (waits). */
   cudaGetSteps(h: CudaHandle, ids: Int32Array): Float64Array;
   /** Whether the tensor's last step was skipped by the found-inf flag (reads the device: waits). */
@@ -163,7 +171,7 @@ export const CUDA_FUNCTIONS = [
   'cudaSync', 'cudaDestroy', 'cudaAlloc', 'cudaBufferFree', 'cudaBufferAddress',
   'cudaCopyToDevice', 'cudaCopyToHost', 'cudaZero', 'cudaPointerInfo', 'cudaMemInfo', 'cudaMemoryStats', 'cudaDeviceAddress', 'cudaBind', 'cudaCopyStrided',
   'cudaSetStream', 'cudaGetStream', 'cudaWhenDone',
-  'cudaSetStorage', 'cudaGetStorage', 'cudaInitMaster', 'cudaCheckGrads', 'cudaGetSteps', 'cudaLastSkipped', 'cudaScalerUpdate', 'cudaCopyBytes', 'cudaZeroBytes',
+  'cudaSetStorage', 'cudaGetStorage', 'cudaInitMaster', 'cudaCheckGrads', 'cudaUnscaleGrads', 'cudaGetSteps', 'cudaLastSkipped', 'cudaScalerUpdate', 'cudaCopyBytes', 'cudaZeroBytes',
 ] as const satisfies readonly (keyof CudaAddon)[];
 
 /** Whether this addon was built with the CUDA engine. */

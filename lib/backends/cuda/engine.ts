@@ -20,7 +20,7 @@
  *
  * note: between flushes the host `param.data` arrays are stale: the device holds the truth.
  */
-import type { Engine, Slot, StepJob, StepOptions } from '../engine';
+import type { DeviceView, Engine, Slot, StepJob, StepOptions } from '../engine';
 import { INFO_STRIDE } from '../../core/info';
 import { invalid } from '../../errors';
 import { stageHalfSlot } from '../half-staging';
@@ -145,7 +145,7 @@ export class CudaEngine implements Engine {
    * the scale. Nothing here waits for the device; step counts advance on the device only when the
    * flag is clear (the facade reads them back lazily: `deviceSteps`).
    */
-  stepScaled(jobs0: readonly StepJob[], options: StepOptions, dev: { scale: bigint; found: bigint }, kind: string): void {
+  stepScaled(jobs0: readonly StepJob[], options: StepOptions, dev: { scale?: bigint; found: bigint }, kind: string): void {
     const { jobs, commits } = this.stageHalves(jobs0);
     const h = this.context(kind);
     const prepared: Int32Array[] = [];
@@ -162,14 +162,26 @@ export class CudaEngine implements Engine {
       all.set(ids, o);
       o += ids.length;
     }
-    this.addon.cudaCheckGrads(h, all, dev.found, true);
+    // Without a scale the grads were unscaled already (unscaleGrads), which set the flag: no check.
+    if (dev.scale !== undefined) this.addon.cudaCheckGrads(h, all, dev.found, true);
     jobs.forEach((job, j) => {
-      this.addon.cudaStep(h, prepared[j], job.hyper, { norms: options.norms, scale: dev.scale, found: dev.found });
+      this.addon.cudaStep(h, prepared[j], job.hyper, { norms: options.norms, ...(dev.scale !== undefined ? { scale: dev.scale } : {}), found: dev.found });
       for (const s of job.slots) this.entries.get(keyOf(s))!.steps = s.step;
       this.finishStep(h, job.slots, prepared[j], job.info);
     });
     // Host 16-bit params are rounded back on the host: only when the step ran (one sync; a skipped step changes no bit).
     if (commits.length > 0 && !this.lastSkipped(commits[0].p)) this.commitHalves(commits);
+  }
+
+  /**
+   * GradScaler.unscale on the device: float32 device grads checked into `dev.found` (zeroed first)
+   * and multiplied in place by f32(1 / *dev.scale), queued on the stream the steps of `kind`
+   * queue on (before the step that reads them). Nothing waits for the device.
+   */
+  unscaleGrads(grads: readonly DeviceView[], dev: { scale: bigint; found: bigint }, kind: string): void {
+    for (const g of grads) if ((g.dtype ?? 'float32') !== 'float32') throw invalid(`CudaEngine: unscaleGrads takes float32 grads, got ${g.dtype}`);
+    const h = this.context(kind);
+    this.addon.cudaUnscaleGrads(h, grads.map((g) => ({ pointer: g.pointer, shape: g.shape, strides: g.strides })), dev.scale, dev.found, true);
   }
 
   /** The completed step counts the device holds for these slot keys (undefined when not on the device); waits. */

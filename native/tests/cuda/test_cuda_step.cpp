@@ -1169,6 +1169,164 @@ void run_mixed(const Kind& kind, int steps) {
   EXPECT(skipped > 0 && skipped < steps, "%s mixed: %d of %d steps skipped (both kinds of step must occur)", kind.name.c_str(), skipped, steps);
 }
 
+// ---------------------------------------------------------------------------------------------
+// GradScaler.unscale on the device (adamp_cuda_unscale_grads): float32 gradients, contiguous and
+// strided, multiplied in place by f32(1 / scale) with the found flag from the values before the
+// product; then a step reading them as they are (adamp_cuda_step_scaled with scale NULL) equals
+// the fused loss-scaled step on the scaled gradients bit for bit, and is skipped when the flag is set.
+
+float f32_inv(float scale) { return (float)(1.0 / (double)scale); }  // the host GradScaler's f(1 / scale)
+
+void run_unscale(const Kind& kind) {
+  std::mt19937_64 rng(4242);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  void* st = nullptr;  // a ScalerState: scale at 0, found[0] at ADAMP_CUDA_SCALER_FOUND(0)
+  CUDA_OK(adamp_cuda_alloc(0, ADAMP_CUDA_SCALER_BYTES, nullptr, &st));
+  float* scale_at = static_cast<float*>(st);
+  int* found_at = reinterpret_cast<int*>(static_cast<char*>(st) + ADAMP_CUDA_SCALER_FOUND(0));
+  adamp_cuda_ctx* ctx = nullptr;
+  CUDA_OK(adamp_cuda_create(&ctx, kind.name.c_str(), 0, nullptr));
+  const auto set_found = [&](int v) { CUDA_OK(adamp_cuda_copy_bytes(0, found_at, &v, 4, 1, nullptr)); };
+  const auto get_found = [&]() {
+    int v = -1;
+    CUDA_OK(adamp_cuda_sync(ctx));
+    CUDA_OK(adamp_cuda_copy_bytes(0, &v, found_at, 4, 0, nullptr));
+    return v;
+  };
+
+  // Views into one buffer: contiguous (one past the grid's reach), empty, and two strided ones
+  // (a transpose, and a view with gaps whose skipped elements must stay as they are).
+  const int64_t big = 70001, gap_n = 4 * 10;
+  const int64_t total = big + 35 + gap_n + 7;
+  float* buf = nullptr;
+  CUDA_OK(adamp_cuda_alloc(0, total * 4, nullptr, reinterpret_cast<void**>(&buf)));
+  const int64_t s_big[1] = {big}, s_empty[2] = {0, 5}, s_t[2] = {7, 5}, st_t[2] = {1, 7}, s_gap[2] = {4, 3}, st_gap[2] = {10, 3}, s_tail[1] = {7};
+  adamp_cuda_grad_view views[5] = {
+      {buf, s_big, nullptr, 1},
+      {buf + big, s_empty, nullptr, 2},
+      {buf + big, s_t, st_t, 2},
+      {buf + big + 35, s_gap, st_gap, 2},
+      {buf + big + 35 + gap_n, s_tail, nullptr, 1},
+  };
+  std::vector<char> in_view((size_t)total, 0);
+  for (int64_t i = 0; i < big + 35; ++i) in_view[i] = 1;
+  for (int64_t r = 0; r < 4; ++r)
+    for (int64_t c = 0; c < 3; ++c) in_view[big + 35 + r * 10 + c * 3] = 1;
+  for (int64_t i = 0; i < 7; ++i) in_view[big + 35 + gap_n + i] = 1;
+
+  struct Case {
+    float scale;
+    int poison;  // 0: finite; 1: +Infinity; 2: NaN; 3: -Infinity in a strided view; 4: a finite value the product overflows
+    int reset;
+  };
+  const Case cases[] = {{65536.f, 0, 1}, {3.f, 0, 1}, {1024.f, 1, 1}, {0.125f, 2, 1}, {7.f, 3, 1}, {1e-3f, 4, 1}, {2.f, 0, 0}};
+  for (const Case& c : cases) {
+    std::vector<float> g((size_t)total);
+    for (auto& x : g) x = nd(rng) * 100.f;
+    g[5] = 1e-42f;  // a subnormal: no flush to zero
+    if (c.poison == 1) g[big / 2] = INFINITY;
+    if (c.poison == 2) g[big + 35 + gap_n + 6] = NAN;
+    if (c.poison == 3) g[big + 35 + 2 * 10 + 3] = -INFINITY;
+    if (c.poison == 4) g[9] = 3e38f;
+    // an Infinity in a gap of the strided view is not a gradient element: neither flagged nor changed
+    g[big + 35 + 1] = INFINITY;
+    CUDA_OK(adamp_cuda_copy_bytes(0, buf, g.data(), total * 4, 1, nullptr));
+    CUDA_OK(adamp_cuda_copy_bytes(0, scale_at, &c.scale, 4, 1, nullptr));
+    set_found(c.reset ? 1 : 7);  // reset: zeroed first; else kept (7 stays 7 when nothing is found)
+    CUDA_OK(adamp_cuda_unscale_grads(ctx, views, 5, scale_at, found_at, c.reset));
+    const int f = get_found();
+    std::vector<float> out((size_t)total);
+    CUDA_OK(adamp_cuda_copy_bytes(0, out.data(), buf, total * 4, 0, nullptr));
+    const float inv = f32_inv(c.scale);
+    bool same = true;
+    for (int64_t i = 0; i < total && same; ++i) {
+      const float want = in_view[i] ? g[i] * inv : g[i];
+      same = f32_bits(out[i]) == f32_bits(want) || (std::isnan(out[i]) && std::isnan(want));
+      if (!same) std::printf("  element %lld: got %.9g want %.9g\n", (long long)i, out[i], want);
+    }
+    EXPECT(same, "%s unscale (scale %g, case %d): the gradients are not g * f32(1 / scale) bit for bit", kind.name.c_str(), c.scale, c.poison);
+    const int want_found = c.poison == 1 || c.poison == 2 || c.poison == 3 ? 1 : c.reset ? 0 : 7;
+    EXPECT(f == want_found, "%s unscale (scale %g, case %d): found flag %d, want %d", kind.name.c_str(), c.scale, c.poison, f, want_found);
+  }
+  // bad arguments change nothing
+  std::vector<float> before((size_t)total), after((size_t)total);
+  CUDA_OK(adamp_cuda_copy_bytes(0, before.data(), buf, total * 4, 0, nullptr));
+  adamp_cuda_grad_view bad_dims = views[0];
+  bad_dims.ndim = ADAMP_CUDA_MAX_DIMS + 1;
+  adamp_cuda_grad_view odd = views[0];
+  odd.g = reinterpret_cast<float*>(reinterpret_cast<char*>(buf) + 2);
+  const int64_t zero_stride[2] = {0, 7};
+  adamp_cuda_grad_view bad_stride = views[2];
+  bad_stride.strides = zero_stride;
+  EXPECT(adamp_cuda_unscale_grads(ctx, views, 5, nullptr, found_at, 1) == ADAMP_CUDA_E_INVALID, "unscale: a null scale accepted");
+  EXPECT(adamp_cuda_unscale_grads(ctx, views, 5, scale_at, nullptr, 1) == ADAMP_CUDA_E_INVALID, "unscale: a null flag accepted");
+  for (const adamp_cuda_grad_view* v : {&bad_dims, &odd, &bad_stride}) {
+    const adamp_cuda_grad_view two[2] = {views[4], *v};
+    EXPECT(adamp_cuda_unscale_grads(ctx, two, 2, scale_at, found_at, 1) == ADAMP_CUDA_E_INVALID, "unscale: a bad view accepted");
+  }
+  CUDA_OK(adamp_cuda_sync(ctx));
+  CUDA_OK(adamp_cuda_copy_bytes(0, after.data(), buf, total * 4, 0, nullptr));
+  EXPECT(same_bits(before, after), "unscale: a refused call changed a gradient (the views are checked before anything is queued)");
+  adamp_cuda_destroy(ctx);
+  adamp_cuda_free(0, buf);
+
+  // unscale, then a step reading the unscaled grads (scale NULL) == the fused step on the scaled grads
+  std::vector<Tensor> ts;
+  for (const Shape& s : std::vector<Shape>{{{64, 3, 3, 3}, 0}, {{64}, 0}, {{10, 20}, 0}, {{1, 3000}, 0}}) ts.push_back(make_tensor(s.dims, s.axis, rng, kind));
+  Gpu a(kind, ts, nullptr), b(kind, ts, nullptr);
+  std::vector<int> all(ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) all[i] = (int)i;
+  void* st_b = nullptr;
+  CUDA_OK(adamp_cuda_alloc(0, ADAMP_CUDA_SCALER_BYTES, nullptr, &st_b));
+  int* found_b = reinterpret_cast<int*>(static_cast<char*>(st_b) + ADAMP_CUDA_SCALER_FOUND(0));
+  const std::vector<double> h = presets(kind)[1];
+  int skipped = 0;
+  std::vector<Tensor> prev = ts;
+  for (int step = 0; step < 4; ++step) {
+    const float scale = step == 1 ? 3.f : 4096.f;
+    CUDA_OK(adamp_cuda_copy_bytes(0, scale_at, &scale, 4, 1, nullptr));
+    CUDA_OK(adamp_cuda_copy_bytes(0, st_b, &scale, 4, 1, nullptr));
+    std::vector<adamp_cuda_grad_view> gv(ts.size());
+    std::vector<std::vector<int64_t>> n1(ts.size());
+    for (size_t i = 0; i < ts.size(); ++i) {
+      std::vector<float> g = make_grad(ts[i], (GradKind)((i + step) % 4), rng);
+      for (auto& x : g) x *= scale;
+      if (step == 2 && i == 1) g[3] = NAN;
+      CUDA_OK(adamp_cuda_upload(a.ctx, a.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
+      CUDA_OK(adamp_cuda_upload(b.ctx, b.ids[i], ADAMP_CUDA_G, g.data(), ts[i].numel));
+      n1[i] = {ts[i].numel};
+      gv[i] = {adamp_cuda_device_ptr(a.ctx, a.ids[i], ADAMP_CUDA_G), n1[i].data(), nullptr, 1};
+    }
+    CUDA_OK(adamp_cuda_unscale_grads(a.ctx, gv.data(), (int)gv.size(), scale_at, found_at, 1));
+    CUDA_OK(adamp_cuda_step_scaled(a.ctx, all.data(), (int)all.size(), h.data(), (int)h.size(), 0, nullptr, found_at));
+    CUDA_OK(adamp_cuda_check_grads(b.ctx, all.data(), (int)all.size(), found_b, 1));
+    CUDA_OK(adamp_cuda_step_scaled(b.ctx, all.data(), (int)all.size(), h.data(), (int)h.size(), 0, static_cast<float*>(st_b), found_b));
+    if (step == 2) ++skipped;
+    std::vector<Tensor> ra = ts, rb = ts;
+    a.download(ra);
+    b.download(rb);
+    for (size_t i = 0; i < ts.size(); ++i) {
+      bool same = same_bits(ra[i].p, rb[i].p);
+      for (int s = 0; s < kind.slots; ++s) same = same && same_bits(ra[i].st[s], rb[i].st[s]);
+      EXPECT(same, "%s unscale then step: tensor %zu differs from the fused loss-scaled step at step %d", kind.name.c_str(), i, step + 1);
+      int sk = -1;
+      CUDA_OK(adamp_cuda_last_skipped(a.ctx, a.ids[i], &sk));
+      EXPECT(sk == (step == 2 ? 1 : 0), "%s unscale then step: tensor %zu skipped %d at step %d", kind.name.c_str(), i, sk, step + 1);
+      double n = -1;
+      CUDA_OK(adamp_cuda_get_steps(a.ctx, &a.ids[i], 1, &n));
+      EXPECT(n == ts[i].step + step + 1 - skipped, "%s unscale then step: tensor %zu counted %g steps", kind.name.c_str(), i, n);
+    }
+    if (step == 2) {  // the skipped step changed nothing
+      bool same = true;
+      for (size_t i = 0; i < ts.size(); ++i) same = same && same_bits(ra[i].p, prev[i].p) && same_bits(ra[i].st[0], prev[i].st[0]);
+      EXPECT(same, "%s unscale then step: a step whose unscale found NaN changed a param or its state", kind.name.c_str());
+    }
+    prev = ra;
+  }
+  adamp_cuda_free(0, st_b);
+  adamp_cuda_free(0, st);
+}
+
 int main(int argc, char** argv) {
   std::string fixtures = "test/fixtures";
   bool oom_probe = !(std::getenv("ADAMP_TEST_NO_OOM_PROBE") && std::strcmp(std::getenv("ADAMP_TEST_NO_OOM_PROBE"), "0") != 0);
@@ -1228,6 +1386,7 @@ int main(int argc, char** argv) {
     std::printf("%s random cases: done, variants 0x%x (%d checks, %d failures so far)\n", k.name.c_str(), seen, g_checks, g_failures);
     run_one_block_vs_grid(k, one_block_steps);
     run_mixed(k, has(kTsan) ? 4 : 12);
+    run_unscale(k);
     if (!has(kTsan)) {
       if (!has(kSanitize)) run_determinism(k, nullptr);
       run_determinism(k, &small_cfg);
