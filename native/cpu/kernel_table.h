@@ -112,27 +112,33 @@ static inline bool row_sums_need_double(const ChannelSums& c, bool g_zero) {
  * The kernels of one policy P. Every entry dispatches once on the scalars' variant (with_variant)
  * and on its flags to a fully specialised loop. `norms` false: the info norms are skipped
  * entirely (no norm sums, no copies of the old p) and NaN is returned.
+ *
+ * note: the Span is passed by reference, and the kernels copy it field by field (kernels.h
+ * local_span). Copied by value, it was read back with 16-byte loads that the caller's 8-byte
+ * stores cannot forward to, and such a load waits for the store buffer to drain, the previous
+ * row's streaming stores included: AdamP's speculative pass on ResNet-50 took 1.12x as long
+ * (perf put the time on the call's argument copy).
  */
 template <class P>
 struct PolicyKernels {
   using S = typename P::Scalars;
   /** The one pass (non-projecting policies; 1-D tensors of projecting ones): update, decay, step; norms with `before`. */
-  Norms (*one_pass)(Span x, int64_t n, const S& s, float wdf, bool norms);
+  Norms (*one_pass)(const Span& x, int64_t n, const S& s, float wdf, bool norms);
 
   // Projecting policies only (null otherwise). `row` entries treat [0, n) as one row of one
   // channel; `lanes` entries run a tile of the channels-innermost layout (element a * stride + k
   // is channel k).
   /** Pass 1 of a row: state update and the four sums (redone in double where float falls short); `uo` (may be null): store u there. */
-  ChannelSums (*pass1_row)(Span x, int64_t n, const S& s, float* uo);
+  ChannelSums (*pass1_row)(const Span& x, int64_t n, const S& s, float* uo);
   /** Pass 1 of a lanes tile: per channel the four sums over the tile's rows (each channel redone in double over those rows where float falls short). */
-  void (*pass1_lanes)(Span x, LaneRows lr, const S& s, LaneOut out, LaneScratch scratch, float* uo);
+  void (*pass1_lanes)(const Span& x, LaneRows lr, const S& s, LaneOut out, LaneScratch scratch, float* uo);
   /** Pass 2 recomputing u from the state pass 1 stored (bit-identical): project, write back (P::writes_back), decay, step. */
-  Norms (*pass2_row)(Span x, int64_t n, const S& s, int projected, ProjCoef k, float wdf, bool norms);
-  Norms (*pass2_lanes)(Span x, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf, bool norms);
+  Norms (*pass2_row)(const Span& x, int64_t n, const S& s, int projected, ProjCoef k, float wdf, bool norms);
+  Norms (*pass2_lanes)(const Span& x, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf, bool norms);
 
   // P::kStoreU only: pass 2 from the u pass 1 stored; reads p and u only.
-  Norms (*apply_u_row)(Span x, const float* u, int64_t n, const S& s, int projected, ProjCoef k, float wdf, bool norms);
-  Norms (*apply_u_lanes)(Span x, const float* u, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf,
+  Norms (*apply_u_row)(const Span& x, const float* u, int64_t n, const S& s, int projected, ProjCoef k, float wdf, bool norms);
+  Norms (*apply_u_lanes)(const Span& x, const float* u, LaneRows lr, const S& s, int projected, LaneCoefs k, float wdf,
                          bool norms);
   // P::kSpeculate only (the speculative single pass). apply_u_row that first copies the old p to
   // psave (32-byte aligned; streaming stores).
@@ -142,7 +148,7 @@ struct PolicyKernels {
    * pass1_row of row x (u to uo) fused with apply_u_save_row of the previous row of the same
    * tensor (p at pp, u at up, saved to psave); its norms go to *nprev. Bit for bit the two calls.
    */
-  ChannelSums (*spec_pair_row)(Span x, int64_t n, const S& s, float* uo, float* pp, const float* up, int projected,
+  ChannelSums (*spec_pair_row)(const Span& x, int64_t n, const S& s, float* uo, float* pp, const float* up, int projected,
                                ProjCoef k, float wdf, float* psave, bool norms, Norms* nprev);
 };
 

@@ -298,6 +298,38 @@ static inline void with_storage(const Span& x, const F& f) {
     f(F32());
 }
 
+/** v, loaded into a register as it is (the compiler cannot merge two such loads into one wider load). */
+template <class T>
+static inline T in_register(T v) {
+#if defined(__GNUC__)
+  __asm__("" : "+r"(v));
+#endif
+  return v;
+}
+
+/**
+ * A kernel's own copy of its Span: stores through the kernels' float pointers (vector stores may
+ * alias anything) cannot change a local, so the loops keep its pointers in registers instead of
+ * reloading them every vector. Copied field by field, each an 8-byte load of the caller's 8-byte
+ * store (see PolicyKernels on why a wider load must not read them). H16 also copies the 16-bit
+ * storage's fields into `hl`.
+ */
+template <class M>
+static inline Span local_span(const Span& r, HalfSlot& hl) {
+  Span x;
+  x.p = in_register(r.p);
+  x.g = in_register(r.g);
+  for (int k = 0; k < kMaxSlots; ++k) x.st[k] = in_register(r.st[k]);
+  if constexpr (M::kHalf) {
+    x.p16 = in_register(r.p16);
+    x.g16 = in_register(r.g16);
+    x.e = in_register(r.e);
+    hl = *r.h;
+    x.h = &hl;
+  }
+  return x;
+}
+
 // ------------------------------------------------------------------------------------------------
 // The policy's element code on lanes.
 
@@ -342,10 +374,10 @@ static inline Vec stored_u(IO io, const Span& x, int64_t o, int r, const typenam
 // need not recompute it (no sqrt, no divisions: the floor's arithmetic is the bottleneck on a CPU).
 
 template <class P, int V, bool StoreU, class M>
-static ChannelSums pass1_row_t(Span x, int64_t n, const typename P::Scalars& s_ref, float* uo) {
+static ChannelSums pass1_row_t(const Span& xr, int64_t n, const typename P::Scalars& s_ref, float* uo) {
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   [[maybe_unused]] HalfSlot hl;
-  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
+  const Span x = local_span<M>(xr, hl);  // likewise for the arrays and the 16-bit storage's fields
   RowSums acc;
   for_lanes_folded(
       n,
@@ -359,7 +391,7 @@ static ChannelSums pass1_row_t(Span x, int64_t n, const typename P::Scalars& s_r
 }
 
 template <class P>
-static ChannelSums pass1_row(Span x, int64_t n, const typename P::Scalars& s, float* uo) {
+static ChannelSums pass1_row(const Span& x, int64_t n, const typename P::Scalars& s, float* uo) {
   ChannelSums out;
   with_variant<P>(s.variant, [&](auto tag) {
     constexpr int V = decltype(tag)::value;
@@ -458,10 +490,10 @@ static inline double lane0(Vec v) {
 // sum over the tile's rows. The tile reads only its own rows, so a unit of the step protocol (a
 // row chunk: its tiles) needs no other memory.
 template <class P, int V, bool StoreU, class M>
-static void pass1_lanes_t(Span x, LaneRows lr, const typename P::Scalars& s_ref, LaneOut out, LaneScratch scr, float* uo) {
+static void pass1_lanes_t(const Span& xr, LaneRows lr, const typename P::Scalars& s_ref, LaneOut out, LaneScratch scr, float* uo) {
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   [[maybe_unused]] HalfSlot hl;
-  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
+  const Span x = local_span<M>(xr, hl);  // likewise for the arrays and the 16-bit storage's fields
   const int64_t npad = (lr.n + 7) & ~int64_t(7);
   double* const d = scr.d;
   for (int64_t i = 0; i < 4 * npad; ++i) d[i] = 0.0;
@@ -487,7 +519,7 @@ static void pass1_lanes_t(Span x, LaneRows lr, const typename P::Scalars& s_ref,
 }
 
 template <class P>
-static void pass1_lanes(Span x, LaneRows lr, const typename P::Scalars& s, LaneOut out, LaneScratch scr, float* uo) {
+static void pass1_lanes(const Span& x, LaneRows lr, const typename P::Scalars& s, LaneOut out, LaneScratch scr, float* uo) {
   with_variant<P>(s.variant, [&](auto tag) {
     constexpr int V = decltype(tag)::value;
     with_storage(x, [&](auto m) {
@@ -532,12 +564,12 @@ static inline void for_lanes_norms(int64_t n, NormSums& ns, const P1Of& p1of, co
 // single pass keeps it for a redo), with streaming stores (psave's rows are 32-byte aligned),
 // fenced at the end.
 template <class P, bool Projected, bool PerLane, bool Save, bool Nm, class M>
-static Norms apply_u_t(Span x, const float* uin, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k,
+static Norms apply_u_t(const Span& xr, const float* uin, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k,
                        LaneCoefs kl, float wdf, float* psave) {
   static_assert(!(Save && M::kHalf), "the speculative pass is float32 only");
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   [[maybe_unused]] HalfSlot hl;
-  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
+  const Span x = local_span<M>(xr, hl);  // likewise for the arrays and the 16-bit storage's fields
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   alignas(32) float p1blk[M::kHalf ? kFoldElems : 1];  // 16-bit: the block's new p as float32 (p16 holds it rounded)
@@ -587,7 +619,7 @@ static Norms apply_u_any(const Span& x, const float* u, LaneRows lr, const typen
 }
 
 template <class P>
-static Norms apply_u_row(Span x, const float* u, int64_t n, const typename P::Scalars& s, int projected, ProjCoef k,
+static Norms apply_u_row(const Span& x, const float* u, int64_t n, const typename P::Scalars& s, int projected, ProjCoef k,
                          float wdf, bool norms) {
   return apply_u_any<P, false>(x, u, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, norms);
 }
@@ -609,9 +641,11 @@ static Norms apply_u_save_row(float* p, const float* u, int64_t n, const typenam
 // pass1_row and apply_u_save_row do to its own row, in the same order, and the blocks of the sums
 // and of the norms both start at the rows' first elements: the results are theirs bit for bit.
 template <class P, int V, bool Projected, bool Nm>
-static ChannelSums spec_pair_t(Span x, int64_t n, const typename P::Scalars& s_ref, float* uo, float* pp, const float* up,
+static ChannelSums spec_pair_t(const Span& xr, int64_t n, const typename P::Scalars& s_ref, float* uo, float* pp, const float* up,
                                ProjCoef k, float wdf, float* psave, Norms* nprev) {
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
+  HalfSlot hl;
+  const Span x = local_span<F32>(xr, hl);  // likewise
   RowSums acc;
   NormSums ns;
   const Vec wv(wdf), divc(k.div), scc(k.scale);
@@ -640,7 +674,7 @@ static ChannelSums spec_pair_t(Span x, int64_t n, const typename P::Scalars& s_r
 }
 
 template <class P>
-static ChannelSums spec_pair_row(Span x, int64_t n, const typename P::Scalars& s, float* uo, float* pp, const float* up,
+static ChannelSums spec_pair_row(const Span& x, int64_t n, const typename P::Scalars& s, float* uo, float* pp, const float* up,
                                  int projected, ProjCoef k, float wdf, float* psave, bool norms, Norms* nprev) {
   ChannelSums out;
   with_variant<P>(s.variant, [&](auto tag) {
@@ -656,7 +690,7 @@ static ChannelSums spec_pair_row(Span x, int64_t n, const typename P::Scalars& s
 }
 
 template <class P>
-static Norms apply_u_lanes(Span x, const float* u, LaneRows lr, const typename P::Scalars& s, int projected,
+static Norms apply_u_lanes(const Span& x, const float* u, LaneRows lr, const typename P::Scalars& s, int projected,
                            LaneCoefs kl, float wdf, bool norms) {
   return apply_u_any<P, true>(x, u, lr, s, projected, ProjCoef{1.0f, 0.0f}, kl, wdf, norms);
 }
@@ -664,10 +698,10 @@ static Norms apply_u_lanes(Span x, const float* u, LaneRows lr, const typename P
 // Pass 2: recompute u from the state (bit-identical to pass 1's), project (and write the projected
 // u back into state slot 0 where P::writes_back: SGDP without Nesterov), decay, step.
 template <class P, int V, bool Projected, bool PerLane, bool Nm, class M>
-static Norms pass2_t(Span x, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k, LaneCoefs kl, float wdf) {
+static Norms pass2_t(const Span& xr, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k, LaneCoefs kl, float wdf) {
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   [[maybe_unused]] HalfSlot hl;
-  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
+  const Span x = local_span<M>(xr, hl);  // likewise for the arrays and the 16-bit storage's fields
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   alignas(32) float p1blk[M::kHalf ? kFoldElems : 1];  // 16-bit: the block's new p as float32 (p16 holds it rounded)
@@ -699,7 +733,7 @@ static Norms pass2_t(Span x, LaneRows lr, const typename P::Scalars& s_ref, Proj
 }
 
 template <class P, bool PerLane, class M>
-static Norms pass2_m(Span x, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k, LaneCoefs kl,
+static Norms pass2_m(const Span& x, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k, LaneCoefs kl,
                      float wdf, bool norms) {
   Norms out;
   with_variant<P>(s.variant, [&](auto tag) {
@@ -715,7 +749,7 @@ static Norms pass2_m(Span x, LaneRows lr, const typename P::Scalars& s, int proj
 }
 
 template <class P, bool PerLane>
-static Norms pass2_any(Span x, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k, LaneCoefs kl,
+static Norms pass2_any(const Span& x, LaneRows lr, const typename P::Scalars& s, int projected, ProjCoef k, LaneCoefs kl,
                        float wdf, bool norms) {
   Norms out;
   with_storage(x, [&](auto m) { out = pass2_m<P, PerLane, decltype(m)>(x, lr, s, projected, k, kl, wdf, norms); });
@@ -723,13 +757,13 @@ static Norms pass2_any(Span x, LaneRows lr, const typename P::Scalars& s, int pr
 }
 
 template <class P>
-static Norms pass2_row(Span x, int64_t n, const typename P::Scalars& s, int projected, ProjCoef k, float wdf, bool norms) {
+static Norms pass2_row(const Span& x, int64_t n, const typename P::Scalars& s, int projected, ProjCoef k, float wdf, bool norms) {
   // The vector body is hot for rows: keep the PerLane=false instantiation.
   return pass2_any<P, false>(x, LaneRows{1, n, 0}, s, projected, k, LaneCoefs{nullptr, nullptr}, wdf, norms);
 }
 
 template <class P>
-static Norms pass2_lanes(Span x, LaneRows lr, const typename P::Scalars& s, int projected, LaneCoefs kl, float wdf,
+static Norms pass2_lanes(const Span& x, LaneRows lr, const typename P::Scalars& s, int projected, LaneCoefs kl, float wdf,
                          bool norms) {
   return pass2_any<P, true>(x, lr, s, projected, ProjCoef{1.0f, 0.0f}, kl, wdf, norms);
 }
@@ -739,10 +773,10 @@ static Norms pass2_lanes(Span x, LaneRows lr, const typename P::Scalars& s, int 
 // projecting one). With the norms it also sums ||p_before||^2.
 
 template <class P, int V, bool Nm, class M>
-static Norms one_pass_t(Span x, int64_t n, const typename P::Scalars& s_ref, float wdf) {
+static Norms one_pass_t(const Span& xr, int64_t n, const typename P::Scalars& s_ref, float wdf) {
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   [[maybe_unused]] HalfSlot hl;
-  if constexpr (M::kHalf) hl = *x.h, x.h = &hl;  // likewise for the 16-bit storage's fields
+  const Span x = local_span<M>(xr, hl);  // likewise for the arrays and the 16-bit storage's fields
   NormSums ns;
   alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
   alignas(32) float p1blk[M::kHalf ? kFoldElems : 1];  // 16-bit: the block's new p as float32 (p16 holds it rounded)
@@ -766,7 +800,7 @@ static Norms one_pass_t(Span x, int64_t n, const typename P::Scalars& s_ref, flo
 }
 
 template <class P>
-static Norms one_pass(Span x, int64_t n, const typename P::Scalars& s, float wdf, bool norms) {
+static Norms one_pass(const Span& x, int64_t n, const typename P::Scalars& s, float wdf, bool norms) {
   Norms out;
   with_variant<P>(s.variant, [&](auto tag) {
     constexpr int V = decltype(tag)::value;
