@@ -41,6 +41,18 @@ bool spin_until(F done) {
 
 }  // namespace
 
+namespace {
+thread_local int t_slot = 0;  // ThreadPool::slot(): set once by each helper
+}  // namespace
+
+int ThreadPool::slot() { return t_slot; }
+
+void ThreadPool::reserve(int threads) {
+  if (threads > kMaxOwners) threads = kMaxOwners;
+  std::lock_guard<std::mutex> lock(mu_);
+  grow(threads - 1);
+}
+
 ThreadPool& ThreadPool::shared() {
   // note: deliberately leaked. Joining threads from a static destructor at process exit races
   // with Node tearing down; idle workers parked on a condition variable cost nothing.
@@ -97,6 +109,7 @@ void ThreadPool::drain(int who) {
 }
 
 void ThreadPool::worker_main(int index) {
+  t_slot = index + 1;
   uint64_t seen = 0;
   for (;;) {
     // Spin first: the next run of a step usually comes within microseconds.
