@@ -943,6 +943,10 @@ class WorkspacePool {
     alloc_point();
     return std::unique_ptr<Workspace>(new Workspace());
   }
+  void drop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    kept_.reset();
+  }
   void release(std::unique_ptr<Workspace> ws) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!kept_) kept_ = std::move(ws);
@@ -1231,11 +1235,12 @@ Run<P> shard_run(const Units& U, const TensorSlot& shard, int64_t offset, const 
                 &kernels(), shard.half, ts};
 }
 
+thread_local ThreadScratch t_protocol_scratch;  // kept between a thread's protocol calls
+
 /** The calling thread's buffers for a protocol call on this shard, sized before its first kernel. */
 ThreadScratch& protocol_scratch(const Units& U, const TensorSlot& shard) {
-  thread_local ThreadScratch t;
-  size_scratch(t, thread_needs(U, shard, false));
-  return t;
+  size_scratch(t_protocol_scratch, thread_needs(U, shard, false));
+  return t_protocol_scratch;
 }
 
 }  // namespace
@@ -1315,6 +1320,11 @@ void fail_allocation(int64_t n) {
 }
 
 int64_t allocations() { return g_fault_count.load(std::memory_order_relaxed); }
+
+void release_caches() {
+  WorkspacePool::shared().drop();
+  t_protocol_scratch = ThreadScratch();
+}
 
 }  // namespace testing
 

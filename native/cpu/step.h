@@ -125,6 +125,8 @@ namespace testing {
 void fail_allocation(int64_t n);
 /** Allocation points passed since the last fail_allocation(n >= 0). */
 int64_t allocations();
+/** Frees the buffers kept between steps (the workspace, this thread's protocol buffers), so the next step allocates them all again. */
+void release_caches();
 }  // namespace testing
 
 // ------------------------------------------------------------------------------------------------
