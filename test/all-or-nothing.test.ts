@@ -181,8 +181,7 @@ describe.each(availableBackends().filter((b) => b !== 'cuda'))('backend %s', (ba
 /**
  * The native core allocates everything a step needs before its first kernel (native/cpu/step.h),
  * so a step that runs out of memory throws ERR_ADAMP_NATIVE having changed nothing. The addon's
- * test-only hook (exported because test/global-setup.js sets ADAMP_TEST_HOOKS=1) fails each
- * allocation of a step in turn; native/tests/test_all_or_nothing.cpp does the same below the
+ * test-only hook fails each allocation of a step in turn; native/tests/test_all_or_nothing.cpp does the same below the
  * addon for every heap allocation (operator new).
  */
 describe('native: a step the core cannot allocate for changes nothing', () => {
@@ -207,8 +206,8 @@ describe('native: a step the core cannot allocate for changes nothing', () => {
   (native ? test.each([
     ['AdamP', 1], ['AdamP', 2], ['SGDP', 1], ['SGDP', 2],
   ] as const) : test.skip.each([['AdamP', 1]] as const))('%s, %d threads: each allocation of a step in turn', async (name, threads) => {
-    expect(typeof addon?.testFailAllocation).toBe('function');
-    const hook = addon!.testFailAllocation!.bind(addon);
+    expect(typeof addon?.testOnlyFailAllocation).toBe('function');
+    const hook = addon!.testOnlyFailAllocation!.bind(addon);
     const make = (): { ps: Param[][]; opt: AdamP | SGDP } => {
       const ps = groups(21);
       const gs = ps.map((params) => ({ params }));

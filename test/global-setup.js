@@ -8,9 +8,6 @@ const { spawnSync } = require('child_process');
 const path = require('path');
 
 module.exports = async function globalSetup() {
-  // The addon's test-only hooks (testFailAllocation, test/all-or-nothing.test.ts): read once when
-  // the addon loads, in the test processes (they inherit this environment; so does --runInBand's).
-  process.env.ADAMP_TEST_HOOKS = '1';
   const root = path.join(__dirname, '..');
   const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) process.stderr.write(`\n[adamp tests] tsc reported errors while building dist/:\n${r.stdout}${r.stderr}\n`);

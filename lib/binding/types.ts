@@ -120,11 +120,11 @@ export interface Addon {
    */
   stepJobs(jobs: readonly AddonJob[], options?: AddonStepOptions): void;
   /**
-   * TEST ONLY, exported only when ADAMP_TEST_HOOKS=1 when the addon loads: from now on the n-th
-   * allocation of the core's steps throws std::bad_alloc (n > 0), or they are only counted (0), or
-   * neither (-1). Returns the allocations counted since the previous call.
+   * TEST ONLY (test/all-or-nothing.test.ts; nothing in lib/ calls it): from now on the n-th
+   * allocation of the core's steps throws std::bad_alloc (n > 0), or they are only counted (0),
+   * or neither (-1, the default). Returns the allocations counted since the previous call.
    */
-  testFailAllocation?(n: number): number;
+  testOnlyFailAllocation?(n: number): number;
 
   // The step protocol on shards of one tensor (the seam of a sharded step; see lib/backends/engine.ts
   // StepProtocol): stats -> decide -> apply -> finish. Records are opaque Float64Arrays.

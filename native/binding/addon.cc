@@ -13,7 +13,6 @@
 // The environment switches (ADAMP_SIMD, ADAMP_SPECULATE) are applied by the TS loader
 // (lib/backends/native/index.ts) through setSimd / setSpeculation; the C++ reads no environment.
 #include <napi.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <condition_variable>
@@ -400,11 +399,8 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
                              InstanceMethod("setSimd", &AdampAddon::SetSimd),
                              InstanceMethod("setSpeculation", &AdampAddon::SetSpeculation),
                              InstanceMethod("stepJobs", &AdampAddon::StepJobs),
+                             InstanceMethod("testOnlyFailAllocation", &AdampAddon::TestOnlyFailAllocation),
                          });
-    // Test-only hooks, read once at load: never exported in normal use.
-    const char* hooks = getenv("ADAMP_TEST_HOOKS");
-    if (hooks != nullptr && strcmp(hooks, "1") == 0)
-      exports.Set("testFailAllocation", Napi::Function::New(env, [this](const Napi::CallbackInfo& info) { return TestFailAllocation(info); }, "testFailAllocation"));
 #if defined(ADAMP_HAVE_CUDA)
     if (&adamp::cuda::register_exports != nullptr) adamp::cuda::register_exports(env, exports);
 #endif
@@ -472,15 +468,16 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
   }
 
   /**
-   * TEST ONLY (exported only when ADAMP_TEST_HOOKS=1 at load; test/all-or-nothing.test.ts):
-   * cpu::testing::fail_allocation(n): n > 0 fails the n-th allocation of the steps from now on,
-   * 0 counts them, -1 is off. Returns the allocations counted since the previous call.
+   * TEST ONLY (test/all-or-nothing.test.ts; the facade never calls it): cpu::testing::fail_allocation(n):
+   * n > 0 fails the n-th allocation of the core's steps from now on, 0 counts them, -1 is off (the
+   * default). Returns the allocations counted since the previous call.
    */
-  Napi::Value TestFailAllocation(const Napi::CallbackInfo& info) {
+  Napi::Value TestOnlyFailAllocation(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsNumber()) type_error(env, "testFailAllocation: n must be a number");
+    const std::string fn = "testOnlyFailAllocation";
+    if (!info[0].IsNumber()) type_error(env, fn + ": n must be a number");
     const double n = info[0].As<Napi::Number>().DoubleValue();
-    if (!(n >= -1 && n <= 1e15 && n == (double)(int64_t)n)) range_error(env, "testFailAllocation: n must be an integer >= -1");
+    if (!(n >= -1 && n <= 1e15 && n == (double)(int64_t)n)) range_error(env, fn + ": n must be an integer >= -1");
     const int64_t seen = cpu::testing::allocations();
     cpu::testing::fail_allocation((int64_t)n);
     return Napi::Number::New(env, (double)seen);

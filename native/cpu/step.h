@@ -113,7 +113,7 @@ void step(const StepGroup* groups, size_t count, const StepConfig& cfg);
 
 /**
  * TEST ONLY: fault injection for the all-or-nothing tests (native/tests/test_all_or_nothing.cpp,
- * test/all-or-nothing.test.ts through the addon's test-only `__testFailAllocation`). Every
+ * test/all-or-nothing.test.ts through the addon's test-only `testOnlyFailAllocation`). Every
  * allocation of a step's (or a protocol call's) preparation passes an allocation point; a normal
  * step pays one relaxed atomic load per point, never more.
  */

@@ -77,9 +77,10 @@ void ThreadPool::grow(int workers) {
 }
 
 void ThreadPool::drain(int who) {
-  // A task that throws (std::bad_alloc growing a per-thread buffer) must not end the process on a
-  // helper thread: the first exception is kept, the remaining tasks still run (each writes only
-  // its own outputs), and run() rethrows it on the caller's thread.
+  // A task that throws must not end the process on a helper thread: the first exception is kept,
+  // the remaining tasks still run (each writes only its own outputs), and run() rethrows it on the
+  // caller's thread. (The core's steps allocate nothing in their tasks, step.cpp "Memory"; this
+  // is the net for any other caller.)
   const std::function<void(int64_t)> fn = [this](int64_t t) {
     try {
       (*fn_)(t);
