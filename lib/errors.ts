@@ -14,7 +14,7 @@ export type AdampErrorCode =
   | 'ERR_ADAMP_COLLECTIVE' // a collective failed or the ranks disagree (lib/distributed; `rank`, `step`, `phase` say where)
   | 'ERR_ADAMP_COLLECTIVE_TIMEOUT' // a rank died or stalled: a collective did not complete in time (`missing` names the ranks)
   | 'ERR_ADAMP_UNSUPPORTED' // something this backend or this kind of param cannot do yet (16-bit params on CUDA, 16-bit device tensors, loss scaling of device grads) (docs/mixed-precision.md)
-  | 'ERR_ADAMP_NATIVE' // the native CPU core could not run a step (out of memory, no thread): params and state may be partly updated
+  | 'ERR_ADAMP_NATIVE' // the native CPU core could not run a step (out of memory, no thread): it changed no param and no state
   | 'ERR_ADAMP_DETACHED_DURING_STEP'; // an array was detached while an async step wrote it (only when the addon is called directly)
 
 export class AdampError extends Error {

@@ -187,7 +187,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     if (closure !== undefined && typeof closure !== 'function') throw invalid(`step(closure): closure must be a function, got ${describe(closure)}`);
     const loss = closure?.();
     const plan = this.plan(1, false);
-    for (const job of plan.jobs) this.engine.step(job, this.stepOptions);
+    this.runJobs(plan.jobs);
     this.commit(plan);
     return loss;
   }
@@ -208,7 +208,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
       this.skip();
       return false;
     }
-    for (const job of plan.jobs) this.engine.step(job, this.stepOptions);
+    this.runJobs(plan.jobs);
     this.commit(plan);
     return true;
   }
@@ -310,7 +310,7 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     this.assertUsable();
     const plan = this.plan(1, false);
     if (!this.engine.stepAsync) {
-      for (const job of plan.jobs) this.engine.step(job, this.stepOptions);
+      this.runJobs(plan.jobs);
       this.commit(plan);
       return;
     }
@@ -745,6 +745,12 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
   }
 
   /** The step ran: keep new state, advance step counts, publish diagnostics (16-bit params were written by the engine). */
+  /** Every group of the plan: as one step where the engine can (all or nothing across the groups), else one by one. */
+  private runJobs(jobs: readonly StepJob[]): void {
+    if (this.engine.stepAll !== undefined && jobs.length > 1) this.engine.stepAll(jobs, this.stepOptions);
+    else for (const job of jobs) this.engine.step(job, this.stepOptions);
+  }
+
   private commit(plan: Plan): void {
     this.pendingSkip = null; // this step ran (a device-scaled step sets it again after)
     this.skippedLast = false;

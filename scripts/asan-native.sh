@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # AddressSanitizer + UndefinedBehaviorSanitizer build of the CPU core, the addon and the C++ tests
 # (one build tree, build-asan/, kept out of ./build: bindings would pick build/Debug first), then:
-#   1. the C++ tests (test_math, test_protocol, test_step) built with the sanitizers, leak
-#      checking on;
+#   1. the C++ tests (test_math, test_protocol, test_step, test_all_or_nothing: no leak from an
+#      allocation failed mid-preparation) built with the sanitizers, leak checking on;
 #   2. the jest suites that drive the native code hardest, against the sanitized addon (node is not
 #      sanitized: libasan and libubsan are LD_PRELOADed; leak checking is off because V8's own
 #      allocations would flood it):
@@ -38,10 +38,10 @@ t0=$SECONDS
 step() { echo "== asan ($((SECONDS - t0)) s): $*"; }
 
 step "building the addon and the C++ tests into build-asan/ ($san, -O1)"
-# configure (always: cmake-js build would keep an older cache's options), then one build of all four targets
+# configure (always: cmake-js build would keep an older cache's options), then one build of all five targets
 npx cmake-js configure --out build-asan --debug --CDADAMP_WITH_CUDA=OFF "--CDADAMP_SANITIZE=$san" --CDADAMP_BUILD_TESTS=ON \
   "--CDCMAKE_CXX_FLAGS_DEBUG=-O1 -g" >build-asan.log 2>&1 || { tail -30 build-asan.log; exit 1; }
-cmake --build build-asan -j2 --target adamp test_math test_protocol test_step >>build-asan.log 2>&1 \
+cmake --build build-asan -j2 --target adamp test_math test_protocol test_step test_all_or_nothing >>build-asan.log 2>&1 \
   || { tail -30 build-asan.log; exit 1; }
 addon="$root/build-asan/Debug/adamp.node"
 [ -f "$addon" ] || { echo "asan: $addon was not built"; exit 1; }
@@ -63,9 +63,9 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 step "C++ tests"
 quick=(--quick)
 [ "$full" = 1 ] && quick=()
-for t in test_math test_protocol test_step; do
+for t in test_math test_protocol test_step test_all_or_nothing; do
   args=()
-  [ "$t" = test_step ] && args=("${quick[@]}")
+  [ "$t" = test_step ] || [ "$t" = test_all_or_nothing ] && args=("${quick[@]}")
   ASAN_OPTIONS=detect_leaks=1 "./build-asan/$t" "${args[@]}" 2>&1 | tee "$logs/$t.log"
   check_reports "$logs/$t.log"
 done

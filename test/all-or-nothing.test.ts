@@ -2,11 +2,12 @@
  * A step is all or nothing, and every refusal is an AdampError with a code, on every backend:
  * the cases a hostile-input review found (several groups with a bad param in a later one, aliasing
  * host arrays, undefined or deleted hyperparameters, state dicts of another optimizer, config
- * typos, arrays from another realm, shared memory).
+ * typos, arrays from another realm, shared memory), and a native core that runs out of memory.
  */
 import * as vm from 'vm';
 import { AdamP, AdamW, SGD, SGDP } from '../lib/index';
 import type { Param } from '../lib/index';
+import { loadAddon } from '../lib/binding/load';
 import { availableBackends } from './helpers/backends';
 import { randn, rng } from './helpers/random';
 
@@ -174,5 +175,73 @@ describe.each(availableBackends().filter((b) => b !== 'cuda'))('backend %s', (ba
     expect(loss).toBe(42);
     expect(calls).toEqual(['closure']);
     expect(codeOf(() => opt.step(5 as never))).toMatch(/closure must be a function/);
+  });
+});
+
+/**
+ * The native core allocates everything a step needs before its first kernel (native/cpu/step.h),
+ * so a step that runs out of memory throws ERR_ADAMP_NATIVE having changed nothing. The addon's
+ * test-only hook fails each allocation of a step in turn; native/tests/test_all_or_nothing.cpp does the same below the
+ * addon for every heap allocation (operator new).
+ */
+describe('native: a step the core cannot allocate for changes nothing', () => {
+  const loaded = loadAddon();
+  const addon = 'addon' in loaded ? loaded.addon : undefined;
+  const native = availableBackends().includes('native');
+
+  /** Two groups: a conv weight (rows, speculative pass) and a bias; channels innermost (lanes) and long rows (pieces). */
+  function groups(seed: number): Param[][] {
+    const r = rng(seed);
+    const p = (name: string, shape: number[], channelAxis?: number): Param => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      return { name, data: randn(r, n), grad: randn(r, n), shape, ...(channelAxis === undefined ? {} : { channelAxis }) };
+    };
+    return [[p('conv', [8, 3, 3, 3]), p('bias', [8])], [p('lanes', [50, 20], 1), p('pieces', [2, 40000])]];
+  }
+  const bytes = (ps: Param[][], opt: { stateDict(): unknown }): string =>
+    JSON.stringify({ p: ps.flat().map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength).toString('base64')), sd: opt.stateDict() },
+      (_k, v) => (ArrayBuffer.isView(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : v));
+  const nativeCode = (e: unknown): string => `${(e as { name?: string }).name}: ${(e as { code?: string }).code}`;
+
+  (native ? test.each([
+    ['AdamP', 1], ['AdamP', 2], ['SGDP', 1], ['SGDP', 2],
+  ] as const) : test.skip.each([['AdamP', 1]] as const))('%s, %d threads: each allocation of a step in turn', async (name, threads) => {
+    expect(typeof addon?.testOnlyFailAllocation).toBe('function');
+    const hook = addon!.testOnlyFailAllocation!.bind(addon);
+    const make = (): { ps: Param[][]; opt: AdamP | SGDP } => {
+      const ps = groups(21);
+      const gs = ps.map((params) => ({ params }));
+      const config = { backend: 'native' as const, threads };
+      const opt = name === 'AdamP' ? new AdamP(gs, { lr: 0.01, weightDecay: 0.1 }, config) : new SGDP(gs, { lr: 0.01, weightDecay: 0.1 }, config);
+      opt.step();
+      return { ps, opt };
+    };
+    const a = make(), twin = make(), probe = make();
+    hook(0);
+    probe.opt.step();
+    const total = hook(-1);
+    expect(total).toBeGreaterThan(10);
+    const before = bytes(a.ps, a.opt);
+    try {
+      for (let n = 1; n <= total; n++) {
+        hook(n);
+        let code = 'no error';
+        try {
+          if (n % 5 === 0) await a.opt.stepAsync();
+          else a.opt.step();
+        } catch (e) {
+          code = nativeCode(e);
+        }
+        hook(-1);
+        expect(`allocation ${n} of ${total}: ${code}`).toBe(`allocation ${n} of ${total}: AdampError: ERR_ADAMP_NATIVE`);
+        expect(bytes(a.ps, a.opt) === before).toBe(true);
+      }
+    } finally {
+      hook(-1);
+    }
+    a.opt.step();
+    twin.opt.step();
+    expect(bytes(a.ps, a.opt) === bytes(twin.ps, twin.opt)).toBe(true);
+    expect(a.opt.lastStepInfo).toEqual(twin.opt.lastStepInfo);
   });
 });

@@ -760,8 +760,15 @@ function addonCase(addon: NonNullable<ReturnType<typeof addonOf>>, r: () => numb
     name = `${pn} with garbage (${describeShort(bad)})`;
     run = call;
   } else if (entry === 1) {
-    name = `stepAsync: ${name}`;
-    run = () => addon.stepAsync([{ kind: stepArgs[0], slots: stepArgs[1], hyper: stepArgs[2], info: stepArgs[3] }] as never, stepArgs[4] as never);
+    // the jobs form: stepAsync, or stepJobs (the facade's synchronous step of several groups)
+    const jobs = [{ kind: stepArgs[0], slots: stepArgs[1], hyper: stepArgs[2], info: stepArgs[3] }] as never;
+    if (r() < 0.5) {
+      name = `stepAsync: ${name}`;
+      run = () => addon.stepAsync(jobs, stepArgs[4] as never);
+    } else {
+      name = `stepJobs: ${name}`;
+      run = () => addon.stepJobs(jobs, stepArgs[4] as never);
+    }
   } else {
     name = `step: ${name}`;
     run = () => addon.step(...(stepArgs as Parameters<typeof addon.step>));

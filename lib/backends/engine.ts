@@ -137,6 +137,8 @@ export interface Engine {
    * that no other step runs on the same optimizer until the promise settles.
    */
   stepAsync?(jobs: readonly StepJob[], options: StepOptions): Promise<void>;
+  /** Optional: every group of a step at once, all or nothing across them (else the facade calls step() per group). */
+  stepAll?(jobs: readonly StepJob[], options: StepOptions): void;
   /** Optional: the step protocol on shards of a tensor (js and native). */
   readonly protocol?: StepProtocol;
   /** Optional: called before the facade reads params or state (engines that keep copies elsewhere write them back). */

@@ -114,6 +114,17 @@ export interface Addon {
    * meanwhile. Invalid arguments throw synchronously (nothing is queued).
    */
   stepAsync(jobs: readonly AddonJob[], options?: AddonStepOptions): Promise<void>;
+  /**
+   * Several groups, in order, as one synchronous step: all or nothing across them (a core that
+   * cannot allocate what the step needs changes no group; step() is this with one group).
+   */
+  stepJobs(jobs: readonly AddonJob[], options?: AddonStepOptions): void;
+  /**
+   * TEST ONLY (test/all-or-nothing.test.ts; nothing in lib/ calls it): from now on the n-th
+   * allocation of the core's steps throws std::bad_alloc (n > 0), or they are only counted (0),
+   * or neither (-1, the default). Returns the allocations counted since the previous call.
+   */
+  testOnlyFailAllocation?(n: number): number;
 
   // The step protocol on shards of one tensor (the seam of a sharded step; see lib/backends/engine.ts
   // StepProtocol): stats -> decide -> apply -> finish. Records are opaque Float64Arrays.
@@ -137,6 +148,6 @@ export interface Addon {
 
 /** The names `load.ts` checks for. */
 export const ADDON_FUNCTIONS = [
-  'kinds', 'step', 'stepAsync', 'protocolUnits', 'protocolStats', 'protocolDecide', 'protocolApply', 'protocolFinish',
+  'kinds', 'step', 'stepAsync', 'stepJobs', 'protocolUnits', 'protocolStats', 'protocolDecide', 'protocolApply', 'protocolFinish',
   'info', 'setSimd', 'setSpeculation',
 ] as const satisfies readonly (keyof Addon)[];

@@ -71,6 +71,21 @@ JobArgs read_job(Napi::Env env, Napi::Value kind, Napi::Value slots, Napi::Value
   return a;
 }
 
+/** The jobs of stepAsync and stepJobs: an array of {kind, slots, hyper, info}. */
+std::vector<JobArgs> read_jobs(Napi::Env env, Napi::Value v, const std::string& fn) {
+  if (!v.IsArray()) type_error(env, fn + ": jobs must be an array");
+  Napi::Array arr = v.As<Napi::Array>();
+  std::vector<JobArgs> args;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    const std::string what = fn + ": jobs[" + std::to_string(i) + "]";
+    Napi::Value jv = arr.Get(i);
+    if (!jv.IsObject() || jv.IsArray()) type_error(env, what + " must be an object");
+    Napi::Object jo = jv.As<Napi::Object>();
+    args.push_back(read_job(env, jo.Get("kind"), jo.Get("slots"), jo.Get("hyper"), jo.Get("info"), what));
+  }
+  return args;
+}
+
 /** Phase 2: addresses and lengths, once no more of the caller's code can run before the step. */
 Job bind_job(Napi::Env env, const JobArgs& a, const std::string& fn) {
   Job job;
@@ -82,16 +97,22 @@ Job bind_job(Napi::Env env, const JobArgs& a, const std::string& fn) {
   return job;
 }
 
-void run_job(const Job& job, const cpu::StepConfig& cfg) {
-  cpu::step(job.kind, job.slots.data(), job.slots.size(), job.hyper.data(), job.info, cfg);
+/** Every job (group) as one step of the core: all or nothing across the groups (step.h). */
+void run_jobs(const std::vector<Job>& jobs, const cpu::StepConfig& cfg) {
+  std::vector<cpu::StepGroup> groups;
+  groups.reserve(jobs.size());
+  for (const Job& job : jobs) groups.push_back(cpu::StepGroup{job.kind, job.slots.data(), job.slots.size(), job.hyper.data(), job.info});
+  cpu::step(groups.data(), groups.size(), cfg);
 }
 
-/** The code of a step the core could not run (it allocates scratch memory and may start threads). */
+/**
+ * The code of a step the core could not run: it allocates scratch memory and may start threads,
+ * all before it changes anything (step.h), so a failed step has changed no param and no state.
+ */
 const char* const kNativeFailure = "ERR_ADAMP_NATIVE";
 
 std::string failure_message(const char* what) {
-  return std::string("adamp: the native core could not run the step (") + what +
-         "); params and state may be partly updated: restore them (e.g. from a checkpoint) before stepping again";
+  return std::string("adamp: the native core could not run the step (") + what + "); no param or state was changed";
 }
 
 /**
@@ -163,7 +184,7 @@ class StepTask {
   static void Execute(napi_env, void* data) {
     StepTask* t = static_cast<StepTask*>(data);
     try {
-      for (const Job& job : t->jobs_) run_job(job, t->cfg_);
+      run_jobs(t->jobs_, t->cfg_);
     } catch (const std::exception& e) {
       t->error_ = failure_message(e.what());
     } catch (...) {
@@ -377,6 +398,8 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
                              InstanceMethod("info", &AdampAddon::Info),
                              InstanceMethod("setSimd", &AdampAddon::SetSimd),
                              InstanceMethod("setSpeculation", &AdampAddon::SetSpeculation),
+                             InstanceMethod("stepJobs", &AdampAddon::StepJobs),
+                             InstanceMethod("testOnlyFailAllocation", &AdampAddon::TestOnlyFailAllocation),
                          });
 #if defined(ADAMP_HAVE_CUDA)
     if (&adamp::cuda::register_exports != nullptr) adamp::cuda::register_exports(env, exports);
@@ -426,24 +449,44 @@ class AdampAddon : public Napi::Addon<AdampAddon> {
     const std::string fn = "step";
     const JobArgs args = read_job(env, info[0], info[1], info[2], info[3], fn);
     const cpu::StepConfig cfg = parse_step_options(env, info[4], fn);
-    const Job job = bind_job(env, args, fn);
-    run_core(env, [&] { run_job(job, cfg); });
+    std::vector<Job> jobs;
+    jobs.push_back(bind_job(env, args, fn));
+    run_core(env, [&] { run_jobs(jobs, cfg); });
     return env.Undefined();
+  }
+
+  /** step() of several groups at once, as one step: all or nothing across them (the facade's synchronous step). */
+  Napi::Value StepJobs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::string fn = "stepJobs";
+    const std::vector<JobArgs> args = read_jobs(env, info[0], fn);
+    const cpu::StepConfig cfg = parse_step_options(env, info[1], fn);
+    std::vector<Job> jobs;
+    for (size_t i = 0; i < args.size(); ++i) jobs.push_back(bind_job(env, args[i], fn + ": jobs[" + std::to_string(i) + "]"));
+    run_core(env, [&] { run_jobs(jobs, cfg); });
+    return env.Undefined();
+  }
+
+  /**
+   * TEST ONLY (test/all-or-nothing.test.ts; the facade never calls it): cpu::testing::fail_allocation(n):
+   * n > 0 fails the n-th allocation of the core's steps from now on, 0 counts them, -1 is off (the
+   * default). Returns the allocations counted since the previous call.
+   */
+  Napi::Value TestOnlyFailAllocation(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::string fn = "testOnlyFailAllocation";
+    if (!info[0].IsNumber()) type_error(env, fn + ": n must be a number");
+    const double n = info[0].As<Napi::Number>().DoubleValue();
+    if (!(n >= -1 && n <= 1e15 && n == (double)(int64_t)n)) range_error(env, fn + ": n must be an integer >= -1");
+    const int64_t seen = cpu::testing::allocations();
+    cpu::testing::fail_allocation((int64_t)n);
+    return Napi::Number::New(env, (double)seen);
   }
 
   Napi::Value StepAsync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const std::string fn = "stepAsync";
-    if (!info[0].IsArray()) type_error(env, fn + ": jobs must be an array");
-    Napi::Array arr = info[0].As<Napi::Array>();
-    std::vector<JobArgs> args;
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
-      const std::string what = fn + ": jobs[" + std::to_string(i) + "]";
-      Napi::Value jv = arr.Get(i);
-      if (!jv.IsObject() || jv.IsArray()) type_error(env, what + " must be an object");
-      Napi::Object jo = jv.As<Napi::Object>();
-      args.push_back(read_job(env, jo.Get("kind"), jo.Get("slots"), jo.Get("hyper"), jo.Get("info"), what));
-    }
+    std::vector<JobArgs> args = read_jobs(env, info[0], fn);
     const cpu::StepConfig cfg = parse_step_options(env, info[1], fn);
     // Phase 2: no more of the caller's code runs from here until the step is queued.
     std::vector<Job> jobs;

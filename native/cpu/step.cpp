@@ -50,7 +50,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "adamp/math.h"
@@ -269,14 +272,80 @@ struct Decided {
   ProjCoef layer{1.0f, 0.0f};     // a layer projection's one coefficient pair
 };
 
-/** Lanes tiles' per-thread scratch (kernel_table.h LaneScratch) for tiles of up to n channels. */
-LaneScratch lane_scratch(int64_t n) {
+// ------------------------------------------------------------------------------------------------
+// Memory. A step is all or nothing: everything it allocates (plans, records, every wave's scratch,
+// the task lists, every thread's buffers) is allocated before its first kernel touches a param or
+// a state array, so a std::bad_alloc (or a thread that cannot start) leaves them all unchanged.
+// Every allocation of that phase goes through alloc_point(), the test-only fault injection
+// (testing::fail_allocation in step.h); past it a step allocates nothing.
+
+std::atomic<bool> g_fault_armed{false};   // testing only: alloc_point() counts and may fail
+std::atomic<int64_t> g_fault_count{0};    // allocation points passed since armed
+std::atomic<int64_t> g_fault_at{0};       // the allocation point that throws (1-based; 0: none)
+
+[[gnu::noinline]] void alloc_point_slow() {
+  const int64_t n = g_fault_count.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (n == g_fault_at.load(std::memory_order_relaxed)) throw std::bad_alloc();
+}
+/** Called before each allocation of a step's preparation: one relaxed load unless a test armed it. */
+inline void alloc_point() {
+  if (__builtin_expect(g_fault_armed.load(std::memory_order_relaxed), 0)) alloc_point_slow();
+}
+template <class V>
+void fit(V& v, size_t n) {  // v.size() >= n, contents not kept
+  if (v.size() < n) {
+    alloc_point();
+    v.clear();
+    v.resize(n);
+  }
+}
+template <class V>
+void reserve_for(V& v, size_t n) {
+  if (v.capacity() < n) {
+    alloc_point();
+    v.reserve(n);
+  }
+}
+template <class V, class T>
+void assign_n(V& v, size_t n, const T& x) {
+  if (v.capacity() < n) alloc_point();
+  v.assign(n, x);
+}
+
+/**
+ * One thread's buffers during a step, sized by the step before its first kernel (ThreadNeeds):
+ * Lanes tiles' scratch (kernel_table.h LaneScratch) and the speculative pass's row buffers for u.
+ */
+struct ThreadScratch {
+  std::vector<double> lane_d;
+  std::vector<float> lane_f;
+  std::vector<float> rows;
+};
+/** The most a step's tasks ask of a thread's buffers. */
+struct ThreadNeeds {
+  int64_t lane = 0;   // channels of a Lanes tile
+  int64_t pitch = 0;  // the speculative pass's row pitch (round_up8(inner))
+  void max_with(const ThreadNeeds& o) {
+    lane = std::max(lane, o.lane);
+    pitch = std::max(pitch, o.pitch);
+  }
+};
+void size_scratch(ThreadScratch& t, const ThreadNeeds& n) {
+  const int64_t npad = round_up8(n.lane);
+  fit(t.lane_d, (size_t)(4 * npad));
+  fit(t.lane_f, (size_t)(5 * npad));
+  if (n.pitch > 0) fit(t.rows, (size_t)(2 * n.pitch + 8));
+}
+
+// The accessors below find their buffers sized (size_scratch); growing them here would allocate
+// after the step has begun, so they only do it as a memory-safe fallback that no step takes.
+
+/** Lanes tiles' scratch for tiles of up to n channels. */
+LaneScratch lane_scratch(ThreadScratch& t, int64_t n) {
   const int64_t npad = round_up8(n);
-  thread_local std::vector<double> d;
-  thread_local std::vector<float> f;
-  if ((int64_t)d.size() < 4 * npad) d.resize((size_t)(4 * npad));
-  if ((int64_t)f.size() < 5 * npad) f.resize((size_t)(5 * npad));
-  return LaneScratch{d.data(), f.data(), f.data() + 4 * npad};
+  if ((int64_t)t.lane_d.size() < 4 * npad) t.lane_d.resize((size_t)(4 * npad));
+  if ((int64_t)t.lane_f.size() < 5 * npad) t.lane_f.resize((size_t)(5 * npad));
+  return LaneScratch{t.lane_d.data(), t.lane_f.data(), t.lane_f.data() + 4 * npad};
 }
 
 template <class P>
@@ -293,6 +362,7 @@ struct Run {
   float* ustore;  // kStoreU: u stored by pass 1, indexed like p (null: pass 2 recomputes it)
   bool norms;
   const HalfSlot* half = nullptr;   // 16-bit storage (kernels.h H16), or null; its arrays indexed like p
+  ThreadScratch* ts = nullptr;      // the buffers of the thread running this task
 
   Span at(int64_t e) const {
     Span x;
@@ -352,7 +422,7 @@ struct Run {
     const int64_t c0 = tile * U.cpt, n = std::min(U.cpt, U.channels - c0), C = U.channels;
     const int64_t e = a0 * C + c0;
     const LaneOut out{rec + c0, rec + C + c0, rec + 2 * C + c0, rec + 3 * C + c0};
-    k.pass1_lanes(at(e), LaneRows{rows, n, C}, s, out, lane_scratch(n), u_at(e));
+    k.pass1_lanes(at(e), LaneRows{rows, n, C}, s, out, lane_scratch(*ts, n), u_at(e));
   }
 
   Norms pass2_row(int64_t e, int64_t n, int projected, ProjCoef c, float wdf) const {
@@ -413,13 +483,17 @@ struct Run {
   }
 };
 
-/** The tensor's channel sums from its units' stats records (in unit order), then the decision. */
+/**
+ * The tensor's channel sums from its units' stats records (in unit order), then the decision.
+ * `sums`: scratch of at least U.channels; d.div and d.scale must have capacity for
+ * round_up8(U.channels) (nothing is allocated here).
+ */
 template <class P>
-void decide_records(const Units& U, const typename P::Hyper& h, const double* rec, Decided& d) {
+void decide_records(const Units& U, const typename P::Hyper& h, const double* rec, ChannelSums* sums, Decided& d) {
   const int64_t C = U.channels;
   ChannelSums zero;
   sums_zero(zero);
-  std::vector<ChannelSums> sums((size_t)C, zero);
+  std::fill(sums, sums + C, zero);
   auto get = [](const double* r) {
     ChannelSums c;
     c.gp = r[0], c.gg = r[1], c.pp = r[2], c.pu = r[3];
@@ -451,17 +525,17 @@ void decide_records(const Units& U, const typename P::Hyper& h, const double* re
     }
   }
   const DecisionParams dp = P::decision_params(h);
-  d.r = decide(sums.data(), C, U.numel, dp.delta, dp.wd_ratio, dp.eps);
+  d.r = decide(sums, C, U.numel, dp.delta, dp.wd_ratio, dp.eps);
   d.wdf = P::wd_factor(h, d.r.ratio);
   d.div.clear();
   d.scale.clear();
   if (is_projected(d.r.code)) {
     const float epsf = (float)dp.eps;
     d.layer = proj_coef(d.r.totals.pp, d.r.totals.pu, epsf);
-    d.div.assign((size_t)round_up8(C), 1.0f);
-    d.scale.assign((size_t)round_up8(C), 0.0f);
+    assign_n(d.div, (size_t)round_up8(C), 1.0f);  // within the plan's reserve in a step
+    assign_n(d.scale, (size_t)round_up8(C), 0.0f);
     for (int64_t c = 0; c < C; ++c) {
-      const ProjCoef k = proj_coef_for(d.r, sums.data(), c, epsf);
+      const ProjCoef k = proj_coef_for(d.r, sums, c, epsf);
       d.div[(size_t)c] = k.div;
       d.scale[(size_t)c] = k.scale;
     }
@@ -526,17 +600,16 @@ struct Plan {
 };
 
 template <class P>
-Run<P> run_of(const PolicyKernels<P>& k, const Plan<P>& pl, bool norms) {
+Run<P> run_of(const PolicyKernels<P>& k, const Plan<P>& pl, bool norms, ThreadScratch* ts) {
   const TensorSlot& s = *pl.s;
-  return Run<P>{k, pl.U, s.p, s.g, {s.state[0], s.state[1]}, 0, pl.sc, pl.u, norms, s.half};
+  return Run<P>{k, pl.U, s.p, s.g, {s.state[0], s.state[1]}, 0, pl.sc, pl.u, norms, s.half, ts};
 }
 
-/** Per-thread row buffers for u in the speculative pass: two rows of up to n floats, 32-byte aligned. */
-float* row_buffers(int64_t pitch) {
-  thread_local std::vector<float> buf;
+/** Per-thread row buffers for u in the speculative pass: two rows of `pitch` floats, 32-byte aligned. */
+float* row_buffers(ThreadScratch& t, int64_t pitch) {
   const size_t need = (size_t)(2 * pitch + 8);
-  if (buf.size() < need) buf.resize(std::max<size_t>(need, 8192));
-  return align32(buf.data());
+  if (t.rows.size() < need) t.rows.resize(need);  // sized by size_scratch: not taken
+  return align32(t.rows.data());
 }
 
 // The speculative single pass over the rows of unit u (see the top of the file). Rows are
@@ -546,7 +619,7 @@ template <class P>
 void run_spec_rows(const Run<P>& run, Plan<P>& plan, int64_t u, float epsf) {
   const TensorSlot& s = *plan.s;
   const int64_t n = s.inner, pitch = round_up8(n);
-  float* const ubuf = row_buffers(pitch);
+  float* const ubuf = row_buffers(*run.ts, pitch);
   const Speculation mode = plan.spec_mode;
   int64_t a, c0, c1;
   plan.U.rows_unit(u, a, c0, c1);
@@ -619,13 +692,13 @@ void run_pass1(const Run<P>& run, Plan<P>& plan, int64_t t, float epsf) {
 }
 
 template <class P>
-void decide_plan(const typename P::Hyper& h, Plan<P>& plan) {
-  decide_records<P>(plan.U, h, plan.rec.data(), plan.dec);
+void decide_plan(const typename P::Hyper& h, Plan<P>& plan, ChannelSums* sums) {
+  decide_records<P>(plan.U, h, plan.rec.data(), sums, plan.dec);
   if (plan.spec) {
     // Which rows were applied as the decision says: fold their norms now, in pass 2's order;
     // units with a wrong row go to pass 2.
     const int want = plan.dec.r.code == kDecisionChannel ? 1 : plan.dec.r.code == kDecisionNone ? 0 : -1;
-    plan.redo.assign((size_t)plan.U.count, 0);
+    plan.redo.assign((size_t)plan.U.count, 0);  // reserved by the plan
     for (int64_t u = 0; u < plan.U.count; ++u) {
       int64_t a, c0, c1;
       plan.U.rows_unit(u, a, c0, c1);
@@ -708,35 +781,6 @@ void finish_plan(Plan<P>& plan) {
   write_finish(U, plan.dec.r, plan.unit_norms.data(), plan.info);
 }
 
-/** Reusable float scratch (stored u, the speculative pass's old p), shared by concurrent steps. */
-class ScratchPool {
- public:
-  std::vector<float> acquire(size_t n) {
-    std::vector<float> v;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!free_.empty()) {
-        v = std::move(free_.back());
-        free_.pop_back();
-      }
-    }
-    if (v.size() < n) v.resize(n);
-    return v;
-  }
-  void release(std::vector<float>&& v) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (free_.size() < 2) free_.push_back(std::move(v));
-  }
-  static ScratchPool& shared() {
-    static ScratchPool* pool = new ScratchPool();  // leaked on purpose, like the thread pool
-    return *pool;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::vector<float>> free_;
-};
-
 // Sequences of (plan, item) to hand to the pool.
 struct TaskRef {
   int32_t plan;
@@ -744,46 +788,217 @@ struct TaskRef {
   int pass;  // 1 or 2
 };
 
-template <class P>
-void run_step(const TensorSlot* slots, size_t count, const double* hyper, double* info, const StepConfig& cfg) {
-  const PolicyKernels<P>& k = kernels().of(P());
-  const typename P::Hyper h = hyper_of<P>(hyper);
-  const int threads = clamp_threads(cfg.threads);
-  const bool norms = cfg.norms;
-  ThreadPool& pool = ThreadPool::shared();
-  std::vector<Plan<P>> plans(count);
-  const Speculation spec_mode = (Speculation)spec_state().load(std::memory_order_relaxed);
-  const bool spec_on = spec_mode != Speculation::Off;
-  float epsf = 0.0f;
-  if constexpr (P::kProjects) epsf = (float)P::decision_params(h).eps;
-  for (size_t j = 0; j < count; ++j) {
-    Plan<P>& pl = plans[j];
-    const TensorSlot& s = slots[j];
-    pl.s = &s;
-    pl.info = info + j * kInfoStride;
-    pl.U = make_units(geometry_of(s), P::kProjects);
-    pl.sc = P::scalars(h, s.step);
-    pl.unit_norms.assign((size_t)pl.U.count, Norms{0.0, 0.0, 0.0});
-    if (!pl.U.projecting()) {
-      decide_one_pass<P>(h, pl.dec);
-      continue;
+/** The most any task of a plan asks of a thread's buffers (ThreadScratch). */
+ThreadNeeds thread_needs(const Units& U, const TensorSlot& s, bool spec) {
+  ThreadNeeds n;
+  if (U.layout == Layout::Lanes) n.lane = std::min(U.cpt, U.channels);
+  if (spec) n.pitch = round_up8(s.inner);
+  return n;
+}
+
+/**
+ * Everything a step's waves use, sized before its first kernel and reused across steps
+ * (WorkspacePool): the two waves' scratch (stored u, the speculative pass's old p), a pool run's
+ * task lists, a decision's channel sums and the buffers of every thread of the pool run.
+ */
+struct Workspace {
+  std::vector<float> scratch[2];    // the two waves in flight use them in turn
+  std::vector<TaskRef> refs;        // a pool run's tasks, by owner
+  std::vector<TaskRef> items;       // this wave's items, in pass-1 order
+  std::vector<TaskRef> prev_items;  // the previous wave's
+  std::vector<int64_t> starts;      // where each owner's tasks start in refs
+  std::vector<ChannelSums> sums;    // a decision's channel sums
+  std::vector<ThreadScratch> threads;  // by ThreadPool::slot()
+};
+
+/** What the groups of a step need of a Workspace. */
+struct WorkspaceNeeds {
+  int64_t scratch[2] = {0, 0};  // floats (0: none)
+  int64_t items = 0;            // the most items of a wave
+  int64_t refs = 0;             // the most tasks of a pool run
+  int64_t channels = 0;         // the most channels of a projecting tensor
+  int threads = 1;              // pool slots
+  ThreadNeeds thread;
+  void max_with(const WorkspaceNeeds& o) {
+    for (int i = 0; i < 2; ++i) scratch[i] = std::max(scratch[i], o.scratch[i]);
+    items = std::max(items, o.items);
+    refs = std::max(refs, o.refs);
+    channels = std::max(channels, o.channels);
+    threads = std::max(threads, o.threads);
+    thread.max_with(o.thread);
+  }
+};
+
+void size_workspace(Workspace& ws, const WorkspaceNeeds& n) {
+  for (int i = 0; i < 2; ++i) fit(ws.scratch[i], (size_t)n.scratch[i]);
+  reserve_for(ws.refs, (size_t)n.refs);
+  reserve_for(ws.items, (size_t)n.items);
+  reserve_for(ws.prev_items, (size_t)n.items);
+  reserve_for(ws.starts, (size_t)n.threads + 1);
+  fit(ws.sums, (size_t)n.channels);
+  if (ws.threads.size() < (size_t)n.threads) {
+    alloc_point();
+    ws.threads.resize((size_t)n.threads);
+  }
+  for (int t = 0; t < n.threads; ++t) size_scratch(ws.threads[(size_t)t], n.thread);
+}
+
+/** Workspaces kept between steps (one; a concurrent step makes its own), shared by every thread. */
+class WorkspacePool {
+ public:
+  std::unique_ptr<Workspace> acquire() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (kept_) return std::move(kept_);
     }
-    pl.rec.assign((size_t)pl.U.rec_offset(pl.U.count), 0.0);
-    if (pl.U.layout == Layout::Lanes) pl.tile_norms.assign((size_t)pl.U.items, Norms{0.0, 0.0, 0.0});
-    if constexpr (speculates<P>()) {
-      pl.spec = spec_on && s.half == nullptr && pl.spec_shape();  // 16-bit tensors: two passes (same bits)
-      if (pl.spec) {
-        const DecisionParams dp = P::decision_params(h);
-        pl.spec_mode = spec_mode;
-        pl.applied.assign((size_t)s.channels, 0);
-        pl.row_norms.assign((size_t)s.channels, Norms{0.0, 0.0, 0.0});
-        pl.spec_thr = threshold_f32(dp.delta, s.channels > 0 ? (double)(s.numel / s.channels) : (double)NAN);
-        pl.spec_cos_e = cos_eps(dp.eps);
-        pl.spec_wdf_proj = P::wd_factor(h, dp.wd_ratio);
-        pl.spec_wdf_none = P::wd_factor(h, 1.0);
+    alloc_point();
+    return std::unique_ptr<Workspace>(new Workspace());
+  }
+  void drop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    kept_.reset();
+  }
+  void release(std::unique_ptr<Workspace> ws) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!kept_) kept_ = std::move(ws);
+  }
+  static WorkspacePool& shared() {
+    static WorkspacePool* pool = new WorkspacePool();  // leaked on purpose, like the thread pool
+    return *pool;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unique_ptr<Workspace> kept_;
+};
+
+/** A step's group, planned (all its memory allocated) and ready to run. */
+struct GroupRun {
+  virtual ~GroupRun() = default;
+  virtual void needs(WorkspaceNeeds& n) const = 0;
+  /** Runs the group in `ws` (sized for needs()): allocates nothing, throws nothing. */
+  virtual void run(Workspace& ws) = 0;
+};
+
+template <class P>
+struct GroupPlan final : GroupRun {
+  const PolicyKernels<P>& k;
+  const typename P::Hyper h;
+  const TensorSlot* slots;
+  size_t count;
+  int owners;
+  bool norms;
+  float epsf = 0.0f;
+  std::vector<Plan<P>> plans;
+  Workspace* ws = nullptr;                // while run() runs
+  std::function<void(int64_t)> task;      // a pool run's task i: ws->refs[i]
+
+  GroupPlan(const TensorSlot* slots_, size_t count_, const double* hyper, double* info, const StepConfig& cfg)
+      : k(kernels().of(P())), h(hyper_of<P>(hyper)), slots(slots_), count(count_) {
+    owners = std::min(clamp_threads(cfg.threads), ThreadPool::kMaxOwners);
+    norms = cfg.norms;
+    const Speculation spec_mode = (Speculation)spec_state().load(std::memory_order_relaxed);
+    const bool spec_on = spec_mode != Speculation::Off;
+    if constexpr (P::kProjects) epsf = (float)P::decision_params(h).eps;
+    alloc_point();
+    plans = std::vector<Plan<P>>(count);
+    for (size_t j = 0; j < count; ++j) {
+      Plan<P>& pl = plans[j];
+      const TensorSlot& s = slots[j];
+      pl.s = &s;
+      pl.info = info + j * kInfoStride;
+      pl.U = make_units(geometry_of(s), P::kProjects);
+      pl.sc = P::scalars(h, s.step);
+      assign_n(pl.unit_norms, (size_t)pl.U.count, Norms{0.0, 0.0, 0.0});
+      if (!pl.U.projecting()) {
+        decide_one_pass<P>(h, pl.dec);
+        continue;
+      }
+      assign_n(pl.rec, (size_t)pl.U.rec_offset(pl.U.count), 0.0);
+      if (pl.U.layout == Layout::Lanes) assign_n(pl.tile_norms, (size_t)pl.U.items, Norms{0.0, 0.0, 0.0});
+      // decide_records fills these after pass 1
+      reserve_for(pl.dec.div, (size_t)round_up8(s.channels));
+      reserve_for(pl.dec.scale, (size_t)round_up8(s.channels));
+      if constexpr (speculates<P>()) {
+        pl.spec = spec_on && s.half == nullptr && pl.spec_shape();  // 16-bit tensors: two passes (same bits)
+        if (pl.spec) {
+          const DecisionParams dp = P::decision_params(h);
+          pl.spec_mode = spec_mode;
+          assign_n(pl.applied, (size_t)s.channels, (uint8_t)0);
+          assign_n(pl.row_norms, (size_t)s.channels, Norms{0.0, 0.0, 0.0});
+          reserve_for(pl.redo, (size_t)pl.U.count);  // decide_plan fills it
+          pl.spec_thr = threshold_f32(dp.delta, s.channels > 0 ? (double)(s.numel / s.channels) : (double)NAN);
+          pl.spec_cos_e = cos_eps(dp.eps);
+          pl.spec_wdf_proj = P::wd_factor(h, dp.wd_ratio);
+          pl.spec_wdf_none = P::wd_factor(h, 1.0);
+        }
       }
     }
+    alloc_point();
+    task = [this](int64_t i) {
+      const TaskRef& r = ws->refs[(size_t)i];
+      Plan<P>& pl = plans[(size_t)r.plan];
+      ThreadScratch* const ts = &ws->threads[(size_t)ThreadPool::slot()];
+      if (r.pass == 1)
+        run_pass1(run_of(k, pl, norms, ts), pl, r.item, epsf);
+      else
+        run_pass2(run_of(k, pl, norms, ts), pl, r.item);
+    };
   }
+
+  /**
+   * A plan's part of its wave's scratch: the two-pass plans' stored u (kStoreU), the speculative
+   * plans' old p (rows round_up8(inner) apart). Each part starts 32-byte aligned.
+   */
+  int64_t floats_for(size_t j) const {
+    const Plan<P>& pl = plans[j];
+    if (pl.spec) return slots[j].channels * round_up8(slots[j].inner);
+    if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return round_up8(slots[j].numel);
+    return 0;
+  }
+  /** The end of the wave that starts at tensor j0: consecutive tensors up to about kWave elements (at least one; none at the end). */
+  size_t wave_end(size_t j0) const {
+    size_t j1 = j0;
+    int64_t elems = 0;
+    while (j1 < count && (j1 == j0 || elems + slots[j1].numel <= kWave)) elems += slots[j1++].numel;
+    return j1;
+  }
+  /** The wave's scratch: floats_for of its tensors and 8 for the alignment, or 0 when none needs any. */
+  int64_t wave_scratch(size_t j0, size_t j1) const {
+    int64_t need = 8;
+    for (size_t j = j0; j < j1; ++j) need += floats_for(j);
+    return need > 8 ? need : 0;
+  }
+  int64_t wave_items(size_t j0, size_t j1) const {
+    int64_t n = 0;
+    for (size_t j = j0; j < j1; ++j) n += plans[j].U.items;
+    return n;
+  }
+
+  void needs(WorkspaceNeeds& out) const override {
+    WorkspaceNeeds n;
+    n.threads = owners;
+    int64_t prev = 0;
+    int wave = 0;
+    for (size_t j0 = 0; j0 < count; ++wave) {
+      const size_t j1 = wave_end(j0);
+      n.scratch[wave & 1] = std::max(n.scratch[wave & 1], wave_scratch(j0, j1));
+      const int64_t items = wave_items(j0, j1);
+      n.items = std::max(n.items, items);
+      n.refs = std::max(n.refs, prev + items);
+      prev = items;
+      j0 = j1;
+    }
+    n.refs = std::max(n.refs, prev);
+    for (const Plan<P>& pl : plans) {
+      if (pl.U.projecting()) n.channels = std::max(n.channels, pl.U.channels);
+      n.thread.max_with(thread_needs(pl.U, *pl.s, pl.spec));
+    }
+    out.max_with(n);
+  }
+
+  /** The first of the n items of a wave that owner w runs (items go to owners in contiguous blocks). */
+  int64_t owner_first(int w, int64_t n) const { return ((int64_t)w * n + owners - 1) / owners; }
 
   // Waves are pipelined: one pool run per wave holds pass 2 of the previous wave (first, walking
   // it backwards: what its pass 1 touched last is the likeliest still in cache) and then pass 1
@@ -792,101 +1007,74 @@ void run_step(const TensorSlot* slots, size_t count, const double* hyper, double
   // of one pass overlaps the head of the next. The two waves in flight use the two scratch
   // buffers in turn. (The order of execution never changes a result: partials are folded in
   // unit order, and the two waves' tensors are disjoint.)
-  std::vector<TaskRef> refs;
-  std::vector<std::vector<TaskRef>> owned;  // per owner thread, this run's items
-  std::vector<int64_t> starts;              // where each owner's items start in refs
-  int64_t prev_items = 1;                   // items of the previous wave (its owners' blocks)
-  std::vector<float> scratch[2];
-  auto floats_for = [&](size_t j) -> int64_t {
-    // A plan's part of its wave's scratch: the two-pass plans' stored u (kStoreU), the speculative
-    // plans' old p (rows round_up8(inner) apart). Each part starts 32-byte aligned.
-    const Plan<P>& pl = plans[j];
-    if (pl.spec) return slots[j].channels * round_up8(slots[j].inner);
-    if (stores_u<P>() && pl.U.projecting() && slots[j].numel <= kStoreU) return round_up8(slots[j].numel);
-    return 0;
-  };
-  size_t p0 = 0, p1 = 0;  // the previous wave, waiting for its pass 2
-  size_t j0 = 0;
-  int wave = 0;
-  while (j0 < count || p1 > p0) {
-    // This wave: consecutive tensors up to about kWave elements (at least one tensor; none at the end).
-    size_t j1 = j0;
-    int64_t elems = 0;
-    while (j1 < count && (j1 == j0 || elems + slots[j1].numel <= kWave)) elems += slots[j1++].numel;
-
-    if (j1 > j0) {
-      // Scratch for the wave: at most about max(kWave, kSpecMax) floats, reused across waves and steps.
-      std::vector<float>& sc = scratch[wave & 1];
-      int64_t need = 8;
-      for (size_t j = j0; j < j1; ++j) need += floats_for(j);
-      if (need > 8 && sc.size() < (size_t)need) {
-        if (sc.empty()) sc = ScratchPool::shared().acquire((size_t)need);
-        if (sc.size() < (size_t)need) sc.resize((size_t)need);
+  void run(Workspace& w) override {
+    ws = &w;
+    ThreadPool& pool = ThreadPool::shared();
+    w.prev_items.clear();
+    size_t p0 = 0, p1 = 0;  // the previous wave, waiting for its pass 2
+    size_t j0 = 0;
+    int wave = 0;
+    while (j0 < count || p1 > p0) {
+      const size_t j1 = wave_end(j0);
+      if (j1 > j0) {
+        const int64_t need = wave_scratch(j0, j1);
+        float* const base = need > 0 ? align32(w.scratch[wave & 1].data()) : nullptr;
+        int64_t at = 0;
+        for (size_t j = j0; j < j1; ++j) {
+          Plan<P>& pl = plans[j];
+          pl.u = pl.save_p = nullptr;
+          if (floats_for(j) == 0) continue;
+          if (pl.spec)
+            pl.save_p = base + at;
+          else
+            pl.u = base + at;
+          at += floats_for(j);
+        }
       }
-      float* const base = need > 8 ? align32(sc.data()) : nullptr;
-      int64_t at = 0;
-      for (size_t j = j0; j < j1; ++j) {
-        Plan<P>& pl = plans[j];
-        pl.u = pl.save_p = nullptr;
-        if (floats_for(j) == 0) continue;
-        if (pl.spec)
-          pl.save_p = base + at;
-        else
-          pl.u = base + at;
-        at += floats_for(j);
-      }
-    }
 
-    // Each item has an owner thread, by its place in its wave's pass-1 order (contiguous blocks),
-    // and pass 2 runs it on the same owner: the lines pass 1 dirtied are still in that core's
-    // caches (from another core, every one would be fetched from this one's). Each owner's list:
-    // its pass-2 items of the previous wave, last first, then its pass-1 items of this wave.
-    const int owners = threads;
-    for (auto& l : owned) l.clear();
-    owned.resize((size_t)owners);
-    int64_t wave_items = 0;
-    for (size_t j = j0; j < j1; ++j) wave_items += plans[j].U.items;
-    {
-      int64_t idx = 0;
-      for (size_t j = p0; j < p1; ++j)
-        for (int64_t t = 0; t < plans[j].U.items; ++t, ++idx)
-          if (plans[j].U.projecting() && (!plans[j].spec || plans[j].redo[(size_t)t]))
-            owned[(size_t)(idx * owners / prev_items)].push_back(TaskRef{(int32_t)j, t, 2});
-      for (auto& l : owned) std::reverse(l.begin(), l.end());
-      idx = 0;
+      // Each item has an owner thread, by its place in its wave's pass-1 order (contiguous blocks),
+      // and pass 2 runs it on the same owner: the lines pass 1 dirtied are still in that core's
+      // caches (from another core, every one would be fetched from this one's). Each owner's tasks:
+      // its pass-2 items of the previous wave, last first, then its pass-1 items of this wave.
+      w.items.clear();
       for (size_t j = j0; j < j1; ++j)
-        for (int64_t t = 0; t < plans[j].U.items; ++t, ++idx)
-          owned[(size_t)(idx * owners / wave_items)].push_back(TaskRef{(int32_t)j, t, 1});
-    }
-    refs.clear();
-    starts.assign((size_t)owners + 1, 0);
-    for (int w = 0; w < owners; ++w) {
-      refs.insert(refs.end(), owned[(size_t)w].begin(), owned[(size_t)w].end());
-      starts[(size_t)w + 1] = (int64_t)refs.size();
-    }
-    prev_items = wave_items;
-    pool.run_owned(owners, starts.data(), [&](int64_t i) {
-      const TaskRef& r = refs[(size_t)i];
-      Plan<P>& pl = plans[(size_t)r.plan];
-      if (r.pass == 1)
-        run_pass1(run_of(k, pl, norms), pl, r.item, epsf);
-      else
-        run_pass2(run_of(k, pl, norms), pl, r.item);
-    });
-
-    for (size_t j = p0; j < p1; ++j) finish_plan(plans[j]);
-    for (size_t j = j0; j < j1; ++j)
-      if (plans[j].U.projecting()) {
-        if constexpr (P::kProjects) decide_plan<P>(h, plans[j]);
+        for (int64_t t = 0; t < plans[j].U.items; ++t) w.items.push_back(TaskRef{(int32_t)j, t, 1});
+      const int64_t n2 = (int64_t)w.prev_items.size(), n1 = (int64_t)w.items.size();
+      w.refs.clear();
+      w.starts.assign((size_t)owners + 1, 0);
+      for (int o = 0; o < owners; ++o) {
+        for (int64_t idx = owner_first(o + 1, n2) - 1; idx >= owner_first(o, n2); --idx) {
+          TaskRef r = w.prev_items[(size_t)idx];
+          const Plan<P>& pl = plans[(size_t)r.plan];
+          if (!pl.U.projecting() || (pl.spec && !pl.redo[(size_t)r.item])) continue;
+          r.pass = 2;
+          w.refs.push_back(r);
+        }
+        for (int64_t idx = owner_first(o, n1); idx < owner_first(o + 1, n1); ++idx) w.refs.push_back(w.items[(size_t)idx]);
+        w.starts[(size_t)o + 1] = (int64_t)w.refs.size();
       }
-    p0 = j0;
-    p1 = j1;
-    j0 = j1;
-    ++wave;
+      pool.run_owned(owners, w.starts.data(), task);
+
+      for (size_t j = p0; j < p1; ++j) finish_plan(plans[j]);
+      for (size_t j = j0; j < j1; ++j)
+        if (plans[j].U.projecting()) {
+          if constexpr (P::kProjects) decide_plan<P>(h, plans[j], w.sums.data());
+        }
+      std::swap(w.items, w.prev_items);
+      p0 = j0;
+      p1 = j1;
+      j0 = j1;
+      ++wave;
+    }
+    ws = nullptr;
   }
-  for (std::vector<float>& sc : scratch)
-    if (!sc.empty()) ScratchPool::shared().release(std::move(sc));
-}
+};
+
+/** Holds a workspace from the pool and gives it back, grown or not, however the step ends. */
+struct WorkspaceLease {
+  std::unique_ptr<Workspace> ws = WorkspacePool::shared().acquire();
+  ~WorkspaceLease() { WorkspacePool::shared().release(std::move(ws)); }
+};
 
 // ------------------------------------------------------------------------------------------------
 // The protocol's records.
@@ -941,8 +1129,8 @@ void decode_decision(const Units& U, const typename P::Hyper* h, const double* r
   if (!is_projected(r.code) || h == nullptr) return;
   const int64_t C = U.channels, ncoef = decision_ncoef(r.code, U);
   if (r.code == kDecisionLayer) d.layer = ProjCoef{(float)rec[kDecisionHeader], (float)rec[kDecisionHeader + 1]};
-  d.div.assign((size_t)round_up8(C), 1.0f);
-  d.scale.assign((size_t)round_up8(C), 0.0f);
+  assign_n(d.div, (size_t)round_up8(C), 1.0f);
+  assign_n(d.scale, (size_t)round_up8(C), 0.0f);
   for (int64_t c = 0; c < C; ++c) {
     const int64_t i = ncoef == 1 ? 0 : c;
     d.div[(size_t)c] = (float)rec[kDecisionHeader + i];
@@ -951,10 +1139,19 @@ void decode_decision(const Units& U, const typename P::Hyper* h, const double* r
 }
 
 template <class P>
-Run<P> shard_run(const Units& U, const TensorSlot& shard, int64_t offset, const typename P::Hyper& h, bool norms) {
+Run<P> shard_run(const Units& U, const TensorSlot& shard, int64_t offset, const typename P::Hyper& h, bool norms,
+                 ThreadScratch* ts) {
   const PolicyKernels<P>& k = kernels().of(P());
   return Run<P>{k, U, shard.p, shard.g, {shard.state[0], shard.state[1]}, offset, P::scalars(h, shard.step), nullptr, norms,
-                shard.half};
+                shard.half, ts};
+}
+
+thread_local ThreadScratch t_protocol_scratch;  // kept between a thread's protocol calls
+
+/** The calling thread's buffers for a protocol call on this shard, sized before its first kernel. */
+ThreadScratch& protocol_scratch(const Units& U, const TensorSlot& shard) {
+  size_scratch(t_protocol_scratch, thread_needs(U, shard, false));
+  return t_protocol_scratch;
 }
 
 }  // namespace
@@ -998,9 +1195,49 @@ const char* check_hyper(OptKind kind, const double* hyper, int* field) {
   return msg;
 }
 
-void step(OptKind kind, const TensorSlot* slots, size_t count, const double* hyper, double* info, const StepConfig& cfg) {
-  with_policy(kind, [&](auto pol) { run_step<decltype(pol)>(slots, count, hyper, info, cfg); });
+void step(const StepGroup* groups, size_t count, const StepConfig& cfg) {
+  // Everything is allocated first (see "Memory" above): the groups' plans, the pool's threads and
+  // one workspace sized for the largest need of any group; then the groups run, allocating nothing.
+  std::vector<std::unique_ptr<GroupRun>> runs;
+  reserve_for(runs, count);
+  WorkspaceNeeds need;
+  for (size_t i = 0; i < count; ++i) {
+    const StepGroup& g = groups[i];
+    with_policy(g.kind, [&](auto pol) {
+      using P = decltype(pol);
+      alloc_point();
+      runs.emplace_back(new GroupPlan<P>(g.slots, g.count, g.hyper, g.info, cfg));
+    });
+    runs.back()->needs(need);
+  }
+  ThreadPool::shared().reserve(need.threads);
+  WorkspaceLease lease;
+  size_workspace(*lease.ws, need);
+  for (const std::unique_ptr<GroupRun>& r : runs) r->run(*lease.ws);
 }
+
+void step(OptKind kind, const TensorSlot* slots, size_t count, const double* hyper, double* info, const StepConfig& cfg) {
+  const StepGroup g{kind, slots, count, hyper, info};
+  step(&g, 1, cfg);
+}
+
+namespace testing {
+
+void fail_allocation(int64_t n) {
+  g_fault_armed.store(false, std::memory_order_relaxed);
+  g_fault_count.store(0, std::memory_order_relaxed);
+  g_fault_at.store(n > 0 ? n : 0, std::memory_order_relaxed);
+  if (n >= 0) g_fault_armed.store(true, std::memory_order_relaxed);
+}
+
+int64_t allocations() { return g_fault_count.load(std::memory_order_relaxed); }
+
+void release_caches() {
+  WorkspacePool::shared().drop();
+  t_protocol_scratch = ThreadScratch();
+}
+
+}  // namespace testing
 
 // ------------------------------------------------------------------------------------------------
 // The protocol.
@@ -1036,9 +1273,10 @@ void stats(OptKind kind, const Geometry& geo, const TensorSlot& shard, int64_t o
     using P = decltype(pol);
     const Units U = make_units(geo, P::kProjects);
     if (!U.projecting()) return;  // one pass: nothing before apply
-    const Run<P> run = shard_run<P>(U, shard, offset, hyper_of<P>(hyper), true);
     const size_t at = out.size();
+    reserve_for(out, at + (size_t)(U.rec_offset(u1) - U.rec_offset(u0)));
     out.resize(at + (size_t)(U.rec_offset(u1) - U.rec_offset(u0)), 0.0);
+    const Run<P> run = shard_run<P>(U, shard, offset, hyper_of<P>(hyper), true, &protocol_scratch(U, shard));
     for (int64_t u = u0; u < u1; ++u) {
       double* rec = out.data() + at + (U.rec_offset(u) - U.rec_offset(u0));
       if (U.layout == Layout::Lanes)
@@ -1063,8 +1301,10 @@ void decide(OptKind kind, const Geometry& geo, const double* hyper, const double
     const typename P::Hyper h = hyper_of<P>(hyper);
     Decided d;
     if constexpr (P::kProjects) {
-      if (U.projecting())
-        decide_records<P>(U, h, partials, d);
+      if (U.projecting()) {
+        std::vector<ChannelSums> sums((size_t)U.channels);
+        decide_records<P>(U, h, partials, sums.data(), d);
+      }
       else
         decide_one_pass<P>(h, d);
     } else {
@@ -1111,7 +1351,8 @@ void apply(OptKind kind, const Geometry& geo, const TensorSlot& shard, int64_t o
     const typename P::Hyper h = hyper_of<P>(hyper);
     Decided d;
     decode_decision<P>(U, &h, decision, d);
-    const Run<P> run = shard_run<P>(U, shard, offset, h, norms);
+    reserve_for(out, out.size() + (size_t)(kNormLen * (u1 - u0)));
+    const Run<P> run = shard_run<P>(U, shard, offset, h, norms, &protocol_scratch(U, shard));
     for (int64_t u = u0; u < u1; ++u) {
       const Norms nr = run.apply_whole_unit(u, d);
       out.push_back(nr.before);

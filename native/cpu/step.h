@@ -75,6 +75,43 @@ const char* check_hyper(OptKind kind, const double* hyper, int* field);
  */
 void step(OptKind kind, const TensorSlot* slots, size_t count, const double* hyper, double* info, const StepConfig& cfg);
 
+/** One group of a step: what `step` above takes. */
+struct StepGroup {
+  OptKind kind;
+  const TensorSlot* slots;
+  size_t count;
+  const double* hyper;
+  double* info;
+};
+/**
+ * Steps every group, in order, as one step. All or nothing: every allocation the step needs (its
+ * plans, scratch, task lists, every thread's buffers, the pool's threads) is made before the first
+ * kernel touches a param or a state array. A std::bad_alloc or std::system_error (a thread that
+ * cannot start) leaves every param and state array of every group unchanged; once the kernels
+ * start, nothing allocates and nothing throws. `step` above is this with one group. (The protocol's
+ * calls below are each all or nothing in the same way: stats and apply allocate before touching
+ * their shard.)
+ */
+void step(const StepGroup* groups, size_t count, const StepConfig& cfg);
+
+/**
+ * TEST ONLY: fault injection for the all-or-nothing tests (native/tests/test_all_or_nothing.cpp,
+ * test/all-or-nothing.test.ts through the addon's test-only `testOnlyFailAllocation`). Every
+ * allocation of a step's (or a protocol call's) preparation passes an allocation point; a normal
+ * step pays one relaxed atomic load per point, never more.
+ */
+namespace testing {
+/**
+ * n > 0: from now on, the n-th allocation point (on any thread) throws std::bad_alloc, once;
+ * n == 0: count allocation points only; n < 0: off (the default). Restarts the count.
+ */
+void fail_allocation(int64_t n);
+/** Allocation points passed since the last fail_allocation(n >= 0). */
+int64_t allocations();
+/** Frees the buffers kept between steps (the workspace, this thread's protocol buffers), so the next step allocates them all again. */
+void release_caches();
+}  // namespace testing
+
 // ------------------------------------------------------------------------------------------------
 // The step protocol (docs/architecture.md, "The step protocol"; lib/backends/engine.ts
 // StepProtocol): one tensor's step as units -> stats -> decide -> apply -> finish, on shards that

@@ -41,6 +41,18 @@ bool spin_until(F done) {
 
 }  // namespace
 
+namespace {
+thread_local int t_slot = 0;  // ThreadPool::slot(): set once by each helper
+}  // namespace
+
+int ThreadPool::slot() { return t_slot; }
+
+void ThreadPool::reserve(int threads) {
+  if (threads > kMaxOwners) threads = kMaxOwners;
+  std::lock_guard<std::mutex> lock(mu_);
+  grow(threads - 1);
+}
+
 ThreadPool& ThreadPool::shared() {
   // note: deliberately leaked. Joining threads from a static destructor at process exit races
   // with Node tearing down; idle workers parked on a condition variable cost nothing.
@@ -65,9 +77,10 @@ void ThreadPool::grow(int workers) {
 }
 
 void ThreadPool::drain(int who) {
-  // A task that throws (std::bad_alloc growing a per-thread buffer) must not end the process on a
-  // helper thread: the first exception is kept, the remaining tasks still run (each writes only
-  // its own outputs), and run() rethrows it on the caller's thread.
+  // A task that throws must not end the process on a helper thread: the first exception is kept,
+  // the remaining tasks still run (each writes only its own outputs), and run() rethrows it on the
+  // caller's thread. (The core's steps allocate nothing in their tasks, step.cpp "Memory"; this
+  // is the net for any other caller.)
   const std::function<void(int64_t)> fn = [this](int64_t t) {
     try {
       (*fn_)(t);
@@ -97,6 +110,7 @@ void ThreadPool::drain(int who) {
 }
 
 void ThreadPool::worker_main(int index) {
+  t_slot = index + 1;
   uint64_t seen = 0;
   for (;;) {
     // Spin first: the next run of a step usually comes within microseconds.

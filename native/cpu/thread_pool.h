@@ -54,6 +54,23 @@ class ThreadPool {
   /** The process-wide pool. */
   static ThreadPool& shared();
 
+  /**
+   * Starts the helper threads a run with `threads` threads uses, now (run() starts them when it
+   * first needs them). A step calls it before its first kernel, so that a thread that cannot start
+   * (std::system_error, std::bad_alloc) fails the step before it has changed anything.
+   */
+  void reserve(int threads);
+
+  /**
+   * The calling thread's slot in a run: 0 on the thread that called run() (every thread that is
+   * not one of this pool's helpers), 1 + i on helper i. A run with `threads` threads runs its
+   * tasks on slots [0, threads), so per-thread buffers can be made before the run, by slot.
+   */
+  static int slot();
+
+  /** The most owners of run_owned (more threads are clamped to it). */
+  static constexpr int kMaxOwners = 64;
+
  private:
   void worker_main(int index);
   void grow(int workers);  // with mu_ held
@@ -75,7 +92,6 @@ class ThreadPool {
   std::mutex error_mu_;
   std::exception_ptr error_;  // the first exception a task of the current run threw
   // run_owned: per-owner cursors, each on its own cache line; owners_ == 0 in a plain run.
-  static constexpr int kMaxOwners = 64;
   struct alignas(64) Cursor {
     std::atomic<int64_t> next{0};
     int64_t end = 0;

@@ -174,6 +174,12 @@ export class NativeEngine implements Engine {
     call(() => this.addon.step(job.spec.kind, job.slots.map(wire), job.hyper, job.info, { threads: this.threads, norms: options.norms }));
   }
 
+  /** Every group as one step of the core: a core that cannot allocate what it needs changes none of them. */
+  stepAll(jobs: readonly StepJob[], options: StepOptions): void {
+    const addonJobs: AddonJob[] = jobs.map((j) => ({ kind: j.spec.kind, slots: j.slots.map(wire), hyper: j.hyper, info: j.info }));
+    call(() => this.addon.stepJobs(addonJobs, { threads: this.threads, norms: options.norms }));
+  }
+
   /**
    * Runs every group on a libuv worker thread; the JavaScript thread stays free. The addon keeps
    * the arrays alive until the promise settles. Arguments are validated before anything runs, so
