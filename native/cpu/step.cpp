@@ -37,7 +37,7 @@
 // row's norms are kept and folded in the same order as pass 2 folds them, so p, the state and
 // the info record are bit-identical to the two-pass path (set_speculation(Speculation::Off)).
 // Measured on the 2-core bench machine it pays for AdamP at 2 threads (the apply's arithmetic
-// runs under pass 1's memory stalls instead of after them). SGDP does not use it: its pass 2 is
+// runs under pass 1's memory stalls instead of after them), and not at 1, where it is off. SGDP does not use it: its pass 2 is
 // cheap and served from the last-level cache, and the extra store of the old p (plus the
 // unprojected buffer without Nesterov) made it no faster at 2 threads and slower at 1.
 //
@@ -898,7 +898,13 @@ struct GroupPlan final : GroupRun {
     owners = std::min(clamp_threads(cfg.threads), ThreadPool::kMaxOwners);
     norms = cfg.norms;
     const Speculation spec_mode = (Speculation)spec_state().load(std::memory_order_relaxed);
-    const bool spec_on = spec_mode != Speculation::Off;
+    // On: at 2 threads and more only. At 1 thread the two-pass path (u stored between the passes)
+    // was faster on every measured cell (AdamP / Adam, fire and random, kernel benchmark,
+    // 2026-12-02: ResNet-50 1.47-1.51x two-pass against 1.65-1.68x speculative; GPT-2 small
+    // 1.62x against 1.62-1.67x); at 2 threads the speculative pass was (ResNet-50 1.70-1.74x
+    // against 1.71-1.82x, GPT-2 small 1.69-1.71x against 1.78-1.93x). The Predict modes (tests)
+    // speculate at any thread count.
+    const bool spec_on = spec_mode == Speculation::On ? owners > 1 : spec_mode != Speculation::Off;
     if constexpr (P::kProjects) epsf = (float)P::decision_params(h).eps;
     alloc_point();
     plans = std::vector<Plan<P>>(count);

@@ -175,9 +175,10 @@ Simd set_simd(Simd want);
 const char* simd_name(Simd s);
 
 /**
- * The speculative single pass of policies with kSpeculate, for row-layout tensors (On by default).
- * Every mode gives the same results bit for bit: Off forces the two-pass path; PredictNone and
- * PredictChannel (tests) force every row's prediction, so every redo path runs.
+ * The speculative single pass of policies with kSpeculate, for row-layout tensors (On by default:
+ * in steps on 2 threads or more; a 1-thread step takes the two-pass path, faster there). Every
+ * mode gives the same results bit for bit: Off forces the two-pass path; PredictNone and
+ * PredictChannel (tests) force every row's prediction at any thread count, so every redo path runs.
  */
 enum class Speculation { Off = 0, On = 1, PredictNone = 2, PredictChannel = 3 };
 Speculation speculation();
