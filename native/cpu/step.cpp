@@ -21,9 +21,10 @@
 // Per eligible tensor of a projecting policy: pass 1 (state + per-channel sums; kStoreU policies
 // also store u) -> decide -> pass 2 (apply from the stored u; tensors over kStoreU elements
 // recompute it bit-identically). Tensors are processed in waves of about kWave elements: pass 1 of
-// a wave, its decisions, then pass 2 of the wave, so a wave's data is still in the last-level
-// cache for pass 2 and small tensors share one dispatch. Pass 2 of a wave runs in the same pool
-// run as pass 1 of the next (see run_step): one wait for the threads per wave.
+// a wave, its decisions (each by the thread that ends the tensor's pass 1), then pass 2 of the
+// wave, so a wave's data is still in the last-level cache for pass 2 and small tensors share one
+// dispatch. Pass 2 of a wave runs in the same pool run as pass 1 of the next (see run_step): one
+// wait for the threads per wave.
 //
 // The speculative single pass (policies with kSpeculate; eligible tensors with outer == 1 whose
 // rows fit one unit, up to kSpecMax elements): pass 1 applies a predicted final update to each row
@@ -320,14 +321,17 @@ struct ThreadScratch {
   std::vector<double> lane_d;
   std::vector<float> lane_f;
   std::vector<float> rows;
+  std::vector<ChannelSums> sums;  // a decision's channel sums (the thread that ends a plan's pass 1 decides it)
 };
 /** The most a step's tasks ask of a thread's buffers. */
 struct ThreadNeeds {
   int64_t lane = 0;   // channels of a Lanes tile
   int64_t pitch = 0;  // the speculative pass's row pitch (round_up8(inner))
+  int64_t channels = 0;  // the most channels of a projecting tensor (a decision's sums)
   void max_with(const ThreadNeeds& o) {
     lane = std::max(lane, o.lane);
     pitch = std::max(pitch, o.pitch);
+    channels = std::max(channels, o.channels);
   }
 };
 void size_scratch(ThreadScratch& t, const ThreadNeeds& n) {
@@ -335,6 +339,7 @@ void size_scratch(ThreadScratch& t, const ThreadNeeds& n) {
   fit(t.lane_d, (size_t)(4 * npad));
   fit(t.lane_f, (size_t)(5 * npad));
   if (n.pitch > 0) fit(t.rows, (size_t)(2 * n.pitch + 8));
+  fit(t.sums, (size_t)n.channels);
 }
 
 // The accessors below find their buffers sized (size_scratch); growing them here would allocate
@@ -488,17 +493,28 @@ struct Run {
  * `sums`: scratch of at least U.channels; d.div and d.scale must have capacity for
  * round_up8(U.channels) (nothing is allocated here).
  */
+/** The four sums of a stats record. */
+ChannelSums record_sums(const double* r) {
+  ChannelSums c;
+  c.gp = r[0], c.gg = r[1], c.pp = r[2], c.pu = r[3];
+  return c;
+}
+
+/** A channel's sums as decide_records folds them when one unit holds the whole channel (0 + the record). */
+ChannelSums channel_sums(const double* r) {
+  ChannelSums c;
+  sums_zero(c);
+  sums_add(c, record_sums(r));
+  return c;
+}
+
 template <class P>
 void decide_records(const Units& U, const typename P::Hyper& h, const double* rec, ChannelSums* sums, Decided& d) {
   const int64_t C = U.channels;
   ChannelSums zero;
   sums_zero(zero);
   std::fill(sums, sums + C, zero);
-  auto get = [](const double* r) {
-    ChannelSums c;
-    c.gp = r[0], c.gg = r[1], c.pp = r[2], c.pu = r[3];
-    return c;
-  };
+  auto get = record_sums;
   for (int64_t u = 0; u < U.count; ++u) {
     const double* r = rec + U.rec_offset(u);
     switch (U.layout) {
@@ -580,6 +596,11 @@ struct Plan {
   std::vector<Norms> tile_norms;  // Lanes: per item (tile)
   float* u = nullptr;             // kStoreU: where pass 1 stores u for pass 2 (null: pass 2 recomputes it)
   Decided dec;
+  // Rows with outer == 1 (each channel's sums come from one unit): the thread that runs an item's
+  // pass 1 also gives its channels' |cos| and projection coefficients (dec.div, dec.scale), so
+  // deciding the tensor is a max and a sum over channels (decide_items).
+  bool item_cos = false;
+  std::vector<double> chan_cos;  // per channel
 
   // The speculative single pass (Rows, outer == 1; items are units).
   bool spec = false;
@@ -588,6 +609,7 @@ struct Plan {
   std::vector<Norms> row_norms;  // per channel: the norms of the applied row
   std::vector<uint8_t> redo;     // per unit: some row of it must be redone
   std::atomic<int> broken{0};    // some row's |cos| reached the channel threshold (prediction only)
+  std::atomic<int64_t> left1{0};  // pass-1 items not yet run in this wave (the last one decides)
   float spec_thr = 0.0f;         // the channel threshold, as decide_reduced computes it
   double spec_cos_e = 0.0;       // cos_eps(eps)
   float spec_wdf_proj = 1.0f, spec_wdf_none = 1.0f;
@@ -691,9 +713,64 @@ void run_pass1(const Run<P>& run, Plan<P>& plan, int64_t t, float epsf) {
   }
 }
 
+/** The |cos| and projection coefficients of item t's channels (item_cos plans, after its pass 1). */
+template <class P>
+void item_coefs(Plan<P>& plan, int64_t t, double cos_e, float epsf) {
+  const Units& U = plan.U;
+  int64_t u0, u1;
+  U.item_units(t, u0, u1);
+  for (int64_t u = u0; u < u1; ++u) {
+    int64_t a, c0, c1;
+    U.rows_unit(u, a, c0, c1);
+    const double* r = plan.rec.data() + U.rec_offset(u);
+    for (int64_t c = c0; c < c1; ++c) {
+      const ChannelSums cs = channel_sums(r + kSumsLen * (c - c0));
+      plan.chan_cos[(size_t)c] = abs_cos(cs.gp, cs.gg, cs.pp, cos_e);
+      const ProjCoef k = proj_coef(cs.pp, cs.pu, epsf);
+      plan.dec.div[(size_t)c] = k.div;
+      plan.dec.scale[(size_t)c] = k.scale;
+    }
+  }
+}
+
+/**
+ * decide_records of an item_cos plan, bit for bit (math.h decide: the same |cos| values, the
+ * same NaN-sticky max, the totals added in channel order), from what its items gave.
+ */
+template <class P>
+void decide_items(const typename P::Hyper& h, Plan<P>& plan) {
+  const Units& U = plan.U;
+  Decided& d = plan.dec;
+  const int64_t C = U.channels;
+  double max_cos = 0.0;
+  ChannelSums totals;
+  sums_zero(totals);
+  for (int64_t c = 0; c < C; ++c) {
+    const double cs = plan.chan_cos[(size_t)c];
+    if (!(cs <= max_cos)) max_cos = (max_cos != max_cos) ? max_cos : cs;
+    sums_add(totals, channel_sums(plan.rec.data() + kSumsLen * c));
+  }
+  const DecisionParams dp = P::decision_params(h);
+  d.r = decide_reduced(max_cos, totals, C, U.numel, dp.delta, dp.wd_ratio, dp.eps);
+  d.wdf = P::wd_factor(h, d.r.ratio);
+  if (!is_projected(d.r.code)) {
+    d.div.clear();
+    d.scale.clear();
+    return;
+  }
+  d.layer = proj_coef(d.r.totals.pp, d.r.totals.pu, (float)dp.eps);
+  if (d.r.code == kDecisionLayer) {
+    std::fill(d.div.begin(), d.div.begin() + C, d.layer.div);
+    std::fill(d.scale.begin(), d.scale.begin() + C, d.layer.scale);
+  }
+}
+
 template <class P>
 void decide_plan(const typename P::Hyper& h, Plan<P>& plan, ChannelSums* sums) {
-  decide_records<P>(plan.U, h, plan.rec.data(), sums, plan.dec);
+  if (plan.item_cos)
+    decide_items<P>(h, plan);
+  else
+    decide_records<P>(plan.U, h, plan.rec.data(), sums, plan.dec);
   if (plan.spec) {
     // Which rows were applied as the decision says: fold their norms now, in pass 2's order;
     // units with a wrong row go to pass 2.
@@ -793,13 +870,14 @@ ThreadNeeds thread_needs(const Units& U, const TensorSlot& s, bool spec) {
   ThreadNeeds n;
   if (U.layout == Layout::Lanes) n.lane = std::min(U.cpt, U.channels);
   if (spec) n.pitch = round_up8(s.inner);
+  if (U.projecting() && !(U.layout == Layout::Rows && s.outer == 1)) n.channels = U.channels;  // decide_records' sums (not item_cos)
   return n;
 }
 
 /**
  * Everything a step's waves use, sized before its first kernel and reused across steps
  * (WorkspacePool): the two waves' scratch (stored u, the speculative pass's old p), a pool run's
- * task lists, a decision's channel sums and the buffers of every thread of the pool run.
+ * task lists and the buffers of every thread of the pool run (a decision's channel sums included).
  */
 struct Workspace {
   std::vector<float> scratch[2];    // the two waves in flight use them in turn
@@ -807,7 +885,6 @@ struct Workspace {
   std::vector<TaskRef> items;       // this wave's items, in pass-1 order
   std::vector<TaskRef> prev_items;  // the previous wave's
   std::vector<int64_t> starts;      // where each owner's tasks start in refs
-  std::vector<ChannelSums> sums;    // a decision's channel sums
   std::vector<ThreadScratch> threads;  // by ThreadPool::slot()
 };
 
@@ -816,14 +893,12 @@ struct WorkspaceNeeds {
   int64_t scratch[2] = {0, 0};  // floats (0: none)
   int64_t items = 0;            // the most items of a wave
   int64_t refs = 0;             // the most tasks of a pool run
-  int64_t channels = 0;         // the most channels of a projecting tensor
   int threads = 1;              // pool slots
   ThreadNeeds thread;
   void max_with(const WorkspaceNeeds& o) {
     for (int i = 0; i < 2; ++i) scratch[i] = std::max(scratch[i], o.scratch[i]);
     items = std::max(items, o.items);
     refs = std::max(refs, o.refs);
-    channels = std::max(channels, o.channels);
     threads = std::max(threads, o.threads);
     thread.max_with(o.thread);
   }
@@ -835,7 +910,6 @@ void size_workspace(Workspace& ws, const WorkspaceNeeds& n) {
   reserve_for(ws.items, (size_t)n.items);
   reserve_for(ws.prev_items, (size_t)n.items);
   reserve_for(ws.starts, (size_t)n.threads + 1);
-  fit(ws.sums, (size_t)n.channels);
   if (ws.threads.size() < (size_t)n.threads) {
     alloc_point();
     ws.threads.resize((size_t)n.threads);
@@ -889,6 +963,7 @@ struct GroupPlan final : GroupRun {
   int owners;
   bool norms;
   float epsf = 0.0f;
+  double cos_e = 0.0;  // cos_eps(eps)
   std::vector<Plan<P>> plans;
   Workspace* ws = nullptr;                // while run() runs
   std::function<void(int64_t)> task;      // a pool run's task i: ws->refs[i]
@@ -905,7 +980,10 @@ struct GroupPlan final : GroupRun {
     // against 1.71-1.82x, GPT-2 small 1.69-1.71x against 1.78-1.93x). The Predict modes (tests)
     // speculate at any thread count.
     const bool spec_on = spec_mode == Speculation::On ? owners > 1 : spec_mode != Speculation::Off;
-    if constexpr (P::kProjects) epsf = (float)P::decision_params(h).eps;
+    if constexpr (P::kProjects) {
+      epsf = (float)P::decision_params(h).eps;
+      cos_e = cos_eps(P::decision_params(h).eps);
+    }
     alloc_point();
     plans = std::vector<Plan<P>>(count);
     for (size_t j = 0; j < count; ++j) {
@@ -922,9 +1000,17 @@ struct GroupPlan final : GroupRun {
       }
       assign_n(pl.rec, (size_t)pl.U.rec_offset(pl.U.count), 0.0);
       if (pl.U.layout == Layout::Lanes) assign_n(pl.tile_norms, (size_t)pl.U.items, Norms{0.0, 0.0, 0.0});
-      // decide_records fills these after pass 1
-      reserve_for(pl.dec.div, (size_t)round_up8(s.channels));
-      reserve_for(pl.dec.scale, (size_t)round_up8(s.channels));
+      pl.item_cos = pl.U.layout == Layout::Rows && s.outer == 1;
+      if (pl.item_cos) {
+        // the items fill these in pass 1 (padding: div 1, scale 0)
+        assign_n(pl.chan_cos, (size_t)s.channels, 0.0);
+        assign_n(pl.dec.div, (size_t)round_up8(s.channels), 1.0f);
+        assign_n(pl.dec.scale, (size_t)round_up8(s.channels), 0.0f);
+      } else {
+        // decide_records fills these after pass 1
+        reserve_for(pl.dec.div, (size_t)round_up8(s.channels));
+        reserve_for(pl.dec.scale, (size_t)round_up8(s.channels));
+      }
       if constexpr (speculates<P>()) {
         pl.spec = spec_on && s.half == nullptr && pl.spec_shape();  // 16-bit tensors: two passes (same bits)
         if (pl.spec) {
@@ -945,9 +1031,14 @@ struct GroupPlan final : GroupRun {
       const TaskRef& r = ws->refs[(size_t)i];
       Plan<P>& pl = plans[(size_t)r.plan];
       ThreadScratch* const ts = &ws->threads[(size_t)ThreadPool::slot()];
-      if (r.pass == 1)
+      if (r.pass == 1) {
         run_pass1(run_of(k, pl, norms, ts), pl, r.item, epsf);
-      else
+        if (pl.item_cos) item_coefs(pl, r.item, cos_e, epsf);
+        // The thread that ends a tensor's pass 1 decides it, while the others go on (acq_rel: it
+        // sees every other item's records).
+        if constexpr (P::kProjects)
+          if (pl.U.projecting() && pl.left1.fetch_sub(1, std::memory_order_acq_rel) == 1) decide_plan<P>(h, pl, ts->sums.data());
+      } else
         run_pass2(run_of(k, pl, norms, ts), pl, r.item);
     };
   }
@@ -996,10 +1087,7 @@ struct GroupPlan final : GroupRun {
       j0 = j1;
     }
     n.refs = std::max(n.refs, prev);
-    for (const Plan<P>& pl : plans) {
-      if (pl.U.projecting()) n.channels = std::max(n.channels, pl.U.channels);
-      n.thread.max_with(thread_needs(pl.U, *pl.s, pl.spec));
-    }
+    for (const Plan<P>& pl : plans) n.thread.max_with(thread_needs(pl.U, *pl.s, pl.spec));
     out.max_with(n);
   }
 
@@ -1008,7 +1096,8 @@ struct GroupPlan final : GroupRun {
 
   // Waves are pipelined: one pool run per wave holds pass 2 of the previous wave (first, walking
   // it backwards: what its pass 1 touched last is the likeliest still in cache) and then pass 1
-  // of this wave; the decisions of this wave follow on the calling thread. A step thus waits for
+  // of this wave; each tensor of this wave is decided by the thread that ran the last of its pass-1
+  // items, while the other threads go on (no serial phase between the runs). A step thus waits for
   // its threads about once per wave, as the one-pass floor does, instead of twice, and the tail
   // of one pass overlaps the head of the next. The two waves in flight use the two scratch
   // buffers in turn. (The order of execution never changes a result: partials are folded in
@@ -1043,8 +1132,10 @@ struct GroupPlan final : GroupRun {
       // caches (from another core, every one would be fetched from this one's). Each owner's tasks:
       // its pass-2 items of the previous wave, last first, then its pass-1 items of this wave.
       w.items.clear();
-      for (size_t j = j0; j < j1; ++j)
+      for (size_t j = j0; j < j1; ++j) {
+        plans[j].left1.store(plans[j].U.items, std::memory_order_relaxed);
         for (int64_t t = 0; t < plans[j].U.items; ++t) w.items.push_back(TaskRef{(int32_t)j, t, 1});
+      }
       const int64_t n2 = (int64_t)w.prev_items.size(), n1 = (int64_t)w.items.size();
       w.refs.clear();
       w.starts.assign((size_t)owners + 1, 0);
@@ -1062,10 +1153,9 @@ struct GroupPlan final : GroupRun {
       pool.run_owned(owners, w.starts.data(), task);
 
       for (size_t j = p0; j < p1; ++j) finish_plan(plans[j]);
-      for (size_t j = j0; j < j1; ++j)
-        if (plans[j].U.projecting()) {
-          if constexpr (P::kProjects) decide_plan<P>(h, plans[j], w.sums.data());
-        }
+      for (size_t j = j0; j < j1; ++j)  // a projecting tensor without items (no channels) has had no last item
+        if constexpr (P::kProjects)
+          if (plans[j].U.projecting() && plans[j].U.items == 0) decide_plan<P>(h, plans[j], w.threads[0].sums.data());
       std::swap(w.items, w.prev_items);
       p0 = j0;
       p1 = j1;

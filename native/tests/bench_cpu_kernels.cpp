@@ -10,13 +10,17 @@
 //   bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes 50257x768,...] [--threads N]
 //                     [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]
 //                     [--layout torch|tf] [--algos adamp,adampNoNorms,adam,sgdp,sgdpNoNorms,sgd]
-//                     [--speculation on|off]
+//                     [--speculation on|off] [--ab]
 //   bench_cpu_kernels --digest N
 //
 // --algos runs only the named runs (ratios whose two runs both ran). --speculation off is
 // setSpeculation('off'). Times are wall clock and process CPU time (every thread's, so a step
 // that lost its core to another process on a shared machine still counts only its own work).
 // --digest: the random differential below, not a benchmark.
+// --ab (a binary built by scripts/bench-kernels.sh --base REV --same-process): every run is made
+// twice each step, by this tree's core and by REV's (bench_ab_base.cpp), in alternating order, so
+// the comparison of two builds sees the same memory and the same neighbours; adds each run's
+// ...BaseMs, the base's ratios (...Base) and this tree's time over the base's (...OverBaseMs).
 // --zero-rows F gives a fraction F of every eligible tensor's rows an exactly zero gradient (the
 // rows of an embedding the batch did not use). --layout tf stores every tensor with its first
 // dimension innermost, as TensorFlow.js keeps a kernel's output channels (outer x channels x 1:
@@ -59,6 +63,7 @@ struct Options {
   std::string algos;  // comma-separated subset of the runs (default: all)
   int digest = 0;     // > 0: the random differential instead of the benchmark
   int speculation = 1;  // cpu::Speculation: 1 on (the default), 0 off
+  bool ab = false;      // also step the base build's core (ADAMP_BENCH_AB)
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -67,7 +72,7 @@ struct Options {
           "usage: bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes AxB,...] [--threads N]\n"
           "                         [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]\n"
           "                         [--layout torch|tf] [--algos adamp,adampNoNorms,adam,sgdp,sgdpNoNorms,sgd]\n"
-          "                         [--speculation on|off]\n"
+          "                         [--speculation on|off] [--ab]\n"
           "       bench_cpu_kernels --digest N\n");
   exit(2);
 }
@@ -76,6 +81,14 @@ Options parse_args(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--ab") {
+#ifdef ADAMP_BENCH_AB
+      o.ab = true;
+      continue;
+#else
+      usage("--ab needs the binary scripts/bench-kernels.sh --same-process builds");
+#endif
+    }
     if (i + 1 >= argc) usage(("missing value after " + a).c_str());
     const char* v = argv[++i];
     if (a == "--set") o.set = v;
@@ -410,12 +423,42 @@ double process_cpu_ms() {
   return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+#ifdef ADAMP_BENCH_AB
+extern "C" int adamp_base_slot_size();
+extern "C" void adamp_base_step(int kind, const void* slots, size_t count, const double* hyper, double* info, int threads,
+                                int norms, int speculation);
+#endif
+
+/** One step of `slots` by this tree's core (base false) or the base build's (--ab). */
+void step_with(bool base, OptKind kind, const std::vector<cpu::TensorSlot>& slots, const double* hyper, double* info, int threads,
+               bool norms, int speculation) {
+#ifdef ADAMP_BENCH_AB
+  if (base) {
+    adamp_base_step((int)kind, slots.data(), slots.size(), hyper, info, threads, norms ? 1 : 0, speculation);
+    return;
+  }
+#else
+  (void)base, (void)speculation;
+#endif
+  cpu::StepConfig cfg;
+  cfg.threads = threads;
+  cfg.norms = norms;
+  cpu::step(kind, slots.data(), slots.size(), hyper, info, cfg);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse_args(argc, argv);
   if (o.digest > 0) return run_digest(o.digest);
   cpu::set_speculation((cpu::Speculation)o.speculation);
+#ifdef ADAMP_BENCH_AB
+  if (o.ab && adamp_base_slot_size() != (int)sizeof(cpu::TensorSlot)) {
+    fprintf(stderr, "bench_cpu_kernels: the base build's TensorSlot differs from this tree's (%d against %d bytes)\n",
+            adamp_base_slot_size(), (int)sizeof(cpu::TensorSlot));
+    return 2;
+  }
+#endif
   const std::vector<Tensor> ts = make_tensors(o);
   int64_t total = 0;
   for (const Tensor& t : ts) total += t.numel;
@@ -434,11 +477,13 @@ int main(int argc, char** argv) {
   for (int k = 0; k < kAlgos; ++k) {
     on[k] = o.algos.empty() || ("," + o.algos + ",").find(std::string(",") + algos[k].name + ",") != std::string::npos;
   }
+  // Run k + b * kAlgos: algorithm k on this tree's core (b 0) or the base build's (b 1, --ab).
+  const int builds = o.ab ? 2 : 1;
   std::vector<std::vector<float>> store;
-  store.reserve(ts.size() * 3 * kAlgos);
-  std::vector<cpu::TensorSlot> slots[kAlgos];
-  for (int k = 0; k < kAlgos; ++k) {
-    if (!on[k]) continue;
+  store.reserve(ts.size() * 3 * kAlgos * builds);
+  std::vector<cpu::TensorSlot> slots[2 * kAlgos];
+  for (int k = 0; k < kAlgos * builds; ++k) {
+    if (!on[k % kAlgos]) continue;
     for (const Tensor& t : ts) {
       cpu::TensorSlot s;
       store.push_back(t.p);
@@ -470,34 +515,39 @@ int main(int argc, char** argv) {
   // Ratios: AdamP (norms on, off) / AdamW, SGDP (on, off) / SGD; per step, wall and process CPU time.
   const int pairs[4][2] = {{0, 2}, {1, 2}, {3, 5}, {4, 5}};
   const int warmup = 2;
-  std::vector<double> ms[kAlgos], cpums[kAlgos], ratio[4], cpuratio[4];
+  std::vector<double> ms[2 * kAlgos], cpums[2 * kAlgos], ratio[8], cpuratio[8], over_base[kAlgos];
   int projected = -1;
   for (int r = 0; r < o.steps + warmup; ++r) {
-    double t[kAlgos], c[kAlgos];
+    double t[2 * kAlgos], c[2 * kAlgos];
     for (int k = 0; k < kAlgos; ++k) {
       if (!on[k]) continue;
-      for (cpu::TensorSlot& s : slots[k]) s.step = r + 1;
-      cpu::StepConfig cfg;
-      cfg.threads = o.threads;
-      cfg.norms = algos[k].norms;
-      const double c0 = process_cpu_ms();
-      const auto t0 = std::chrono::steady_clock::now();
-      cpu::step(algos[k].kind, slots[k].data(), slots[k].size(), hyper_of(algos[k].kind), info.data(), cfg);
-      t[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      c[k] = process_cpu_ms() - c0;
-      if (algos[k].kind == OptKind::SGDP) {
-        projected = 0;
-        for (size_t i = 0; i < ts.size(); ++i) projected += is_projected((int)info[i * kInfoStride + kInfoDecision]);
+      for (int i = 0; i < builds; ++i) {
+        const int b = (i + r) % builds;  // --ab: this tree first on even steps, the base first on odd ones
+        const int run = k + b * kAlgos;
+        for (cpu::TensorSlot& s : slots[run]) s.step = r + 1;
+        const double c0 = process_cpu_ms();
+        const auto t0 = std::chrono::steady_clock::now();
+        step_with(b == 1, algos[k].kind, slots[run], hyper_of(algos[k].kind), info.data(), o.threads, algos[k].norms, o.speculation);
+        t[run] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        c[run] = process_cpu_ms() - c0;
+        if (algos[k].kind == OptKind::SGDP && b == 0) {
+          projected = 0;
+          for (size_t i = 0; i < ts.size(); ++i) projected += is_projected((int)info[i * kInfoStride + kInfoDecision]);
+        }
       }
     }
     if (r < warmup) continue;
-    for (int k = 0; k < kAlgos; ++k)
-      if (on[k]) ms[k].push_back(t[k]), cpums[k].push_back(c[k]);
-    for (int q = 0; q < 4; ++q)
-      if (on[pairs[q][0]] && on[pairs[q][1]]) {
-        ratio[q].push_back(t[pairs[q][0]] / t[pairs[q][1]]);
-        cpuratio[q].push_back(c[pairs[q][0]] / c[pairs[q][1]]);
-      }
+    for (int k = 0; k < kAlgos * builds; ++k)
+      if (on[k % kAlgos]) ms[k].push_back(t[k]), cpums[k].push_back(c[k]);
+    for (int k = 0; k < kAlgos && builds == 2; ++k)
+      if (on[k]) over_base[k].push_back(t[k] / t[k + kAlgos]);
+    for (int b = 0; b < builds; ++b)
+      for (int q = 0; q < 4; ++q)
+        if (on[pairs[q][0]] && on[pairs[q][1]]) {
+          const int x = pairs[q][0] + b * kAlgos, y = pairs[q][1] + b * kAlgos;
+          ratio[q + 4 * b].push_back(t[x] / t[y]);
+          cpuratio[q + 4 * b].push_back(c[x] / c[y]);
+        }
   }
   printf("{\"set\":\"%s\",\"layout\":\"%s\",\"tensors\":%zu,\"numel\":%lld,\"threads\":%d,\"grads\":\"%s\",\"zeroRows\":%g,\"steps\":%d,"
          "\"simd\":\"%s\",\"speculation\":%d,\"projectedSgdp\":%d",
@@ -520,6 +570,12 @@ int main(int argc, char** argv) {
   for (int q = 0; q < 4; ++q) {
     const bool both = on[pairs[q][0]] && on[pairs[q][1]];
     printf(",\"%sOfMins\":%s", rn[q], both ? fmt(minimum(ms[pairs[q][0]]) / minimum(ms[pairs[q][1]])).c_str() : "null");
+  }
+  if (builds == 2) {
+    for (int k = 0; k < kAlgos; ++k) printf(",\"%sBaseMs\":%s", algos[k].name, num(ms[k + kAlgos]).c_str());
+    for (int q = 0; q < 4; ++q) printf(",\"%sBase\":%s", rn[q], num(ratio[q + 4]).c_str());
+    for (int q = 0; q < 4; ++q) printf(",\"%sBaseCpu\":%s", rn[q], num(cpuratio[q + 4]).c_str());
+    for (int k = 0; k < kAlgos; ++k) printf(",\"%sOverBaseMs\":%s", algos[k].name, num(over_base[k]).c_str());
   }
   printf("}\n");
   return 0;
