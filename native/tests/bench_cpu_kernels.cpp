@@ -10,13 +10,20 @@
 //   bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes 50257x768,...] [--threads N]
 //                     [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]
 //                     [--layout torch|tf] [--algos adamp,adampNoNorms,adam,sgdp,sgdpNoNorms,sgd]
-//                     [--speculation on|off] [--ab]
+//                     [--speculation on|off] [--same-memory] [--ab]
 //   bench_cpu_kernels --digest N
 //
 // --algos runs only the named runs (ratios whose two runs both ran). --speculation off is
 // setSpeculation('off'). Times are wall clock and process CPU time (every thread's, so a step
 // that lost its core to another process on a shared machine still counts only its own work).
 // --digest: the random differential below, not a benchmark.
+// --same-memory: every run steps the same p and state arrays (one copy instead of one per run),
+// each step from the same values: p and the state are reset before every timed step (untimed),
+// so every run of every step does the same work with the same decisions. On the bench VM one
+// allocation can be 1.4x slower to stream than another for the life of the process (host memory
+// placement), which moves ratios between runs on their own copies by up to 0.4; on one copy that
+// placement cancels out. The caches are flushed after the reset (256 MB read), as a training
+// step's forward and backward passes would leave them.
 // --ab (a binary built by scripts/bench-kernels.sh --base REV --same-process): every run is made
 // twice each step, by this tree's core and by REV's (bench_ab_base.cpp), in alternating order, so
 // the comparison of two builds sees the same memory and the same neighbours; adds each run's
@@ -35,6 +42,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -64,6 +72,7 @@ struct Options {
   int digest = 0;     // > 0: the random differential instead of the benchmark
   int speculation = 1;  // cpu::Speculation: 1 on (the default), 0 off
   bool ab = false;      // also step the base build's core (ADAMP_BENCH_AB)
+  bool same_memory = false;  // every run on one copy of p and state
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -72,7 +81,7 @@ struct Options {
           "usage: bench_cpu_kernels [--set resnet50|gpt2-small] [--shapes AxB,...] [--threads N]\n"
           "                         [--grads fire|random] [--zero-rows F] [--steps N] [--shapes-file PATH]\n"
           "                         [--layout torch|tf] [--algos adamp,adampNoNorms,adam,sgdp,sgdpNoNorms,sgd]\n"
-          "                         [--speculation on|off] [--ab]\n"
+          "                         [--speculation on|off] [--same-memory] [--ab]\n"
           "       bench_cpu_kernels --digest N\n");
   exit(2);
 }
@@ -88,6 +97,10 @@ Options parse_args(int argc, char** argv) {
 #else
       usage("--ab needs the binary scripts/bench-kernels.sh --same-process builds");
 #endif
+    }
+    if (a == "--same-memory") {
+      o.same_memory = true;
+      continue;
     }
     if (i + 1 >= argc) usage(("missing value after " + a).c_str());
     const char* v = argv[++i];
@@ -416,6 +429,15 @@ double median(std::vector<double> v) {
 /** The fastest step: on a machine whose neighbours take memory bandwidth in bursts, the least disturbed one. */
 double minimum(const std::vector<double>& v) { return v.empty() ? NAN : *std::min_element(v.begin(), v.end()); }
 
+/** Streams through 256 MB so that no run starts with the reset's last lines in the caches. */
+void evict_caches() {
+  static std::vector<float> junk((size_t)64 << 20, 1.0f);
+  static std::atomic<float> sink{0.0f};  // keeps the reads
+  float acc = 0.0f;
+  for (size_t i = 0; i < junk.size(); i += 16) acc += junk[i];
+  sink.store(acc, std::memory_order_relaxed);
+}
+
 /** CPU time of the whole process (every thread), in ms. */
 double process_cpu_ms() {
   timespec ts;
@@ -482,16 +504,22 @@ int main(int argc, char** argv) {
   std::vector<std::vector<float>> store;
   store.reserve(ts.size() * 3 * kAlgos * builds);
   std::vector<cpu::TensorSlot> slots[2 * kAlgos];
+  int first = -1;  // --same-memory: the run whose arrays every run uses
   for (int k = 0; k < kAlgos * builds; ++k) {
     if (!on[k % kAlgos]) continue;
-    for (const Tensor& t : ts) {
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const Tensor& t = ts[i];
       cpu::TensorSlot s;
-      store.push_back(t.p);
-      s.p = store.back().data();
-      store.emplace_back((size_t)t.numel, 0.0f);
-      s.state[0] = store.back().data();
-      store.emplace_back((size_t)t.numel, 0.0f);
-      s.state[1] = store.back().data();
+      if (o.same_memory && first >= 0) {
+        s = slots[first][i];
+      } else {
+        store.push_back(t.p);
+        s.p = store.back().data();
+        store.emplace_back((size_t)t.numel, 0.0f);
+        s.state[0] = store.back().data();
+        store.emplace_back((size_t)t.numel, 0.0f);
+        s.state[1] = store.back().data();
+      }
       s.g = t.g.data();
       s.numel = t.numel;
       s.channels = t.shape[0];
@@ -501,6 +529,7 @@ int main(int argc, char** argv) {
       s.step = 0;
       slots[k].push_back(s);
     }
+    if (first < 0) first = k;
   }
   std::vector<double> info(ts.size() * kInfoStride);
   // Wire order of each policy (native/include/adamp/optim/*.h).
@@ -525,6 +554,14 @@ int main(int argc, char** argv) {
         const int b = (i + r) % builds;  // --ab: this tree first on even steps, the base first on odd ones
         const int run = k + b * kAlgos;
         for (cpu::TensorSlot& s : slots[run]) s.step = r + 1;
+        if (o.same_memory)  // every step of every run from the same values (untimed)
+          for (size_t i = 0; i < ts.size(); ++i) {
+            const cpu::TensorSlot& s = slots[run][i];
+            memcpy(s.p, ts[i].p.data(), (size_t)ts[i].numel * sizeof(float));
+            memset(s.state[0], 0, (size_t)ts[i].numel * sizeof(float));
+            memset(s.state[1], 0, (size_t)ts[i].numel * sizeof(float));
+          }
+        if (o.same_memory) evict_caches();  // as a training step's forward and backward would
         const double c0 = process_cpu_ms();
         const auto t0 = std::chrono::steady_clock::now();
         step_with(b == 1, algos[k].kind, slots[run], hyper_of(algos[k].kind), info.data(), o.threads, algos[k].norms, o.speculation);
@@ -550,9 +587,9 @@ int main(int argc, char** argv) {
         }
   }
   printf("{\"set\":\"%s\",\"layout\":\"%s\",\"tensors\":%zu,\"numel\":%lld,\"threads\":%d,\"grads\":\"%s\",\"zeroRows\":%g,\"steps\":%d,"
-         "\"simd\":\"%s\",\"speculation\":%d,\"projectedSgdp\":%d",
+         "\"simd\":\"%s\",\"speculation\":%d,\"sameMemory\":%s,\"projectedSgdp\":%d",
          o.shapes.empty() ? o.set.c_str() : "custom", o.tf_layout ? "tf" : "torch", ts.size(), (long long)total, o.threads, o.fire ? "fire" : "random",
-         o.zero_rows, o.steps, cpu::simd_name(cpu::simd()), (int)cpu::speculation(), projected);
+         o.zero_rows, o.steps, cpu::simd_name(cpu::simd()), (int)cpu::speculation(), o.same_memory ? "true" : "false", projected);
   auto fmt = [](double x) {
     char b[32];
     if (std::isnan(x)) return std::string("null");
