@@ -220,6 +220,8 @@ struct Units {
     u1 = std::min(count, u0 + group);
   }
   bool projecting() const { return layout != Layout::OnePass; }
+  /** Rows with outer == 1: every channel's sums come from one unit (the PyTorch layout). */
+  bool channel_in_one_unit() const { return layout == Layout::Rows && outer == 1; }
 };
 
 Units make_units(const protocol::Geometry& g, bool projects) {
@@ -488,11 +490,6 @@ struct Run {
   }
 };
 
-/**
- * The tensor's channel sums from its units' stats records (in unit order), then the decision.
- * `sums`: scratch of at least U.channels; d.div and d.scale must have capacity for
- * round_up8(U.channels) (nothing is allocated here).
- */
 /** The four sums of a stats record. */
 ChannelSums record_sums(const double* r) {
   ChannelSums c;
@@ -508,6 +505,11 @@ ChannelSums channel_sums(const double* r) {
   return c;
 }
 
+/**
+ * The tensor's channel sums from its units' stats records (in unit order), then the decision.
+ * `sums`: scratch of at least U.channels; d.div and d.scale must have capacity for
+ * round_up8(U.channels) (nothing is allocated here).
+ */
 template <class P>
 void decide_records(const Units& U, const typename P::Hyper& h, const double* rec, ChannelSums* sums, Decided& d) {
   const int64_t C = U.channels;
@@ -596,9 +598,9 @@ struct Plan {
   std::vector<Norms> tile_norms;  // Lanes: per item (tile)
   float* u = nullptr;             // kStoreU: where pass 1 stores u for pass 2 (null: pass 2 recomputes it)
   Decided dec;
-  // Rows with outer == 1 (each channel's sums come from one unit): the thread that runs an item's
-  // pass 1 also gives its channels' |cos| and projection coefficients (dec.div, dec.scale), so
-  // deciding the tensor is a max and a sum over channels (decide_items).
+  // U.channel_in_one_unit(): the thread that runs an item's pass 1 also gives its channels' |cos|
+  // and projection coefficients (dec.div, dec.scale), so deciding the tensor is a max and a sum
+  // over channels (decide_items).
   bool item_cos = false;
   std::vector<double> chan_cos;  // per channel
 
@@ -617,7 +619,7 @@ struct Plan {
 
   /** Whether this plan qualifies for the speculative single pass (the shape alone decides). */
   bool spec_shape() const {
-    return U.layout == Layout::Rows && s->outer == 1 && s->numel > 0 && s->numel <= kSpecMax;
+    return U.channel_in_one_unit() && s->numel > 0 && s->numel <= kSpecMax;
   }
 };
 
@@ -870,7 +872,7 @@ ThreadNeeds thread_needs(const Units& U, const TensorSlot& s, bool spec) {
   ThreadNeeds n;
   if (U.layout == Layout::Lanes) n.lane = std::min(U.cpt, U.channels);
   if (spec) n.pitch = round_up8(s.inner);
-  if (U.projecting() && !(U.layout == Layout::Rows && s.outer == 1)) n.channels = U.channels;  // decide_records' sums (not item_cos)
+  if (U.projecting() && !U.channel_in_one_unit()) n.channels = U.channels;  // decide_records' sums (item_cos plans need none)
   return n;
 }
 
@@ -1000,7 +1002,7 @@ struct GroupPlan final : GroupRun {
       }
       assign_n(pl.rec, (size_t)pl.U.rec_offset(pl.U.count), 0.0);
       if (pl.U.layout == Layout::Lanes) assign_n(pl.tile_norms, (size_t)pl.U.items, Norms{0.0, 0.0, 0.0});
-      pl.item_cos = pl.U.layout == Layout::Rows && s.outer == 1;
+      pl.item_cos = pl.U.channel_in_one_unit();
       if (pl.item_cos) {
         // the items fill these in pass 1 (padding: div 1, scale 0)
         assign_n(pl.chan_cos, (size_t)s.channels, 0.0);
