@@ -554,14 +554,15 @@ int main(int argc, char** argv) {
         const int b = (i + r) % builds;  // --ab: this tree first on even steps, the base first on odd ones
         const int run = k + b * kAlgos;
         for (cpu::TensorSlot& s : slots[run]) s.step = r + 1;
-        if (o.same_memory)  // every step of every run from the same values (untimed)
+        if (o.same_memory) {  // every step of every run from the same values, caches cold (untimed)
           for (size_t i = 0; i < ts.size(); ++i) {
             const cpu::TensorSlot& s = slots[run][i];
             memcpy(s.p, ts[i].p.data(), (size_t)ts[i].numel * sizeof(float));
             memset(s.state[0], 0, (size_t)ts[i].numel * sizeof(float));
             memset(s.state[1], 0, (size_t)ts[i].numel * sizeof(float));
           }
-        if (o.same_memory) evict_caches();  // as a training step's forward and backward would
+          evict_caches();  // as a training step's forward and backward passes would leave them
+        }
         const double c0 = process_cpu_ms();
         const auto t0 = std::chrono::steady_clock::now();
         step_with(b == 1, algos[k].kind, slots[run], hyper_of(algos[k].kind), info.data(), o.threads, algos[k].norms, o.speculation);
