@@ -979,7 +979,9 @@ struct GroupPlan final : GroupRun {
     // was faster on every measured cell (AdamP / Adam, fire and random, kernel benchmark,
     // 2026-12-02: ResNet-50 1.47-1.51x two-pass against 1.65-1.68x speculative; GPT-2 small
     // 1.62x against 1.62-1.67x); at 2 threads the speculative pass was (ResNet-50 1.70-1.74x
-    // against 1.71-1.82x, GPT-2 small 1.69-1.71x against 1.78-1.93x). The Predict modes (tests)
+    // against 1.71-1.82x, GPT-2 small 1.69-1.71x against 1.78-1.93x). Each pair was measured
+    // within one process; the absolute ratios depend on where that process's memory landed
+    // (docs/performance.md, "measuring on one copy of memory"). The Predict modes (tests)
     // speculate at any thread count.
     const bool spec_on = spec_mode == Speculation::On ? owners > 1 : spec_mode != Speculation::Off;
     if constexpr (P::kProjects) {

@@ -200,7 +200,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   const std::string kind = info[0].As<Napi::String>();
   const int k = adamp_cuda_kind_of(kind.c_str());
   if (k < 0) ThrowType(env, "cudaCreate: kind must be one of " + KindList() + ", got '" + kind + "'");
-  adamp_cuda_config cfg = {0, 0, 0, 0};
+  adamp_cuda_config cfg = {0, 0, 0, 0, 0};  // every knob: 0 = the default
   int device = 0;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Object c = info[1].As<Napi::Object>();
