@@ -77,8 +77,14 @@ constexpr int64_t kBlock = 32768;  // target elements per unit
 constexpr int64_t kWave = ADAMP_WAVE_ELEMS;  // target elements per wave
 constexpr int kMaxThreads = 256;
 // kStoreU policies store u between the passes for tensors up to this size (the scratch is at most
-// max(kWave, kStoreU) floats, reused across steps); larger tensors recompute u in pass 2.
-constexpr int64_t kStoreU = int64_t(1) << 22;
+// max(kWave, kStoreU) floats, reused across steps); larger tensors recompute u in pass 2. Storing
+// pays: with ADAMP_STORE_U_MAX=0 (recompute always) AdamP took 1.34x as long, ResNet-50, fire,
+// 1 thread, one copy of memory (scripts/bench-kernels.sh --base HEAD --same-process --flags-a
+// "-DADAMP_STORE_U_MAX=0" -- --set resnet50 --threads 1 --grads fire --steps 20 --same-memory).
+#ifndef ADAMP_STORE_U_MAX
+#define ADAMP_STORE_U_MAX (int64_t(1) << 22)
+#endif
+constexpr int64_t kStoreU = ADAMP_STORE_U_MAX;
 // The speculative single pass takes tensors up to this size (its scratch holds the old p: up to
 // 256 MB for a tensor this large, reused across steps). Larger than kStoreU so that GPT-2's
 // token embedding (38.6M elements) is also stepped in one pass instead of two passes that
