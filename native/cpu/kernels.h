@@ -559,13 +559,36 @@ static inline void for_lanes_norms(int64_t n, NormSums& ns, const P1Of& p1of, co
     for_lanes(n, body);
 }
 
-// Pass 2 from a stored u (bit-identical to recomputing it): project, decay, step; reads p (through
-// the storage M) and u only. Save (float32 only): also copy the old p to `psave` (the speculative
-// single pass keeps it for a redo), with streaming stores (psave's rows are 32-byte aligned),
-// fenced at the end.
-template <class P, bool Projected, bool PerLane, bool Save, bool Nm, class M>
-static Norms apply_u_t(const Span& xr, const float* uin, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k,
-                       LaneCoefs kl, float wdf, float* psave) {
+// Pass 2's two sources of u. A source gives u of the r elements at o (`get`) and says whether a
+// projected u is also written back into state slot 0 (`writes_back`: SGDP without Nesterov).
+/** The u pass 1 stored (`uin`, indexed like p): pass 2 reads p and u only. */
+struct UStored {
+  const float* uin;
+  template <class P>
+  static constexpr bool writes_back() { return false; }
+  template <class P, class M, class IO>
+  Vec get(IO, const Span&, int64_t o, int r, const typename P::Scalars&) const { return IO::ld(uin + o, r); }
+};
+/** u recomputed from the state pass 1 stored, bit-identical to pass 1's (variant V). */
+template <int V>
+struct URecomputed {
+  template <class P>
+  static constexpr bool writes_back() { return P::writes_back(V); }
+  template <class P, class M, class IO>
+  Vec get(IO io, const Span& x, int64_t o, int r, const typename P::Scalars& s) const {
+    Vec st[P::kSlots];
+    load_state<P, IO>(x, o, r, st);
+    const Vec gv = P::stored_reads_g(V) ? M::g(io, x, o, r) : Vec(0.0f);
+    return P::template stored<V>(gv, st, s);
+  }
+};
+
+// Pass 2 with u from `src`: project (writing the projected u back where src says), decay, step.
+// Save (float32 only, stored u): also copy the old p to `psave` (the speculative single pass keeps
+// it for a redo), with streaming stores (psave's rows are 32-byte aligned), fenced at the end.
+template <class P, bool Projected, bool PerLane, bool Save, bool Nm, class M, class Src>
+static Norms pass2_from(const Span& xr, const Src& src, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k,
+                        LaneCoefs kl, float wdf, float* psave) {
   static_assert(!(Save && M::kHalf), "the speculative pass is float32 only");
   const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
   [[maybe_unused]] HalfSlot hl;
@@ -576,28 +599,37 @@ static Norms apply_u_t(const Span& xr, const float* uin, LaneRows lr, const type
   const Vec wv(wdf), divc(k.div), scc(k.scale);
   for (int64_t a = 0; a < lr.rows; ++a) {
     const int64_t off = a * lr.stride;
-    const float* const ur = uin + off;
     float* const sr = Save ? psave + off : nullptr;
     for_lanes_norms<Nm>(
         lr.n, ns, [&](int64_t b0) { return M::kHalf ? p1blk : x.p + off + b0; },
         [&](int64_t b0) { return Save ? sr + b0 : p0blk; }, false,
         [&](auto io, int64_t i, int r) {
           using IO = decltype(io);
-          const Vec p0 = M::p(io, x, off + i, r);
+          const int64_t o = off + i;
+          const Vec p0 = M::p(io, x, o, r);
           if (Save)
             IO::sv(sr + i, p0, r);
           else if (Nm)
             IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-          Vec u = IO::ld(ur + i, r);
-          if (Projected) u = project_at<PerLane>(u, p0, kl, i, divc, scc);
+          Vec u = src.template get<P, M>(io, x, o, r, s);
+          if constexpr (Projected) {
+            u = project_at<PerLane>(u, p0, kl, i, divc, scc);
+            if constexpr (Src::template writes_back<P>()) IO::st(x.st[0] + o, u, r);
+          }
           const Vec p1 = IO::keep(P::apply(p0, u, wv, s), r);
-          M::set_p(io, x, off + i, p1, r);
+          M::set_p(io, x, o, p1, r);
           if (Nm && M::kHalf) IO::st(p1blk + (i & (kFoldElems - 1)), p1, r);
           if (Nm) ns.add(p0, p1, false);
         });
   }
   if (Save) stream_fence();
   return Nm ? ns.norms() : nan_norms();
+}
+
+template <class P, bool Projected, bool PerLane, bool Save, bool Nm, class M>
+static Norms apply_u_t(const Span& x, const float* uin, LaneRows lr, const typename P::Scalars& s, ProjCoef k, LaneCoefs kl,
+                       float wdf, float* psave) {
+  return pass2_from<P, Projected, PerLane, Save, Nm, M>(x, UStored{uin}, lr, s, k, kl, wdf, psave);
 }
 
 template <class P, bool PerLane, bool Save, class M>
@@ -698,38 +730,8 @@ static Norms apply_u_lanes(const Span& x, const float* u, LaneRows lr, const typ
 // Pass 2: recompute u from the state (bit-identical to pass 1's), project (and write the projected
 // u back into state slot 0 where P::writes_back: SGDP without Nesterov), decay, step.
 template <class P, int V, bool Projected, bool PerLane, bool Nm, class M>
-static Norms pass2_t(const Span& xr, LaneRows lr, const typename P::Scalars& s_ref, ProjCoef k, LaneCoefs kl, float wdf) {
-  const typename P::Scalars s = s_ref;  // a local copy: stores through float* cannot alias it
-  [[maybe_unused]] HalfSlot hl;
-  const Span x = local_span<M>(xr, hl);  // likewise for the arrays and the 16-bit storage's fields
-  NormSums ns;
-  alignas(32) float p0blk[kFoldElems];  // the block's old p, for NormSums' double redo
-  alignas(32) float p1blk[M::kHalf ? kFoldElems : 1];  // 16-bit: the block's new p as float32 (p16 holds it rounded)
-  const Vec wv(wdf), divc(k.div), scc(k.scale);
-  for (int64_t a = 0; a < lr.rows; ++a) {
-    const int64_t off = a * lr.stride;
-    for_lanes_norms<Nm>(
-        lr.n, ns, [&](int64_t b0) { return M::kHalf ? p1blk : x.p + off + b0; }, [&](int64_t) { return p0blk; }, false,
-        [&](auto io, int64_t i, int r) {
-          using IO = decltype(io);
-          const int64_t o = off + i;
-          Vec st[P::kSlots];
-          load_state<P, IO>(x, o, r, st);
-          const Vec p0 = M::p(io, x, o, r);
-          if (Nm) IO::st(p0blk + (i & (kFoldElems - 1)), p0, r);
-          const Vec gv = P::stored_reads_g(V) ? M::g(io, x, o, r) : Vec(0.0f);
-          Vec u = P::template stored<V>(gv, st, s);
-          if constexpr (Projected) {
-            u = project_at<PerLane>(u, p0, kl, i, divc, scc);
-            if constexpr (P::writes_back(V)) IO::st(x.st[0] + o, u, r);
-          }
-          const Vec p1 = IO::keep(P::apply(p0, u, wv, s), r);
-          M::set_p(io, x, o, p1, r);
-          if (Nm && M::kHalf) IO::st(p1blk + (i & (kFoldElems - 1)), p1, r);
-          if (Nm) ns.add(p0, p1, false);
-        });
-  }
-  return Nm ? ns.norms() : nan_norms();
+static Norms pass2_t(const Span& x, LaneRows lr, const typename P::Scalars& s, ProjCoef k, LaneCoefs kl, float wdf) {
+  return pass2_from<P, Projected, PerLane, false, Nm, M>(x, URecomputed<V>{}, lr, s, k, kl, wdf, nullptr);
 }
 
 template <class P, bool PerLane, class M>
