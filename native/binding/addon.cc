@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../cpu/step.h"
+#include "async_task.h"
 #include "parse.h"
 
 #ifndef ADAMP_VERSION
@@ -116,15 +117,13 @@ std::string failure_message(const char* what) {
 }
 
 /**
- * An async step: jobs bound on the JS thread, run on a libuv worker thread (Execute), settled on
- * the JS thread (Complete). Raw N-API rather than Napi::AsyncWorker, whose completion throws a C++
- * exception when a call into JavaScript fails; when the environment is being torn down (a worker
- * terminated or calling process.exit() while a step is in flight) every such call fails, and the
- * exception escaping the completion callback aborted the process. Here no N-API status throws:
+ * An async step: jobs bound on the JS thread, run on a libuv worker thread (Run), settled on the
+ * JS thread. Raw N-API rather than Napi::AsyncWorker, whose completion throws a C++ exception when
+ * a call into JavaScript fails; when the environment is being torn down (a worker terminated or
+ * calling process.exit() while a step is in flight) every such call fails, and the exception
+ * escaping the completion callback aborted the process. The ordering protocol that prevents it is
+ * async_task.h's; what it means for a step:
  *
- * - Complete settles the promise only while JavaScript can run; otherwise (the status is
- *   napi_pending_exception, or napi_cannot_run_js on newer Node-API versions) it gives up on the
- *   promise, which nobody can observe any more, and only releases what it holds.
  * - Memory: the step writes into the callers' ArrayBuffers, which die with the environment's
  *   isolate. Node waits for every queued work item to complete before it frees the environment
  *   (Environment::CleanupHandles), and an env cleanup hook (Teardown) blocks until Execute has
@@ -136,40 +135,24 @@ std::string failure_message(const char* what) {
  *   untransferable before it calls stepAsync; direct callers of the addon must not transfer or
  *   resize an array until the promise settles (resizable buffers are refused here).
  */
-class StepTask {
+class StepTask final : public AsyncTask<StepTask> {
  public:
   static Napi::Value Start(Napi::Env env, std::vector<Job> jobs, const cpu::StepConfig& cfg,
                            const std::vector<Napi::TypedArray>& arrays) {
     std::unique_ptr<StepTask> t(new StepTask(std::move(jobs), cfg));
     napi_value promise = nullptr;
-    try {
-      t->refs_.reserve(arrays.size());  // push_back below cannot throw: no reference is made that is not recorded
-      for (const Napi::TypedArray& a : arrays) {
-        napi_ref r = nullptr;
-        NAPI_THROW_IF_FAILED(env, napi_create_reference(env, a, 1, &r), Napi::Value());
-        t->refs_.push_back(r);
-      }
-      NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &t->deferred_, &promise), Napi::Value());
-      napi_value name = Napi::String::New(env, "adamp:step");
-      NAPI_THROW_IF_FAILED(env, napi_create_async_work(env, nullptr, name, Execute, Complete, t.get(), &t->work_), Napi::Value());
-      NAPI_THROW_IF_FAILED(env, napi_add_env_cleanup_hook(env, Teardown, t.get()), Napi::Value());
-      t->hook_ = true;
-      NAPI_THROW_IF_FAILED(env, napi_queue_async_work(env, t->work_), Napi::Value());
-    } catch (...) {
-      // Nothing runs: release what was made (the promise, if any, is simply never settled: it was not returned).
-      if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t.get());
-      t->hook_ = false;
-      t->Release(env);
-      std::string what = "unknown failure";
-      try {
-        throw;
-      } catch (const Napi::Error& e) {
-        what = e.Message();
-      } catch (const std::exception& e) {
-        what = e.what();
-      } catch (...) {
-      }
-      Napi::Error err = Napi::Error::New(env, "adamp: the async step could not be queued (" + what + ")");
+    napi_status s = napi_ok;
+    t->refs_.reserve(arrays.size());  // push_back below cannot throw: no reference is made that is not recorded
+    for (const Napi::TypedArray& a : arrays) {
+      napi_ref r = nullptr;
+      s = napi_create_reference(env, a, 1, &r);
+      if (s != napi_ok) break;
+      t->refs_.push_back(r);
+    }
+    if (s == napi_ok) s = Queue(env, t.get(), "adamp:step", &promise);  // releases what it made on failure
+    if (s != napi_ok) {
+      t->ReleaseOwn(env);  // Nothing runs: the references made before the failure go too.
+      Napi::Error err = Napi::Error::New(env, "adamp: the async step could not be queued (N-API status " + std::to_string((int)s) + ")");
       err.Set("code", Napi::String::New(env, kNativeFailure));
       throw err;
     }
@@ -178,72 +161,32 @@ class StepTask {
   }
 
  private:
+  friend class AsyncTask<StepTask>;
   StepTask(std::vector<Job> jobs, const cpu::StepConfig& cfg) : jobs_(std::move(jobs)), cfg_(cfg) {}
 
   /** Worker thread: no N-API here. */
-  static void Execute(napi_env, void* data) {
-    StepTask* t = static_cast<StepTask*>(data);
+  void Run() {
     try {
-      run_jobs(t->jobs_, t->cfg_);
+      run_jobs(jobs_, cfg_);
     } catch (const std::exception& e) {
-      t->error_ = failure_message(e.what());
+      error_ = failure_message(e.what());
     } catch (...) {
-      t->error_ = failure_message("unknown failure");
+      error_ = failure_message("unknown failure");
     }
-    std::lock_guard<std::mutex> lock(t->mu_);
-    t->ran_ = true;
-    t->cv_.notify_all();
   }
 
-  /** JS thread, also during teardown. Throws nothing. */
-  static void Complete(napi_env env, napi_status status, void* data) {
-    StepTask* t = static_cast<StepTask*>(data);
-    if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t);
-    t->hook_ = false;
-    if (!t->env_gone_) {
-      t->Settle(env, status);
-      t->Release(env);
+  /** The error to reject with, if any (JS thread). */
+  napi_value Outcome(napi_env env, napi_status status, bool* failed) {
+    *failed = true;
+    if (status == napi_cancelled) return MakeError(env, "adamp: the async step was cancelled before it ran", kNativeFailure);
+    if (!error_.empty()) return MakeError(env, error_.c_str(), kNativeFailure);
+    if (AnyDetached(env)) {
+      return MakeError(env, "adamp: an array was detached (transferred) while the async step ran; do not transfer or resize "
+                            "params, grads or state until stepAsync() settles (NativeEngine marks them untransferable)",
+                       "ERR_ADAMP_DETACHED_DURING_STEP");
     }
-    // else: the environment's own teardown reclaims the references and the work item; touching
-    // them now could reach freed memory.
-    delete t;
-  }
-
-  /** Env cleanup hook (JS thread, the environment is going away): wait until the step no longer touches memory. */
-  static void Teardown(void* data) {
-    StepTask* t = static_cast<StepTask*>(data);
-    std::unique_lock<std::mutex> lock(t->mu_);
-    t->cv_.wait(lock, [t] { return t->ran_; });
-    t->hook_ = false;
-    // Node completes queued work before running cleanup hooks, so Complete normally ran already and
-    // this hook was removed; if it has not, it must not call into the environment any more.
-    t->env_gone_ = true;
-  }
-
-  /** Resolves or rejects the promise; stops quietly at the first N-API call that fails (JavaScript cannot run). */
-  void Settle(napi_env env, napi_status status) {
-    if (deferred_ == nullptr) return;
-    napi_value err = nullptr;
-    if (status == napi_cancelled) {
-      err = MakeError(env, "adamp: the async step was cancelled before it ran", kNativeFailure);
-    } else if (!error_.empty()) {
-      err = MakeError(env, error_.c_str(), kNativeFailure);
-    } else if (AnyDetached(env)) {
-      err = MakeError(env, "adamp: an array was detached (transferred) while the async step ran; do not transfer or resize "
-                           "params, grads or state until stepAsync() settles (NativeEngine marks them untransferable)",
-                      "ERR_ADAMP_DETACHED_DURING_STEP");
-    }
-    napi_status s;
-    if (err != nullptr) {
-      s = napi_reject_deferred(env, deferred_, err);
-    } else if (status != napi_ok && status != napi_cancelled) {
-      return;  // could not even build the error: JavaScript cannot run
-    } else {
-      napi_value undefined;
-      if (napi_get_undefined(env, &undefined) != napi_ok) return;
-      s = napi_resolve_deferred(env, deferred_, undefined);
-    }
-    if (s == napi_ok) deferred_ = nullptr;  // settled (a failed settle is left to the environment's teardown)
+    *failed = false;
+    return nullptr;
   }
 
   bool AnyDetached(napi_env env) {
@@ -261,33 +204,17 @@ class StepTask {
     return false;
   }
 
-  /** An Error with `code`, or nullptr when N-API cannot make one. */
-  static napi_value MakeError(napi_env env, const char* message, const char* code) {
-    napi_value msg, c, err;
-    if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) != napi_ok) return nullptr;
-    if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) != napi_ok) return nullptr;
-    if (napi_create_error(env, c, msg, &err) != napi_ok) return nullptr;
-    return err;
-  }
-
-  void Release(napi_env env) {
+  void ReleaseOwn(napi_env env) {
     for (napi_ref r : refs_) napi_delete_reference(env, r);
     refs_.clear();
-    if (work_ != nullptr) napi_delete_async_work(env, work_);
-    work_ = nullptr;
   }
+  /** The environment is gone: its teardown reclaims the references. */
+  void Abandon() {}
 
   std::vector<Job> jobs_;
   cpu::StepConfig cfg_;
   std::vector<napi_ref> refs_;
-  napi_deferred deferred_ = nullptr;
-  napi_async_work work_ = nullptr;
-  std::string error_;  // written by Execute, read by Complete after it (libuv orders them)
-  bool hook_ = false;      // JS thread only
-  bool env_gone_ = false;  // JS thread only
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool ran_ = false;  // under mu_
+  std::string error_;  // written by Run, read by Outcome after it (libuv orders them)
 };
 
 /** A new Float64Array holding v. */

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "../binding/async_task.h"
 #include "adamp_cuda.h"
 
 namespace adamp {
@@ -573,48 +574,29 @@ Napi::Value GetStream(const Napi::CallbackInfo& info) {
 }
 
 /**
- * cudaWhenDone's wait: an event waited for on a libuv worker thread (Execute), the promise settled
- * on the JS thread (Complete), so the JS thread never blocks. Raw N-API, as the CPU addon's async
- * step (native/binding/addon.cc, StepTask), rather than Napi::AsyncWorker: that one's completion
- * throws a C++ exception when a call into JavaScript fails, and while the environment is torn
- * down (a worker terminated or calling process.exit() with a wait in flight) every such call
- * fails; the exception escaping the completion callback aborted the process
- * (`terminate called after throwing an instance of 'Napi::Error'`). Here nothing throws after the
- * work is queued:
+ * cudaWhenDone's wait: an event waited for on a libuv worker thread (Run), the promise settled on
+ * the JS thread, so the JS thread never blocks. Raw N-API with the ordering protocol of
+ * native/binding/async_task.h (the CPU addon's async step uses the same), rather than
+ * Napi::AsyncWorker, whose completion throws a C++ exception when a call into JavaScript fails:
+ * while the environment is torn down (a worker terminated or calling process.exit() with a wait
+ * in flight) every such call fails, and the exception escaping the completion callback aborted
+ * the process (`terminate called after throwing an instance of 'Napi::Error'`). What it means here:
  *
- * - Complete settles the promise only while JavaScript can run; otherwise (the status is
- *   napi_pending_exception, or napi_cannot_run_js on newer Node-API versions) it gives up on the
- *   promise, which nobody can observe any more, and releases what it holds.
- * - An env cleanup hook (Teardown) waits until Execute returned (the event completes when the
- *   device has finished the work queued before it) and then keeps Complete from calling into the
- *   environment, whatever the order of teardown. Execute touches no JavaScript memory: host
- *   gradients went through the context's staging buffers and host params are read back
- *   synchronously, so the wait is only for ordering.
- * - The event is owned here: Execute frees it (adamp_cuda_event_wait), or, when the work never
- *   ran (cancelled, or queueing failed), Complete / Start free it without waiting. It does not
- *   depend on the context: a context destroyed or collected meanwhile leaves the wait valid.
+ * - The env cleanup hook waits until Run returned (the event completes when the device has
+ *   finished the work queued before it). Run touches no JavaScript memory: host gradients went
+ *   through the context's staging buffers and host params are read back synchronously, so the
+ *   wait is only for ordering.
+ * - The event is owned here: Run frees it (adamp_cuda_event_wait), or, when the work never ran
+ *   (cancelled, or queueing failed), the release frees it without waiting. It does not depend on
+ *   the context: a context destroyed or collected meanwhile leaves the wait valid.
  */
-class WhenDoneTask {
+class WhenDoneTask final : public AsyncTask<WhenDoneTask> {
  public:
   static Napi::Value Start(Napi::Env env, void* event) {
     std::unique_ptr<WhenDoneTask> t(new WhenDoneTask(event));
     napi_value promise = nullptr;
-    napi_status s = napi_create_promise(env, &t->deferred_, &promise);
-    if (s == napi_ok) {
-      napi_value name = nullptr;
-      s = napi_create_string_utf8(env, "adamp:cudaWhenDone", NAPI_AUTO_LENGTH, &name);
-      if (s == napi_ok) s = napi_create_async_work(env, nullptr, name, Execute, Complete, t.get(), &t->work_);
-    }
-    if (s == napi_ok) s = napi_add_env_cleanup_hook(env, Teardown, t.get());
-    if (s == napi_ok) {
-      t->hook_ = true;
-      s = napi_queue_async_work(env, t->work_);
-    }
+    const napi_status s = Queue(env, t.get(), "adamp:cudaWhenDone", &promise);  // frees the event on failure
     if (s != napi_ok) {
-      // Nothing runs: release what was made (the promise, if any, is never settled: it is not returned).
-      if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t.get());
-      t->hook_ = false;
-      t->Release(env);  // frees the event too
       Napi::Error e = Napi::Error::New(env, "adamp CUDA backend: cudaWhenDone could not queue its wait (N-API status " +
                                                 std::to_string((int)s) + ")");
       e.Set("code", Napi::String::New(env, "ERR_ADAMP_CUDA"));
@@ -625,103 +607,38 @@ class WhenDoneTask {
   }
 
  private:
+  friend class AsyncTask<WhenDoneTask>;
   explicit WhenDoneTask(void* event) : event_(event) {}
 
   /** Worker thread: no N-API here. */
-  static void Execute(napi_env, void* data) {
-    WhenDoneTask* t = static_cast<WhenDoneTask*>(data);
-    t->code_ = adamp_cuda_event_wait(t->event_);  // frees the event
-    std::lock_guard<std::mutex> lock(t->mu_);
-    t->event_ = nullptr;
-    t->ran_ = true;
-    t->cv_.notify_all();
-  }
-
-  /** JS thread, also during teardown. Throws nothing. */
-  static void Complete(napi_env env, napi_status status, void* data) {
-    WhenDoneTask* t = static_cast<WhenDoneTask*>(data);
-    if (t->hook_) napi_remove_env_cleanup_hook(env, Teardown, t);
-    t->hook_ = false;
-    if (!t->env_gone_) {
-      t->Settle(env, status);
-      t->Release(env);
-    } else {
-      // The environment's own teardown reclaims the work item; touching it now could reach freed memory.
-      t->FreeEvent();
-    }
-    delete t;
-  }
-
-  /** Env cleanup hook (JS thread, the environment is going away): wait for the event, then stay away from the environment. */
-  static void Teardown(void* data) {
-    WhenDoneTask* t = static_cast<WhenDoneTask*>(data);
-    {
-      std::unique_lock<std::mutex> lock(t->mu_);
-      t->cv_.wait(lock, [t] { return t->ran_; });
-    }
-    t->hook_ = false;
-    // Node completes queued work before it runs cleanup hooks, so Complete normally ran already and
-    // this hook was removed; if it has not, it must not call into the environment any more.
-    t->env_gone_ = true;
-  }
-
-  /** Resolves or rejects the promise; stops quietly at the first N-API call that fails (JavaScript cannot run). */
-  void Settle(napi_env env, napi_status status) {
-    if (deferred_ == nullptr) return;
-    napi_status s;
-    if (status != napi_ok || !ran_ || code_ != 0) {
-      napi_value err;
-      if (code_ != 0) {
-        const std::string msg = std::string("adamp CUDA backend: the queued step failed: ") + adamp_cuda_error_name(code_) +
-                                " (" + std::to_string(code_) + "): " + adamp_cuda_error_string(code_);
-        err = MakeError(env, msg.c_str(), code_);
-      } else {
-        err = MakeError(env, "adamp CUDA backend: cudaWhenDone's wait did not run (cancelled)", 0);
-      }
-      if (err == nullptr) return;  // could not even build the error: JavaScript cannot run
-      s = napi_reject_deferred(env, deferred_, err);
-    } else {
-      napi_value undefined;
-      if (napi_get_undefined(env, &undefined) != napi_ok) return;
-      s = napi_resolve_deferred(env, deferred_, undefined);
-    }
-    if (s == napi_ok) deferred_ = nullptr;  // settled (a failed settle is left to the environment's teardown)
-  }
-
-  /** An Error with code ERR_ADAMP_CUDA (and `cudaError` when not 0), or nullptr when N-API cannot make one. */
-  static napi_value MakeError(napi_env env, const char* message, int cuda_error) {
-    napi_value msg, code, err;
-    if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) != napi_ok) return nullptr;
-    if (napi_create_string_utf8(env, "ERR_ADAMP_CUDA", NAPI_AUTO_LENGTH, &code) != napi_ok) return nullptr;
-    if (napi_create_error(env, code, msg, &err) != napi_ok) return nullptr;
-    if (cuda_error != 0) {
-      napi_value n;
-      if (napi_create_int32(env, cuda_error, &n) != napi_ok) return nullptr;
-      if (napi_set_named_property(env, err, "cudaError", n) != napi_ok) return nullptr;
-    }
-    return err;
-  }
-
-  void FreeEvent() {
-    if (event_ != nullptr) adamp_cuda_event_free(event_);  // the wait never ran
+  void Run() {
+    code_ = adamp_cuda_event_wait(event_);  // frees the event
     event_ = nullptr;
   }
 
-  void Release(napi_env env) {
-    FreeEvent();
-    if (work_ != nullptr) napi_delete_async_work(env, work_);
-    work_ = nullptr;
+  /** The error to reject with, if any (JS thread): ERR_ADAMP_CUDA, with `cudaError` when the device reported one. */
+  napi_value Outcome(napi_env env, napi_status status, bool* failed) {
+    *failed = status != napi_ok || !ran() || code_ != 0;
+    if (!*failed) return nullptr;
+    if (code_ == 0) return MakeError(env, "adamp CUDA backend: cudaWhenDone's wait did not run (cancelled)", "ERR_ADAMP_CUDA");
+    const std::string msg = std::string("adamp CUDA backend: the queued step failed: ") + adamp_cuda_error_name(code_) + " (" +
+                            std::to_string(code_) + "): " + adamp_cuda_error_string(code_);
+    napi_value err = MakeError(env, msg.c_str(), "ERR_ADAMP_CUDA");
+    napi_value n;
+    if (err == nullptr || napi_create_int32(env, code_, &n) != napi_ok) return nullptr;
+    if (napi_set_named_property(env, err, "cudaError", n) != napi_ok) return nullptr;
+    return err;
   }
 
-  void* event_;       // owned until Execute frees it
-  int code_ = 0;      // written by Execute, read by Complete after it (libuv orders them)
-  napi_deferred deferred_ = nullptr;
-  napi_async_work work_ = nullptr;
-  bool hook_ = false;      // JS thread only
-  bool env_gone_ = false;  // JS thread only
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool ran_ = false;  // under mu_ while Execute may run; read by Complete after it
+  void ReleaseOwn(napi_env) { Abandon(); }
+  /** Frees the event if the wait never ran. */
+  void Abandon() {
+    if (event_ != nullptr) adamp_cuda_event_free(event_);
+    event_ = nullptr;
+  }
+
+  void* event_;   // owned until Run frees it
+  int code_ = 0;  // written by Run, read by Outcome after it (libuv orders them)
 };
 
 Napi::Value WhenDone(const Napi::CallbackInfo& info) {
