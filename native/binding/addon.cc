@@ -15,10 +15,8 @@
 #include <napi.h>
 #include <string.h>
 
-#include <condition_variable>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
