@@ -98,14 +98,12 @@ void ThreadPool::drain(int who) {
     }
     return;
   }
-  // Own tasks first, then every other owner's, starting with the next one.
+  // Own tasks first, from the front; then every other owner's, starting with the next owner, from
+  // the back (what that owner would have reached last).
   for (int k = 0; k < owners_; ++k) {
     Cursor& c = cursors_[(who + k) % owners_];
-    for (;;) {
-      const int64_t t = c.next.fetch_add(1, std::memory_order_relaxed);
-      if (t >= c.end) break;
-      fn(t);
-    }
+    int64_t t;
+    while (c.take(k > 0, t)) fn(t);
   }
 }
 
@@ -140,7 +138,22 @@ void ThreadPool::run(int threads, int64_t tasks, const std::function<void(int64_
 
 void ThreadPool::run_owned(int threads, const int64_t* starts, const std::function<void(int64_t)>& fn) {
   if (threads > kMaxOwners) threads = kMaxOwners;  // callers clamp far below this
+  for (int w = 0; w < threads; ++w)
+    if (starts[w + 1] - starts[w] > (int64_t)UINT32_MAX) return run_impl(threads, starts[threads], nullptr, fn);  // beyond a cursor's range
   run_impl(threads, starts[threads], starts, fn);
+}
+
+bool ThreadPool::Cursor::take(bool from_back, int64_t& task) {
+  uint64_t r = range.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint32_t front = (uint32_t)r, back = (uint32_t)(r >> 32);
+    if (front >= back) return false;
+    const uint64_t next = from_back ? (uint64_t)(back - 1) << 32 | front : (uint64_t)back << 32 | (front + 1);
+    if (range.compare_exchange_weak(r, next, std::memory_order_relaxed)) {
+      task = base + (from_back ? back - 1 : front);
+      return true;
+    }
+  }
 }
 
 void ThreadPool::run_impl(int threads, int64_t tasks, const int64_t* starts, const std::function<void(int64_t)>& fn) {
@@ -161,8 +174,8 @@ void ThreadPool::run_impl(int threads, int64_t tasks, const int64_t* starts, con
     next_.store(0, std::memory_order_relaxed);
     owners_ = starts == nullptr ? 0 : threads;
     for (int w = 0; w < owners_; ++w) {
-      cursors_[w].next.store(starts[w], std::memory_order_relaxed);
-      cursors_[w].end = starts[w + 1];
+      cursors_[w].base = starts[w];
+      cursors_[w].range.store((uint64_t)(starts[w + 1] - starts[w]) << 32, std::memory_order_relaxed);
     }
     active_workers_ = helpers;
     pending_.store(helpers, std::memory_order_relaxed);

@@ -44,10 +44,12 @@ class ThreadPool {
   /**
    * run() with an owner per task: tasks [starts[w], starts[w + 1]) belong to thread w (the caller
    * is thread 0; `starts` has threads + 1 entries, starts[0] == 0, starts[threads] == tasks). Each
-   * thread runs its own tasks first, in order, then helps with the others'. So work that two runs
-   * give to the same owner stays on one core and finds its data in that core's caches (a pass 2
-   * on the other core would fetch every line pass 1 dirtied from its cache). Results never depend
-   * on who runs what, only speed does.
+   * thread runs its own tasks first, in order from the front, then helps with the others', taking
+   * them from the back. So work that two runs give to the same owner stays on one core and finds
+   * its data in that core's caches (a pass 2 on the other core would fetch every line pass 1
+   * dirtied from its cache), and a thief takes the tasks their owner would have reached last (a
+   * step puts its cached work first and fresh work last). Results never depend on who runs what,
+   * only speed does.
    */
   void run_owned(int threads, const int64_t* starts, const std::function<void(int64_t)>& fn);
 
@@ -91,10 +93,13 @@ class ThreadPool {
   std::atomic<int64_t> next_{0};
   std::mutex error_mu_;
   std::exception_ptr error_;  // the first exception a task of the current run threw
-  // run_owned: per-owner cursors, each on its own cache line; owners_ == 0 in a plain run.
+  // run_owned: per-owner cursors, each on its own cache line; owners_ == 0 in a plain run. The
+  // tasks not yet taken are base + [front, back), both packed into one word (back << 32 | front)
+  // so that the owner (front) and thieves (back) take each task exactly once.
   struct alignas(64) Cursor {
-    std::atomic<int64_t> next{0};
-    int64_t end = 0;
+    std::atomic<uint64_t> range{0};
+    int64_t base = 0;
+    bool take(bool from_back, int64_t& task);
   };
   int owners_ = 0;
   Cursor cursors_[kMaxOwners];

@@ -1,7 +1,7 @@
 // The CPU core's thread pool (native/cpu/thread_pool.h): every task of a run runs exactly once,
 // for plain runs and for runs with an owner per task (run_owned), whatever the thread count and
 // however the tasks are split among owners (empty ranges, everything on one owner, more owners
-// than tasks), and run_owned's owners run their own tasks first.
+// than tasks), run_owned's owners run their own tasks first, and thieves take from the back.
 #include <atomic>
 #include <stdexcept>
 #include <thread>
@@ -65,6 +65,33 @@ int main() {
       else first_foreign = std::min(first_foreign, by[(size_t)t]);
     }
     CHECK(last_own < first_foreign);  // the caller ran none of owner 1's tasks before all of its own
+  }
+  // A thread that has run out takes other owners' tasks from the back, and the owner from the
+  // front: with every task on owner 1, the caller (a thief from its first task on) runs a suffix of
+  // them, last first, and the helper the prefix before it. (If the helper never joins, the caller
+  // runs all of them: still a suffix.)
+  for (int rep = 0; rep < 20; ++rep) {
+    const int64_t starts[3] = {0, 0, 200};
+    std::vector<int> by(200, -1);
+    std::vector<std::thread::id> who(200);
+    std::atomic<int> order{0};
+    pool.run_owned(2, starts, [&](int64_t t) {
+      by[(size_t)t] = order.fetch_add(1);
+      who[(size_t)t] = std::this_thread::get_id();
+      for (volatile int spin = 0; spin < 2000; ++spin) {
+      }
+    });
+    const std::thread::id caller = std::this_thread::get_id();
+    int64_t first_stolen = 200;
+    for (int64_t t = 0; t < 200; ++t)
+      if (who[(size_t)t] == caller) first_stolen = std::min(first_stolen, t);
+    bool suffix = true, descending = true;
+    for (int64_t t = first_stolen; t < 200; ++t) {
+      suffix = suffix && who[(size_t)t] == caller;
+      if (t > first_stolen) descending = descending && by[(size_t)t] < by[(size_t)t - 1];
+    }
+    CHECK(suffix);
+    CHECK(descending || first_stolen == 0);  // alone (no helper), the caller runs them in order
   }
   // A task that throws, on whichever thread: the process goes on, every other task still runs
   // once, and run() / run_owned() rethrow on the caller's thread.
