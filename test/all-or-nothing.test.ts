@@ -189,7 +189,7 @@ describe('native: a step the core cannot allocate for changes nothing', () => {
   const addon = 'addon' in loaded ? loaded.addon : undefined;
   const native = availableBackends().includes('native');
 
-  /** Two groups: a conv weight (rows, speculative pass) and a bias; channels innermost (lanes) and long rows (pieces). */
+  /** Two groups: a conv weight (rows; the speculative pass when it is on) and a bias; channels innermost (lanes) and long rows (pieces). */
   function groups(seed: number): Param[][] {
     const r = rng(seed);
     const p = (name: string, shape: number[], channelAxis?: number): Param => {
@@ -204,44 +204,49 @@ describe('native: a step the core cannot allocate for changes nothing', () => {
   const nativeCode = (e: unknown): string => `${(e as { name?: string }).name}: ${(e as { code?: string }).code}`;
 
   (native ? test.each([
-    ['AdamP', 1], ['AdamP', 2], ['SGDP', 1], ['SGDP', 2],
-  ] as const) : test.skip.each([['AdamP', 1]] as const))('%s, %d threads: each allocation of a step in turn', async (name, threads) => {
+    ['AdamP', 1, 'off'], ['AdamP', 2, 'off'], ['AdamP', 2, 'on'], ['SGDP', 1, 'off'], ['SGDP', 2, 'off'],
+  ] as const) : test.skip.each([['AdamP', 1, 'off']] as const))('%s, %d threads, speculation %s: each allocation of a step in turn', async (name, threads, spec) => {
     expect(typeof addon?.testOnlyFailAllocation).toBe('function');
     const hook = addon!.testOnlyFailAllocation!.bind(addon);
-    const make = (): { ps: Param[][]; opt: AdamP | SGDP } => {
-      const ps = groups(21);
-      const gs = ps.map((params) => ({ params }));
-      const config = { backend: 'native' as const, threads };
-      const opt = name === 'AdamP' ? new AdamP(gs, { lr: 0.01, weightDecay: 0.1 }, config) : new SGDP(gs, { lr: 0.01, weightDecay: 0.1 }, config);
-      opt.step();
-      return { ps, opt };
-    };
-    const a = make(), twin = make(), probe = make();
-    hook(0);
-    probe.opt.step();
-    const total = hook(-1);
-    expect(total).toBeGreaterThan(10);
-    const before = bytes(a.ps, a.opt);
+    addon!.setSpeculation(spec);
     try {
-      for (let n = 1; n <= total; n++) {
-        hook(n);
-        let code = 'no error';
-        try {
-          if (n % 5 === 0) await a.opt.stepAsync();
-          else a.opt.step();
-        } catch (e) {
-          code = nativeCode(e);
+      const make = (): { ps: Param[][]; opt: AdamP | SGDP } => {
+        const ps = groups(21);
+        const gs = ps.map((params) => ({ params }));
+        const config = { backend: 'native' as const, threads };
+        const opt = name === 'AdamP' ? new AdamP(gs, { lr: 0.01, weightDecay: 0.1 }, config) : new SGDP(gs, { lr: 0.01, weightDecay: 0.1 }, config);
+        opt.step();
+        return { ps, opt };
+      };
+      const a = make(), twin = make(), probe = make();
+      hook(0);
+      probe.opt.step();
+      const total = hook(-1);
+      expect(total).toBeGreaterThan(10);
+      const before = bytes(a.ps, a.opt);
+      try {
+        for (let n = 1; n <= total; n++) {
+          hook(n);
+          let code = 'no error';
+          try {
+            if (n % 5 === 0) await a.opt.stepAsync();
+            else a.opt.step();
+          } catch (e) {
+            code = nativeCode(e);
+          }
+          hook(-1);
+          expect(`allocation ${n} of ${total}: ${code}`).toBe(`allocation ${n} of ${total}: AdampError: ERR_ADAMP_NATIVE`);
+          expect(bytes(a.ps, a.opt) === before).toBe(true);
         }
+      } finally {
         hook(-1);
-        expect(`allocation ${n} of ${total}: ${code}`).toBe(`allocation ${n} of ${total}: AdampError: ERR_ADAMP_NATIVE`);
-        expect(bytes(a.ps, a.opt) === before).toBe(true);
       }
+      a.opt.step();
+      twin.opt.step();
+      expect(bytes(a.ps, a.opt) === bytes(twin.ps, twin.opt)).toBe(true);
+      expect(a.opt.lastStepInfo).toEqual(twin.opt.lastStepInfo);
     } finally {
-      hook(-1);
+      addon!.setSpeculation('off');
     }
-    a.opt.step();
-    twin.opt.step();
-    expect(bytes(a.ps, a.opt) === bytes(twin.ps, twin.opt)).toBe(true);
-    expect(a.opt.lastStepInfo).toEqual(twin.opt.lastStepInfo);
   });
 });

@@ -8,7 +8,7 @@ export const ENV_SWITCHES = {
   ADAMP_ADDON_PATH: 'load this .node file as the native addon; nothing else is tried',
   ADAMP_JS_WASM: "'0': the js backend runs its TypeScript loops instead of its WebAssembly SIMD kernel (results are identical)",
   ADAMP_SIMD: "'portable': the native backend runs its portable kernels even where AVX2 is available (results are identical)",
-  ADAMP_SPECULATE: "'0': native AdamP's speculative single pass is off (results are identical)",
+  ADAMP_SPECULATE: "'1': native AdamP steps on 2 threads or more take the speculative single pass (off by default; results are identical)",
   ADAMP_DEBUG: 'any value: the command line prints stack traces with its errors',
   ADAMP_MPI_ADDON_PATH: 'load this .node file as the MPI addon (lib/distributed); nothing else is tried',
   ADAMP_MPI_LIBRARY: 'the MPI library the MPI collective loads (a path or a soname; default libmpi.so.40, then libmpi.so.12 and libmpich.so.12)',

@@ -37,10 +37,13 @@
 // kernel arithmetic as pass 2 with the same inputs (the row's own sums, wd factor), and each
 // row's norms are kept and folded in the same order as pass 2 folds them, so p, the state and
 // the info record are bit-identical to the two-pass path (set_speculation(Speculation::Off)).
-// Measured on the 2-core bench machine it pays for AdamP at 2 threads (the apply's arithmetic
-// runs under pass 1's memory stalls instead of after them), and not at 1, where it is off. SGDP does not use it: its pass 2 is
-// cheap and served from the last-level cache, and the extra store of the old p (plus the
-// unprojected buffer without Nesterov) made it no faster at 2 threads and slower at 1.
+// It is off by default (set_speculation(Speculation::On), ADAMP_SPECULATE=1, turns it on for
+// steps on 2 threads or more). On the 2-core bench machine it lost at 1 thread, and at 2 threads
+// it paid only while a tenth or more of the pass-2 items ran on the other core (thieves took
+// them from the front); since pass 2 follows the thread that ran pass 1, the two passes were as
+// fast or faster at 2 threads too (docs/performance.md, "Pass 2 on the thread that ran pass 1").
+// SGDP does not use it: the extra store of the old p (plus the unprojected buffer without
+// Nesterov) made it no faster at 2 threads and slower at 1.
 //
 // The info norms (StepConfig::norms) cost a second set of blocked sums in every pass that writes
 // p and a copy of each block's old p for their double redo; with norms off none of it runs.
@@ -119,7 +122,7 @@ std::atomic<int>& simd_state() {
 }
 
 std::atomic<int>& spec_state() {
-  static std::atomic<int> state((int)Speculation::On);
+  static std::atomic<int> state((int)Speculation::Off);
   return state;
 }
 
@@ -621,7 +624,7 @@ struct Plan {
   float spec_thr = 0.0f;         // the channel threshold, as decide_reduced computes it
   double spec_cos_e = 0.0;       // cos_eps(eps)
   float spec_wdf_proj = 1.0f, spec_wdf_none = 1.0f;
-  Speculation spec_mode = Speculation::On;  // tests: PredictNone / PredictChannel force every row
+  Speculation spec_mode = Speculation::Off;  // set with spec; tests: PredictNone / PredictChannel force every row
 
   /** Whether this plan qualifies for the speculative single pass (the shape alone decides). */
   bool spec_shape() const {
@@ -986,13 +989,10 @@ struct GroupPlan final : GroupRun {
     owners = std::min(clamp_threads(cfg.threads), ThreadPool::kMaxOwners);
     norms = cfg.norms;
     const Speculation spec_mode = (Speculation)spec_state().load(std::memory_order_relaxed);
-    // On: at 2 threads and more only. At 1 thread the two-pass path (u stored between the passes)
-    // was faster on every measured cell (AdamP / Adam, fire and random, kernel benchmark,
-    // 2026-12-02: ResNet-50 1.47-1.51x two-pass against 1.65-1.68x speculative; GPT-2 small
-    // 1.62x against 1.62-1.67x); at 2 threads the speculative pass was (ResNet-50 1.70-1.74x
-    // against 1.71-1.82x, GPT-2 small 1.69-1.71x against 1.78-1.93x). Each pair was measured
-    // within one process; the absolute ratios depend on where that process's memory landed
-    // (docs/performance.md, "measuring on one copy of memory"). The Predict modes (tests)
+    // On (not the default, see the top of the file): at 2 threads and more only. At 1 thread the
+    // two-pass path (u stored between the passes) was faster on every measured cell (AdamP / Adam,
+    // fire and random, kernel benchmark, 2026-12-02: ResNet-50 1.47-1.51x two-pass against
+    // 1.65-1.68x speculative; GPT-2 small 1.62x against 1.62-1.67x). The Predict modes (tests)
     // speculate at any thread count.
     const bool spec_on = spec_mode == Speculation::On ? owners > 1 : spec_mode != Speculation::Off;
     if constexpr (P::kProjects) {

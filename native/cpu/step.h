@@ -175,9 +175,9 @@ Simd set_simd(Simd want);
 const char* simd_name(Simd s);
 
 /**
- * The speculative single pass of policies with kSpeculate, for row-layout tensors (On by default:
- * in steps on 2 threads or more; a 1-thread step takes the two-pass path, faster there). Every
- * mode gives the same results bit for bit: Off forces the two-pass path; PredictNone and
+ * The speculative single pass of policies with kSpeculate, for row-layout tensors. Off (the
+ * default): the two-pass path, the faster one on the machines measured (step.cpp explains). On:
+ * in steps on 2 threads or more. Every mode gives the same results bit for bit; PredictNone and
  * PredictChannel (tests) force every row's prediction at any thread count, so every redo path runs.
  */
 enum class Speculation { Off = 0, On = 1, PredictNone = 2, PredictChannel = 3 };

@@ -13,8 +13,8 @@
 //                     [--speculation on|off] [--same-memory] [--ab]
 //   bench_cpu_kernels --digest N
 //
-// --algos runs only the named runs (ratios whose two runs both ran). --speculation off is
-// setSpeculation('off'). Times are wall clock and process CPU time (every thread's, so a step
+// --algos runs only the named runs (ratios whose two runs both ran). --speculation on is
+// setSpeculation('on') (off is the default). Times are wall clock and process CPU time (every thread's, so a step
 // that lost its core to another process on a shared machine still counts only its own work).
 // --digest: the random differential below, not a benchmark.
 // --same-memory: every run steps the same p and state arrays (one copy instead of one per run),
@@ -70,7 +70,7 @@ struct Options {
   bool tf_layout = false;
   std::string algos;  // comma-separated subset of the runs (default: all)
   int digest = 0;     // > 0: the random differential instead of the benchmark
-  int speculation = 1;  // cpu::Speculation: 1 on (the default), 0 off
+  int speculation = 0;  // cpu::Speculation: 0 off (the product's default), 1 on
   bool ab = false;      // also step the base build's core (ADAMP_BENCH_AB)
   bool same_memory = false;  // every run on one copy of p and state
 };
@@ -413,7 +413,7 @@ int run_digest(int cases) {
     }
   }
   cpu::set_simd(cpu::Simd::Avx2);
-  cpu::set_speculation(cpu::Speculation::On);
+  cpu::set_speculation(cpu::Speculation::Off);
   fprintf(stderr,
           "digest: %d cases (tensors decided none %ld, channel %ld, layer %ld, not eligible %ld, not applicable %ld), "
           "%d configurations disagreeing within a case\n",

@@ -258,11 +258,11 @@ static void test_steps() {
                            group(OptKind::SGDP, r, {{4, 16, 9, true}, {1, 2, 40000, true}}, false)};
     sweep("adamp+sgdp", two, threads, Via::Heap, true);
     sweep("adamp+sgdp", two, threads, Via::Hook, true);
-    // speculation off (the two-pass path for the Rows tensor)
-    cpu::set_speculation(Speculation::Off);
-    std::vector<Group> off{group(OptKind::AdamP, r, layouts, false)};
-    sweep("adamp, speculation off", off, threads, Via::Heap, true);
+    // speculation on (the speculative single pass for the Rows tensor; off is the default)
     cpu::set_speculation(Speculation::On);
+    std::vector<Group> on{group(OptKind::AdamP, r, layouts, false)};
+    sweep("adamp, speculation on", on, threads, Via::Heap, true);
+    cpu::set_speculation(Speculation::Off);
     if (!g_quick) {
       // two waves (about 1M elements each): the second wave's pass 1 runs with the first's pass 2
       std::vector<Group> waves{group(OptKind::AdamP, r, {{1, 512, 2304, true}, {1, 64, 9000, true}, {900, 20, 1, true}}, false)};

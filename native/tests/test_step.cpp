@@ -596,7 +596,7 @@ static std::vector<Tensor> run_spec_model(cpu::Speculation mode, int threads, in
     else
       run(OptKind::AdamP, ts, adamp_hyper(1e-2, 0.9, 0.999, 1e-8, wd, 0.1, 0.2, opt == 1), step, out, threads, norms);
   }
-  cpu::set_speculation(cpu::Speculation::On);
+  cpu::set_speculation(cpu::Speculation::Off);  // the default
   return ts;
 }
 

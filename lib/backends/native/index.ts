@@ -1,7 +1,8 @@
 /**
  * Registers the native CPU backend with the backend selection (import for the side effect), and
  * applies the environment switches of the native core once, when the addon is first used here:
- * ADAMP_SIMD=portable (the portable kernels) and ADAMP_SPECULATE=0 (no speculative single pass).
+ * ADAMP_SIMD=portable (the portable kernels) and ADAMP_SPECULATE=1 (AdamP's speculative single pass
+ * on 2 threads or more; off by default).
  * Both leave results unchanged bit for bit; the C++ reads no environment itself.
  */
 import { loadAddon, loadHints, type AddonLoadResult } from '../../binding/load';
@@ -21,7 +22,9 @@ export function loadNativeAddon(): AddonLoadResult {
   if (!envApplied && 'addon' in r) {
     envApplied = true;
     if (readEnv('ADAMP_SIMD') === 'portable') r.addon.setSimd('portable');
-    if (readEnv('ADAMP_SPECULATE') === '0') r.addon.setSpeculation('off');
+    const spec = readEnv('ADAMP_SPECULATE');
+    if (spec === '1') r.addon.setSpeculation('on');
+    else if (spec === '0') r.addon.setSpeculation('off');
   }
   return r;
 }
