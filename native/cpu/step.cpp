@@ -1149,8 +1149,8 @@ struct GroupPlan final : GroupRun {
       // would be fetched from this one's). Each owner's tasks: its pass-2 items of the previous
       // wave, last first, then its pass-1 items of this wave; a thread that runs out takes other
       // owners' tasks from the back (ThreadPool::run_owned), i.e. fresh pass-1 items, not cached
-      // pass-2 ones. (Before thieves followed the data, 10-20% of the pass-2 items ran on the
-      // other core at 2 threads: SGDP on ResNet-50, fire gradients.)
+      // pass-2 ones. (Before thieves followed the data, at 2 threads 10% of SGDP's pass-2 items ran
+      // on the other core on ResNet-50 with fire gradients, and 20% on a set of smaller tensors.)
       w.items.clear();
       for (size_t j = j0; j < j1; ++j) {
         plans[j].left1.store(plans[j].U.items, std::memory_order_relaxed);
