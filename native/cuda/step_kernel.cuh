@@ -167,6 +167,33 @@ __device__ __forceinline__ double max_nan(double a, double b) {
   return a < b ? b : a;
 }
 
+/**
+ * The block's fold of every thread's (sums, max |cos|): warps reduce by shuffles, then thread 0
+ * folds the warps in order; on return thread 0's `tot` and `mx` hold the block's (the other
+ * threads' are partial). `red` and `s_max` are the caller's kWarps records and doubles of shared
+ * memory (each caller its own s_max: one array shared by both callers made ptxas spill more, 420
+ * bytes against 236 in the AdamP kernel, sm_90). The barrier before thread 0's fold is the only one.
+ */
+__device__ __forceinline__ void block_fold(adamp::ChannelSums& tot, double& mx, adamp::ChannelSums* red, double* s_max) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  warp_sum(tot);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = max_nan(mx, __shfl_down_sync(0xffffffffu, mx, o));
+  if (lane == 0) {
+    red[warp] = tot;
+    s_max[warp] = mx;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    tot = red[0];
+    mx = s_max[0];
+    for (int w = 1; w < kWarps; ++w) {
+      adamp::sums_add(tot, red[w]);
+      mx = max_nan(mx, s_max[w]);
+    }
+  }
+}
+
 /** Block-wide sum of the info partials; the result is valid in thread 0. */
 __device__ __forceinline__ InfoSums block_sum_info(InfoSums s, adamp::ChannelSums* red) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -377,31 +404,59 @@ __device__ __forceinline__ void add_info(InfoSums& acc, float p0, float p1) {
 // ---------------------------------------------------------------------------------------------
 // Element groups of each pass: data movement around the policy's element functions.
 
-/** The one pass: P::update then P::apply; the state written back. */
-template <class P, int V>
-__device__ __forceinline__ void single_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
-                                             const BlockCtx<P>& b, InfoSums& acc) {
-  float p[4], g[4], st[P::kSlots][4];
-  load_p<P>(T, b, base, lo, hi, full, false, p);
-  load_g<P>(T, b, base, lo, hi, full, g);
+/**
+ * The element loop of every group: loads p, g (when `with_g`; else zeros) and the state (through
+ * the L2 only when `pass2`: pass 1 wrote it), then runs f(p[j], g[j], e) on each element in
+ * [lo, hi) with e the element's state, which f may change; the caller stores what it changed.
+ */
+template <class P, class F>
+__device__ __forceinline__ void group_elements(const TensorArgs& T, int64_t base, int lo, int hi, bool full, const BlockCtx<P>& b,
+                                               bool pass2, bool with_g, float (&p)[4], float (&st)[P::kSlots][4], F&& f) {
+  float g[4];
+  load_p<P>(T, b, base, lo, hi, full, pass2, p);
+  if (with_g) {
+    load_g<P>(T, b, base, lo, hi, full, g);
+  } else {
 #pragma unroll
-  for (int k = 0; k < P::kSlots; ++k) load4(T.st[k], base, lo, hi, full, st[k]);
+    for (int j = 0; j < 4; ++j) g[j] = 0.0f;
+  }
+#pragma unroll
+  for (int k = 0; k < P::kSlots; ++k) {
+    if (pass2)
+      load4_cg(T.st[k], base, lo, hi, full, st[k]);
+    else
+      load4(T.st[k], base, lo, hi, full, st[k]);
+  }
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     if (j >= lo && j < hi) {
       float e[P::kSlots];
 #pragma unroll
       for (int k = 0; k < P::kSlots; ++k) e[k] = st[k][j];
-      const float u = P::template update<V>(g[j], p[j], e, b.s);
-      const float p1 = P::apply(p[j], u, b.wdf, b.s);
+      f(p[j], g[j], e);
 #pragma unroll
       for (int k = 0; k < P::kSlots; ++k) st[k][j] = e[k];
-      if (b.norms) add_info(acc, p[j], p1);
-      p[j] = p1;
     }
   }
+}
+
+template <class P>
+__device__ __forceinline__ void store_state(const TensorArgs& T, int64_t base, int lo, int hi, bool full, float (&st)[P::kSlots][4]) {
 #pragma unroll
   for (int k = 0; k < P::kSlots; ++k) store4(T.st[k], base, lo, hi, full, st[k]);
+}
+
+/** The one pass: P::update then P::apply; the state written back. */
+template <class P, int V>
+__device__ __forceinline__ void single_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
+                                             const BlockCtx<P>& b, InfoSums& acc) {
+  float p[4], st[P::kSlots][4];
+  group_elements<P>(T, base, lo, hi, full, b, false, true, p, st, [&](float& pj, float gj, float (&e)[P::kSlots]) {
+    const float p1 = P::apply(pj, P::template update<V>(gj, pj, e, b.s), b.wdf, b.s);
+    if (b.norms) add_info(acc, pj, p1);
+    pj = p1;
+  });
+  store_state<P>(T, base, lo, hi, full, st);
   store_p_<P>(T, b, base, lo, hi, full, p);
 }
 
@@ -409,55 +464,26 @@ __device__ __forceinline__ void single_group(const TensorArgs& T, int64_t base, 
 template <class P, int V>
 __device__ __forceinline__ void pass1_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
                                             const BlockCtx<P>& b, adamp::ChannelSums& acc) {
-  float p[4], g[4], st[P::kSlots][4];
-  load_p<P>(T, b, base, lo, hi, full, false, p);
-  load_g<P>(T, b, base, lo, hi, full, g);
-#pragma unroll
-  for (int k = 0; k < P::kSlots; ++k) load4(T.st[k], base, lo, hi, full, st[k]);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (j >= lo && j < hi) {
-      float e[P::kSlots];
-#pragma unroll
-      for (int k = 0; k < P::kSlots; ++k) e[k] = st[k][j];
-      const float u = P::template update<V>(g[j], p[j], e, b.s);
-      adamp::sums_accumulate(acc, g[j], p[j], u);
-#pragma unroll
-      for (int k = 0; k < P::kSlots; ++k) st[k][j] = e[k];
-    }
-  }
-#pragma unroll
-  for (int k = 0; k < P::kSlots; ++k) store4(T.st[k], base, lo, hi, full, st[k]);
+  float p[4], st[P::kSlots][4];
+  group_elements<P>(T, base, lo, hi, full, b, false, true, p, st, [&](float& pj, float gj, float (&e)[P::kSlots]) {
+    adamp::sums_accumulate(acc, gj, pj, P::template update<V>(gj, pj, e, b.s));
+  });
+  store_state<P>(T, base, lo, hi, full, st);
 }
 
 /** Pass 2: P::stored from the state pass 1 wrote, projected with (div, scale) when `proj`, then P::apply. */
 template <class P, int V>
 __device__ __forceinline__ void pass2_group(const TensorArgs& T, int64_t base, int lo, int hi, bool full,
                                             const BlockCtx<P>& b, bool proj, adamp::ProjCoef kc, InfoSums& acc) {
-  float p[4], g[4], st[P::kSlots][4];
-  load_p<P>(T, b, base, lo, hi, full, true, p);
-#pragma unroll
-  for (int k = 0; k < P::kSlots; ++k) load4_cg(T.st[k], base, lo, hi, full, st[k]);
-  if (P::stored_reads_g(V)) {
-    load_g<P>(T, b, base, lo, hi, full, g);
-  } else {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) g[j] = 0.0f;
-  }
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (j >= lo && j < hi) {
-      float e[P::kSlots];
-#pragma unroll
-      for (int k = 0; k < P::kSlots; ++k) e[k] = st[k][j];
-      float u = P::template stored<V>(g[j], e, b.s);
-      if (proj) u = adamp::project(u, p[j], kc.div, kc.scale);
-      if (P::writes_back(V)) st[0][j] = u;
-      const float p1 = P::apply(p[j], u, b.wdf, b.s);
-      if (b.norms) add_info(acc, p[j], p1);
-      p[j] = p1;
-    }
-  }
+  float p[4], st[P::kSlots][4];
+  group_elements<P>(T, base, lo, hi, full, b, true, P::stored_reads_g(V), p, st, [&](float& pj, float gj, float (&e)[P::kSlots]) {
+    float u = P::template stored<V>(gj, e, b.s);
+    if (proj) u = adamp::project(u, pj, kc.div, kc.scale);
+    if (P::writes_back(V)) e[0] = u;
+    const float p1 = P::apply(pj, u, b.wdf, b.s);
+    if (b.norms) add_info(acc, pj, p1);
+    pj = p1;
+  });
   // note: a policy that writes back (SGDP without Nesterov: the official `d` IS the momentum
   // buffer and the projection runs in place on it) stores the projected update into slot 0.
   if (P::writes_back(V) && proj) store4(T.st[0], base, lo, hi, full, st[0]);
@@ -500,7 +526,6 @@ template <class P>
 __device__ __forceinline__ void whole_item_record(const TensorArgs& T, int64_t k, int64_t seg0, int64_t npieces, const BlockCtx<P>& b,
                                                   adamp::ChannelSums* red) {
   __shared__ double s_max[kWarps];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   double mx = 0.0;
   adamp::ChannelSums tot;
   adamp::sums_zero(tot);
@@ -512,23 +537,12 @@ __device__ __forceinline__ void whole_item_record(const TensorArgs& T, int64_t k
     mx = max_nan(mx, adamp::abs_cos(f.gp, f.gg, f.pp, b.cos_e));
     adamp::sums_add(tot, f);
   }
-  warp_sum(tot);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) mx = max_nan(mx, __shfl_down_sync(0xffffffffu, mx, o));
-  if (lane == 0) {
-    red[warp] = tot;
-    s_max[warp] = mx;
-  }
-  __syncthreads();
+  block_fold(tot, mx, red, s_max);
   if (threadIdx.x == 0) {
     ItemSums r;
-    r.s = red[0];
-    r.max_cos = s_max[0];
+    r.s = tot;
+    r.max_cos = mx;
     r.pad = 0.0;
-    for (int w = 1; w < kWarps; ++w) {
-      adamp::sums_add(r.s, red[w]);
-      r.max_cos = max_nan(r.max_cos, s_max[w]);
-    }
     item_records(T)[k] = r;
   }
   __syncthreads();
@@ -697,7 +711,6 @@ template <class P>
 ADAMP_ITEM_FN void decide_tensor(const TensorArgs& T, const typename P::Hyper& h, BlockCtx<P>& b, adamp::ChannelSums* red) {
   __shared__ double s_max[kWarps];
   const adamp::DecisionParams dp = P::decision_params(h);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const double e = adamp::cos_eps(dp.eps);
   double mx = 0.0;
   adamp::ChannelSums tot;
@@ -717,22 +730,9 @@ ADAMP_ITEM_FN void decide_tensor(const TensorArgs& T, const typename P::Hyper& h
       adamp::sums_add(tot, s);
     }
   }
-  warp_sum(tot);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) mx = max_nan(mx, __shfl_down_sync(0xffffffffu, mx, o));
-  if (lane == 0) {
-    red[warp] = tot;
-    s_max[warp] = mx;
-  }
-  __syncthreads();
+  block_fold(tot, mx, red, s_max);
   if (threadIdx.x == 0) {
-    adamp::ChannelSums t = red[0];
-    double m = s_max[0];
-    for (int w = 1; w < kWarps; ++w) {
-      adamp::sums_add(t, red[w]);
-      m = max_nan(m, s_max[w]);
-    }
-    const adamp::DecisionResult r = adamp::decide_reduced(m, t, T.channels, T.numel, dp.delta, dp.wd_ratio, dp.eps);
+    const adamp::DecisionResult r = adamp::decide_reduced(mx, tot, T.channels, T.numel, dp.delta, dp.wd_ratio, dp.eps);
     TensorState* ts = T.ts;
     ts->decision = r.code;
     ts->ch_max = r.channel_max_cos;
