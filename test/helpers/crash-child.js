@@ -7,7 +7,11 @@
  */
 'use strict';
 const path = require('node:path');
-const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
+const { parentPort } = require('node:worker_threads');
+const common = require('./child-common.js');
+
+const { param, fail, expectCode, main } = common;
+const runWorker = (role, data, onMessage) => common.runWorker(__filename, role, data, onMessage);
 
 const root = path.join(__dirname, '..', '..');
 const adamp = require(path.join(root, 'dist', 'lib', 'index.js'));
@@ -15,17 +19,6 @@ const { loadAddon } = require(path.join(root, 'dist', 'lib', 'binding', 'load.js
 
 const KINDS = ['AdamP', 'SGDP', 'AdamW', 'SGD'];
 const OPTIONS = { AdamP: { lr: 1e-3, weightDecay: 0.01 }, SGDP: { lr: 0.1, momentum: 0.9 }, AdamW: { lr: 1e-3 }, SGD: { lr: 0.1, momentum: 0.9, nesterov: true } };
-
-/** Deterministic data: element i of param k. */
-function param(k, rows, cols) {
-  const n = rows * cols;
-  const data = new Float32Array(n), grad = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    data[i] = Math.sin(i * 0.37 + k);
-    grad[i] = Math.cos(i * 0.11 + 2 * k) * 0.1;
-  }
-  return { name: `p${k}`, data, grad, shape: [rows, cols] };
-}
 
 function optimizer(kind, params, threads = 1) {
   return new adamp[kind](params, OPTIONS[kind], { backend: 'native', threads });
@@ -39,35 +32,6 @@ function bigOptimizer(k = 0, kind = 'AdamP') {
 
 function bytes(a) {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-}
-
-function fail(msg) {
-  console.error(`FAIL: ${msg}`);
-  process.exit(3);
-}
-
-function expectCode(fn, code, what) {
-  try {
-    fn();
-  } catch (e) {
-    if (e.code !== code) fail(`${what}: expected ${code}, got ${e.name} ${e.code}: ${e.message}`);
-    return e;
-  }
-  fail(`${what}: did not throw`);
-}
-
-/** Runs one worker of `role` and returns what it posted and how it ended. */
-function runWorker(role, data = {}, onMessage) {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(__filename, { workerData: { role, ...data } });
-    const messages = [];
-    w.on('message', (m) => {
-      messages.push(m);
-      if (onMessage) onMessage(w, m);
-    });
-    w.on('error', reject);
-    w.on('exit', (code) => resolve({ code, messages }));
-  });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -321,12 +285,4 @@ const scenarios = {
   },
 };
 
-if (isMainThread) {
-  const name = process.argv[2];
-  const run = scenarios[name];
-  if (!run) fail(`unknown scenario ${name}; one of ${Object.keys(scenarios).join(', ')}`);
-  Promise.resolve(run()).catch((e) => fail(e && e.stack ? e.stack : String(e)));
-} else {
-  roles[workerData.role](workerData).catch((e) => { console.error(`worker FAIL: ${e && e.stack}`); process.exit(3); });
-}
-
+main(scenarios, roles);

@@ -11,7 +11,11 @@
  */
 'use strict';
 const path = require('node:path');
-const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
+const { parentPort } = require('node:worker_threads');
+const common = require('./child-common.js');
+
+const { fail, expectCode, main } = common;
+const runWorker = (role, data, onMessage) => common.runWorker(__filename, role, data, onMessage);
 
 const root = path.join(__dirname, '..', '..');
 const adamp = require(path.join(root, 'dist', 'lib', 'index.js'));
@@ -20,16 +24,8 @@ const { loadAddon } = require(path.join(root, 'dist', 'lib', 'binding', 'load.js
 const KINDS = ['AdamP', 'SGDP'];
 const OPTIONS = { AdamP: { lr: 1e-3, weightDecay: 0.01 }, SGDP: { lr: 0.1, momentum: 0.9 } };
 
-/** Deterministic host data: element i of param k. */
-function param(k, rows = 64, cols = 48) {
-  const n = rows * cols;
-  const data = new Float32Array(n), grad = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    data[i] = Math.sin(i * 0.37 + k);
-    grad[i] = Math.cos(i * 0.11 + 2 * k) * 0.1;
-  }
-  return { name: `p${k}`, data, grad, shape: [rows, cols] };
-}
+/** Deterministic host data: element i of param k (64 x 48 by default). */
+const param = (k, rows = 64, cols = 48) => common.param(k, rows, cols);
 
 /** The same param with its data and gradient in device memory (DeviceTensor). */
 function deviceParam(k) {
@@ -44,40 +40,11 @@ function optimizer(k, device) {
   return { params, opt: new adamp[kind](params, OPTIONS[kind], { backend: 'cuda' }) };
 }
 
-function fail(msg) {
-  console.error(`FAIL: ${msg}`);
-  process.exit(3);
-}
-
 async function expectReject(promise, code, what) {
   let err = null;
   await promise.catch((e) => { err = e; });
   if (err === null) fail(`${what}: did not reject`);
   if (err.code !== code) fail(`${what}: expected ${code}, got ${err.name} ${err.code}: ${err.message}`);
-}
-
-function expectCode(fn, code, what) {
-  try {
-    fn();
-  } catch (e) {
-    if (e.code !== code) fail(`${what}: expected ${code}, got ${e.name} ${e.code}: ${e.message}`);
-    return;
-  }
-  fail(`${what}: did not throw`);
-}
-
-/** Runs one worker of `role` and returns what it posted and how it ended. */
-function runWorker(role, data = {}, onMessage) {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(__filename, { workerData: { role, ...data } });
-    const messages = [];
-    w.on('message', (m) => {
-      messages.push(m);
-      if (onMessage) onMessage(w, m);
-    });
-    w.on('error', reject);
-    w.on('exit', (code) => resolve({ code, messages }));
-  });
 }
 
 /** Resolves after `ms` (a moment of the worker's own timeline). */
@@ -284,15 +251,4 @@ const scenarios = {
 
 // ------------------------------------------------------------------------------------------------
 
-if (isMainThread) {
-  const name = process.argv[2];
-  const scenario = scenarios[name];
-  if (!scenario) fail(`unknown scenario '${name}' (${Object.keys(scenarios).join(', ')})`);
-  Promise.resolve(scenario()).catch((e) => fail(`${name}: ${e && e.stack}`));
-} else {
-  const { role, ...data } = workerData;
-  roles[role](data).catch((e) => {
-    console.error(`FAIL: worker ${role}: ${e && e.stack}`);
-    process.exit(3);
-  });
-}
+main(scenarios, roles);
