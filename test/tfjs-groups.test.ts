@@ -10,7 +10,7 @@ import { AdamP as CoreAdamP, OneCycleLR, StepLR } from '../lib/index';
 import type { AdamPOptions } from '../lib/index';
 import type { Param } from '../lib/types';
 import { rng, randn } from './helpers/random';
-import { adampCpuBackends, useTfjsBackend } from './helpers/tfjs';
+import { adampCpuBackends, artifactsOf, useTfjsBackend } from './helpers/tfjs';
 
 beforeAll(async () => {
   await useTfjsBackend('cpu');
@@ -214,12 +214,7 @@ describe('getConfig / fromConfig', () => {
     const make = () => new AdamP({ lr: 0.01, weightDecay: 0.1, groups: [{ select: /batch_normalization|bias$/, weightDecay: 0 }] });
     m.compile({ optimizer: make(), loss: 'meanSquaredError' });
     await m.fit(xs, ys, { epochs: 2, batchSize: 16, verbose: 0, shuffle: false });
-    let artifacts: tf.io.ModelArtifacts | undefined;
-    await m.save(tf.io.withSaveHandler(async (a) => {
-      artifacts = a;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }), { includeOptimizer: true });
-    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(artifacts!));
+    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(await artifactsOf(m)));
     const lo = loaded.optimizer as unknown as AdamP;
     expect(lo).toBeInstanceOf(AdamP);
     expect(lo.getConfig()).toEqual((m.optimizer as unknown as AdamP).getConfig());

@@ -13,7 +13,7 @@ import { AdamP, SGDP, AdamW, SGD, type AdampTfjsOptimizer, type NamedTensor } fr
 import { loadCheckpoint, saveCheckpoint, saveCheckpointSync } from '../lib/index';
 import { parseSafetensors, readF32 } from '../lib/checkpoint/safetensors';
 import { rng, randn } from './helpers/random';
-import { adampCpuBackends, useTfjsBackend } from './helpers/tfjs';
+import { adampCpuBackends, artifactsOf, useTfjsBackend } from './helpers/tfjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'adamp-tfjs-state-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -35,15 +35,6 @@ function model(seed: number): tfl.Sequential {
 function data(seed: number) {
   const r = rng(seed);
   return { xs: tf.tensor4d(randn(r, 16 * 50), [16, 5, 5, 2]), ys: tf.tensor2d(randn(r, 32), [16, 2]) };
-}
-
-async function artifactsOf(m: tfl.LayersModel): Promise<tf.io.ModelArtifacts> {
-  let out: tf.io.ModelArtifacts | undefined;
-  await m.save(tf.io.withSaveHandler(async (a) => {
-    out = a;
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-  }), { includeOptimizer: true });
-  return out!;
 }
 
 function bytesOf(a: tf.io.ModelArtifacts): Uint8Array {

@@ -9,6 +9,7 @@ import { AdamP as CoreAdamP, SGDP as CoreSGDP } from '../lib/index';
 import type { Param } from '../lib/types';
 import { availableBackends } from './helpers/backends';
 import { rng } from './helpers/random';
+import { artifactsOf } from './helpers/tfjs';
 
 /** adamp/tfjs runs on the CPU backends (tfjs tensors are read into host arrays). */
 const CPU_BACKENDS = availableBackends().filter((b): b is 'js' | 'native' => b === 'js' || b === 'native');
@@ -342,12 +343,7 @@ describe('serialization', () => {
     const model = mlp(9);
     model.compile({ optimizer: new AdamP({ lr: 0.01, weightDecay: 0.05, nesterov: true }), loss: 'meanSquaredError' });
     await model.fit(xs, ys, { epochs: 2, batchSize: 16, verbose: 0, shuffle: false });
-    let artifacts: tf.io.ModelArtifacts | undefined;
-    await model.save(tf.io.withSaveHandler(async (a) => {
-      artifacts = a;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }), { includeOptimizer: true });
-    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(artifacts!));
+    const loaded = await tfl.loadLayersModel(tf.io.fromMemory(await artifactsOf(model)));
     const lo = loaded.optimizer as unknown as AdamP;
     expect(lo).toBeInstanceOf(AdamP);
     expect(lo.getConfig()).toEqual((model.optimizer as unknown as AdamP).getConfig());

@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import type * as tfl from '@tensorflow/tfjs-layers';
 import { availableBackends } from './backends';
 
 export type TfjsBackendName = 'cpu' | 'wasm';
@@ -74,4 +75,14 @@ export function ownerOf(t: tf.Tensor): string | undefined {
   if (!info) return undefined;
   const engine = tf.engine() as unknown as { registry: Record<string, unknown> };
   return Object.keys(engine.registry).find((k) => engine.registry[k] === info.backend);
+}
+
+/** What `model.save(..., { includeOptimizer: true })` writes, kept in memory (tf.io.fromMemory loads it back). */
+export async function artifactsOf(m: tfl.LayersModel): Promise<tf.io.ModelArtifacts> {
+  let out: tf.io.ModelArtifacts | undefined;
+  await m.save(tf.io.withSaveHandler(async (a) => {
+    out = a;
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  }), { includeOptimizer: true });
+  return out!;
 }
