@@ -744,13 +744,13 @@ export abstract class Optimizer<O extends object, S extends object, P extends An
     return { p: master ?? EMPTY, g: g16 === null ? (g as Float32Array) : EMPTY, half };
   }
 
-  /** The step ran: keep new state, advance step counts, publish diagnostics (16-bit params were written by the engine). */
   /** Every group of the plan: as one step where the engine can (all or nothing across the groups), else one by one. */
   private runJobs(jobs: readonly StepJob[]): void {
     if (this.engine.stepAll !== undefined && jobs.length > 1) this.engine.stepAll(jobs, this.stepOptions);
     else for (const job of jobs) this.engine.step(job, this.stepOptions);
   }
 
+  /** The step ran: keep new state, advance step counts, publish diagnostics (16-bit params were written by the engine). */
   private commit(plan: Plan): void {
     this.pendingSkip = null; // this step ran (a device-scaled step sets it again after)
     this.skippedLast = false;
