@@ -230,44 +230,32 @@ __device__ __forceinline__ void write_info_part(const TensorArgs& T, int64_t k, 
 // Groups of four elements at an index multiple of 4: one 128-bit access when the group is
 // whole and the buffers are aligned, else element by element in [lo, hi).
 
+/** The three load paths: plain; read-only for the whole kernel (the gradient: the non-coherent
+ * path, __ldg); written earlier in this launch, possibly by another block (pass 2: the L2 through
+ * __ldcg, never a stale L1 line). */
+enum class Ld { Plain, ReadOnly, L2 };
+
+template <Ld L, class T>
+__device__ __forceinline__ T ld(const T* p) {
+  if constexpr (L == Ld::ReadOnly)
+    return __ldg(p);
+  else if constexpr (L == Ld::L2)
+    return __ldcg(p);
+  else
+    return *p;
+}
+
+template <Ld L = Ld::Plain>
 __device__ __forceinline__ void load4(const float* a, int64_t base, int lo, int hi, bool full, float (&x)[4]) {
   if (full) {
-    const float4 t = *reinterpret_cast<const float4*>(a + base);
+    const float4 t = ld<L>(reinterpret_cast<const float4*>(a + base));
     x[0] = t.x;
     x[1] = t.y;
     x[2] = t.z;
     x[3] = t.w;
   } else {
 #pragma unroll
-    for (int j = 0; j < 4; ++j) x[j] = (j >= lo && j < hi) ? a[base + j] : 0.0f;
-  }
-}
-
-/** Read-only for the whole kernel (the gradient): the non-coherent path. */
-__device__ __forceinline__ void load4_ro(const float* a, int64_t base, int lo, int hi, bool full, float (&x)[4]) {
-  if (full) {
-    const float4 t = __ldg(reinterpret_cast<const float4*>(a + base));
-    x[0] = t.x;
-    x[1] = t.y;
-    x[2] = t.z;
-    x[3] = t.w;
-  } else {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) x[j] = (j >= lo && j < hi) ? __ldg(a + base + j) : 0.0f;
-  }
-}
-
-/** Written earlier in this launch, possibly by another block (pass 2): L2, never a stale L1 line. */
-__device__ __forceinline__ void load4_cg(const float* a, int64_t base, int lo, int hi, bool full, float (&x)[4]) {
-  if (full) {
-    const float4 t = __ldcg(reinterpret_cast<const float4*>(a + base));
-    x[0] = t.x;
-    x[1] = t.y;
-    x[2] = t.z;
-    x[3] = t.w;
-  } else {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) x[j] = (j >= lo && j < hi) ? __ldcg(a + base + j) : 0.0f;
+    for (int j = 0; j < 4; ++j) x[j] = (j >= lo && j < hi) ? ld<L>(a + base + j) : 0.0f;
   }
 }
 
@@ -343,7 +331,7 @@ __device__ __forceinline__ void load_p(const TensorArgs& T, const BlockCtx<P>& b
     const int dt = store_p(T.storage);
     if (dt != kF32) {
       if (T.storage & kStoreMaster) {
-        if (cg) load4_cg(b.master, base, lo, hi, full, x);
+        if (cg) load4<Ld::L2>(b.master, base, lo, hi, full, x);
         else load4(b.master, base, lo, hi, full, x);
       } else {
         // without master weights the 16-bit param is only written by this element's last pass
@@ -352,7 +340,7 @@ __device__ __forceinline__ void load_p(const TensorArgs& T, const BlockCtx<P>& b
       return;
     }
   }
-  if (cg) load4_cg(T.p, base, lo, hi, full, x);
+  if (cg) load4<Ld::L2>(T.p, base, lo, hi, full, x);
   else load4(T.p, base, lo, hi, full, x);
 }
 
@@ -362,14 +350,14 @@ __device__ __forceinline__ void load_g(const TensorArgs& T, const BlockCtx<P>& b
   if constexpr (IsMixed<P>::value) {
     const int dt = store_g(T.storage);
     if (dt != kF32) load4_16(reinterpret_cast<const uint16_t*>(T.g), base, lo, hi, full, dt, true, x);
-    else load4_ro(T.g, base, lo, hi, full, x);
+    else load4<Ld::ReadOnly>(T.g, base, lo, hi, full, x);
     if (b.scaled) {
 #pragma unroll
       for (int j = 0; j < 4; ++j) x[j] = adamp::f_mul(x[j], b.inv);
     }
     return;
   }
-  load4_ro(T.g, base, lo, hi, full, x);
+  load4<Ld::ReadOnly>(T.g, base, lo, hi, full, x);
 }
 
 /** The stepped param: float32, or the master (float32) and the 16-bit param rounded from it. */
@@ -423,7 +411,7 @@ __device__ __forceinline__ void group_elements(const TensorArgs& T, int64_t base
 #pragma unroll
   for (int k = 0; k < P::kSlots; ++k) {
     if (pass2)
-      load4_cg(T.st[k], base, lo, hi, full, st[k]);
+      load4<Ld::L2>(T.st[k], base, lo, hi, full, st[k]);
     else
       load4(T.st[k], base, lo, hi, full, st[k]);
   }
