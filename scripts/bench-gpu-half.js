@@ -13,46 +13,22 @@
  *     master weights against torch.optim.AdamW(fused=True) on bfloat16 params, same bits in, after
  *     the same steps: the share of identical elements and the largest distance in bf16 ulps (PyTorch
  *     keeps its moments in bfloat16, we keep them in float32, so they are not expected to agree everywhere).
- *   node scripts/bench-gpu-half.js [--out FILE] [--iters 20] [--reps 5] [--torch DIR] [--emulation]
+ *   node scripts/bench-gpu-half.js [--out FILE] [--iters 20] [--reps 5] [--torch DIR] [--shapes FILE] [--emulation]
  * Exit 77 when no usable CUDA device (or only the CPU emulation, unless --emulation); 1 when the
  * CUDA and js backends differ.
  */
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const root = path.join(__dirname, '..');
-const adamp = require(path.join(root, 'dist', 'lib', 'index.js'));
+const { adamp, cli, requireCuda, loadShapes, filled, numelOf, timeSteps } = require('./gpu-bench-common.js');
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const out = opt('out', null);
-const iters = Number(opt('iters', 20));
-const reps = Number(opt('reps', 5));
-const torchDir = opt('torch', null);
-
-const report = adamp.backends().find((b) => b.name === 'cuda');
-if (!report || !report.available || (/emulation/i.test(report.reason) && !args.includes('--emulation'))) {
-  console.log(JSON.stringify({ skipped: true, reason: report ? report.reason : 'no cuda provider' }));
-  process.exit(77);
-}
+const c = cli();
+const { out, iters, reps } = c;
+const torchDir = c.opt('torch', null);
+const report = requireCuda(c);
 const { DeviceTensor, AdamW, AdamP, float32ToHalf } = adamp;
-const shapes = JSON.parse(fs.readFileSync(opt('shapes', path.join(root, 'bench', 'shapes.json')), 'utf8'));
+const shapes = loadShapes(c);
 const HYPER = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 };
-
-function filled(n, seed, scale) {
-  const a = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    a[i] = (x / 4294967296 - 0.5) * scale;
-  }
-  return a;
-}
-const numelOf = (s) => s.reduce((a, b) => a * b, 1);
-const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function deviceParams(list) {
   return list.map((shape, k) => ({
@@ -65,19 +41,6 @@ function free(ps) {
     p.data.dispose();
     if (p.grad instanceof DeviceTensor) p.grad.dispose();
   }
-}
-
-function timeSteps(o) {
-  for (let k = 0; k < 3; k++) o.step();
-  o.synchronize();
-  const runs = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = process.hrtime.bigint();
-    for (let k = 0; k < iters; k++) o.step();
-    o.synchronize();
-    runs.push(Number(process.hrtime.bigint() - t0) / 1e6 / iters);
-  }
-  return median(runs);
 }
 
 const result = { device: report.reason || 'cuda', iters, reps, sets: {}, parity: {}, torch: {} };
@@ -93,7 +56,7 @@ for (const name of ['resnet50', 'gpt2-small']) {
   for (const [key, Cls, master, bytes] of [['adamw_bf16', AdamW, false, 22], ['adamw_bf16_master', AdamW, true, 28], ['adamp_bf16_master', AdamP, true, null]]) {
     const ps = deviceParams(list);
     const o = new Cls(ps, HYPER, { backend: 'cuda', masterWeights: master, diagnostics: 'decisions' });
-    const ms = timeSteps(o);
+    const ms = timeSteps(o, c).median_ms;
     r[key] = { ms, ...(bytes ? { bytes_per_element: bytes, achieved_GBps: (bytes * numel) / (ms * 1e-3) / 1e9 } : {}) };
     console.log(`${name.padEnd(10)} ${key.padEnd(18)} ${ms.toFixed(4)} ms/step` + (bytes ? `, ${r[key].achieved_GBps.toFixed(0)} GB/s of ${bytes} B/element` : ''));
     o.dispose();

@@ -30,9 +30,9 @@ norms           35  AdamP with and without the info norms
 ncu             55  Nsight Compute on one AdamP step (ResNet-50): DRAM throughput, L2 hit rate
 node_bench      45  the Node API on device params vs host params (scripts/bench-gpu-node.js)
 "
-GPU_FILES="native/tests/cuda/bench_cuda_step.cu bench/shapes.json scripts/bench-gpu-node.js scripts/gpu-summary.py"
+GPU_FILES="native/tests/cuda/bench_cuda_step.cu bench/shapes.json scripts/bench-gpu-node.js scripts/gpu-bench-common.js scripts/gpu-summary.py"
 GPU_PYTHON="scripts/gpu-summary.py"
-GPU_NODE="scripts/bench-gpu-node.js"
+GPU_NODE="scripts/bench-gpu-node.js scripts/gpu-bench-common.js"
 
 BENCH_BIN="build-gpu/native/tests/cuda/bench_cuda_step"
 export BENCH_BIN

@@ -46,9 +46,9 @@ synccheck  25  compute-sanitizer synccheck
 racecheck  30  compute-sanitizer racecheck (shared memory)
 node       25  the addon in Node on the GPU: every kind (scripts/gpu-smoke.js)
 "
-GPU_FILES="native/tests/cuda/test_cuda_step.cpp native/tests/cuda/bench_cuda_step.cu bench/shapes.json scripts/bench_torch_gpu.py scripts/official_torch.py scripts/gpu-smoke.js scripts/gpu-summary.py test/fixtures/adamp_conv_bias_wd.json scripts/half_torch_gpu.py scripts/torch_gpu.py scripts/bench-gpu-half.js"
+GPU_FILES="native/tests/cuda/test_cuda_step.cpp native/tests/cuda/bench_cuda_step.cu bench/shapes.json scripts/bench_torch_gpu.py scripts/official_torch.py scripts/gpu-smoke.js scripts/gpu-summary.py test/fixtures/adamp_conv_bias_wd.json scripts/half_torch_gpu.py scripts/torch_gpu.py scripts/bench-gpu-half.js scripts/gpu-bench-common.js"
 GPU_PYTHON="scripts/gpu-summary.py scripts/bench_torch_gpu.py scripts/official_torch.py scripts/half_torch_gpu.py scripts/torch_gpu.py"
-GPU_NODE="scripts/gpu-smoke.js scripts/bench-gpu-half.js"
+GPU_NODE="scripts/gpu-smoke.js scripts/bench-gpu-half.js scripts/gpu-bench-common.js"
 
 TEST_BIN="build-gpu/native/tests/cuda/test_cuda_step"
 BENCH_BIN="build-gpu/native/tests/cuda/bench_cuda_step"
