@@ -4,7 +4,7 @@
 # runs the jest files against it, so CudaEngine's upload / step / flush / info / invalidate logic
 # and the exports' checks are exercised everywhere. Real hardware: scripts/gpu-validate.sh.
 #   scripts/test-cuda-emulated.sh [jest args...]
-#   ADAMP_CUDA_EMU_TESTS="test/cuda-engine.test.ts"   which files (default: the four CUDA test files)
+#   ADAMP_CUDA_EMU_TESTS="test/cuda-engine.test.ts"   which files (default: the four CUDA test files and the GPU benchmark scripts' test)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -22,4 +22,4 @@ g++ -std=c++17 -O1 -fPIC -shared -ffp-contract=off -fno-math-errno -Wno-unknown-
   native/binding/*.cc native/cuda/napi_exports.cc native/tests/cuda/emu/adamp_cuda_emu.cpp \
   "$OUTDIR/cpu/libadamp_cpu.a" -pthread -o "$OUTDIR/adamp.node"
 # shellcheck disable=SC2086
-ADAMP_ADDON_PATH="$ROOT/$OUTDIR/adamp.node" npx jest ${ADAMP_CUDA_EMU_TESTS:-test/cuda-engine.test.ts test/cuda-device.test.ts test/cuda-mixed.test.ts test/cuda-crash.test.ts} "$@"
+ADAMP_ADDON_PATH="$ROOT/$OUTDIR/adamp.node" npx jest ${ADAMP_CUDA_EMU_TESTS:-test/cuda-engine.test.ts test/cuda-device.test.ts test/cuda-mixed.test.ts test/cuda-crash.test.ts test/gpu-scripts.test.ts} "$@"
