@@ -5,7 +5,7 @@
  * and GPT-2-small sets (bench/shapes.json), AdamP and SGDP, against the same optimizer on host
  * Float32Array params (gradients uploaded at each step, params written back by synchronize()).
  * Timing: `iters` steps queued back to back, then synchronize(); median of `reps` such runs,
- * reported as ms/step. Part of scripts/gpu-validate.sh (step bench); needs dist/ (npm run build:ts).
+ * reported as ms/step. Part of scripts/gpu-validate-more.sh (step node_bench); needs dist/ (npm run build:ts).
  *   node scripts/bench-gpu-node.js [--out FILE] [--iters 20] [--reps 5] [--sets resnet50,gpt2-small] [--shapes FILE] [--emulation]
  * Exit 77 when no usable CUDA device (or only the CPU emulation, unless --emulation) is present.
  */
