@@ -63,4 +63,4 @@ function timeSteps(o, { iters, reps }) {
   return { median_ms: median(runs), runs_ms: runs };
 }
 
-module.exports = { adamp, cli, requireCuda, loadShapes, filled, numelOf, median, timeSteps };
+module.exports = { adamp, cli, requireCuda, loadShapes, filled, numelOf, timeSteps };
